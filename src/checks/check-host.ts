@@ -1,0 +1,150 @@
+// Assembles the two scopes of DESIGN.md from a host view and runs the engine:
+// persistent (store + mdevctl auto definitions vs the persistent masks) and
+// active (live masks and mdevs). Pure: the view was read before.
+
+import { formatApqn } from '../model/apqn.js';
+import { IdSet } from '../model/idset.js';
+import { mdevApqns, mdevLabel, type MdevDefinition } from '../model/mdev.js';
+import type { HostView, LiveState } from '../host/state.js';
+import type { Store } from '../store/store.js';
+import { findHostOwned, findSharedApqns, mergeConflicts, type Claim, type ConflictList, type Scope } from './conflicts.js';
+
+export interface CheckWarning {
+  scope: Scope;
+  kind: string;
+  uuid?: string;
+  message: string;
+}
+
+export interface CheckResult extends ConflictList {
+  warnings: CheckWarning[];
+}
+
+export interface ResolvedMasks {
+  apmask: IdSet;
+  aqmask: IdSet;
+  /** Where each side came from, for messages. */
+  source: { apmask: MaskSource; aqmask: MaskSource };
+}
+
+export type MaskSource = 'store' | 'active' | 'kernel-default';
+
+/**
+ * The masks the host will have after boot: the store's; a side the store does
+ * not set stays as the kernel has it (the active value; the kernel's default,
+ * everything to the host, when there is none).
+ */
+export function persistentMasks(store: Store, live: LiveState | undefined): ResolvedMasks {
+  const side = (key: 'apmask' | 'aqmask'): [IdSet, MaskSource] => {
+    const own = store.masks[key];
+    if (own) return [own, 'store'];
+    const active = live?.masks?.[key];
+    return active ? [active, 'active'] : [IdSet.full(), 'kernel-default'];
+  };
+  const [apmask, apSource] = side('apmask');
+  const [aqmask, aqSource] = side('aqmask');
+  return { apmask, aqmask, source: { apmask: apSource, aqmask: aqSource } };
+}
+
+/** Auto mdevs of the store plus mdevctl's auto definitions the store does not hold. */
+export function autostartMdevs(view: Pick<HostView, 'store' | 'mdevctl'>): MdevDefinition[] {
+  const ours = view.store.store.mdevs;
+  const known = new Set(ours.map((m) => m.uuid));
+  return [
+    ...ours.filter((m) => m.start === 'auto'),
+    ...view.mdevctl.definitions.filter((m) => m.start === 'auto' && !known.has(m.uuid)),
+  ];
+}
+
+export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live'>): CheckResult {
+  const masks = persistentMasks(view.store.store, view.live);
+  const autos = autostartMdevs(view);
+  const conflicts = mergeConflicts(
+    findSharedApqns(autos, 'persistent'),
+    findHostOwned(autos, masks.apmask, masks.aqmask, 'persistent'),
+  );
+  const warnings: CheckWarning[] = [];
+  for (const key of ['apmask', 'aqmask'] as const) {
+    if (masks.source[key] !== 'store') {
+      warnings.push({
+        scope: 'persistent',
+        kind: 'mask-not-set',
+        message: `the store sets no ${key}; the check assumes the ${masks.source[key] === 'active' ? 'active' : "kernel's default (all IDs to the host)"} value`,
+      });
+    }
+  }
+  for (const u of view.mdevctl.unreadable) {
+    warnings.push({ scope: 'persistent', kind: 'mdevctl-unreadable', message: `skipped mdevctl definition ${u.path}: ${u.reason}` });
+  }
+  warnings.push(...mdevWarnings(view.store.store.mdevs, view.live, 'persistent'));
+  return { ...conflicts, warnings };
+}
+
+export function checkActive(live: LiveState): CheckResult {
+  if (!live.masks) {
+    return {
+      conflicts: [],
+      omitted: 0,
+      warnings: live.apBus
+        ? [{ scope: 'active', kind: 'masks-unreadable', message: 'the active AP masks could not be read' }]
+        : [{ scope: 'active', kind: 'no-ap-bus', message: 'no AP bus (sys/bus/ap): the active state was not checked' }],
+    };
+  }
+  const conflicts = mergeConflicts(
+    findSharedApqns(live.mdevs, 'active'),
+    findHostOwned(live.mdevs, live.masks.apmask, live.masks.aqmask, 'active'),
+  );
+  return { ...conflicts, warnings: [] };
+}
+
+/** Findings that do not stop anything but that an admin wants to know. */
+export function mdevWarnings(mdevs: readonly MdevDefinition[], live: LiveState | undefined, scope: Scope): CheckWarning[] {
+  const out: CheckWarning[] = [];
+  const oldCards = new Map((live?.cards ?? []).filter((c) => c.hwtype !== undefined && c.hwtype < 10).map((c) => [c.adapter, c.hwtype]));
+  const present = live?.apBus ? new Set(live.queues.map((q) => q.adapter * 256 + q.domain)) : undefined;
+  for (const m of mdevs) {
+    const label = mdevLabel(m);
+    const warn = (kind: string, message: string): void => void out.push({ scope, kind, uuid: m.uuid, message: `mdev ${label}: ${message}` });
+    if (!m.adapters.isEmpty() && m.domains.isEmpty()) warn('no-domains', 'has adapters but no usage domains, so it gives the guest no queue');
+    if (m.adapters.isEmpty() && !m.domains.isEmpty()) warn('no-adapters', 'has domains but no adapters, so it gives the guest no queue');
+    if (live?.maxIds) {
+      const over = (ids: IdSet, max: number): number[] => ids.ids().filter((id) => id > max);
+      const a = over(m.adapters, live.maxIds.adapter);
+      const d = over(m.domains.union(m.controlDomains), live.maxIds.domain);
+      if (a.length) warn('above-max-id', `adapter(s) ${IdSet.of(a).toRanges()} above ap_max_adapter_id ${live.maxIds.adapter}; the kernel refuses them (ENODEV)`);
+      if (d.length) warn('above-max-id', `domain(s) ${IdSet.of(d).toRanges()} above ap_max_domain_id ${live.maxIds.domain}; the kernel refuses them (ENODEV)`);
+    }
+    for (const a of m.adapters.ids()) {
+      const hw = oldCards.get(a);
+      if (hw !== undefined) warn('old-card', `card ${a.toString(16).padStart(2, '0')} has hwtype ${hw} (older than CEX4, type 10); vfio_ap never gets its queues`);
+    }
+    if (present) {
+      const missing = mdevApqns(m).toArray().filter((q) => !present.has(q.adapter * 256 + q.domain));
+      if (missing.length) {
+        const shown = missing.slice(0, 8).map(formatApqn).join(', ');
+        warn('not-present', `${missing.length} APQN(s) not present on this host (${shown}${missing.length > 8 ? ', ...' : ''}); allowed, the guest gets them when they appear`);
+      }
+    }
+  }
+  return out;
+}
+
+/** Runs the scopes asked for. */
+export function checkHost(view: HostView, scopes: { persistent: boolean; active: boolean }): CheckResult {
+  const parts: CheckResult[] = [];
+  if (scopes.persistent) parts.push(checkPersistent(view));
+  if (scopes.active) parts.push(checkActive(view.live));
+  const merged = mergeConflicts(...parts);
+  return { ...merged, warnings: parts.flatMap((p) => p.warnings) };
+}
+
+/** Conflicts in `after` that `before` did not have: what a change introduces. */
+export function newConflicts(before: ConflictList, after: ConflictList): ConflictList {
+  const key = (c: ConflictList['conflicts'][number]): string =>
+    `${c.scope}|${c.kind}|${c.apqn.adapter}.${c.apqn.domain}|${c.owners[0].uuid}|${c.owners[1].uuid}`;
+  const old = new Set(before.conflicts.map(key));
+  const conflicts = after.conflicts.filter((c) => !old.has(key(c)));
+  return { conflicts, omitted: after.omitted };
+}
+
+export type { Claim };

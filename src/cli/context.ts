@@ -1,0 +1,59 @@
+// What every command gets: the host paths, sysfs, output and the global flags.
+
+import { HostPaths } from '../host/paths.js';
+import { FileSysfs } from '../sysfs/file-sysfs.js';
+import type { Sysfs } from '../sysfs/sysfs.js';
+
+export interface Io {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  env: Record<string, string | undefined>;
+  /** Standard input, for the callout. */
+  stdin?: () => string;
+}
+
+export interface GlobalOptions {
+  root?: string;
+  config?: string;
+  json?: boolean;
+  verbose?: boolean;
+  quiet?: boolean;
+  exec?: boolean;
+}
+
+export interface Context {
+  paths: HostPaths;
+  sysfs: Sysfs;
+  io: Io;
+  json: boolean;
+  verbose: boolean;
+  quiet: boolean;
+  /** Host commands (modprobe, systemctl, udevadm, mdevctl) run only on `/` or with --exec. */
+  exec: boolean;
+  out(line?: string): void;
+  /** Progress and notes: hidden by -q and under --json. */
+  info(line: string): void;
+  warn(line: string): void;
+  printJson(doc: unknown): void;
+}
+
+export function makeContext(opts: GlobalOptions, io: Io, sysfs?: Sysfs): Context {
+  const paths = new HostPaths(opts.root ?? '/', opts.config);
+  const json = Boolean(opts.json);
+  const quiet = Boolean(opts.quiet);
+  return {
+    paths,
+    sysfs: sysfs ?? new FileSysfs(paths.root),
+    io,
+    json,
+    verbose: Boolean(opts.verbose),
+    quiet,
+    exec: paths.isRealRoot || Boolean(opts.exec),
+    out: (line = '') => io.stdout(`${line}\n`),
+    info: (line) => {
+      if (!quiet && !json) io.stdout(`${line}\n`);
+    },
+    warn: (line) => io.stderr(`${line}\n`),
+    printJson: (doc) => io.stdout(`${JSON.stringify(doc, null, 2)}\n`),
+  };
+}

@@ -1,0 +1,134 @@
+// mask show / mask set.
+
+import type { Context } from '../cli/context.js';
+import { checkPersistent, newConflicts, persistentMasks } from '../checks/check-host.js';
+import { findHostOwned, mergeConflicts } from '../checks/conflicts.js';
+import { RuntimeError } from '../errors.js';
+import { withLock } from '../host/lock.js';
+import type { IdSet } from '../model/idset.js';
+import { applyMaskSpec } from '../model/maskspec.js';
+import type { HostMasks } from '../model/mdev.js';
+import { applyMaskWrites, planMaskWrites } from '../runtime/masks.js';
+import { putMasks, saveStore } from '../store/store.js';
+import { isSysfsError } from '../sysfs/sysfs.js';
+import { parseMaskArgs } from './masks-arg.js';
+import { readHostView, reportRefusal } from './view.js';
+
+type Side = { apmask: string | null; aqmask: string | null } | null;
+
+export function maskShow(ctx: Context): number {
+  const view = readHostView(ctx);
+  const persistent: Side = {
+    apmask: view.store.store.masks.apmask?.toRanges() ?? null,
+    aqmask: view.store.store.masks.aqmask?.toRanges() ?? null,
+  };
+  const live = view.live.masks;
+  const active: Side = live ? { apmask: live.apmask.toRanges(), aqmask: live.aqmask.toRanges() } : null;
+  if (ctx.json) {
+    ctx.printJson({ persistent, active });
+    return 0;
+  }
+  for (const line of maskTable(persistent, active)) ctx.out(line);
+  return 0;
+}
+
+/** lszdev-style: one row per mask, persistent and active side by side. */
+export function maskTable(persistent: Side, active: Side): string[] {
+  const cell = (side: Side, key: 'apmask' | 'aqmask', none: string): string => {
+    if (!side) return none;
+    const v = side[key];
+    return v === null ? '(not set)' : `"${v}"`;
+  };
+  const rows = (['apmask', 'aqmask'] as const).map((k) => [k, cell(persistent, k, '(no store)'), cell(active, k, '(no AP bus)')]);
+  const w1 = Math.max(10, ...rows.map((r) => r[1]!.length)) + 2;
+  return [`${'mask'.padEnd(8)}${'persistent'.padEnd(w1)}active`, ...rows.map((r) => `${r[0]!.padEnd(8)}${r[1]!.padEnd(w1)}${r[2]}`)];
+}
+
+export interface MaskSetOptions {
+  persistent?: boolean;
+  active?: boolean;
+  dryRun?: boolean;
+}
+
+export function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): number {
+  const specs = parseMaskArgs(args);
+  const both = !opts.persistent && !opts.active;
+  const doPersistent = both || Boolean(opts.persistent);
+  let doActive = both || Boolean(opts.active);
+  return withLock(ctx.paths.lock, () => {
+    const view = readHostView(ctx);
+    const live = view.live.masks;
+    if (doActive && !live) {
+      if (opts.active) {
+        throw new RuntimeError('the active masks cannot be read', {
+          where: ctx.paths.at('sys/bus/ap'),
+          hint: 'is the ap module loaded on this IBM Z host? use --persistent to change the store only',
+        });
+      }
+      ctx.warn(`warning: no AP bus at ${ctx.paths.at('sys/bus/ap')}; changing the persistent masks only`);
+      doActive = false;
+    }
+
+    const oldStoreMasks = view.store.store.masks;
+    const base = persistentMasks(view.store.store, view.live);
+    const newPersistent: HostMasks = { ...oldStoreMasks };
+    const newActive = live ? { ...live } : undefined;
+    for (const key of ['apmask', 'aqmask'] as const) {
+      const spec = specs[key];
+      if (!spec) continue;
+      // Relative changes start from the persistent mask, or the active one when the store has none.
+      newPersistent[key] = applyMaskSpec(spec, base[key]);
+      if (newActive) newActive[key] = applyMaskSpec(spec, newActive[key]);
+    }
+
+    // Refuse what the change would introduce, nothing else: an old conflict is check's business.
+    let refusal = mergeConflicts();
+    if (doPersistent) {
+      const after = { ...view, store: { ...view.store, store: { ...view.store.store, masks: newPersistent } } };
+      refusal = mergeConflicts(refusal, newConflicts(checkPersistent(view), checkPersistent(after)));
+    }
+    if (doActive && live && newActive) {
+      const before = findHostOwned(view.live.mdevs, live.apmask, live.aqmask, 'active', 'active-mdev-host');
+      const after = findHostOwned(view.live.mdevs, newActive.apmask, newActive.aqmask, 'active', 'active-mdev-host');
+      refusal = mergeConflicts(refusal, newConflicts(before, after));
+    }
+    if (refusal.conflicts.length) return reportRefusal(ctx, 'this mask change', refusal);
+
+    const changes: { scope: string; key: string; from: string | null; to: string }[] = [];
+    const note = (scope: string, key: 'apmask' | 'aqmask', from: IdSet | undefined, to: IdSet | undefined): void => {
+      if (to && !(from && from.equals(to))) changes.push({ scope, key, from: from?.toRanges() ?? null, to: to.toRanges() });
+    };
+    for (const key of ['apmask', 'aqmask'] as const) {
+      if (doPersistent) note('persistent', key, oldStoreMasks[key], newPersistent[key]);
+      if (doActive) note('active', key, live?.[key], newActive?.[key]);
+    }
+
+    if (!opts.dryRun) {
+      if (doActive && live && newActive) {
+        try {
+          applyMaskWrites(ctx.sysfs, planMaskWrites(live, newActive));
+        } catch (err) {
+          if (!isSysfsError(err)) throw err;
+          throw new RuntimeError(`the kernel refused the mask write: ${err.message}`, {
+            where: ctx.paths.at(`sys/${err.path}`),
+            hint:
+              err.code === 'EBUSY'
+                ? 'an mdev holds queues the new mask gives to the host; stop it first'
+                : 'nothing was written to the store; check the value and the kernel log',
+          });
+        }
+      }
+      if (doPersistent) {
+        putMasks(view.store.doc, newPersistent, oldStoreMasks);
+        saveStore(view.store);
+      }
+    }
+    if (ctx.json) ctx.printJson({ dry_run: Boolean(opts.dryRun), changes });
+    else {
+      const verb = opts.dryRun ? 'would set' : 'set';
+      if (changes.length === 0) ctx.info('masks unchanged');
+      for (const c of changes) ctx.info(`${verb} ${c.scope} ${c.key} "${c.to}" (was ${c.from === null ? 'not set' : `"${c.from}"`})`);
+    }
+    return 0;
+  });
+}

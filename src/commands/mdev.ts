@@ -1,0 +1,216 @@
+// mdev define / modify / undefine / list: edits of the store, checked first.
+
+import { randomUUID } from 'node:crypto';
+import type { Context } from '../cli/context.js';
+import { checkPersistent, mdevWarnings } from '../checks/check-host.js';
+import { InputError } from '../errors.js';
+import { withLock } from '../host/lock.js';
+import type { HostView } from '../host/state.js';
+import { parseIdList } from '../model/idlist.js';
+import { IdSet } from '../model/idset.js';
+import { mdevLabel, type MdevDefinition, type StartMode } from '../model/mdev.js';
+import { parseUuid, type Uuid } from '../model/uuid.js';
+import { putMdev, removeMdev, saveStore } from '../store/store.js';
+import type { ActiveMdev } from '../sysfs/ap-host.js';
+import { printWarnings, readHostView, reportRefusal } from './view.js';
+
+export interface MdevOptions {
+  adapters?: string;
+  domains?: string;
+  controlDomains?: string;
+  name?: string;
+  start?: string;
+}
+
+function ids(text: string | undefined, option: string, what: string, allowEmpty: boolean): IdSet | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return parseIdList(text, what, allowEmpty);
+  } catch (err) {
+    if (err instanceof InputError) throw new InputError(err.message, { where: option, hint: err.hint });
+    throw err;
+  }
+}
+
+function startMode(text: string | undefined): StartMode | undefined {
+  if (text === undefined || text === 'auto' || text === 'manual') return text;
+  throw new InputError(`'${text}' is neither auto nor manual`, { where: '--start', hint: 'use --start auto or --start manual' });
+}
+
+function mdevName(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  if (/[;#\n\r]/.test(text)) throw new InputError(`the name '${text}' contains ; # or a line break`, { where: '--name', hint: 'choose a name without them' });
+  return text.trim();
+}
+
+function findDefined(view: HostView, uuidText: string): { uuid: Uuid; mdev: MdevDefinition } {
+  const uuid = parseUuid(uuidText);
+  const mdev = view.store.store.mdevs.find((m) => m.uuid === uuid);
+  if (!mdev) {
+    throw new InputError(`no mdev ${uuid} in the store`, {
+      where: view.store.path,
+      hint: "'ap-persist mdev list' shows the defined mdevs; 'ap-persist mdev define' adds one",
+    });
+  }
+  return { uuid, mdev };
+}
+
+/** Checks the edited store; conflicts that involve `uuid` refuse the edit. */
+function commit(ctx: Context, view: HostView, mdev: MdevDefinition, previous: MdevDefinition | undefined, what: string): number {
+  putMdev(view.store.doc, mdev, previous);
+  if (mdev.start === 'auto') {
+    const after = view.store.store.mdevs.filter((m) => m.uuid !== mdev.uuid).concat(mdev);
+    const result = checkPersistent({ ...view, store: { ...view.store, store: { ...view.store.store, mdevs: after } } });
+    const mine = result.conflicts.filter((c) => c.owners.some((o) => o.uuid === mdev.uuid));
+    if (mine.length) return reportRefusal(ctx, what, { conflicts: mine, omitted: 0 });
+  }
+  saveStore(view.store);
+  if (ctx.json) ctx.printJson(mdevJson(mdev, true, view.live.mdevs.some((a) => a.uuid === mdev.uuid)));
+  printWarnings(ctx, mdevWarnings([mdev], view.live, 'persistent'));
+  return 0;
+}
+
+export function mdevDefine(ctx: Context, uuidText: string | undefined, opts: MdevOptions): number {
+  const adapters = ids(opts.adapters, '--adapters', 'adapter', false);
+  const domains = ids(opts.domains, '--domains', 'domain', false);
+  if (!adapters || !domains) {
+    throw new InputError('mdev define needs --adapters and --domains', { hint: 'e.g. ap-persist mdev define --adapters 5,6 --domains 4,0xab' });
+  }
+  const generated = uuidText === undefined;
+  const uuid = generated ? (randomUUID() as Uuid) : parseUuid(uuidText);
+  const mdev: MdevDefinition = {
+    uuid,
+    name: mdevName(opts.name) || undefined,
+    adapters,
+    domains,
+    controlDomains: ids(opts.controlDomains, '--control-domains', 'control domain', true) ?? IdSet.empty(),
+    start: startMode(opts.start) ?? 'auto',
+  };
+  return withLock(ctx.paths.lock, () => {
+    const view = readHostView(ctx);
+    if (view.store.store.mdevs.some((m) => m.uuid === uuid)) {
+      throw new InputError(`mdev ${uuid} is already defined`, { where: view.store.path, hint: `use 'ap-persist mdev modify ${uuid}' to change it` });
+    }
+    const code = commit(ctx, view, mdev, undefined, `defining mdev ${mdevLabel(mdev)}`);
+    if (code === 0 && !ctx.json) {
+      if (generated) ctx.out(uuid);
+      ctx.info(`defined mdev ${describeMdev(mdev)}`);
+    }
+    return code;
+  });
+}
+
+export function mdevModify(ctx: Context, uuidText: string, opts: MdevOptions): number {
+  const changes = {
+    adapters: ids(opts.adapters, '--adapters', 'adapter', false),
+    domains: ids(opts.domains, '--domains', 'domain', false),
+    controlDomains: ids(opts.controlDomains, '--control-domains', 'control domain', true),
+    name: mdevName(opts.name),
+    start: startMode(opts.start),
+  };
+  if (Object.values(changes).every((v) => v === undefined)) {
+    throw new InputError('mdev modify needs at least one of --adapters, --domains, --control-domains, --name, --start');
+  }
+  return withLock(ctx.paths.lock, () => {
+    const view = readHostView(ctx);
+    const { mdev: previous } = findDefined(view, uuidText);
+    const mdev: MdevDefinition = {
+      ...previous,
+      adapters: changes.adapters ?? previous.adapters,
+      domains: changes.domains ?? previous.domains,
+      controlDomains: changes.controlDomains ?? previous.controlDomains,
+      name: changes.name === undefined ? previous.name : changes.name || undefined,
+      start: changes.start ?? previous.start,
+    };
+    const code = commit(ctx, view, mdev, previous, `modifying mdev ${mdevLabel(mdev)}`);
+    if (code === 0 && !ctx.json) {
+      ctx.info(`modified mdev ${describeMdev(mdev)}`);
+      if (view.live.mdevs.some((a) => a.uuid === mdev.uuid)) {
+        ctx.info('  it is active: the change takes effect when it is next started');
+      }
+    }
+    return code;
+  });
+}
+
+export function mdevUndefine(ctx: Context, uuidText: string): number {
+  return withLock(ctx.paths.lock, () => {
+    const view = readHostView(ctx);
+    const { uuid, mdev } = findDefined(view, uuidText);
+    removeMdev(view.store.doc, uuid);
+    saveStore(view.store);
+    if (ctx.json) ctx.printJson({ undefined: uuid });
+    else ctx.info(`undefined mdev ${mdevLabel(mdev)}`);
+    if (view.live.mdevs.some((a) => a.uuid === uuid)) {
+      ctx.warn(`note: mdev ${uuid} is still active; 'ap-persist mdev stop ${uuid}' removes it once its guest is down`);
+    }
+    return 0;
+  });
+}
+
+export interface MdevJson {
+  uuid: string;
+  name: string | null;
+  adapters: number[];
+  domains: number[];
+  control_domains: number[];
+  start: StartMode | null;
+  defined: boolean;
+  active: boolean;
+}
+
+function mdevJson(m: Pick<MdevDefinition, 'uuid' | 'adapters' | 'domains' | 'controlDomains'> & { name?: string | undefined; start?: StartMode }, defined: boolean, active: boolean): MdevJson {
+  return {
+    uuid: m.uuid,
+    name: m.name ?? null,
+    adapters: m.adapters.ids(),
+    domains: m.domains.ids(),
+    control_domains: m.controlDomains.ids(),
+    start: m.start ?? null,
+    defined,
+    active,
+  };
+}
+
+/** The store's mdevs and the active ones; an active mdev shows its live matrix. */
+export function mdevRows(view: HostView): MdevJson[] {
+  const active = new Map<string, ActiveMdev>(view.live.mdevs.map((m) => [m.uuid, m]));
+  const rows = view.store.store.mdevs.map((m) => mdevJson(m, true, active.has(m.uuid)));
+  const defined = new Set(rows.map((r) => r.uuid));
+  for (const a of view.live.mdevs) if (!defined.has(a.uuid)) rows.push(mdevJson(a, false, true));
+  return rows;
+}
+
+export function mdevList(ctx: Context, opts: { defined?: boolean; active?: boolean }): number {
+  const view = readHostView(ctx);
+  const rows = mdevRows(view).filter((r) => (!opts.defined || r.defined) && (!opts.active || r.active));
+  if (ctx.json) {
+    ctx.printJson(rows);
+    return 0;
+  }
+  for (const line of mdevTable(rows)) ctx.out(line);
+  return 0;
+}
+
+export function mdevTable(rows: readonly MdevJson[]): string[] {
+  if (rows.length === 0) return ['no mdevs defined or active'];
+  const r = (ids: number[]): string => (ids.length ? IdSet.of(ids).toRanges() : '-');
+  const table = rows.map((m) => [
+    m.uuid,
+    m.name ?? '-',
+    r(m.adapters),
+    r(m.domains),
+    r(m.control_domains),
+    m.start ?? '-',
+    [m.defined ? 'defined' : 'not in store', m.active ? 'active' : 'inactive'].join(', '),
+  ]);
+  const head = ['UUID', 'NAME', 'ADAPTERS', 'DOMAINS', 'CONTROL', 'START', 'STATE'];
+  const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
+  const fmt = (row: string[]): string => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]! + 2))).join('');
+  return [fmt(head), ...table.map(fmt)];
+}
+
+export function describeMdev(m: MdevDefinition): string {
+  const cd = m.controlDomains.isEmpty() ? '' : `, control domains ${m.controlDomains.toRanges()}`;
+  return `${mdevLabel(m)}: adapters ${m.adapters.toRanges() || '-'}, domains ${m.domains.toRanges() || '-'}${cd}, start ${m.start}`;
+}

@@ -1,0 +1,76 @@
+// ap-persist status: masks, mdevs and the last hook report, in that order.
+
+import { existsSync, readFileSync } from 'node:fs';
+import type { Context } from '../cli/context.js';
+import { maskTable } from './mask.js';
+import { mdevRows, mdevTable } from './mdev.js';
+import { readHostView } from './view.js';
+import { describeHookReport, type HookReport } from '../runtime/hook-report.js';
+
+export function readLastHook(ctx: Context): HookReport | undefined {
+  if (!existsSync(ctx.paths.lastHook)) return undefined;
+  try {
+    return JSON.parse(readFileSync(ctx.paths.lastHook, 'utf8')) as HookReport;
+  } catch {
+    return undefined;
+  }
+}
+
+export function status(ctx: Context, opts: { matrix?: boolean }): number {
+  const view = readHostView(ctx);
+  const s = view.store.store;
+  const persistent = { apmask: s.masks.apmask?.toRanges() ?? null, aqmask: s.masks.aqmask?.toRanges() ?? null };
+  const live = view.live.masks;
+  const active = live ? { apmask: live.apmask.toRanges(), aqmask: live.aqmask.toRanges() } : null;
+  const mdevs = mdevRows(view);
+  const hook = readLastHook(ctx);
+  if (ctx.json) {
+    ctx.printJson({
+      store: view.store.exists ? view.store.path : null,
+      masks: { persistent, active },
+      vfio_ap_loaded: view.live.vfioAp,
+      mdevs,
+      last_hook: hook ?? null,
+    });
+    return 0;
+  }
+  ctx.out(`store: ${view.store.exists ? view.store.path : `${view.store.path} (not created yet)`}`);
+  ctx.out(`AP bus: ${view.live.apBus ? `${view.live.cards.length} card(s), ${view.live.queues.length} queue(s)` : 'not found'}; vfio_ap ${view.live.vfioAp ? 'loaded' : 'not loaded'}`);
+  ctx.out();
+  for (const line of maskTable(persistent, active)) ctx.out(line);
+  ctx.out();
+  for (const line of mdevTable(mdevs)) ctx.out(line);
+  ctx.out();
+  if (opts.matrix) {
+    for (const line of matrixGrid(view)) ctx.out(line);
+    ctx.out();
+  }
+  ctx.out(hook ? describeHookReport(hook).join('\n') : 'last hook: none recorded since boot');
+  return 0;
+}
+
+/** Adapter x domain grid of the present APQNs: H host, letters for mdevs, . free. */
+function matrixGrid(view: ReturnType<typeof readHostView>): string[] {
+  const queues = view.live.queues;
+  if (queues.length === 0) return ['matrix: no APQNs present'];
+  const adapters = [...new Set(queues.map((q) => q.adapter))].sort((a, b) => a - b);
+  const domains = [...new Set(queues.map((q) => q.domain))].sort((a, b) => a - b);
+  const present = new Set(queues.map((q) => q.adapter * 256 + q.domain));
+  const masks = view.live.masks;
+  const mdevs = view.live.mdevs;
+  const letter = (i: number): string => String.fromCharCode(97 + (i % 26));
+  const lines = ['matrix (H host, a-z active mdevs as listed below, . free for vfio_ap, blank not present):'];
+  lines.push(`      ${domains.map((d) => d.toString(16).padStart(4, '0')).join(' ')}`);
+  for (const a of adapters) {
+    const cells = domains.map((d) => {
+      if (!present.has(a * 256 + d)) return '    ';
+      const i = mdevs.findIndex((m) => m.adapters.has(a) && m.domains.has(d));
+      if (i >= 0) return `   ${letter(i)}`;
+      if (masks && masks.apmask.has(a) && masks.aqmask.has(d)) return '   H';
+      return '   .';
+    });
+    lines.push(`  ${a.toString(16).padStart(2, '0')}  ${cells.join(' ')}`);
+  }
+  mdevs.forEach((m, i) => lines.push(`  ${letter(i)} = ${m.uuid}`));
+  return lines;
+}

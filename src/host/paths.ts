@@ -1,0 +1,61 @@
+// Every path the tool touches, under one root, the way mdevctl's Environment
+// does it: each command can run against a test root as well as against `/`.
+
+import { isAbsolute, join, resolve } from 'node:path';
+
+export const DEFAULT_STORE = 'etc/ap-persist/ap-persist.conf';
+
+export class HostPaths {
+  readonly root: string;
+  readonly store: string;
+
+  constructor(root = '/', config?: string) {
+    this.root = resolve(root);
+    this.store = config ? (isAbsolute(config) ? config : resolve(config)) : this.at(DEFAULT_STORE);
+  }
+
+  /** True when this is the running host, where host commands may run. */
+  get isRealRoot(): boolean {
+    return this.root === '/';
+  }
+
+  at(relative: string): string {
+    return join(this.root, relative);
+  }
+
+  get chzdevRules(): string {
+    return this.at('etc/udev/rules.d/41-ap.rules');
+  }
+  get staticRulesDir(): string {
+    return this.at('usr/lib/udev/rules.d');
+  }
+  get staticUnitsDir(): string {
+    return this.at('usr/lib/systemd/system');
+  }
+  get generatedUnitsDir(): string {
+    return this.at('etc/systemd/system');
+  }
+  get generatedRulesDir(): string {
+    return this.at('etc/udev/rules.d');
+  }
+  get mdevctlMatrixDir(): string {
+    return this.at('etc/mdevctl.d/matrix');
+  }
+  /** mdevctl 1.2 and newer look in different places; we install into both. */
+  get calloutDirs(): string[] {
+    return [this.at('etc/mdevctl.d/scripts.d/callouts'), this.at('usr/lib/mdevctl/scripts.d/callouts')];
+  }
+  get lock(): string {
+    return this.at('run/lock/s390apconfig.lock');
+  }
+  get runDir(): string {
+    return this.at('run/ap-persist');
+  }
+  get lastHook(): string {
+    return this.at('run/ap-persist/last-hook.json');
+  }
+  /** What generate wrote last time, so it can remove what it no longer needs. */
+  get generatedManifest(): string {
+    return this.at('etc/ap-persist/generated.json');
+  }
+}

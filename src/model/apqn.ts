@@ -1,0 +1,107 @@
+// APQNs (adapter, domain) and sets of them. An ApqnSet is 256 rows of 256
+// bits (one row per adapter), so the cross product adapters x domains is one
+// row copy per adapter and overlap tests are word ANDs.
+
+import { IdSet } from './idset.js';
+
+export interface Apqn {
+  readonly adapter: number;
+  readonly domain: number;
+}
+
+/** Kernel notation: `05.00ab`. */
+export function formatApqn(apqn: Apqn): string {
+  return `${apqn.adapter.toString(16).padStart(2, '0')}.${apqn.domain.toString(16).padStart(4, '0')}`;
+}
+
+/** Decimal notation, as chzdev prints it: `5.171`. */
+export function formatApqnDecimal(apqn: Apqn): string {
+  return `${apqn.adapter}.${apqn.domain}`;
+}
+
+/** Parses `05.00ab` (kernel notation, as in sysfs queue names and `matrix`). */
+export function parseApqn(text: string): Apqn | undefined {
+  const m = /^([0-9a-f]{2})\.([0-9a-f]{4})$/i.exec(text.trim());
+  if (!m) return undefined;
+  const adapter = parseInt(m[1]!, 16);
+  const domain = parseInt(m[2]!, 16);
+  return domain > 255 ? undefined : { adapter, domain };
+}
+
+const ROW_WORDS = 8;
+
+export class ApqnSet {
+  readonly words = new Uint32Array(256 * ROW_WORDS);
+
+  /** Every APQN of adapters x domains. */
+  static cross(adapters: IdSet, domains: IdSet): ApqnSet {
+    const set = new ApqnSet();
+    set.addCross(adapters, domains);
+    return set;
+  }
+
+  static of(apqns: Iterable<Apqn>): ApqnSet {
+    const set = new ApqnSet();
+    for (const a of apqns) set.add(a);
+    return set;
+  }
+
+  addCross(adapters: IdSet, domains: IdSet): void {
+    for (const a of adapters.ids()) {
+      const base = a * ROW_WORDS;
+      for (let i = 0; i < ROW_WORDS; i++) this.words[base + i]! |= domains.words[i]!;
+    }
+  }
+
+  add(apqn: Apqn): void {
+    const i = apqn.adapter * 256 + apqn.domain;
+    this.words[i >>> 5]! |= 1 << (i & 31);
+  }
+
+  has(apqn: Apqn): boolean {
+    const i = apqn.adapter * 256 + apqn.domain;
+    return ((this.words[i >>> 5]! >>> (i & 31)) & 1) === 1;
+  }
+
+  /** The domains of one adapter. */
+  row(adapter: number): IdSet {
+    return IdSet.fromWords(this.words.subarray(adapter * ROW_WORDS, adapter * ROW_WORDS + ROW_WORDS));
+  }
+
+  intersect(other: ApqnSet): ApqnSet {
+    const out = new ApqnSet();
+    for (let i = 0; i < this.words.length; i++) out.words[i] = this.words[i]! & other.words[i]!;
+    return out;
+  }
+
+  minus(other: ApqnSet): ApqnSet {
+    const out = new ApqnSet();
+    for (let i = 0; i < this.words.length; i++) out.words[i] = this.words[i]! & ~other.words[i]!;
+    return out;
+  }
+
+  isEmpty(): boolean {
+    return this.words.every((w) => w === 0);
+  }
+
+  get size(): number {
+    let n = 0;
+    for (let a = 0; a < 256; a++) n += this.row(a).size;
+    return n;
+  }
+
+  /** Ascending by adapter, then domain. */
+  *[Symbol.iterator](): IterableIterator<Apqn> {
+    for (let adapter = 0; adapter < 256; adapter++) {
+      const base = adapter * ROW_WORDS;
+      let any = 0;
+      for (let i = 0; i < ROW_WORDS; i++) any |= this.words[base + i]!;
+      if (!any) continue;
+      for (const domain of this.row(adapter).ids()) yield { adapter, domain };
+    }
+  }
+
+  toArray(): Apqn[] {
+    return [...this];
+  }
+}

@@ -1,0 +1,51 @@
+// ID lists in chzdev's grammar: comma-separated IDs 0-255, decimal or `0x`
+// hex, and ranges `a-b`. Unlike chzdev, a reversed range is an error: chzdev
+// turns `5-3` into nothing and so gives every queue away.
+
+import { InputError } from '../errors.js';
+import { IdSet, MAX_ID } from './idset.js';
+
+const FULL_MASK_HINT = 'IDs are 0-255; to give a whole mask write 0x and exactly 64 hex digits, as sysfs prints it';
+
+/** One ID: `171` or `0xab`. `what` names the token in messages ("adapter"). */
+export function parseId(token: string, what = 'ID'): number {
+  const t = token.trim();
+  let value: number;
+  if (/^[0-9]+$/.test(t)) value = parseInt(t, 10);
+  else if (/^0x[0-9a-f]+$/i.test(t)) value = parseInt(t.slice(2), 16);
+  else throw new InputError(`'${token}' is not a valid ${what}: use a decimal number or 0x hex`, { hint: FULL_MASK_HINT });
+  if (value > MAX_ID) throw new InputError(`${what} '${t}' is above 255`, { hint: FULL_MASK_HINT });
+  return value;
+}
+
+/** One list item: an ID or a range `a-b` with a <= b. */
+export function parseIdItem(item: string, what = 'ID'): IdSet {
+  const t = item.trim();
+  if (t === '') throw new InputError(`empty item in the ${what} list`, { hint: 'remove the doubled or trailing comma' });
+  const dash = t.indexOf('-', 1);
+  if (dash < 0) return IdSet.of([parseId(t, what)]);
+  const from = parseId(t.slice(0, dash), what);
+  const to = parseId(t.slice(dash + 1), what);
+  if (from > to) {
+    throw new InputError(`range '${t}' is reversed`, { hint: `write it low to high: ${to}-${from}` });
+  }
+  const set = IdSet.empty();
+  for (let id = from; id <= to; id++) set.add(id);
+  return set;
+}
+
+/** A whole LIST. An empty list is an error unless `allowEmpty`. */
+export function parseIdList(text: string, what = 'ID', allowEmpty = false): IdSet {
+  if (text.trim() === '') {
+    if (allowEmpty) return IdSet.empty();
+    throw new InputError(`the ${what} list is empty`, { hint: 'give IDs like 5,6 or 0x04-0x08' });
+  }
+  let set = IdSet.empty();
+  for (const item of text.split(',')) set = set.union(parseIdItem(item, what));
+  return set;
+}
+
+/** `0x05` style for mdevctl/libvirt attributes. */
+export function hexId(id: number, digits = 2): string {
+  return `0x${id.toString(16).padStart(digits, '0')}`;
+}

@@ -1,0 +1,154 @@
+// A set of adapter or domain IDs (0-255) held as 256 bits, so that masks,
+// mdev matrices and APQN sets combine with a few word operations.
+
+export const MAX_ID = 255;
+export const ID_COUNT = 256;
+const WORDS = 8;
+
+export class IdSet {
+  /** Bit `id` lives in word `id >> 5` at bit `id & 31`. */
+  readonly words: Uint32Array;
+
+  private constructor(words: Uint32Array) {
+    this.words = words;
+  }
+
+  static empty(): IdSet {
+    return new IdSet(new Uint32Array(WORDS));
+  }
+
+  static full(): IdSet {
+    return new IdSet(new Uint32Array(WORDS).fill(0xffffffff));
+  }
+
+  static of(ids: Iterable<number>): IdSet {
+    const set = IdSet.empty();
+    for (const id of ids) set.add(id);
+    return set;
+  }
+
+  static fromWords(words: Uint32Array): IdSet {
+    return new IdSet(Uint32Array.from(words));
+  }
+
+  has(id: number): boolean {
+    return ((this.words[id >>> 5]! >>> (id & 31)) & 1) === 1;
+  }
+
+  add(id: number): this {
+    if (!Number.isInteger(id) || id < 0 || id > MAX_ID) throw new RangeError(`ID ${id} is outside 0-255`);
+    this.words[id >>> 5]! |= 1 << (id & 31);
+    return this;
+  }
+
+  delete(id: number): this {
+    this.words[id >>> 5]! &= ~(1 << (id & 31));
+    return this;
+  }
+
+  clone(): IdSet {
+    return IdSet.fromWords(this.words);
+  }
+
+  union(other: IdSet): IdSet {
+    const out = this.clone();
+    for (let i = 0; i < WORDS; i++) out.words[i]! |= other.words[i]!;
+    return out;
+  }
+
+  intersect(other: IdSet): IdSet {
+    const out = this.clone();
+    for (let i = 0; i < WORDS; i++) out.words[i]! &= other.words[i]!;
+    return out;
+  }
+
+  minus(other: IdSet): IdSet {
+    const out = this.clone();
+    for (let i = 0; i < WORDS; i++) out.words[i]! &= ~other.words[i]!;
+    return out;
+  }
+
+  intersects(other: IdSet): boolean {
+    for (let i = 0; i < WORDS; i++) if ((this.words[i]! & other.words[i]!) !== 0) return true;
+    return false;
+  }
+
+  isEmpty(): boolean {
+    return this.words.every((w) => w === 0);
+  }
+
+  equals(other: IdSet): boolean {
+    for (let i = 0; i < WORDS; i++) if (this.words[i] !== other.words[i]) return false;
+    return true;
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const w of this.words) {
+      let v = w;
+      while (v) {
+        v &= v - 1;
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Ascending IDs. */
+  ids(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < WORDS; i++) {
+      let w = this.words[i]!;
+      while (w) {
+        const low = w & -w;
+        out.push(i * 32 + (31 - Math.clz32(low)));
+        w ^= low;
+      }
+    }
+    return out;
+  }
+
+  max(): number | undefined {
+    const ids = this.ids();
+    return ids[ids.length - 1];
+  }
+
+  /** chzdev's canonical form: `0-1,3-255`; the empty set is the empty string. */
+  toRanges(): string {
+    const parts: string[] = [];
+    const ids = this.ids();
+    for (let i = 0; i < ids.length; ) {
+      let j = i;
+      while (j + 1 < ids.length && ids[j + 1] === ids[j]! + 1) j++;
+      parts.push(i === j ? `${ids[i]}` : `${ids[i]}-${ids[j]}`);
+      i = j + 1;
+    }
+    return parts.join(',');
+  }
+
+  /** The kernel's read format: `0x` and 64 hex digits, ID 0 the leftmost bit. */
+  toKernelHex(): string {
+    let hex = '';
+    for (let byte = 0; byte < 32; byte++) {
+      let v = 0;
+      for (let bit = 0; bit < 8; bit++) if (this.has(byte * 8 + bit)) v |= 0x80 >> bit;
+      hex += v.toString(16).padStart(2, '0');
+    }
+    return `0x${hex}`;
+  }
+
+  /**
+   * Reads hex digits with ID 0 leftmost; shorter input is padded with zeros
+   * on the right, as the kernel does. Returns undefined for non-hex input or
+   * more than 64 digits.
+   */
+  static fromHexDigits(digits: string): IdSet | undefined {
+    if (!/^[0-9a-fA-F]{1,64}$/.test(digits)) return undefined;
+    const set = IdSet.empty();
+    for (let i = 0; i < digits.length; i++) {
+      const nibble = parseInt(digits[i]!, 16);
+      for (let bit = 0; bit < 4; bit++) if (nibble & (8 >> bit)) set.add(i * 4 + bit);
+    }
+    return set;
+  }
+}

@@ -1,0 +1,146 @@
+// What the AP bus and vfio_ap show in sysfs, read through the Sysfs interface:
+// masks, cards, queues, limits and the active mdevs.
+
+import { formatApqn, parseApqn, type Apqn } from '../model/apqn.js';
+import { IdSet } from '../model/idset.js';
+import { isUuid, type Uuid } from '../model/uuid.js';
+import type { Sysfs } from './sysfs.js';
+
+export const AP_BUS = 'bus/ap';
+export const AP_DEVICES = 'bus/ap/devices';
+export const MATRIX = 'devices/vfio_ap/matrix';
+export const PASSTHROUGH_CREATE = `${MATRIX}/mdev_supported_types/vfio_ap-passthrough/create`;
+
+export function mdevPath(uuid: string, attr?: string): string {
+  return attr ? `${MATRIX}/${uuid}/${attr}` : `${MATRIX}/${uuid}`;
+}
+
+/** Parses the kernel's `0x` + 64 digits; undefined when it is not that. */
+export function parseKernelMask(text: string): IdSet | undefined {
+  const t = text.trim();
+  return /^0x[0-9a-f]{64}$/i.test(t) ? IdSet.fromHexDigits(t.slice(2)) : undefined;
+}
+
+export interface ActiveMasks {
+  apmask: IdSet;
+  aqmask: IdSet;
+}
+
+/** The active masks, or undefined when the AP bus has none to show. */
+export function readActiveMasks(sysfs: Sysfs): ActiveMasks | undefined {
+  if (!sysfs.exists(`${AP_BUS}/apmask`) || !sysfs.exists(`${AP_BUS}/aqmask`)) return undefined;
+  const apmask = parseKernelMask(sysfs.read(`${AP_BUS}/apmask`));
+  const aqmask = parseKernelMask(sysfs.read(`${AP_BUS}/aqmask`));
+  return apmask && aqmask ? { apmask, aqmask } : undefined;
+}
+
+export interface MaxIds {
+  adapter: number;
+  domain: number;
+}
+
+export function readMaxIds(sysfs: Sysfs): MaxIds | undefined {
+  const read = (name: string): number | undefined => {
+    if (!sysfs.exists(`${AP_BUS}/${name}`)) return undefined;
+    const n = parseInt(sysfs.read(`${AP_BUS}/${name}`).trim(), 10);
+    return Number.isNaN(n) ? undefined : n;
+  };
+  const adapter = read('ap_max_adapter_id');
+  const domain = read('ap_max_domain_id');
+  return adapter === undefined || domain === undefined ? undefined : { adapter, domain };
+}
+
+export interface Card {
+  adapter: number;
+  hwtype: number | undefined;
+}
+
+export interface Queue extends Apqn {
+  /** The bound driver's name, undefined when unbound. */
+  driver: string | undefined;
+}
+
+export function listCards(sysfs: Sysfs): Card[] {
+  return sysfs
+    .list(AP_DEVICES)
+    .filter((n) => /^card[0-9a-f]{2}$/.test(n))
+    .map((n) => {
+      const hw = sysfs.exists(`${AP_DEVICES}/${n}/hwtype`) ? parseInt(sysfs.read(`${AP_DEVICES}/${n}/hwtype`), 10) : NaN;
+      return { adapter: parseInt(n.slice(4), 16), hwtype: Number.isNaN(hw) ? undefined : hw };
+    });
+}
+
+export function listQueues(sysfs: Sysfs): Queue[] {
+  const queues: Queue[] = [];
+  for (const name of sysfs.list(AP_DEVICES)) {
+    const apqn = parseApqn(name);
+    if (!apqn) continue;
+    queues.push({ ...apqn, driver: readDriver(sysfs, name) });
+  }
+  return queues;
+}
+
+function readDriver(sysfs: Sysfs, queue: string): string | undefined {
+  // On a real host `driver` is a symlink; the fake root stores the name in a file.
+  const path = `${AP_DEVICES}/${queue}/driver`;
+  if (!sysfs.exists(path)) return undefined;
+  const text = sysfs.read(path).trim();
+  return text.split('/').pop() || undefined;
+}
+
+export function queueName(apqn: Apqn): string {
+  return formatApqn(apqn);
+}
+
+export interface ActiveMdev {
+  uuid: Uuid;
+  adapters: IdSet;
+  domains: IdSet;
+  controlDomains: IdSet;
+}
+
+/** Parses the `matrix` attribute: `AA.DDDD`, `AA.` or `.DDDD` per line. */
+export function parseMatrix(text: string): { adapters: IdSet; domains: IdSet } {
+  const adapters = IdSet.empty();
+  const domains = IdSet.empty();
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    const m = /^([0-9a-f]{2})?\.([0-9a-f]{4})?$/i.exec(line);
+    if (!m) continue;
+    if (m[1]) adapters.add(parseInt(m[1], 16));
+    if (m[2]) domains.add(parseInt(m[2], 16));
+  }
+  return { adapters, domains };
+}
+
+export function parseControlDomains(text: string): IdSet {
+  const set = IdSet.empty();
+  for (const line of text.split('\n')) {
+    const t = line.trim();
+    if (/^[0-9a-f]{4}$/i.test(t)) set.add(parseInt(t, 16));
+  }
+  return set;
+}
+
+export function vfioApLoaded(sysfs: Sysfs): boolean {
+  return sysfs.exists(MATRIX);
+}
+
+export function listActiveMdevs(sysfs: Sysfs): ActiveMdev[] {
+  return sysfs
+    .list(MATRIX)
+    .filter(isUuid)
+    .map((uuid) => {
+      const { adapters, domains } = parseMatrix(readOr(sysfs, mdevPath(uuid, 'matrix')));
+      return {
+        uuid: uuid.toLowerCase() as Uuid,
+        adapters,
+        domains,
+        controlDomains: parseControlDomains(readOr(sysfs, mdevPath(uuid, 'control_domains'))),
+      };
+    });
+}
+
+function readOr(sysfs: Sysfs, path: string): string {
+  return sysfs.exists(path) ? sysfs.read(path) : '';
+}

@@ -1,0 +1,50 @@
+// sysfs as files under a root directory: the real /sys when the root is `/`,
+// or a fake host laid out on disk by tests and examples.
+
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SysfsError, type Sysfs } from './sysfs.js';
+
+export class FileSysfs implements Sysfs {
+  private readonly base: string;
+
+  constructor(root: string) {
+    this.base = join(root, 'sys');
+  }
+
+  read(path: string): string {
+    const full = join(this.base, path);
+    try {
+      // A link (a queue's `driver`) reads as its target, the way sysfs tools resolve it.
+      return lstatSync(full).isSymbolicLink() ? readlinkSync(full) : readFileSync(full, 'utf8');
+    } catch (err) {
+      throw toSysfsError(err, path, 'read');
+    }
+  }
+
+  write(path: string, data: string): void {
+    try {
+      // The kernel takes one write per attribute; a plain file takes the text.
+      writeFileSync(join(this.base, path), data.endsWith('\n') ? data : `${data}\n`);
+    } catch (err) {
+      throw toSysfsError(err, path, 'write');
+    }
+  }
+
+  list(dir: string): string[] {
+    try {
+      return readdirSync(join(this.base, dir)).sort();
+    } catch {
+      return [];
+    }
+  }
+
+  exists(path: string): boolean {
+    return existsSync(join(this.base, path));
+  }
+}
+
+function toSysfsError(err: unknown, path: string, op: 'read' | 'write'): SysfsError {
+  const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+  return new SysfsError(code, path, op);
+}

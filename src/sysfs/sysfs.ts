@@ -1,0 +1,27 @@
+// The one door to sysfs. Paths are relative to the sysfs mount (`bus/ap/apmask`),
+// so the same runtime code drives the real /sys, a fake root on disk, or the
+// simulated kernel, and never knows which.
+
+export interface Sysfs {
+  read(path: string): string;
+  write(path: string, data: string): void;
+  /** Entry names in a directory, sorted; [] when it does not exist. */
+  list(dir: string): string[];
+  exists(path: string): boolean;
+}
+
+/** A refused sysfs access, carrying the errno the kernel gave. */
+export class SysfsError extends Error {
+  constructor(
+    readonly code: string,
+    readonly path: string,
+    readonly op: 'read' | 'write' | 'list',
+    detail?: string,
+  ) {
+    super(`${op} ${path}: ${code}${detail ? ` (${detail})` : ''}`);
+  }
+}
+
+export function isSysfsError(err: unknown, code?: string): err is SysfsError {
+  return err instanceof SysfsError && (code === undefined || err.code === code);
+}
