@@ -1,16 +1,19 @@
 // commander wiring: options and commands of DESIGN.md, each handed to its
 // implementation under src/commands. Usage errors (commander's included) exit 2.
 
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { ApPersistError } from '../errors.js';
-import { check } from '../commands/check.js';
-import { maskSet, maskShow } from '../commands/mask.js';
-import { mdevDefine, mdevList, mdevModify, mdevUndefine } from '../commands/mdev.js';
-import { status } from '../commands/status.js';
+import { registerCheck } from './check.js';
+import { registerMask } from './mask.js';
+import { registerMdev } from './mdev.js';
+import { registerStatus } from './status.js';
 import { makeContext, type Context, type GlobalOptions, type Io } from './context.js';
 import type { Sysfs } from '../sysfs/sysfs.js';
 
-type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
+/** Turns a command implementation into a commander action. */
+export type Wrap = (action: Action) => (...args: unknown[]) => Promise<void>;
 
 export interface RunOptions {
   /** A sysfs other than the files under --root (the simulated kernel in tests). */
@@ -32,7 +35,7 @@ export async function run(argv: readonly string[], io: Io, runOptions: RunOption
     .showHelpAfterError('(ap-persist --help lists the commands)')
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
 
-  const wrap =
+  const wrap: Wrap =
     (action: Action) =>
     async (...args: unknown[]): Promise<void> => {
       const cmd = args[args.length - 1] as Command;
@@ -40,55 +43,7 @@ export async function run(argv: readonly string[], io: Io, runOptions: RunOption
       exitCode = await action(ctx, ...args.slice(0, -1));
     };
 
-  program
-    .command('status')
-    .description('masks, mdevs and the last hook report')
-    .option('--matrix', 'adapter x domain grid of the present APQNs and their owner')
-    .action(wrap((ctx, opts) => status(ctx, opts)));
-
-  const mask = program.command('mask').description('host AP masks (apmask, aqmask)');
-  mask.command('show').description('persistent and active masks').action(wrap((ctx) => maskShow(ctx)));
-  mask
-    .command('set')
-    .description('change the masks: apmask=SPEC aqmask=SPEC (IDs owned by the host, +/- changes, or 0x + 64 hex digits)')
-    .argument('<specs...>', 'apmask=SPEC and/or aqmask=SPEC')
-    .option('--persistent', 'change the store only')
-    .option('--active', 'change the running kernel only')
-    .option('--dry-run', 'print what would change')
-    .action(wrap((ctx, specs, opts) => maskSet(ctx, specs, opts)));
-
-  const mdev = program.command('mdev').description('vfio_ap mediated devices');
-  const mdevOptions = (cmd: Command): Command =>
-    cmd
-      .option('--adapters <list>', 'adapter IDs, e.g. 5,6 or 0x05-0x06')
-      .option('--domains <list>', 'usage domain IDs, e.g. 4,0xab')
-      .option('--control-domains <list>', 'control domain IDs')
-      .option('--name <name>', 'a name for the admin (the guest, say)')
-      .addOption(new Option('--start <mode>', 'auto: started at boot; manual: defined only').choices(['auto', 'manual']));
-  mdev
-    .command('list')
-    .description('defined and active mdevs')
-    .option('--defined', 'only those in the store')
-    .option('--active', 'only the active ones')
-    .action(wrap((ctx, opts) => mdevList(ctx, opts)));
-  mdevOptions(mdev.command('define').description('add an mdev to the store (a UUID is made when none is given)').argument('[uuid]')).action(
-    wrap((ctx, uuid, opts) => mdevDefine(ctx, uuid, opts)),
-  );
-  mdevOptions(mdev.command('modify').description('change an mdev in the store').argument('<uuid>')).action(
-    wrap((ctx, uuid, opts) => mdevModify(ctx, uuid, opts)),
-  );
-  mdev
-    .command('undefine')
-    .description('remove an mdev from the store')
-    .argument('<uuid>')
-    .action(wrap((ctx, uuid) => mdevUndefine(ctx, uuid)));
-
-  program
-    .command('check')
-    .description('every conflict between mdevs and with the host masks')
-    .option('--persistent', 'the store and mdevctl autostart definitions only')
-    .option('--active', 'the running kernel only')
-    .action(wrap((ctx, opts) => check(ctx, opts)));
+  for (const register of [registerStatus, registerMask, registerMdev, registerCheck]) register(program, wrap);
 
   // Every subcommand reports usage errors through the program's override.
   const configure = (cmd: Command): void => {

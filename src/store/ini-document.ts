@@ -176,8 +176,10 @@ export class IniDocument {
       if (prev.kind === 'other' && /^\s*[;#]/.test(prev.text)) start--;
       else break;
     }
-    let end = r.end;
-    // Drop the blank line that separated it from the next section.
+    // Lines after the last entry (a trailer, the next section's comment) are not its own.
+    let end = r.header + 1;
+    for (let i = r.header + 1; i < r.end; i++) if (this.lines[i]!.kind === 'entry') end = i + 1;
+    // Drop the blank line that separated it from what came before.
     if (start > 0 && this.lines[start - 1]!.kind === 'other' && this.lines[start - 1]!.text.trim() === '') start--;
     this.lines.splice(start, end - start);
   }

@@ -1,0 +1,12 @@
+import type { Command } from 'commander';
+import { check } from '../commands/check.js';
+import type { Wrap } from './program.js';
+
+export function registerCheck(program: Command, wrap: Wrap): void {
+  program
+    .command('check')
+    .description('every conflict between mdevs and with the host masks (exit 3 when there is one)')
+    .option('--persistent', 'the store and mdevctl autostart definitions only')
+    .option('--active', 'the running kernel only')
+    .action(wrap((ctx, opts) => check(ctx, opts)));
+}

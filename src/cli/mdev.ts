@@ -1,0 +1,31 @@
+import { Option, type Command } from 'commander';
+import { mdevDefine, mdevList, mdevModify, mdevUndefine } from '../commands/mdev.js';
+import type { Wrap } from './program.js';
+
+export function registerMdev(program: Command, wrap: Wrap): void {
+  const mdev = program.command('mdev').description('vfio_ap mediated devices');
+  const withOptions = (cmd: Command): Command =>
+    cmd
+      .option('--adapters <list>', 'adapter IDs, e.g. 5,6 or 0x05-0x06')
+      .option('--domains <list>', 'usage domain IDs, e.g. 4,0xab')
+      .option('--control-domains <list>', 'control domain IDs')
+      .option('--name <name>', 'a name for the admin (the guest, say)')
+      .addOption(new Option('--start <mode>', 'auto: started at boot; manual: defined only').choices(['auto', 'manual']));
+  mdev
+    .command('list')
+    .description('defined and active mdevs')
+    .option('--defined', 'only those in the store')
+    .option('--active', 'only the active ones')
+    .action(wrap((ctx, opts) => mdevList(ctx, opts)));
+  withOptions(mdev.command('define').description('add an mdev to the store (a UUID is made when none is given)').argument('[uuid]')).action(
+    wrap((ctx, uuid, opts) => mdevDefine(ctx, uuid, opts)),
+  );
+  withOptions(mdev.command('modify').description('change an mdev in the store').argument('<uuid>')).action(
+    wrap((ctx, uuid, opts) => mdevModify(ctx, uuid, opts)),
+  );
+  mdev
+    .command('undefine')
+    .description('remove an mdev from the store')
+    .argument('<uuid>')
+    .action(wrap((ctx, uuid) => mdevUndefine(ctx, uuid)));
+}

@@ -1,0 +1,127 @@
+// mask show / mask set on a fake host: the admin's chzdev habits, and the
+// one thing never allowed, handing an active guest's queue to the host.
+
+import { describe, expect, it } from 'vitest';
+import { IdSet } from '../../src/model/idset.js';
+import { threeGuestsHost, GUEST1 } from '../../src/fakehost/three-guests.js';
+import { givenHost } from '../support/host.js';
+
+const FREE_AP = IdSet.full().minus(IdSet.of([5, 6]));
+const FREE_AQ = IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff]));
+
+describe('mask show', () => {
+  it('shows persistent and active masks as chzdev does, and null for what cannot be read', async () => {
+    const host = givenHost(threeGuestsHost());
+    const r = await host.json('mask', 'show');
+    expect(r.code).toBe(0);
+    expect(r.doc).toEqual({
+      persistent: { apmask: '0-4,7-255', aqmask: '0-3,5-70,72-170,172-254' },
+      active: { apmask: '0-255', aqmask: '0-255' },
+    });
+    const bare = givenHost({ cards: [], domains: [], masks: null });
+    expect((await bare.json('mask', 'show')).doc).toEqual({ persistent: { apmask: null, aqmask: null }, active: null });
+  });
+});
+
+describe('mask set', () => {
+  it("chzdev's sequence: apmask=-2 aqmask=-43, then +2,-4-8 / +43,-0-42, on both sides", async () => {
+    const host = givenHost({ cards: [{ adapter: 2, hwtype: 11 }], domains: [43], store: '' });
+    expect((await host.run('mask', 'set', 'apmask=-2', 'aqmask=-43')).code).toBe(0);
+    let shown = (await host.json('mask', 'show')).doc;
+    expect(shown.persistent).toEqual({ apmask: '0-1,3-255', aqmask: '0-42,44-255' });
+    expect(shown.active).toEqual({ apmask: '0-1,3-255', aqmask: '0-42,44-255' });
+    expect((await host.run('mask', 'set', 'apmask=+2,-4-8', 'aqmask=+43,-0-42')).code).toBe(0);
+    shown = (await host.json('mask', 'show')).doc;
+    expect(shown.persistent).toEqual({ apmask: '0-3,9-255', aqmask: '43-255' });
+    expect(shown.active).toEqual({ apmask: '0-3,9-255', aqmask: '43-255' });
+    // sysfs holds the kernel's 64-digit form.
+    expect(host.read('sys/bus/ap/apmask').trim()).toBe(IdSet.full().minus(IdSet.of([4, 5, 6, 7, 8])).toKernelHex());
+  });
+
+  it('--persistent changes the store only, --active the kernel only', async () => {
+    const host = givenHost({ ...threeGuestsHost(), store: '' });
+    expect((await host.run('mask', 'set', '--persistent', 'apmask=-5,-6')).code).toBe(0);
+    expect(host.read('sys/bus/ap/apmask').trim()).toBe(IdSet.full().toKernelHex());
+    expect(host.storeText()).toContain('apmask = 0-4,7-255');
+    expect((await host.run('mask', 'set', '--active', 'aqmask=-4,-0x47,-0xab,-0xff')).code).toBe(0);
+    expect(host.read('sys/bus/ap/aqmask').trim()).toBe('0xf7fffffffffffffffeffffffffffffffffffffffffeffffffffffffffffffffe');
+    expect(host.storeText()).not.toContain('aqmask');
+  });
+
+  it('relative changes start from the active mask when the store has none', async () => {
+    const host = givenHost({ ...threeGuestsHost(), masks: { apmask: FREE_AP, aqmask: IdSet.full() }, store: '' });
+    expect((await host.run('mask', 'set', '--persistent', 'apmask=-7')).code).toBe(0);
+    expect(host.storeText()).toContain('apmask = 0-4,8-255');
+  });
+
+  it('--dry-run says what would change and changes nothing', async () => {
+    const host = givenHost(threeGuestsHost());
+    const before = host.snapshot();
+    const r = await host.run('mask', 'set', '--dry-run', 'apmask=-5,-6');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('would set active apmask "0-4,7-255" (was "0-255")');
+    expect(host.snapshot()).toEqual(before);
+  });
+
+  it('refuses to hand an active mdev’s queues to the host, listing each APQN; sysfs untouched', async () => {
+    const host = givenHost({
+      ...threeGuestsHost(),
+      masks: { apmask: FREE_AP, aqmask: FREE_AQ },
+      vfioAp: true,
+      activeMdevs: [{ uuid: GUEST1, adapters: [5, 6], domains: [4, 0xab] }],
+    });
+    const before = host.snapshot();
+    // Adapter 5 alone gives the host nothing: none of the guest's domains is the host's.
+    const harmless = await host.run('mask', 'set', '--active', '--dry-run', 'apmask=+5');
+    expect(harmless.code).toBe(0);
+    const r = await host.run('mask', 'set', '--active', 'apmask=+5,+6', 'aqmask=+4,+0x47');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('APQN 05.0004 (5.4)');
+    expect(r.stderr).toContain('APQN 06.0004 (6.4)');
+    expect(r.stderr).not.toContain('05.0047'); // not the mdev's: the host may have it
+    expect(host.snapshot()).toEqual(before);
+    const json = await host.json('mask', 'set', 'apmask=+5', 'aqmask=+4');
+    expect(json.code).toBe(3);
+    expect(json.doc.ok).toBe(false);
+    expect(json.doc.conflicts.filter((c: { kind: string }) => c.kind === 'active-mdev-host').map((c: { apqn: string }) => c.apqn)).toEqual(['05.0004']);
+    expect(host.snapshot()).toEqual(before);
+  });
+
+  it('refuses a persistent mask that takes an auto mdev’s queue, naming the mdev', async () => {
+    const host = givenHost(threeGuestsHost());
+    const before = host.snapshot();
+    const r = await host.run('mask', 'set', '--persistent', 'apmask=+5', 'aqmask=+0xff');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('APQN 05.00ff (5.255)');
+    expect(r.stderr).not.toContain('06.00ff'); // adapter 6 stays with vfio_ap
+    expect(r.stderr).toContain('guest2');
+    expect(host.snapshot()).toEqual(before);
+  });
+
+  const bad: [string[], RegExp][] = [
+    [['apmask=5-3'], /reversed/],
+    [['apmask=300'], /above 255/],
+    [['apmask='], /empty/],
+    [['apmask=1,+2'], /mixes/],
+    [['bogus=1'], /not apmask=SPEC/],
+    [['apmask=1', 'apmask=2'], /given twice/],
+  ];
+  for (const [args, message] of bad) {
+    it(`'${args.join(' ')}' exits 2 with the place and changes nothing`, async () => {
+      const host = givenHost(threeGuestsHost());
+      const before = host.snapshot();
+      const r = await host.run('mask', 'set', ...args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).toMatch(/mask set/);
+      expect(host.snapshot()).toEqual(before);
+    });
+  }
+
+  it('--active without an AP bus is a runtime error (exit 1)', async () => {
+    const host = givenHost({ cards: [], domains: [], masks: null, store: '' });
+    const r = await host.run('mask', 'set', '--active', 'apmask=-5');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/active masks cannot be read/);
+  });
+});
