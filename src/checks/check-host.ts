@@ -148,3 +148,16 @@ export function newConflicts(before: ConflictList, after: ConflictList): Conflic
 }
 
 export type { Claim };
+
+/**
+ * What stops `mdev` from starting now: APQNs that active mdevs (other than
+ * itself) or the active masks hold. `claimed` adds mdevs started earlier in
+ * the same run that sysfs may not show yet.
+ */
+export function checkStart(mdev: Claim, live: Pick<LiveState, 'mdevs' | 'masks'>, claimed: readonly Claim[] = []): ConflictList {
+  const others = [...live.mdevs.filter((m) => m.uuid !== mdev.uuid), ...claimed.filter((m) => m.uuid !== mdev.uuid)];
+  const shared = findSharedApqns([...others, mdev], 'active');
+  const mine = { conflicts: shared.conflicts.filter((c) => c.owners[1].uuid === mdev.uuid), omitted: 0 };
+  const host = live.masks ? findHostOwned([mdev], live.masks.apmask, live.masks.aqmask, 'active') : { conflicts: [], omitted: 0 };
+  return mergeConflicts(mine, host);
+}

@@ -3,6 +3,7 @@
 import { HostPaths } from '../host/paths.js';
 import { FileSysfs } from '../sysfs/file-sysfs.js';
 import type { Sysfs } from '../sysfs/sysfs.js';
+import { hostRunner, recordingRunner, type CommandRunner } from '../runtime/commands.js';
 
 export interface Io {
   stdout(text: string): void;
@@ -30,6 +31,8 @@ export interface Context {
   quiet: boolean;
   /** Host commands (modprobe, systemctl, udevadm, mdevctl) run only on `/` or with --exec. */
   exec: boolean;
+  /** Runs host commands when `exec`, else records what would run. */
+  runner: CommandRunner;
   out(line?: string): void;
   /** Progress and notes: hidden by -q and under --json. */
   info(line: string): void;
@@ -37,18 +40,25 @@ export interface Context {
   printJson(doc: unknown): void;
 }
 
-export function makeContext(opts: GlobalOptions, io: Io, sysfs?: Sysfs): Context {
+export interface ContextOverrides {
+  sysfs?: Sysfs;
+  runner?: CommandRunner;
+}
+
+export function makeContext(opts: GlobalOptions, io: Io, overrides: ContextOverrides = {}): Context {
   const paths = new HostPaths(opts.root ?? '/', opts.config);
   const json = Boolean(opts.json);
   const quiet = Boolean(opts.quiet);
+  const exec = paths.isRealRoot || Boolean(opts.exec);
   return {
     paths,
-    sysfs: sysfs ?? new FileSysfs(paths.root),
+    sysfs: overrides.sysfs ?? new FileSysfs(paths.root),
     io,
     json,
     verbose: Boolean(opts.verbose),
     quiet,
-    exec: paths.isRealRoot || Boolean(opts.exec),
+    exec,
+    runner: overrides.runner ?? (exec ? hostRunner() : recordingRunner()),
     out: (line = '') => io.stdout(`${line}\n`),
     info: (line) => {
       if (!quiet && !json) io.stdout(`${line}\n`);

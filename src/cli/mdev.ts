@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import { mdevDefine, mdevList, mdevModify, mdevUndefine } from '../commands/mdev.js';
+import { mdevStart, mdevStop } from '../commands/lifecycle.js';
 import type { Wrap } from './program.js';
 
 export function registerMdev(program: Command, wrap: Wrap): void {
@@ -28,4 +29,14 @@ export function registerMdev(program: Command, wrap: Wrap): void {
     .description('remove an mdev from the store')
     .argument('<uuid>')
     .action(wrap((ctx, uuid) => mdevUndefine(ctx, uuid)));
+  mdev
+    .command('start')
+    .description('create the mdev from the store (through mdevctl where there is one), refusing any conflict')
+    .argument('<uuid>')
+    .action(wrap((ctx, uuid) => mdevStart(ctx, uuid)));
+  mdev
+    .command('stop')
+    .description('remove the active mdev (refused by the kernel while a guest uses it)')
+    .argument('<uuid>')
+    .action(wrap((ctx, uuid) => mdevStop(ctx, uuid)));
 }

@@ -7,18 +7,16 @@ import { registerCheck } from './check.js';
 import { registerMask } from './mask.js';
 import { registerMdev } from './mdev.js';
 import { registerStatus } from './status.js';
-import { makeContext, type Context, type GlobalOptions, type Io } from './context.js';
-import type { Sysfs } from '../sysfs/sysfs.js';
+import { registerHook } from './hook.js';
+import { makeContext, type Context, type ContextOverrides, type GlobalOptions, type Io } from './context.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
 /** Turns a command implementation into a commander action. */
 export type Wrap = (action: Action) => (...args: unknown[]) => Promise<void>;
 
-export interface RunOptions {
-  /** A sysfs other than the files under --root (the simulated kernel in tests). */
-  sysfs?: Sysfs;
-}
+/** A sysfs other than the files under --root (the simulated kernel), a runner that is not execa. */
+export type RunOptions = ContextOverrides;
 
 export async function run(argv: readonly string[], io: Io, runOptions: RunOptions = {}): Promise<number> {
   let exitCode = 0;
@@ -39,11 +37,11 @@ export async function run(argv: readonly string[], io: Io, runOptions: RunOption
     (action: Action) =>
     async (...args: unknown[]): Promise<void> => {
       const cmd = args[args.length - 1] as Command;
-      const ctx = makeContext(cmd.optsWithGlobals() as GlobalOptions, io, runOptions.sysfs);
+      const ctx = makeContext(cmd.optsWithGlobals() as GlobalOptions, io, runOptions);
       exitCode = await action(ctx, ...args.slice(0, -1));
     };
 
-  for (const register of [registerStatus, registerMask, registerMdev, registerCheck]) register(program, wrap);
+  for (const register of [registerStatus, registerMask, registerMdev, registerCheck, registerHook]) register(program, wrap);
 
   // Every subcommand reports usage errors through the program's override.
   const configure = (cmd: Command): void => {

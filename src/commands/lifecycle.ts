@@ -1,0 +1,45 @@
+// mdev start / mdev stop: what the ap-persist-mdev@ units run.
+
+import type { Context } from '../cli/context.js';
+import { checkStart } from '../checks/check-host.js';
+import { InputError } from '../errors.js';
+import { readLiveState } from '../host/state.js';
+import { mdevLabel } from '../model/mdev.js';
+import { parseUuid } from '../model/uuid.js';
+import { findMdevctl, startMdev, stopMdev, type Lifecycle } from '../runtime/mdev-lifecycle.js';
+import { loadStore } from '../store/store.js';
+import { reportRefusal } from './view.js';
+
+function lifecycle(ctx: Context): Lifecycle {
+  return {
+    sysfs: ctx.sysfs,
+    paths: ctx.paths,
+    runner: ctx.runner,
+    // mdevctl only where host commands run; on a plain folder sysfs is all there is.
+    mdevctl: ctx.exec ? findMdevctl(ctx.paths, ctx.io.env['PATH']) : undefined,
+  };
+}
+
+export async function mdevStart(ctx: Context, uuidText: string): Promise<number> {
+  const uuid = parseUuid(uuidText);
+  const loaded = loadStore(ctx.paths.store);
+  const mdev = loaded.store.mdevs.find((m) => m.uuid === uuid);
+  if (!mdev) {
+    throw new InputError(`no mdev ${uuid} in the store`, { where: loaded.path, hint: "define it first: 'ap-persist mdev define'" });
+  }
+  // Never start into a conflict, whatever the kernel would allow.
+  const found = checkStart(mdev, readLiveState(ctx.sysfs));
+  if (found.conflicts.length) return reportRefusal(ctx, `starting mdev ${mdevLabel(mdev)}`, found);
+  const outcome = await startMdev(lifecycle(ctx), mdev);
+  if (ctx.json) ctx.printJson({ uuid, outcome });
+  else ctx.info(outcome === 'started' ? `started mdev ${mdevLabel(mdev)}` : `mdev ${mdevLabel(mdev)} is already active`);
+  return 0;
+}
+
+export async function mdevStop(ctx: Context, uuidText: string): Promise<number> {
+  const uuid = parseUuid(uuidText);
+  const outcome = await stopMdev(lifecycle(ctx), uuid);
+  if (ctx.json) ctx.printJson({ uuid, outcome });
+  else ctx.info(outcome === 'stopped' ? `stopped mdev ${uuid}` : `mdev ${uuid} is not active`);
+  return 0;
+}

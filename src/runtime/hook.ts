@@ -1,0 +1,196 @@
+// The udev hook, run on the AP bus's BINDINGS=complete (and the coldplug add
+// of /bus/ap): masks -> vfio_ap -> checks -> auto mdevs, then a report.
+// It is bounded in time, never waits on systemd (--no-block), and never gives
+// the host an APQN that an active mdev holds, whatever the kernel allows.
+
+import { performance } from 'node:perf_hooks';
+import { checkStart } from '../checks/check-host.js';
+import { findHostOwned, type Claim } from '../checks/conflicts.js';
+import { ApPersistError } from '../errors.js';
+import { writeFileAtomic } from '../fsio/atomic.js';
+import { acquireLock } from '../host/lock.js';
+import type { HostPaths } from '../host/paths.js';
+import { readLiveState } from '../host/state.js';
+import { formatApqn } from '../model/apqn.js';
+import { IdSet } from '../model/idset.js';
+import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
+import { loadStore } from '../store/store.js';
+import { vfioApLoaded } from '../sysfs/ap-host.js';
+import { isSysfsError, type Sysfs } from '../sysfs/sysfs.js';
+import type { CommandRunner } from './commands.js';
+import type { HookMdevOutcome, HookReport } from './hook-report.js';
+import { applyMaskWrites, planMaskWrites, type MaskPair } from './masks.js';
+
+export const MDEV_UNIT = (uuid: string): string => `ap-persist-mdev@${uuid}.service`;
+
+export interface HookDeps {
+  paths: HostPaths;
+  sysfs: Sysfs;
+  runner: CommandRunner;
+  env: Record<string, string | undefined>;
+  lockTimeoutMs?: number;
+}
+
+/** The events the hook acts on; anything else (a plain change) is ignored. */
+export function isHookEvent(env: Record<string, string | undefined>): boolean {
+  const action = env['ACTION'];
+  if (action === undefined) return true; // run by hand or by `wait`
+  if (action === 'change') return env['BINDINGS'] === 'complete';
+  if (action === 'add') return env['DEVPATH'] === '/bus/ap';
+  return false;
+}
+
+export interface KeptApqn {
+  apqn: string;
+  mdev: string;
+  kept: string;
+}
+
+/**
+ * Shrinks `target` until no active mdev's APQN is the host's: per such APQN
+ * it keeps its adapter (or domain) out of the host pool, choosing the side
+ * the active masks already keep out, so nothing is taken from a guest.
+ */
+export function protectActiveMdevs(target: MaskPair, current: MaskPair, active: readonly Claim[]): { target: MaskPair; kept: KeptApqn[] } {
+  let { apmask, aqmask } = target;
+  const kept: KeptApqn[] = [];
+  const skipped = new Set<string>();
+  for (;;) {
+    const hit = findHostOwned(active, apmask, aqmask, 'active').conflicts.find(
+      (c) => !skipped.has(`${c.apqn.adapter}.${c.apqn.domain}`),
+    );
+    if (!hit) break;
+    const { adapter, domain } = hit.apqn;
+    const label = mdevLabel(hit.owners[1]);
+    if (!current.apmask.has(adapter)) {
+      apmask = apmask.minus(IdSet.of([adapter]));
+      kept.push({ apqn: formatApqn(hit.apqn), mdev: label, kept: `adapter ${adapter} kept out of apmask` });
+    } else if (!current.aqmask.has(domain)) {
+      aqmask = aqmask.minus(IdSet.of([domain]));
+      kept.push({ apqn: formatApqn(hit.apqn), mdev: label, kept: `domain ${domain} kept out of aqmask` });
+    } else {
+      // The host has it already (an old kernel let it happen): nothing left to protect.
+      skipped.add(`${adapter}.${domain}`);
+    }
+  }
+  return { target: { apmask, aqmask }, kept };
+}
+
+function emptyReport(env: Record<string, string | undefined>): HookReport {
+  return {
+    time: new Date().toISOString(),
+    event: { action: env['ACTION'], devpath: env['DEVPATH'], bindings: env['BINDINGS'], completecount: env['COMPLETECOUNT'] },
+    masks: { applied: false, writes: [], kept_for_active_mdevs: [] },
+    vfio_ap: 'already-loaded',
+    mdevs: [],
+    commands: [],
+    errors: [],
+    timings_ms: {},
+    exit_code: 0,
+  };
+}
+
+export async function runHook(deps: HookDeps): Promise<HookReport> {
+  const t0 = performance.now();
+  const report = emptyReport(deps.env);
+  const lap = (name: string, since: number): number => {
+    const now = performance.now();
+    report.timings_ms[name] = Math.round((now - since) * 10) / 10;
+    return now;
+  };
+  let lock: ReturnType<typeof acquireLock> | undefined;
+  try {
+    lock = acquireLock(deps.paths.lock, { timeoutMs: deps.lockTimeoutMs ?? 10_000 });
+    let t = lap('lock', t0);
+    const store = loadStore(deps.paths.store).store; // broken: throws, nothing touched
+    let live = readLiveState(deps.sysfs);
+    t = lap('read', t);
+
+    // 1. Masks: the store's, less what an active mdev holds.
+    if (live.masks) {
+      const wanted: MaskPair = { apmask: store.masks.apmask ?? live.masks.apmask, aqmask: store.masks.aqmask ?? live.masks.aqmask };
+      const { target, kept } = protectActiveMdevs(wanted, live.masks, live.mdevs);
+      report.masks.kept_for_active_mdevs = kept.map((k) => `${k.apqn} of ${k.mdev}: ${k.kept}`);
+      const writes = planMaskWrites(live.masks, target);
+      try {
+        applyMaskWrites(deps.sysfs, writes);
+        report.masks.writes = writes;
+        report.masks.applied = true;
+      } catch (err) {
+        if (!isSysfsError(err)) throw err;
+        report.errors.push(`mask write refused: ${err.message}`);
+      }
+    } else {
+      report.errors.push('no AP bus masks in sysfs (bus/ap/apmask): masks not applied');
+    }
+    t = lap('masks', t);
+
+    // 2. vfio_ap.
+    if (!vfioApLoaded(deps.sysfs)) {
+      const r = await deps.runner.run('modprobe', ['vfio_ap'], { timeoutMs: 15_000 });
+      report.commands.push({ command: 'modprobe vfio_ap', ran: r.ran, exit_code: r.exitCode, ...(r.exitCode ? { error: r.stderr.trim() } : {}) });
+      if (!r.ran) report.vfio_ap = 'would-load';
+      else if (r.exitCode === 0 && vfioApLoaded(deps.sysfs)) report.vfio_ap = 'loaded';
+      else {
+        report.vfio_ap = 'failed';
+        report.errors.push(`modprobe vfio_ap failed${r.timedOut ? ' (timed out)' : ''}: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
+      }
+    }
+    t = lap('vfio_ap', t);
+
+    // 3. Checks, then 4. start what passes, in store order: the first claimant wins.
+    live = readLiveState(deps.sysfs);
+    const claimed: MdevDefinition[] = [];
+    const toStart: string[] = [];
+    for (const mdev of store.mdevs.filter((m) => m.start === 'auto')) {
+      const outcome: HookMdevOutcome = { uuid: mdev.uuid, ...(mdev.name ? { name: mdev.name } : {}), outcome: 'started' };
+      report.mdevs.push(outcome);
+      if (live.mdevs.some((a) => a.uuid === mdev.uuid)) {
+        outcome.outcome = 'already-active';
+        continue;
+      }
+      const found = checkStart(mdev, live, claimed);
+      if (found.conflicts.length) {
+        outcome.outcome = 'skipped';
+        outcome.apqns = found.conflicts.map((c) => formatApqn(c.apqn));
+        outcome.reason = found.conflicts.map((c) => c.message).join('; ');
+        continue;
+      }
+      claimed.push(mdev);
+      toStart.push(mdev.uuid);
+    }
+    t = lap('check', t);
+    if (toStart.length) {
+      if (report.vfio_ap === 'failed') {
+        for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: 'vfio_ap is not loaded' });
+      } else {
+        const units = toStart.map(MDEV_UNIT);
+        const r = await deps.runner.run('systemctl', ['--no-block', 'start', ...units], { timeoutMs: 15_000 });
+        report.commands.push({ command: `systemctl --no-block start ${units.join(' ')}`, ran: r.ran, exit_code: r.exitCode });
+        for (const m of report.mdevs) {
+          if (m.outcome !== 'started') continue;
+          if (!r.ran) m.outcome = 'would-start';
+          else if (r.exitCode !== 0) Object.assign(m, { outcome: 'failed', reason: `systemctl: ${r.stderr.trim() || `exit ${r.exitCode}`}` });
+        }
+        if (r.ran && r.exitCode !== 0) report.errors.push(`systemctl start failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
+      }
+    }
+    lap('start', t);
+  } catch (err) {
+    report.errors.push(err instanceof ApPersistError ? err.describe() : String((err as Error)?.message ?? err));
+  } finally {
+    lock?.release();
+  }
+  report.exit_code = report.errors.length ? 1 : 0;
+  lap('total', t0);
+  writeReport(deps.paths, report);
+  return report;
+}
+
+export function writeReport(paths: HostPaths, report: HookReport): void {
+  try {
+    writeFileAtomic(paths.lastHook, `${JSON.stringify(report, null, 2)}\n`);
+  } catch {
+    // /run not writable: udev logs our stderr instead.
+  }
+}

@@ -1,0 +1,155 @@
+// Starting and stopping one mdev: through mdevctl where the host has it (so
+// mdevctl and libvirt see the device), else straight through sysfs, rolling
+// back a half-made mdev when an assignment fails.
+
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { RuntimeError } from '../errors.js';
+import type { HostPaths } from '../host/paths.js';
+import type { IdSet } from '../model/idset.js';
+import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
+import { parseMdevctlJson, renderMdevctlJson } from '../store/mdevctl-defs.js';
+import { listActiveMdevs, mdevPath, PASSTHROUGH_CREATE, vfioApLoaded } from '../sysfs/ap-host.js';
+import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
+import type { CommandRunner } from './commands.js';
+
+/** What each errno of vfio_ap's sysfs means for the admin. */
+export const ERRNO_MEANING: Record<string, string> = {
+  EADDRNOTAVAIL: 'an APQN is not free for vfio_ap: check the masks (ap-persist mask show) and that the queue is bound to vfio_ap',
+  EBUSY: 'another mdev holds one of its APQNs, or a guest still uses it (ap-persist check --active)',
+  EADDRINUSE: 'another mdev holds one of its APQNs (ap-persist check --active)',
+  ENODEV: 'an ID is above ap_max_adapter_id/ap_max_domain_id of this machine',
+  EINVAL: 'the kernel did not accept the value',
+  ENOENT: 'vfio_ap is not loaded or the mdev does not exist (modprobe vfio_ap)',
+  EEXIST: 'an mdev with this UUID exists already',
+};
+
+function sysfsFailure(err: SysfsError, what: string): RuntimeError {
+  return new RuntimeError(`${what}: the kernel refused with ${err.code}`, {
+    where: `/sys/${err.path}`,
+    hint: ERRNO_MEANING[err.code] ?? 'see the kernel log (dmesg)',
+  });
+}
+
+/** Creates the mdev and assigns its matrix; on any refusal removes what was made. */
+export function createViaSysfs(sysfs: Sysfs, mdev: MdevDefinition): void {
+  if (!vfioApLoaded(sysfs)) {
+    throw new RuntimeError(`cannot create mdev ${mdevLabel(mdev)}: vfio_ap is not loaded`, { hint: 'modprobe vfio_ap, or let the boot hook do it' });
+  }
+  try {
+    sysfs.write(PASSTHROUGH_CREATE, mdev.uuid);
+  } catch (err) {
+    if (isSysfsError(err)) throw sysfsFailure(err, `creating mdev ${mdevLabel(mdev)}`);
+    throw err;
+  }
+  const assign = (attr: string, ids: IdSet): void => {
+    for (const id of ids.ids()) sysfs.write(mdevPath(mdev.uuid, attr), `0x${id.toString(16)}`);
+  };
+  try {
+    assign('assign_adapter', mdev.adapters);
+    assign('assign_domain', mdev.domains);
+    assign('assign_control_domain', mdev.controlDomains);
+  } catch (err) {
+    try {
+      sysfs.write(mdevPath(mdev.uuid, 'remove'), '1');
+    } catch {
+      // Reported below; the admin sees the mdev in 'status'.
+    }
+    if (isSysfsError(err)) throw sysfsFailure(err, `assigning mdev ${mdevLabel(mdev)}`);
+    throw err;
+  }
+}
+
+export function removeViaSysfs(sysfs: Sysfs, uuid: string): void {
+  try {
+    sysfs.write(mdevPath(uuid, 'remove'), '1');
+  } catch (err) {
+    if (isSysfsError(err)) {
+      throw sysfsFailure(err, `removing mdev ${uuid}`);
+    }
+    throw err;
+  }
+}
+
+/** The mdevctl binary on PATH (under the root), if any. */
+export function findMdevctl(paths: HostPaths, pathEnv: string | undefined): string | undefined {
+  for (const dir of (pathEnv ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
+    if (!dir) continue;
+    const file = paths.isRealRoot ? join(dir, 'mdevctl') : paths.at(join(dir, 'mdevctl'));
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+export interface Lifecycle {
+  sysfs: Sysfs;
+  paths: HostPaths;
+  runner: CommandRunner;
+  /** The mdevctl to drive, or undefined to use sysfs directly. */
+  mdevctl: string | undefined;
+}
+
+async function mdevctlRun(lc: Lifecycle, args: string[], what: string): Promise<void> {
+  const r = await lc.runner.run(lc.mdevctl!, args, { timeoutMs: 30_000 });
+  if (r.exitCode !== 0 || r.timedOut) {
+    throw new RuntimeError(`${what}: mdevctl ${args[0]} failed${r.timedOut ? ' (timed out)' : ''}: ${r.stderr.trim() || `exit ${r.exitCode}`}`, {
+      hint: 'mdevctl ran its callouts; their messages are above',
+    });
+  }
+}
+
+/** Makes mdevctl know the device as the store has it, start manual (our units start it, not mdevctl). */
+async function defineInMdevctl(lc: Lifecycle, mdev: MdevDefinition): Promise<void> {
+  const file = join(lc.paths.mdevctlMatrixDir, mdev.uuid);
+  if (existsSync(file)) {
+    try {
+      const known = parseMdevctlJson(readFileSync(file, 'utf8'), file);
+      if (known.adapters.equals(mdev.adapters) && known.domains.equals(mdev.domains) && known.controlDomains.equals(mdev.controlDomains)) return;
+    } catch {
+      // unreadable: define it anew
+    }
+    await mdevctlRun(lc, ['undefine', '-u', mdev.uuid], `redefining mdev ${mdevLabel(mdev)}`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'ap-persist-'));
+  try {
+    const json = join(dir, `${mdev.uuid}.json`);
+    writeFileSync(json, renderMdevctlJson(mdev, 'manual'));
+    await mdevctlRun(lc, ['define', '-u', mdev.uuid, '-p', 'matrix', '--jsonfile', json], `defining mdev ${mdevLabel(mdev)} in mdevctl`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export type StartOutcome = 'started' | 'already-active';
+
+export async function startMdev(lc: Lifecycle, mdev: MdevDefinition): Promise<StartOutcome> {
+  const active = listActiveMdevs(lc.sysfs).find((m) => m.uuid === mdev.uuid);
+  if (active) {
+    if (active.adapters.equals(mdev.adapters) && active.domains.equals(mdev.domains) && active.controlDomains.equals(mdev.controlDomains)) {
+      return 'already-active';
+    }
+    throw new RuntimeError(`mdev ${mdevLabel(mdev)} is active with another matrix than the store's`, {
+      hint: `stop it (ap-persist mdev stop ${mdev.uuid}) once its guest is down, then start it again`,
+    });
+  }
+  if (lc.mdevctl) {
+    await defineInMdevctl(lc, mdev);
+    await mdevctlRun(lc, ['start', '-u', mdev.uuid], `starting mdev ${mdevLabel(mdev)}`);
+  } else {
+    createViaSysfs(lc.sysfs, mdev);
+  }
+  return 'started';
+}
+
+export async function stopMdev(lc: Lifecycle, uuid: string): Promise<'stopped' | 'not-active'> {
+  if (!listActiveMdevs(lc.sysfs).some((m) => m.uuid === uuid)) return 'not-active';
+  if (lc.mdevctl) await mdevctlRun(lc, ['stop', '-u', uuid], `stopping mdev ${uuid}`);
+  else removeViaSysfs(lc.sysfs, uuid);
+  return 'stopped';
+}

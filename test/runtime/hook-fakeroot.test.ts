@@ -1,0 +1,91 @@
+// The hook through the CLI against a fake root on disk (plain files, no
+// kernel behind them): masks are written, the report is kept, and no host
+// command runs; the hook says what it would have run.
+
+import { describe, expect, it } from 'vitest';
+import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { IdSet } from '../../src/model/idset.js';
+import { givenHost } from '../support/host.js';
+
+const INTRUDER = 'deadbeef-0000-4000-8000-000000000001';
+const BINDINGS = { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', COMPLETECOUNT: '1' };
+
+describe('the hook on a fake root', () => {
+  it('applies the store masks, would load vfio_ap and start the three guests, and reports it', async () => {
+    const host = givenHost(threeGuestsHost(), { env: BINDINGS });
+    const r = await host.run('hook');
+    expect(r.code).toBe(0);
+    expect(host.read('sys/bus/ap/apmask').trim()).toBe('0xf9ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff');
+    expect(host.read('sys/bus/ap/aqmask').trim()).toBe('0xf7fffffffffffffffeffffffffffffffffffffffffeffffffffffffffffffffe');
+    const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
+    expect(report.event).toEqual({ action: 'change', devpath: '/devices/ap', bindings: 'complete', completecount: '1' });
+    expect(report.vfio_ap).toBe('would-load');
+    expect(report.mdevs.map((m: { uuid: string; outcome: string }) => [m.uuid, m.outcome])).toEqual([
+      [GUEST1, 'would-start'],
+      [GUEST2, 'would-start'],
+      [GUEST3, 'would-start'],
+    ]);
+    expect(report.commands.map((c: { command: string }) => c.command)).toEqual([
+      'modprobe vfio_ap',
+      `systemctl --no-block start ap-persist-mdev@${GUEST1}.service ap-persist-mdev@${GUEST2}.service ap-persist-mdev@${GUEST3}.service`,
+    ]);
+    expect(report.commands.every((c: { ran: boolean }) => !c.ran)).toBe(true);
+    expect(r.stdout).toContain('not run under --root');
+    // status tells the report in words.
+    const status = await host.run('status');
+    expect(status.stdout).toMatch(/last hook: .*change \/devices\/ap BINDINGS=complete, exit 0/);
+    expect(status.stdout).toContain(`mdev ${GUEST1} (guest1): would-start`);
+  });
+
+  it('a plain change without BINDINGS=complete does nothing', async () => {
+    const host = givenHost(threeGuestsHost(), { env: { ACTION: 'change', DEVPATH: '/devices/ap' } });
+    const before = host.snapshot();
+    expect((await host.run('hook')).code).toBe(0);
+    expect(host.snapshot()).toEqual(before);
+  });
+
+  it('skips an intruder auto mdev that shares 05.0004 and names it with the APQN', async () => {
+    const store = `${THREE_GUESTS_STORE}
+[mdev.${INTRUDER}]
+name = intruder
+adapters = 5
+domains = 4
+start = auto
+`;
+    const host = givenHost({ ...threeGuestsHost(), store }, { env: BINDINGS });
+    const report = (await host.json('hook')).doc;
+    const intruder = report.mdevs.find((m: { uuid: string }) => m.uuid === INTRUDER);
+    expect(intruder).toMatchObject({ outcome: 'skipped', apqns: ['05.0004'] });
+    expect(intruder.reason).toContain(GUEST1);
+    expect(report.commands[1].command).not.toContain(INTRUDER);
+  });
+
+  it('never gives the host a queue an active mdev holds, and says so', async () => {
+    const free = { apmask: IdSet.full().minus(IdSet.of([5, 6])), aqmask: IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff])) };
+    // The store would give everything back to the host while guest1 runs on 05/06 x 04/ab.
+    const store = THREE_GUESTS_STORE.replace('apmask = 0-4,7-255', 'apmask = 0-255').replace('aqmask = 0-3,5-70,72-170,172-254', 'aqmask = 0-255');
+    const host = givenHost(
+      { ...threeGuestsHost(), store, masks: free, vfioAp: true, activeMdevs: [{ uuid: GUEST1, adapters: [5, 6], domains: [4, 0xab] }] },
+      { env: BINDINGS },
+    );
+    const r = await host.json('hook');
+    expect(r.doc.masks.kept_for_active_mdevs).toEqual([
+      `05.0004 of ${GUEST1}: adapter 5 kept out of apmask`,
+      `06.0004 of ${GUEST1}: adapter 6 kept out of apmask`,
+    ]);
+    expect(host.read('sys/bus/ap/apmask').trim()).toBe(free.apmask.toKernelHex());
+    expect(host.read('sys/bus/ap/aqmask').trim()).toBe(IdSet.full().toKernelHex());
+    expect(r.doc.mdevs.find((m: { uuid: string }) => m.uuid === GUEST1).outcome).toBe('already-active');
+  });
+
+  it('a broken store changes nothing, exits non-zero and reports why', async () => {
+    const host = givenHost({ ...threeGuestsHost(), store: THREE_GUESTS_STORE.replace('adapters = 5\n', 'adapters = 5-3\n') }, { env: BINDINGS });
+    const sysBefore = [...host.snapshot()].filter(([k]) => k.startsWith('sys/'));
+    const r = await host.run('hook');
+    expect(r.code).toBe(1);
+    expect([...host.snapshot()].filter(([k]) => k.startsWith('sys/'))).toEqual(sysBefore);
+    const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
+    expect(report.errors[0]).toMatch(/ap-persist\.conf:\d+: range '5-3' is reversed/);
+    expect(report.commands).toEqual([]);
+  });
+});
