@@ -4,6 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { Io } from './context.js';
+import { parseFastPath } from './fast-path.js';
 
 const io: Io = {
   stdout: (t) => void process.stdout.write(t),
@@ -18,5 +19,12 @@ const io: Io = {
   },
 };
 
-const { run } = await import('./program.js');
-process.exitCode = await run(process.argv.slice(2), io);
+const argv = process.argv.slice(2);
+const fast = parseFastPath(argv);
+if (fast?.command === 'hook') {
+  const { runFastHook } = await import('./fast-hook.js');
+  process.exitCode = await runFastHook(fast.globals, io);
+} else {
+  const { run } = await import('./program.js');
+  process.exitCode = await run(argv, io);
+}
