@@ -4,12 +4,12 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { formatApqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
-import { mdevApqns } from '../model/mdev.js';
 import { renderMdevctlJson } from '../store/mdevctl-defs.js';
 import type { StartMode } from '../model/mdev.js';
-import { AP_BUS, AP_DEVICES, MATRIX, PASSTHROUGH_CREATE } from '../sysfs/ap-host.js';
+import { AP_BUS, PASSTHROUGH_CREATE, mdevPath } from '../sysfs/ap-host.js';
+import { SimKernel } from '../sysfs/sim-kernel.js';
+import { isSysfsError } from '../sysfs/sysfs.js';
 
 export interface FakeCard {
   adapter: number;
@@ -47,42 +47,42 @@ function put(root: string, rel: string, text: string): void {
   writeFileSync(path, text);
 }
 
-const hex2 = (n: number): string => n.toString(16).padStart(2, '0');
+/** Creates and assigns the mdev as an admin would; a state no kernel would build is adopted as is. */
+function activate(kernel: SimKernel, m: FakeMdev): void {
+  try {
+    kernel.write(PASSTHROUGH_CREATE, m.uuid);
+    const assign = (attr: string, ids: number[]): void => {
+      for (const id of ids) kernel.write(mdevPath(m.uuid, attr), `${id}`);
+    };
+    assign('assign_adapter', m.adapters);
+    assign('assign_domain', m.domains);
+    assign('assign_control_domain', m.controlDomains ?? []);
+  } catch (err) {
+    if (!isSysfsError(err)) throw err;
+    kernel.adoptMdev(m.uuid, m.adapters, m.domains, m.controlDomains ?? []);
+  }
+}
 
 export function buildFakeHost(root: string, host: FakeHost): void {
   mkdirSync(root, { recursive: true });
   if (host.masks !== null) {
-    const masks = host.masks ?? { apmask: IdSet.full(), aqmask: IdSet.full() };
-    const sys = (rel: string, text: string): void => put(root, `sys/${rel}`, text);
-    sys(`${AP_BUS}/apmask`, `${masks.apmask.toKernelHex()}\n`);
-    sys(`${AP_BUS}/aqmask`, `${masks.aqmask.toKernelHex()}\n`);
-    sys(`${AP_BUS}/ap_max_adapter_id`, `${host.maxAdapterId ?? 255}\n`);
-    sys(`${AP_BUS}/ap_max_domain_id`, `${host.maxDomainId ?? 255}\n`);
-    sys(`${AP_BUS}/bindings`, `complete (${host.cards.length * host.domains.length}/${host.cards.length * host.domains.length})\n`);
-    sys('devices/ap/uevent', 'BINDINGS=complete\nCOMPLETECOUNT=1\n');
-    for (const card of host.cards) {
-      sys(`${AP_DEVICES}/card${hex2(card.adapter)}/hwtype`, `${card.hwtype}\n`);
-      for (const domain of host.domains) {
-        const apqn = { adapter: card.adapter, domain };
-        const hostOwned = masks.apmask.has(card.adapter) && masks.aqmask.has(domain);
-        const driver = hostOwned ? 'cex4queue' : card.hwtype >= 10 && host.vfioAp ? 'vfio_ap' : undefined;
-        const dir = `${AP_DEVICES}/${formatApqn(apqn)}`;
-        mkdirSync(join(root, 'sys', dir), { recursive: true });
-        if (driver) sys(`${dir}/driver`, `${driver}\n`);
-      }
-    }
-    if (host.vfioAp) {
-      put(root, `sys/${PASSTHROUGH_CREATE}`, '');
-      for (const m of host.activeMdevs ?? []) {
-        const adapters = IdSet.of(m.adapters);
-        const domains = IdSet.of(m.domains);
-        const lines = mdevApqns({ adapters, domains }).toArray().map(formatApqn);
-        if (domains.isEmpty()) lines.push(...adapters.ids().map((a) => `${hex2(a)}.`));
-        if (adapters.isEmpty()) lines.push(...domains.ids().map((d) => `.${d.toString(16).padStart(4, '0')}`));
-        sys(`${MATRIX}/${m.uuid}/matrix`, lines.map((l) => `${l}\n`).join(''));
-        sys(`${MATRIX}/${m.uuid}/control_domains`, (m.controlDomains ?? []).map((d) => `${d.toString(16).padStart(4, '0')}\n`).join(''));
-      }
-    }
+    // The simulated kernel decides the bindings and the mdev files, so a fake
+    // host on disk looks exactly like what the runtime sees through it.
+    const kernel = new SimKernel({
+      kernel: 'current',
+      cards: host.cards,
+      domains: host.domains,
+      maxAdapterId: host.maxAdapterId,
+      maxDomainId: host.maxDomainId,
+      apmask: host.masks?.apmask,
+      aqmask: host.masks?.aqmask,
+      vfioAp: host.vfioAp,
+    });
+    if (host.vfioAp) for (const m of host.activeMdevs ?? []) activate(kernel, m);
+    kernel.saveTo(root);
+    const queues = host.cards.length * host.domains.length;
+    put(root, `sys/${AP_BUS}/bindings`, `complete (${queues}/${queues})\n`);
+    put(root, 'sys/devices/ap/uevent', 'BINDINGS=complete\nCOMPLETECOUNT=1\n');
   }
   if (host.store !== undefined) put(root, 'etc/ap-persist/ap-persist.conf', host.store);
   for (const d of host.mdevctl ?? []) {

@@ -42,16 +42,20 @@ export interface MdevctlView {
 }
 
 export function readLiveState(sysfs: Sysfs): LiveState {
-  const apBus = sysfs.exists('bus/ap');
   return {
-    apBus,
-    masks: readActiveMasks(sysfs),
-    mdevs: listActiveMdevs(sysfs),
+    ...readActiveState(sysfs),
+    apBus: sysfs.exists('bus/ap'),
     cards: listCards(sysfs),
     queues: listQueues(sysfs),
     maxIds: readMaxIds(sysfs),
-    vfioAp: vfioApLoaded(sysfs),
   };
+}
+
+export type ActiveState = Pick<LiveState, 'masks' | 'mdevs' | 'vfioAp'>;
+
+/** Only what the boot hook and the callout need: masks and active mdevs, not every queue. */
+export function readActiveState(sysfs: Sysfs): ActiveState {
+  return { masks: readActiveMasks(sysfs), mdevs: listActiveMdevs(sysfs), vfioAp: vfioApLoaded(sysfs) };
 }
 
 /** mdevctl's vfio_ap-passthrough definitions for parent `matrix`. */

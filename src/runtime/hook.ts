@@ -10,7 +10,7 @@ import { ApPersistError } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { acquireLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
-import { readLiveState } from '../host/state.js';
+import { readActiveState } from '../host/state.js';
 import { formatApqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
@@ -103,7 +103,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     lock = acquireLock(deps.paths.lock, { timeoutMs: deps.lockTimeoutMs ?? 10_000 });
     let t = lap('lock', t0);
     const store = loadStore(deps.paths.store).store; // broken: throws, nothing touched
-    let live = readLiveState(deps.sysfs);
+    let live = readActiveState(deps.sysfs);
     t = lap('read', t);
 
     // 1. Masks: the store's, less what an active mdev holds.
@@ -139,7 +139,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     t = lap('vfio_ap', t);
 
     // 3. Checks, then 4. start what passes, in store order: the first claimant wins.
-    live = readLiveState(deps.sysfs);
+    if (report.masks.writes.length || report.commands.length) live = readActiveState(deps.sysfs);
     const claimed: MdevDefinition[] = [];
     const toStart: string[] = [];
     for (const mdev of store.mdevs.filter((m) => m.start === 'auto')) {

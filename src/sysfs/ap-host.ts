@@ -28,9 +28,8 @@ export interface ActiveMasks {
 
 /** The active masks, or undefined when the AP bus has none to show. */
 export function readActiveMasks(sysfs: Sysfs): ActiveMasks | undefined {
-  if (!sysfs.exists(`${AP_BUS}/apmask`) || !sysfs.exists(`${AP_BUS}/aqmask`)) return undefined;
-  const apmask = parseKernelMask(sysfs.read(`${AP_BUS}/apmask`));
-  const aqmask = parseKernelMask(sysfs.read(`${AP_BUS}/aqmask`));
+  const apmask = parseKernelMask(readOr(sysfs, `${AP_BUS}/apmask`));
+  const aqmask = parseKernelMask(readOr(sysfs, `${AP_BUS}/aqmask`));
   return apmask && aqmask ? { apmask, aqmask } : undefined;
 }
 
@@ -141,6 +140,11 @@ export function listActiveMdevs(sysfs: Sysfs): ActiveMdev[] {
     });
 }
 
+/** The attribute's text, or '' when it cannot be read (one call instead of exists + read). */
 function readOr(sysfs: Sysfs, path: string): string {
-  return sysfs.exists(path) ? sysfs.read(path) : '';
+  try {
+    return sysfs.read(path);
+  } catch {
+    return '';
+  }
 }

@@ -1,0 +1,47 @@
+// Host commands on a simulated host: modprobe loads vfio_ap into the
+// simulated kernel, systemctl runs our mdev units' ExecStart in-process.
+// With it a boot (event -> hook -> masks -> vfio_ap -> mdevs) runs end to end
+// without a machine.
+
+import type { SimKernel } from '../sysfs/sim-kernel.js';
+import { commandLine, type CommandRunner } from '../runtime/commands.js';
+
+/** Runs `ap-persist mdev start|stop UUID` as the unit would; returns its exit code. */
+export type UnitAction = (verb: 'start' | 'stop', uuid: string) => Promise<number>;
+
+const MDEV_UNIT = /^ap-persist-mdev@([0-9a-f-]{36})\.service$/;
+
+export interface SimulatedRunner extends CommandRunner {
+  /** Exit code of each unit run, by UUID, last run last. */
+  readonly units: Map<string, number>;
+}
+
+export function simulatedRunner(kernel: SimKernel, unit: UnitAction): SimulatedRunner {
+  const log: string[] = [];
+  const units = new Map<string, number>();
+  const ok = { exitCode: 0, stdout: '', stderr: '', timedOut: false, ran: true };
+  return {
+    log,
+    units,
+    async run(file, args) {
+      log.push(commandLine(file, args));
+      if (file === 'modprobe' && args[0] === 'vfio_ap') {
+        kernel.loadVfioAp();
+        return ok;
+      }
+      if (file === 'systemctl') {
+        const verb = args.find((a) => a === 'start' || a === 'stop');
+        if (verb) {
+          // --no-block: systemctl returns once the jobs are queued; the units' results show later.
+          for (const name of args) {
+            const m = MDEV_UNIT.exec(name);
+            if (m) units.set(m[1]!, await unit(verb, m[1]!));
+          }
+        }
+        return ok;
+      }
+      if (file === 'udevadm') return ok;
+      return { exitCode: 127, stdout: '', stderr: `${file}: not simulated`, timedOut: false, ran: true };
+    },
+  };
+}

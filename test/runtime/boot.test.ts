@@ -1,0 +1,140 @@
+// Boot simulations: the AP bus reports BINDINGS=complete, udev runs the hook,
+// and the host must end with the store's masks, vfio_ap loaded and the auto
+// mdevs up, on the 5.4 kernel of the seeds and on current kernels, in memory
+// and through a fake root on disk.
+
+import { describe, expect, it } from 'vitest';
+import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { IdSet } from '../../src/model/idset.js';
+import { BINDINGS_COMPLETE, givenSimulatedHost } from '../support/sim-host.js';
+
+const INTRUDER = 'deadbeef-0000-4000-8000-000000000001';
+const FREE = { apmask: IdSet.full().minus(IdSet.of([5, 6])), aqmask: IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff])) };
+
+for (const flavour of ['5.4', 'current'] as const) {
+  for (const onDisk of [false, true]) {
+    describe(`boot on a ${flavour} kernel${onDisk ? ', fake root on disk' : ', in memory'}`, () => {
+      it('the three-guest host boots to masks applied, vfio_ap loaded and three mdevs with the right matrix', async () => {
+        const host = givenSimulatedHost(threeGuestsHost(), flavour, { onDisk });
+        const r = await host.run(['hook'], BINDINGS_COMPLETE);
+        expect(r.code).toBe(0);
+        const k = host.kernel();
+        expect(k.read('bus/ap/apmask').trim()).toBe('0xf9ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff');
+        expect(k.read('bus/ap/aqmask').trim()).toBe('0xf7fffffffffffffffeffffffffffffffffffffffffeffffffffffffffffffffe');
+        expect(k.vfioApLoaded).toBe(true);
+        expect(k.read('bus/ap/devices/05.0004/driver').trim()).toBe('vfio_ap');
+        expect(k.read(`devices/vfio_ap/matrix/${GUEST1}/matrix`)).toBe('05.0004\n05.00ab\n06.0004\n06.00ab\n');
+        expect(k.read(`devices/vfio_ap/matrix/${GUEST1}/control_domains`)).toBe('00ab\n');
+        expect(k.read(`devices/vfio_ap/matrix/${GUEST2}/matrix`)).toBe('05.0047\n05.00ff\n');
+        expect(k.read(`devices/vfio_ap/matrix/${GUEST3}/matrix`)).toBe('06.0047\n06.00ff\n');
+        expect([...host.runner()!.units.values()]).toEqual([0, 0, 0]);
+        if (onDisk) {
+          expect(host.read(`sys/devices/vfio_ap/matrix/${GUEST2}/matrix`)).toBe('05.0047\n05.00ff\n');
+          expect(host.read('sys/bus/ap/devices/06.00ff/driver').trim()).toBe('vfio_ap');
+        }
+        const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
+        expect(report.vfio_ap).toBe('loaded');
+        expect(report.mdevs.map((m: { outcome: string }) => m.outcome)).toEqual(['started', 'started', 'started']);
+        expect(report.exit_code).toBe(0);
+
+        // A second event finds nothing to do.
+        const again = await host.run(['--json', 'hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '2' });
+        const second = JSON.parse(again.stdout);
+        expect(second.masks.writes).toEqual([]);
+        expect(second.commands).toEqual([]);
+        expect(second.mdevs.map((m: { outcome: string }) => m.outcome)).toEqual(['already-active', 'already-active', 'already-active']);
+      });
+
+      it('an intruder auto mdev sharing 05.0004 is skipped and named in the report with the APQN', async () => {
+        const store = `${THREE_GUESTS_STORE}\n[mdev.${INTRUDER}]\nname = intruder\nadapters = 5\ndomains = 4\nstart = auto\n`;
+        const host = givenSimulatedHost({ ...threeGuestsHost(), store }, flavour, { onDisk });
+        expect((await host.run(['hook'], BINDINGS_COMPLETE)).code).toBe(0);
+        const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
+        expect(report.mdevs.find((m: { uuid: string }) => m.uuid === INTRUDER)).toMatchObject({ outcome: 'skipped', apqns: ['05.0004'] });
+        expect(host.kernel().exists(`devices/vfio_ap/matrix/${INTRUDER}`)).toBe(false);
+        expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST1}`)).toBe(true);
+        const status = await host.run(['status']);
+        expect(status.stdout).toMatch(new RegExp(`mdev ${INTRUDER} \\(intruder\\): skipped - APQN 05.0004`));
+      });
+
+      it('a store that would hand an active mdev’s queue to the host leaves it out of the host pool and says so', async () => {
+        const store = THREE_GUESTS_STORE.replace('apmask = 0-4,7-255', 'apmask = 0-255').replace('aqmask = 0-3,5-70,72-170,172-254', 'aqmask = 0-255');
+        const host = givenSimulatedHost(
+          { ...threeGuestsHost(), store, masks: FREE, vfioAp: true, activeMdevs: [{ uuid: GUEST2, adapters: [5], domains: [0x47, 0xff] }] },
+          flavour,
+          { onDisk },
+        );
+        await host.run(['hook'], BINDINGS_COMPLETE);
+        const k = host.kernel();
+        expect(k.read('bus/ap/devices/05.0047/driver').trim()).toBe('vfio_ap');
+        expect(k.read(`devices/vfio_ap/matrix/${GUEST2}/matrix`)).toBe('05.0047\n05.00ff\n');
+        const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
+        expect(report.masks.kept_for_active_mdevs).toEqual([`05.0047 of ${GUEST2}: adapter 5 kept out of apmask`]);
+      });
+
+      it('a broken store changes nothing', async () => {
+        const store = THREE_GUESTS_STORE.replace('start = auto              ; started at boot', 'start = always');
+        const host = givenSimulatedHost({ ...threeGuestsHost(), store }, flavour, { onDisk });
+        const before = [...host.snapshot()].filter(([k]) => k.startsWith('sys/'));
+        const r = await host.run(['hook'], BINDINGS_COMPLETE);
+        expect(r.code).not.toBe(0);
+        expect(host.kernel().read('bus/ap/apmask').trim()).toBe(IdSet.full().toKernelHex());
+        expect(host.kernel().vfioApLoaded).toBe(false);
+        expect(host.runner()!.log).toEqual([]);
+        if (onDisk) expect([...host.snapshot()].filter(([k]) => k.startsWith('sys/'))).toEqual(before);
+        expect(JSON.parse(host.read('run/ap-persist/last-hook.json')).errors[0]).toMatch(/start 'always' is neither auto nor manual/);
+      });
+    });
+  }
+
+  describe(`faults on a ${flavour} kernel`, () => {
+    it('a failing assign leaves no half-made mdev and says what the errno means', async () => {
+      const host = givenSimulatedHost(threeGuestsHost(), flavour);
+      await host.run(['mask', 'set', 'apmask=-5,-6', 'aqmask=-4,-0x47,-0xab,-0xff']);
+      host.kernel().loadVfioAp();
+      host.kernel().failWrite(`devices/vfio_ap/matrix/${GUEST2}/assign_domain`, 'EADDRNOTAVAIL');
+      const r = await host.run(['mdev', 'start', GUEST2]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('EADDRNOTAVAIL');
+      expect(r.stderr).toContain('not free for vfio_ap');
+      expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST2}`)).toBe(false);
+      // The next start works.
+      expect((await host.run(['mdev', 'start', GUEST2])).code).toBe(0);
+      expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST2}/matrix`)).toBe('05.0047\n05.00ff\n');
+    });
+
+    it('during boot, one failing unit does not stop the others', async () => {
+      const host = givenSimulatedHost(threeGuestsHost(), flavour);
+      host.kernel().failWrite(`devices/vfio_ap/matrix/${GUEST1}/assign_adapter`, 'ENODEV');
+      await host.run(['hook'], BINDINGS_COMPLETE);
+      const units = host.runner()!.units;
+      expect(units.get(GUEST1)).toBe(1);
+      expect(units.get(GUEST2)).toBe(0);
+      expect(units.get(GUEST3)).toBe(0);
+      expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST1}`)).toBe(false);
+    });
+
+    it('a refused mask write is reported and the mdevs that cannot start are not forced', async () => {
+      const host = givenSimulatedHost(threeGuestsHost(), flavour);
+      host.kernel().failWrite('bus/ap/apmask', 'EINVAL');
+      const r = await host.run(['--json', 'hook'], BINDINGS_COMPLETE);
+      expect(r.code).toBe(1);
+      const report = JSON.parse(r.stdout);
+      expect(report.errors[0]).toContain('EINVAL');
+      // With the kernel's default masks every queue is the host's: nothing may start.
+      expect(report.mdevs.map((m: { outcome: string }) => m.outcome)).toEqual(['skipped', 'skipped', 'skipped']);
+    });
+
+    it('mdev stop is refused while the guest runs', async () => {
+      const host = givenSimulatedHost(threeGuestsHost(), flavour);
+      await host.run(['hook'], BINDINGS_COMPLETE);
+      host.kernel().setGuestRunning(GUEST3, true);
+      const r = await host.run(['mdev', 'stop', GUEST3]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('EBUSY');
+      host.kernel().setGuestRunning(GUEST3, false);
+      expect((await host.run(['mdev', 'stop', GUEST3])).code).toBe(0);
+      expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST3}`)).toBe(false);
+    });
+  });
+}

@@ -1,0 +1,55 @@
+// Given a simulated host: a fake root (store, mdevctl files) whose sysfs is
+// the simulated kernel, and whose host commands go to it (modprobe) or run
+// our units in-process (systemctl). `onDisk` keeps the kernel's state in the
+// root's sys/ between commands, so runs go through files under --root too.
+
+import { buildFakeHost, type FakeHost } from '../../src/fakehost/builder.js';
+import { simulatedRunner, type SimulatedRunner } from '../../src/fakehost/sim-runner.js';
+import { run } from '../../src/cli/program.js';
+import { SimKernel, type KernelFlavour } from '../../src/sysfs/sim-kernel.js';
+import { tempDir, snapshotTree, type RunResult } from './host.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface SimHost {
+  root: string;
+  kernel(): SimKernel;
+  /** The last command's simulated runner: what ran, and each unit's exit code. */
+  runner(): SimulatedRunner | undefined;
+  run(args: string[], env?: Record<string, string>): Promise<RunResult>;
+  read(rel: string): string;
+  snapshot(): Map<string, string>;
+}
+
+export const BINDINGS_COMPLETE = { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', COMPLETECOUNT: '1' };
+
+export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, options: { onDisk?: boolean } = {}): SimHost {
+  const root = tempDir();
+  buildFakeHost(root, spec);
+  let kernel = SimKernel.fromDisk(root, flavour);
+  let last: SimulatedRunner | undefined;
+
+  const cli = async (args: string[], env: Record<string, string>, outer = true): Promise<RunResult> => {
+    let stdout = '';
+    let stderr = '';
+    const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t), env };
+    const runner = simulatedRunner(kernel, async (verb, uuid) => (await cli(['mdev', verb, uuid], {}, false)).code);
+    if (outer) last = runner;
+    const code = await run(['--root', root, '--exec', ...args], io, { sysfs: kernel, runner });
+    return { code, stdout, stderr };
+  };
+
+  return {
+    root,
+    kernel: () => kernel,
+    runner: () => last,
+    async run(args, env = {}) {
+      if (options.onDisk) kernel = SimKernel.fromDisk(root, flavour);
+      const result = await cli(args, env);
+      if (options.onDisk) kernel.saveTo(root);
+      return result;
+    },
+    read: (rel) => readFileSync(join(root, rel), 'utf8'),
+    snapshot: () => snapshotTree(root),
+  };
+}

@@ -1,0 +1,636 @@
+// The simulated kernel, told as the admin's story from the kernel's vfio-ap
+// documentation (Documentation/s390/vfio-ap.rst, 5.4): every example there is
+// replayed here through sysfs reads and writes, on 5.4 and on current kernels.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildFakeHost } from '../../src/fakehost/builder.js';
+import { GUEST1, GUEST2, GUEST3 } from '../../src/fakehost/three-guests.js';
+import { IdSet } from '../../src/model/idset.js';
+import {
+  AP_BUS,
+  AP_DEVICES,
+  MATRIX,
+  PASSTHROUGH_CREATE,
+  listActiveMdevs,
+  listQueues,
+  mdevPath,
+  parseKernelMask,
+} from '../../src/sysfs/ap-host.js';
+import { FileSysfs } from '../../src/sysfs/file-sysfs.js';
+import { SimKernel, parseMaskWrite, type KernelFlavour, type SimKernelOptions } from '../../src/sysfs/sim-kernel.js';
+import { isSysfsError, type Sysfs } from '../../src/sysfs/sysfs.js';
+
+const APMASK = `${AP_BUS}/apmask`;
+const AQMASK = `${AP_BUS}/aqmask`;
+const KERNELS: KernelFlavour[] = ['5.4', 'current'];
+
+// The doc's three-guest mask strings, and what the secured example host reads.
+const DOC_APMASK = '0xf9ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff';
+const DOC_AQMASK = '0xf7fffffffffffffffeffffffffffffffffffffffffeffffffffffffffffffffe';
+const DOC_QUEUES = ['05.0004', '05.0047', '05.00ab', '05.00ff', '06.0004', '06.0047', '06.00ab', '06.00ff'];
+
+/** The doc's example host: CEX5 cards 05 and 06, usage domains 4, 0x47, 0xab, 0xff. */
+function docHost(kernel: KernelFlavour, more: Partial<SimKernelOptions> = {}): SimKernel {
+  return new SimKernel({
+    kernel,
+    cards: [
+      { adapter: 5, hwtype: 11 },
+      { adapter: 6, hwtype: 11 },
+    ],
+    domains: [0x04, 0x47, 0xab, 0xff],
+    ...more,
+  });
+}
+
+/** Steps 1 and 2: vfio_ap loaded, the eight queues secured with the doc's bit switches. */
+function securedDocHost(kernel: KernelFlavour, more: Partial<SimKernelOptions> = {}): SimKernel {
+  const k = docHost(kernel, more);
+  k.loadVfioAp();
+  k.write(APMASK, '-5,-6\n');
+  k.write(AQMASK, '-4,-0x47,-0xab,-0xff\n');
+  return k;
+}
+
+/** Step 3 and 4 for one guest: `echo $uuid > create`, then each `echo ID > attr`. */
+function configure(k: Sysfs, uuid: string, steps: [string, string][]): void {
+  k.write(PASSTHROUGH_CREATE, `${uuid}\n`);
+  for (const [attr, id] of steps) k.write(mdevPath(uuid, attr), `${id}\n`);
+}
+
+/** The errno a write gets, or 'ok'. */
+function errnoOf(k: Sysfs, path: string, data: string): string {
+  try {
+    k.write(path, data);
+    return 'ok';
+  } catch (err) {
+    if (isSysfsError(err)) return err.code;
+    throw err;
+  }
+}
+
+function driverOf(k: Sysfs, queue: string): string | undefined {
+  const path = `${AP_DEVICES}/${queue}/driver`;
+  return k.exists(path) ? k.read(path).trim() : undefined;
+}
+
+function driversBy(k: Sysfs): Record<string, string> {
+  return Object.fromEntries(listQueues(k).map((q) => [q.adapter.toString(16).padStart(2, '0') + '.' + q.domain.toString(16).padStart(4, '0'), q.driver ?? '-']));
+}
+
+function maskIds(k: Sysfs, path: string): IdSet {
+  const mask = parseKernelMask(k.read(path));
+  if (!mask) throw new Error(`${path} does not read as a kernel mask`);
+  return mask;
+}
+
+const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+const roots: string[] = [];
+afterEach(() => {
+  for (const r of roots.splice(0)) rmSync(r, { recursive: true, force: true });
+});
+function tempRoot(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sim-kernel-'));
+  roots.push(dir);
+  return dir;
+}
+
+describe('the AP masks (step 2: securing queues)', () => {
+  it('read as 0x and 64 hex digits; a freshly booted host owns everything', () => {
+    const k = docHost('current');
+    expect(k.read(APMASK)).toBe(`0x${'f'.repeat(64)}\n`);
+    expect(k.read(AQMASK)).toBe(`0x${'f'.repeat(64)}\n`);
+  });
+
+  it('0x7dff… gives adapters 0 and 6 to vfio_ap and keeps 1-5 and 7-255 for the host', () => {
+    const k = docHost('current');
+    k.write(APMASK, `0x7d${'f'.repeat(62)}`);
+    const host = maskIds(k, APMASK);
+    expect(host.has(0)).toBe(false);
+    expect(host.has(6)).toBe(false);
+    expect(host.toRanges()).toBe('1-5,7-255');
+  });
+
+  it('0x41 is shorter than the mask: padded with zeros on the right, it means IDs 1 and 7', () => {
+    const k = docHost('current');
+    k.write(APMASK, '0x41');
+    expect(k.read(APMASK)).toBe(`0x41${'0'.repeat(62)}\n`);
+    expect(maskIds(k, APMASK).ids()).toEqual([1, 7]);
+  });
+
+  it.each([
+    ['+0', 0, true],
+    ['-13', 13, false],
+    ['+0x41', 65, true],
+    ['-0xff', 255, false],
+  ])('the bit switch "%s" sets bit %i to %s and leaves the others', (text, bit, on) => {
+    const k = docHost('current');
+    const start = on ? IdSet.full().minus(IdSet.of([bit])) : IdSet.full();
+    k.write(APMASK, start.toKernelHex());
+    k.write(APMASK, text);
+    const mask = maskIds(k, APMASK);
+    expect(mask.has(bit)).toBe(on);
+    expect(mask.size).toBe(on ? 256 : 255);
+  });
+
+  it('+0,-6,+0x47,-0xf0 switches 0 and 71 on, 6 and 240 off, and nothing else', () => {
+    const k = docHost('current');
+    const before = IdSet.of([1, 6, 7, 100, 240]);
+    k.write(AQMASK, before.toKernelHex());
+    k.write(AQMASK, '+0,-6,+0x47,-0xf0');
+    expect(maskIds(k, AQMASK).ids()).toEqual([0, 1, 7, 71, 100]);
+  });
+
+  it('ap.apmask=0xffff ap.aqmask=0x40: the host keeps adapters 0-15 on domain 1, vfio_ap gets the rest', () => {
+    const k = new SimKernel({
+      kernel: 'current',
+      cards: [
+        { adapter: 0x0f, hwtype: 11 },
+        { adapter: 0x10, hwtype: 11 },
+      ],
+      domains: [1, 2],
+      vfioAp: true,
+    });
+    k.write(APMASK, '0xffff');
+    k.write(AQMASK, '0x40');
+    expect(k.read(APMASK)).toBe(`0xffff${'0'.repeat(60)}\n`);
+    expect(k.read(AQMASK)).toBe(`0x40${'0'.repeat(62)}\n`);
+    expect(maskIds(k, APMASK).toRanges()).toBe('0-15');
+    expect(maskIds(k, AQMASK).toRanges()).toBe('1');
+    expect(driversBy(k)).toEqual({ '0f.0001': 'cex4queue', '0f.0002': 'vfio_ap', '10.0001': 'vfio_ap', '10.0002': 'vfio_ap' });
+  });
+
+  it('a hex string longer than the mask is EINVAL, and the mask stays as it was', () => {
+    const k = docHost('current');
+    k.write(APMASK, DOC_APMASK);
+    expect(errnoOf(k, APMASK, `0x${'f'.repeat(65)}`)).toBe('EINVAL');
+    expect(k.read(APMASK)).toBe(`${DOC_APMASK}\n`);
+  });
+
+  it.each(['garbage', '5,6', '0x12345g', '+256', '-0x100', '+0,x', '+-1', '-5--6', '+0,-6,+300', '+08'])(
+    '"%s" is EINVAL and nothing of it is applied',
+    (text) => {
+      const k = docHost('current');
+      expect(errnoOf(k, AQMASK, text)).toBe('EINVAL');
+      expect(k.read(AQMASK)).toBe(`0x${'f'.repeat(64)}\n`);
+    },
+  );
+
+  it('takes ranges in bit switches and lower-case-optional 0x, as the AP bus parser does', () => {
+    // Not in the 5.4 text, but in ap_parse_mask_str since the masks exist; chzdev relies on neither.
+    expect(parseMaskWrite('-4-8,+6', IdSet.full())?.toRanges()).toBe('0-3,6,9-255');
+    expect(parseMaskWrite('+010', IdSet.empty())?.ids()).toEqual([8]); // leading 0: octal, as strtoul reads it
+    expect(parseMaskWrite('41\n', IdSet.full())?.ids()).toEqual([1, 7]);
+    expect(parseMaskWrite('\n', IdSet.full())?.isEmpty()).toBe(true); // `echo > apmask` empties the mask
+  });
+});
+
+describe('which driver gets each queue', () => {
+  it('the AP bus makes one card and one queue device per adapter × usage domain (adapters 4, 0x0a; domains 6, 0x47)', () => {
+    const k = new SimKernel({
+      kernel: '5.4',
+      cards: [
+        { adapter: 4, hwtype: 11 },
+        { adapter: 0x0a, hwtype: 11 },
+      ],
+      domains: [6, 0x47],
+    });
+    expect(k.list(AP_DEVICES)).toEqual(['04.0006', '04.0047', '0a.0006', '0a.0047', 'card04', 'card0a']);
+    expect(k.read(`${AP_DEVICES}/card0a/hwtype`)).toBe('11\n');
+  });
+
+  it.each(KERNELS)('%s: echo -5,-6 > apmask; echo -4,-0x47,-0xab,-0xff > aqmask binds exactly the eight queues to vfio_ap', (kernel) => {
+    const k = docHost(kernel, { vfioAp: true });
+    expect(new Set(Object.values(driversBy(k)))).toEqual(new Set(['cex4queue']));
+    k.write(APMASK, '-5,-6\n');
+    k.write(AQMASK, '-4,-0x47,-0xab,-0xff\n');
+    expect(k.read(APMASK)).toBe(`${DOC_APMASK}\n`);
+    expect(k.read(AQMASK)).toBe(`${DOC_AQMASK}\n`);
+    expect(driversBy(k)).toEqual(Object.fromEntries(DOC_QUEUES.map((q) => [q, 'vfio_ap'])));
+  });
+
+  it('the absolute masks 0xf9ff… and 0xf7ff…fe secure the same queues as the bit switches', () => {
+    const bySwitches = securedDocHost('5.4');
+    const absolute = docHost('5.4', { vfioAp: true });
+    absolute.write(APMASK, `${DOC_APMASK}\n`);
+    absolute.write(AQMASK, `${DOC_AQMASK}\n`);
+    expect(absolute.read(APMASK)).toBe(bySwitches.read(APMASK));
+    expect(absolute.read(AQMASK)).toBe(bySwitches.read(AQMASK));
+    expect(driversBy(absolute)).toEqual(driversBy(bySwitches));
+  });
+
+  it('the host keeps only apmask × aqmask: a queue needs both bits to stay with cex4queue', () => {
+    const k = securedDocHost('current', {
+      cards: [5, 6, 7].map((adapter) => ({ adapter, hwtype: 11 })),
+      domains: [0x04, 0x05, 0x47, 0xab, 0xff],
+    });
+    const drivers = driversBy(k);
+    expect(drivers['07.0005']).toBe('cex4queue'); // both bits set
+    expect(drivers['07.0004']).toBe('vfio_ap'); // host adapter, freed domain
+    expect(drivers['05.0005']).toBe('vfio_ap'); // freed adapter, host domain
+  });
+
+  it('freed queues wait unbound until vfio_ap is loaded; loading it creates the matrix device', () => {
+    const k = docHost('current');
+    k.write(APMASK, '-5,-6');
+    expect(driverOf(k, '05.0004')).toBeUndefined();
+    expect(k.exists(`${AP_DEVICES}/05.0004`)).toBe(true);
+    expect(k.exists(MATRIX)).toBe(false);
+    expect(k.vfioApLoaded).toBe(false);
+    k.loadVfioAp();
+    expect(k.vfioApLoaded).toBe(true);
+    expect(driverOf(k, '05.0004')).toBe('vfio_ap');
+    expect(k.list(MATRIX)).toEqual(['mdev_supported_types']);
+    expect(k.exists(PASSTHROUGH_CREATE)).toBe(true);
+  });
+
+  it('a card older than CEX4 (hwtype below 10) never goes to vfio_ap, so 5.4 cannot assign it', () => {
+    const k = securedDocHost('5.4', {
+      cards: [
+        { adapter: 5, hwtype: 11 },
+        { adapter: 6, hwtype: 7 },
+      ],
+    });
+    expect(k.read(`${AP_DEVICES}/card06/hwtype`)).toBe('7\n');
+    expect(driverOf(k, '05.0004')).toBe('vfio_ap');
+    expect(driverOf(k, '06.0004')).toBeUndefined();
+    expect(k.list(`${AP_DEVICES}/06.0004`)).toEqual([]);
+    k.write(PASSTHROUGH_CREATE, GUEST3);
+    expect(errnoOf(k, mdevPath(GUEST3, 'assign_adapter'), '6')).toBe('EADDRNOTAVAIL');
+  });
+});
+
+describe('mediated devices for the three guests (steps 3 and 4)', () => {
+  it.each(KERNELS)('%s: the doc’s assign sequences give each guest its matrix', (kernel) => {
+    const k = securedDocHost(kernel);
+    configure(k, GUEST1, [
+      ['assign_adapter', '5'],
+      ['assign_adapter', '6'],
+      ['assign_domain', '4'],
+      ['assign_domain', '0xab'],
+      ['assign_control_domain', '0xab'],
+    ]);
+    configure(k, GUEST2, [
+      ['assign_adapter', '5'],
+      ['assign_domain', '0x47'],
+      ['assign_domain', '0xff'],
+    ]);
+    configure(k, GUEST3, [
+      ['assign_adapter', '6'],
+      ['assign_domain', '0x47'],
+      ['assign_domain', '0xff'],
+    ]);
+    expect(k.list(MATRIX)).toEqual([GUEST2, GUEST1, GUEST3, 'mdev_supported_types'].sort());
+    expect(k.list(mdevPath(GUEST1))).toContain('assign_control_domain');
+    expect(k.read(mdevPath(GUEST1, 'matrix'))).toBe('05.0004\n05.00ab\n06.0004\n06.00ab\n');
+    expect(k.read(mdevPath(GUEST1, 'control_domains'))).toBe('00ab\n');
+    expect(k.read(mdevPath(GUEST2, 'matrix'))).toBe('05.0047\n05.00ff\n');
+    expect(k.read(mdevPath(GUEST3, 'matrix'))).toBe('06.0047\n06.00ff\n');
+    expect(k.read(mdevPath(GUEST3, 'control_domains'))).toBe('');
+  });
+
+  it('matrix shows AA. lines before any domain and .DDDD lines before any adapter; unassign undoes a mistake', () => {
+    const k = securedDocHost('current');
+    configure(k, GUEST1, [
+      ['assign_adapter', '6'],
+      ['assign_adapter', '5'],
+    ]);
+    expect(k.read(mdevPath(GUEST1, 'matrix'))).toBe('05.\n06.\n');
+    configure(k, GUEST2, [['assign_domain', '0xff']]);
+    expect(k.read(mdevPath(GUEST2, 'matrix'))).toBe('.00ff\n');
+    k.write(mdevPath(GUEST1, 'assign_domain'), '0x47');
+    k.write(mdevPath(GUEST1, 'unassign_adapter'), '6');
+    expect(k.read(mdevPath(GUEST1, 'matrix'))).toBe('05.0047\n');
+  });
+
+  it('create takes a UUID once: not a UUID is EINVAL, the same one again EEXIST', () => {
+    const k = securedDocHost('current');
+    expect(errnoOf(k, PASSTHROUGH_CREATE, 'guest1')).toBe('EINVAL');
+    expect(errnoOf(k, PASSTHROUGH_CREATE, `${GUEST1}-x`)).toBe('EINVAL');
+    expect(errnoOf(k, PASSTHROUGH_CREATE, `${GUEST1.toUpperCase()}\n`)).toBe('ok');
+    expect(k.exists(mdevPath(GUEST1))).toBe(true); // named in lower case, as the kernel prints UUIDs
+    expect(errnoOf(k, PASSTHROUGH_CREATE, GUEST1)).toBe('EEXIST');
+  });
+
+  it('no create before vfio_ap is loaded: there is no matrix device yet', () => {
+    const k = docHost('current');
+    expect(errnoOf(k, PASSTHROUGH_CREATE, GUEST1)).toBe('ENOENT');
+  });
+
+  it('IDs are read like kstrtoul: decimal, 0x hex or leading-0 octal; anything else is EINVAL', () => {
+    const k = securedDocHost('current');
+    k.write(PASSTHROUGH_CREATE, GUEST1);
+    const cd = mdevPath(GUEST1, 'assign_control_domain');
+    for (const id of ['171', '0xab', '0XAB\n', '010']) k.write(cd, id);
+    expect(k.read(mdevPath(GUEST1, 'control_domains'))).toBe('0008\n00ab\n');
+    for (const bad of ['five', '5 6', '0x', '-1', '08', '4,5']) expect(errnoOf(k, cd, bad)).toBe('EINVAL');
+    expect(errnoOf(k, mdevPath(GUEST1, 'assign_adapter'), 'five')).toBe('EINVAL');
+  });
+
+  it.each(KERNELS)('%s: an ID above ap_max_adapter_id / ap_max_domain_id is ENODEV, control domains too', (kernel) => {
+    const k = securedDocHost(kernel, { maxAdapterId: 63, maxDomainId: 0xff });
+    const small = securedDocHost(kernel, { maxDomainId: 0xab });
+    k.write(PASSTHROUGH_CREATE, GUEST1);
+    small.write(PASSTHROUGH_CREATE, GUEST1);
+    expect(errnoOf(k, mdevPath(GUEST1, 'assign_adapter'), '64')).toBe('ENODEV');
+    expect(errnoOf(k, mdevPath(GUEST1, 'unassign_adapter'), '0x40')).toBe('ENODEV');
+    expect(errnoOf(small, mdevPath(GUEST1, 'assign_domain'), '0xac')).toBe('ENODEV');
+    expect(errnoOf(small, mdevPath(GUEST1, 'assign_control_domain'), '0xac')).toBe('ENODEV');
+    expect(errnoOf(small, mdevPath(GUEST1, 'assign_control_domain'), '0xab')).toBe('ok');
+    expect(errnoOf(k, mdevPath(GUEST1, 'assign_domain'), '18446744073709551615')).toBe('ENODEV');
+    expect(errnoOf(k, mdevPath(GUEST1, 'assign_domain'), '18446744073709551616')).toBe('ERANGE'); // kstrtoul overflows
+  });
+
+  // Cards 5, 6, 7 and domains 4, 5, 0x47, 0xab, 0xff; the doc's masks: the host keeps 07.0005.
+  const wider = (kernel: KernelFlavour): SimKernel =>
+    securedDocHost(kernel, { cards: [5, 6, 7].map((adapter) => ({ adapter, hwtype: 11 })), domains: [4, 5, 0x47, 0xab, 0xff] });
+
+  it.each(KERNELS)('%s: a domain whose APQN the host owns is EADDRNOTAVAIL', (kernel) => {
+    const k = wider(kernel);
+    k.write(PASSTHROUGH_CREATE, GUEST1);
+    k.write(mdevPath(GUEST1, 'assign_adapter'), '7'); // 5.4: 07.0004 is bound to vfio_ap, that is enough
+    expect(errnoOf(k, mdevPath(GUEST1, 'assign_domain'), '5')).toBe('EADDRNOTAVAIL');
+    expect(k.read(mdevPath(GUEST1, 'matrix'))).toBe('07.\n');
+    expect(errnoOf(k, mdevPath(GUEST1, 'assign_domain'), '4')).toBe('ok');
+  });
+
+  it('5.4: an adapter with no queue bound to vfio_ap is EADDRNOTAVAIL; current kernels take it (over-provisioning)', () => {
+    const old = wider('5.4');
+    const now = wider('current');
+    for (const k of [old, now]) k.write(PASSTHROUGH_CREATE, GUEST1);
+    expect(errnoOf(old, mdevPath(GUEST1, 'assign_adapter'), '9')).toBe('EADDRNOTAVAIL');
+    expect(errnoOf(now, mdevPath(GUEST1, 'assign_adapter'), '9')).toBe('ok');
+    // With a domain assigned first, 5.4 wants every derived APQN bound to vfio_ap.
+    old.write(mdevPath(GUEST1, 'assign_domain'), '4');
+    expect(errnoOf(old, mdevPath(GUEST1, 'assign_adapter'), '9')).toBe('EADDRNOTAVAIL');
+    expect(errnoOf(old, mdevPath(GUEST1, 'assign_adapter'), '7')).toBe('ok');
+    expect(errnoOf(now, mdevPath(GUEST1, 'assign_domain'), '4')).toBe('ok');
+    expect(now.read(mdevPath(GUEST1, 'matrix'))).toBe('09.0004\n');
+  });
+
+  // The doc's "AP and SIE" examples: adapters 1-4 and domains 5-7 free for vfio_ap.
+  function sieHost(kernel: KernelFlavour): SimKernel {
+    const k = new SimKernel({ kernel, cards: [1, 2, 3, 4].map((adapter) => ({ adapter, hwtype: 12 })), domains: [5, 6, 7], vfioAp: true });
+    k.write(APMASK, '-1,-2,-3,-4');
+    k.write(AQMASK, '-5,-6,-7');
+    configure(k, GUEST1, [
+      ['assign_adapter', '1'],
+      ['assign_adapter', '2'],
+      ['assign_domain', '5'],
+      ['assign_domain', '6'],
+    ]);
+    k.write(PASSTHROUGH_CREATE, GUEST2);
+    return k;
+  }
+  const assignAll = (k: SimKernel, adapters: number[], domains: number[]): string[] => [
+    ...adapters.map((a) => errnoOf(k, mdevPath(GUEST2, 'assign_adapter'), `${a}`)),
+    ...domains.map((d) => errnoOf(k, mdevPath(GUEST2, 'assign_domain'), `${d}`)),
+  ];
+
+  it.each(KERNELS)('%s: examples 1 and 2 are valid configurations', (kernel) => {
+    const example1 = sieHost(kernel);
+    expect(assignAll(example1, [1, 2], [7])).toEqual(['ok', 'ok', 'ok']);
+    expect(example1.read(mdevPath(GUEST2, 'matrix'))).toBe('01.0007\n02.0007\n');
+    const example2 = sieHost(kernel);
+    expect(assignAll(example2, [3, 4], [5, 6])).toEqual(['ok', 'ok', 'ok', 'ok']);
+    expect(example2.read(mdevPath(GUEST2, 'matrix'))).toBe('03.0005\n03.0006\n04.0005\n04.0006\n');
+  });
+
+  it.each([
+    ['5.4', 'EADDRINUSE'],
+    ['current', 'EBUSY'],
+  ] as const)('%s: example 3 shares APQN (1,6) with guest1, refused with %s', (kernel, errno) => {
+    const k = sieHost(kernel);
+    expect(assignAll(k, [1], [6, 7])).toEqual(['ok', errno, 'ok']);
+    expect(k.read(mdevPath(GUEST2, 'matrix'))).toBe('01.0007\n');
+    expect(k.read(mdevPath(GUEST1, 'matrix'))).toBe('01.0005\n01.0006\n02.0005\n02.0006\n');
+  });
+});
+
+describe('a running guest (step 5 and removing the mdev)', () => {
+  it.each(KERNELS)('%s: remove is refused (EBUSY) while the guest runs, and works once it is shut down', (kernel) => {
+    const k = securedDocHost(kernel);
+    configure(k, GUEST1, [['assign_adapter', '5']]);
+    k.setGuestRunning(GUEST1, true);
+    expect(errnoOf(k, mdevPath(GUEST1, 'remove'), '1\n')).toBe('EBUSY');
+    expect(k.exists(mdevPath(GUEST1))).toBe(true);
+    k.setGuestRunning(GUEST1, false);
+    expect(errnoOf(k, mdevPath(GUEST1, 'remove'), '0')).toBe('ok'); // 0 removes nothing
+    expect(k.exists(mdevPath(GUEST1))).toBe(true);
+    expect(errnoOf(k, mdevPath(GUEST1, 'remove'), 'yes')).toBe('EINVAL');
+    k.write(mdevPath(GUEST1, 'remove'), '1\n');
+    expect(k.exists(mdevPath(GUEST1))).toBe(false);
+    expect(k.list(MATRIX)).toEqual(['mdev_supported_types']);
+  });
+
+  it('5.4 cannot change a running guest’s matrix (EBUSY); current kernels hot-plug', () => {
+    const old = securedDocHost('5.4');
+    const now = securedDocHost('current');
+    for (const k of [old, now]) {
+      configure(k, GUEST1, [['assign_adapter', '5']]);
+      k.setGuestRunning(GUEST1, true);
+    }
+    expect(errnoOf(old, mdevPath(GUEST1, 'assign_domain'), '4')).toBe('EBUSY');
+    expect(errnoOf(old, mdevPath(GUEST1, 'unassign_adapter'), '5')).toBe('EBUSY');
+    expect(errnoOf(now, mdevPath(GUEST1, 'assign_domain'), '4')).toBe('ok');
+  });
+
+  it('current kernels refuse (EBUSY) a mask change that gives the host an mdev’s APQN; 5.4 gives it away silently', () => {
+    const run = (kernel: KernelFlavour): SimKernel => {
+      const k = securedDocHost(kernel);
+      configure(k, GUEST1, [
+        ['assign_adapter', '5'],
+        ['assign_adapter', '6'],
+        ['assign_domain', '4'],
+        ['assign_domain', '0xab'],
+      ]);
+      k.setGuestRunning(GUEST1, true);
+      // Adapter 5 back to the host takes no APQN yet: the host has none of guest1's domains.
+      k.write(APMASK, '+5');
+      return k;
+    };
+    const now = run('current');
+    expect(errnoOf(now, AQMASK, '+4')).toBe('EBUSY');
+    expect(now.read(AQMASK)).toBe(`${DOC_AQMASK}\n`);
+    expect(driverOf(now, '05.0004')).toBe('vfio_ap');
+    expect(errnoOf(now, AQMASK, `0x${'f'.repeat(64)}`)).toBe('EBUSY');
+
+    const old = run('5.4');
+    expect(errnoOf(old, AQMASK, '+4')).toBe('ok');
+    // The doc's "Limitations": the host now has the queue of a running guest.
+    expect(driverOf(old, '05.0004')).toBe('cex4queue');
+    expect(old.read(mdevPath(GUEST1, 'matrix'))).toContain('05.0004');
+  });
+});
+
+describe('sysfs semantics', () => {
+  it('write-only and read-only attributes, missing paths, listings', () => {
+    const k = securedDocHost('current');
+    k.write(PASSTHROUGH_CREATE, GUEST1);
+    const codeOf = (fn: () => unknown): string | undefined => {
+      try {
+        fn();
+        return undefined;
+      } catch (err) {
+        return isSysfsError(err) ? err.code : 'not a SysfsError';
+      }
+    };
+    expect(codeOf(() => k.read(mdevPath(GUEST1, 'assign_adapter')))).toBe('EACCES');
+    expect(codeOf(() => k.read(PASSTHROUGH_CREATE))).toBe('EACCES');
+    expect(errnoOf(k, mdevPath(GUEST1, 'matrix'), '05.0004')).toBe('EACCES');
+    expect(errnoOf(k, `${AP_DEVICES}/card05/hwtype`, '12')).toBe('EACCES');
+    expect(errnoOf(k, `${AP_BUS}/ap_max_domain_id`, '12')).toBe('EACCES');
+    expect(codeOf(() => k.read(`${AP_DEVICES}/card07/hwtype`))).toBe('ENOENT');
+    expect(codeOf(() => k.read(mdevPath(GUEST2, 'matrix')))).toBe('ENOENT');
+    expect(k.read(`${AP_BUS}/ap_max_adapter_id`)).toBe('255\n');
+    expect(k.list(`${AP_DEVICES}/card07`)).toEqual([]);
+    expect(k.list(AP_BUS)).toEqual(['ap_max_adapter_id', 'ap_max_domain_id', 'apmask', 'aqmask', 'devices']);
+    expect(k.list(AP_DEVICES)).toEqual([...DOC_QUEUES, 'card05', 'card06']);
+    expect(k.exists(`/${AP_DEVICES}/05.0004/driver`)).toBe(true);
+    expect(k.exists(`${AP_DEVICES}/05.0004/driver`)).toBe(true);
+  });
+
+  it('keeps a log of the writes it accepted, not of those it refused', () => {
+    const k = docHost('current');
+    k.write(APMASK, '-5');
+    expect(errnoOf(k, APMASK, 'garbage')).toBe('EINVAL');
+    expect(k.writes).toEqual([{ path: APMASK, data: '-5' }]);
+  });
+});
+
+describe('fault injection', () => {
+  it('the next matching write fails with the given errno and changes nothing; the one after works', () => {
+    const k = securedDocHost('current');
+    k.failWrite(PASSTHROUGH_CREATE, 'EIO');
+    expect(errnoOf(k, PASSTHROUGH_CREATE, GUEST1)).toBe('EIO');
+    expect(k.exists(mdevPath(GUEST1))).toBe(false);
+    expect(errnoOf(k, PASSTHROUGH_CREATE, GUEST1)).toBe('ok');
+    expect(k.exists(mdevPath(GUEST1))).toBe(true);
+  });
+
+  it('a pattern and a count: two assigns fail, the third goes through, other paths are untouched', () => {
+    const k = securedDocHost('current');
+    k.write(PASSTHROUGH_CREATE, GUEST1);
+    k.failWrite(/\/assign_domain$/, 'ENOMEM', 2);
+    k.write(mdevPath(GUEST1, 'assign_adapter'), '5');
+    const tries = [0, 1, 2].map(() => errnoOf(k, mdevPath(GUEST1, 'assign_domain'), '4'));
+    expect(tries).toEqual(['ENOMEM', 'ENOMEM', 'ok']);
+    expect(k.read(mdevPath(GUEST1, 'matrix'))).toBe('05.0004\n');
+    expect(k.writes.filter((w) => w.path.endsWith('assign_domain'))).toHaveLength(1);
+  });
+
+  it('a failed mask write leaves the masks and bindings alone', () => {
+    const k = docHost('5.4', { vfioAp: true });
+    k.failWrite(APMASK, 'EAGAIN');
+    expect(errnoOf(k, APMASK, '-5,-6')).toBe('EAGAIN');
+    expect(driverOf(k, '05.0004')).toBe('cex4queue');
+    expect(k.read(APMASK)).toBe(`0x${'f'.repeat(64)}\n`);
+  });
+});
+
+describe('a fake root on disk', () => {
+  /** Every path the runtime reads, with what this Sysfs answers. */
+  function view(s: Sysfs): Record<string, string> {
+    const out: Record<string, string> = {};
+    const walk = (dir: string): void => {
+      for (const name of s.list(dir)) {
+        const path = dir ? `${dir}/${name}` : name;
+        const children = s.list(path);
+        if (children.length > 0) walk(path);
+        else if (/(mask|_id|hwtype|driver|matrix|control_domains)$/.test(name)) out[path] = s.read(path).trim();
+      }
+    };
+    for (const top of ['bus/ap', 'devices/vfio_ap']) walk(top);
+    return out;
+  }
+
+  function guestsRunning(kernel: KernelFlavour): SimKernel {
+    const k = securedDocHost(kernel, { cards: [{ adapter: 5, hwtype: 11 }, { adapter: 6, hwtype: 11 }, { adapter: 7, hwtype: 6 }] });
+    configure(k, GUEST1, [
+      ['assign_adapter', '5'],
+      ['assign_domain', '4'],
+      ['assign_control_domain', '4'],
+    ]);
+    configure(k, GUEST2, [['assign_adapter', '6']]);
+    return k;
+  }
+
+  it('saveTo lays out what FileSysfs reads back as the same host, and fromDisk restores it', () => {
+    const root = tempRoot();
+    const k = guestsRunning('current');
+    k.saveTo(root);
+    const disk = new FileSysfs(root);
+    expect(disk.read(`${AP_DEVICES}/05.0004/driver`)).toBe('vfio_ap\n');
+    expect(disk.exists(`${AP_DEVICES}/07.0004/driver`)).toBe(false); // a CEX2 card's freed queue stays unbound
+    expect(disk.exists(PASSTHROUGH_CREATE)).toBe(true);
+    expect(listActiveMdevs(disk).map((m) => [m.uuid, m.adapters.ids(), m.domains.ids(), m.controlDomains.ids()])).toEqual([
+      [GUEST2, [6], [], []],
+      [GUEST1, [5], [4], [4]],
+    ]);
+    expect(view(disk)).toEqual(view(k));
+
+    const back = SimKernel.fromDisk(root, 'current');
+    expect(view(back)).toEqual(view(k));
+    expect(back.list(AP_DEVICES)).toEqual(k.list(AP_DEVICES));
+    // The restored kernel keeps enforcing: guest1's 05.0004 is taken.
+    expect(errnoOf(back, mdevPath(GUEST2, 'assign_domain'), '4')).toBe('ok');
+    expect(errnoOf(back, mdevPath(GUEST2, 'assign_adapter'), '5')).toBe('EBUSY');
+  });
+
+  it('saveTo removes what is gone: a removed mdev’s dir, the driver of a queue no one binds, vfio_ap’s tree', () => {
+    const root = tempRoot();
+    const k = guestsRunning('5.4');
+    k.write(AQMASK, '+4'); // 5.4 lets the host have domain 4 back: card 07's queue goes to cex4queue
+    k.saveTo(root);
+    expect(new FileSysfs(root).read(`${AP_DEVICES}/07.0004/driver`)).toBe('cex4queue\n');
+    k.write(AQMASK, '-4');
+    k.write(mdevPath(GUEST2, 'remove'), '1');
+    k.saveTo(root);
+    const disk = new FileSysfs(root);
+    expect(disk.exists(`${AP_DEVICES}/07.0004/driver`)).toBe(false);
+    expect(disk.exists(mdevPath(GUEST2))).toBe(false);
+    expect(disk.exists(mdevPath(GUEST1, 'matrix'))).toBe(true);
+
+    docHost('5.4').saveTo(root); // a host where vfio_ap is not loaded
+    expect(disk.exists(MATRIX)).toBe(false);
+    expect(disk.list(AP_DEVICES)).toEqual([...DOC_QUEUES, 'card05', 'card06']);
+  });
+
+  it('reads the shipped example host: default masks, eight queues with cex4queue, no vfio_ap', () => {
+    const example = fileURLToPath(new URL('../../examples/three-guests', import.meta.url));
+    const k = SimKernel.fromDisk(example, '5.4');
+    expect(k.read(APMASK)).toBe(`0x${'f'.repeat(64)}\n`);
+    expect(driversBy(k)).toEqual(Object.fromEntries(DOC_QUEUES.map((q) => [q, 'cex4queue'])));
+    expect(k.vfioApLoaded).toBe(false);
+  });
+
+  it('the fake host builder lays out sysfs through the simulated kernel, adopting states no kernel would build', () => {
+    const root = tempRoot();
+    const ON_HOST = '11111111-2222-4333-8444-555555555555';
+    buildFakeHost(root, {
+      cards: [
+        { adapter: 5, hwtype: 11 },
+        { adapter: 6, hwtype: 11 },
+      ],
+      domains: [0x04, 0x47, 0xab, 0xff],
+      masks: { apmask: IdSet.of(range(0, 255).filter((a) => a !== 5 && a !== 6)), aqmask: IdSet.full() },
+      vfioAp: true,
+      activeMdevs: [
+        { uuid: GUEST1, adapters: [5, 6], domains: [4, 0xab], controlDomains: [0xab] },
+        // No kernel builds this: the host owns 07.0004 (adapter 7 is in apmask), and 05.0004 is guest1's.
+        { uuid: ON_HOST, adapters: [5, 7], domains: [4, 0x47] },
+      ],
+    });
+    const disk = new FileSysfs(root);
+    expect(disk.read(mdevPath(GUEST1, 'matrix'))).toBe('05.0004\n05.00ab\n06.0004\n06.00ab\n');
+    expect(disk.read(mdevPath(GUEST1, 'control_domains'))).toBe('00ab\n');
+    expect(disk.read(mdevPath(ON_HOST, 'matrix'))).toBe('05.0004\n05.0047\n07.0004\n07.0047\n');
+    expect(disk.read(`${AP_DEVICES}/05.0047/driver`)).toBe('vfio_ap\n');
+    expect(disk.read(`${AP_BUS}/bindings`)).toBe('complete (8/8)\n');
+    expect(view(disk)).toEqual(view(SimKernel.fromDisk(root, 'current')));
+  });
+});
