@@ -19,11 +19,19 @@ const io: Io = {
   },
 };
 
+// A closed pipe (`ap-persist status | head`) is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+});
+
 const argv = process.argv.slice(2);
 const fast = parseFastPath(argv);
 if (fast?.command === 'hook') {
   const { runFastHook } = await import('./fast-hook.js');
   process.exitCode = await runFastHook(fast.globals, io);
+} else if (fast?.command === 'callout') {
+  const { runFastCallout } = await import('./fast-callout.js');
+  process.exitCode = await runFastCallout(fast.globals, fast.args, io);
 } else {
   const { run } = await import('./program.js');
   process.exitCode = await run(argv, io);

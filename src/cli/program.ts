@@ -3,6 +3,7 @@
 
 import { Command, CommanderError } from 'commander';
 import { ApPersistError } from '../errors.js';
+import { registerCallout } from './callout.js';
 import { registerCheck } from './check.js';
 import { registerMask } from './mask.js';
 import { registerMdev } from './mdev.js';
@@ -41,7 +42,7 @@ export async function run(argv: readonly string[], io: Io, runOptions: RunOption
       exitCode = await action(ctx, ...args.slice(0, -1));
     };
 
-  for (const register of [registerStatus, registerMask, registerMdev, registerCheck, registerHook]) register(program, wrap);
+  for (const register of [registerStatus, registerMask, registerMdev, registerCheck, registerHook, registerCallout]) register(program, wrap);
 
   // Every subcommand reports usage errors through the program's override.
   const configure = (cmd: Command): void => {

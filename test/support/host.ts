@@ -22,6 +22,8 @@ export interface TestHost {
   json<T = any>(...args: string[]): Promise<{ code: number; doc: T; stderr: string }>;
   read(rel: string): string;
   exists(rel: string): boolean;
+  /** True for a file or a link, even a link whose target is not under the root. */
+  has(rel: string): boolean;
   storeText(): string;
   snapshot(): Map<string, string>;
 }
@@ -64,6 +66,14 @@ export function givenHost(spec: FakeHost, options: { sysfs?: Sysfs; env?: Record
     },
     read: (rel) => readFileSync(join(root, rel), 'utf8'),
     exists: (rel) => existsSync(join(root, rel)),
+    has: (rel) => {
+      try {
+        lstatSync(join(root, rel));
+        return true;
+      } catch {
+        return false;
+      }
+    },
     storeText: () => readFileSync(join(root, 'etc/ap-persist/ap-persist.conf'), 'utf8'),
     snapshot: () => snapshotTree(root),
   };

@@ -1,0 +1,396 @@
+// The mdevctl callout (`ap-persist callout -t TYPE -e EVENT -a ACTION -s STATE
+// -u UUID -p PARENT`). mdevctl runs it around every define, modify, start,
+// stop and undefine of an mdev, with the device JSON on stdin, and asks it for
+// the attributes of an active mdev. It behaves like s390-tools' ap-check so it
+// can replace it, except that a refusal exits 1 (DESIGN.md), not 255.
+//
+// It runs on every mdevctl call and before every guest start, so it loads no
+// commander, handlebars or execa; and the store (with its INI parser) and the
+// persistent-scope checks only when a definition has to be checked.
+
+import type { Io } from '../cli/context.js';
+import { findHostOwned, findSharedApqns, type Claim, type Scope } from '../checks/conflicts.js';
+import { ApPersistError, InputError } from '../errors.js';
+import { acquireLock, releaseLock } from '../host/lock.js';
+import type { HostPaths } from '../host/paths.js';
+import { formatApqn, formatApqnDecimal, type Apqn } from '../model/apqn.js';
+import type { IdSet } from '../model/idset.js';
+import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
+import { isUuid, parseUuid, type Uuid } from '../model/uuid.js';
+import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition, type MdevctlDevice } from '../store/mdevctl-defs.js';
+import {
+  listActiveMdevs,
+  mdevPath,
+  parseControlDomains,
+  parseKernelMask,
+  parseMatrix,
+  readActiveMasks,
+  vfioApLoaded,
+} from '../sysfs/ap-host.js';
+import type { Sysfs } from '../sysfs/sysfs.js';
+
+/** mdevctl's callout protocol: 0 go ahead, 2 "not my type, ask the next script", anything else stops it. */
+export const ACCEPT = 0;
+export const REJECT = 1;
+export const NOT_MY_TYPE = 2;
+
+export const CALLOUT_PARENT = 'matrix';
+export const CALLOUT_USAGE = '-t TYPE -e EVENT -a ACTION -s STATE -u UUID -p PARENT';
+
+/** What we answer to mdevctl's version-2 handshake, in ap-check's order. */
+const SUPPORTED_ACTIONS = ['define', 'modify', 'start', 'stop', 'undefine', 'attributes', 'capabilities'];
+const SUPPORTED_EVENTS = ['pre', 'post', 'get', 'live'];
+/** The pre events that take the lock and keep it until the post event. */
+const LOCKED_ACTIONS = new Set(['define', 'modify', 'start', 'stop', 'undefine']);
+
+const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
+
+export interface CalloutOptions {
+  /** The mdevctl process the lock is held for, from pre to post; default: our parent. */
+  parentPid?: number;
+  /** How long to wait for the lock before refusing. */
+  lockTimeoutMs?: number;
+}
+
+interface Call {
+  type: string;
+  event: string;
+  action: string;
+  state: string;
+  uuid: Uuid;
+  parent: string;
+}
+
+interface Session {
+  call: Call;
+  /** The JSON mdevctl wrote for this event ('' when it writes none). */
+  stdin: string;
+  io: Io;
+  sysfs: Sysfs;
+  paths: HostPaths;
+  owner: number;
+  lockTimeoutMs: number;
+}
+
+/** A refusal: one line per reason, then what to do about it. */
+class Refusal extends Error {
+  constructor(
+    readonly reasons: string[],
+    readonly hint?: string,
+  ) {
+    super(reasons.join('; '));
+  }
+}
+
+/**
+ * Runs one callout. Returns the exit code; messages go to stderr, where
+ * mdevctl shows them to the admin prefixed with the script's name.
+ */
+export async function runCallout(
+  args: readonly string[],
+  io: Io,
+  sysfs: Sysfs,
+  paths: HostPaths,
+  options: CalloutOptions = {},
+): Promise<number> {
+  let call: Call;
+  try {
+    call = parseCall(args);
+  } catch (err) {
+    io.stderr(`ap-persist callout: ${(err as Error).message}\n  usage: ap-persist callout ${CALLOUT_USAGE}\n`);
+    return REJECT;
+  }
+  if (call.type !== PASSTHROUGH_TYPE) return NOT_MY_TYPE;
+  if (call.parent !== CALLOUT_PARENT) {
+    io.stderr(`refused: parent '${call.parent}' is not '${CALLOUT_PARENT}', the only parent vfio_ap has\n`);
+    return REJECT;
+  }
+  const session: Session = {
+    call,
+    // Read up front, whatever the outcome: were we to exit before mdevctl has
+    // written it, mdevctl would take the broken pipe for "no callout" and
+    // carry on despite a refusal. get attributes is sent nothing.
+    stdin: call.event === 'get' && call.action === 'attributes' ? '' : (io.stdin?.() ?? ''),
+    io,
+    sysfs,
+    paths,
+    owner: options.parentPid ?? process.ppid,
+    lockTimeoutMs: options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
+  };
+  try {
+    return await dispatch(session);
+  } catch (err) {
+    io.stderr(describeFailure(call, err));
+    return REJECT;
+  }
+}
+
+const OPTION_KEYS: Record<string, keyof Call> = {
+  t: 'type',
+  type: 'type',
+  e: 'event',
+  event: 'event',
+  a: 'action',
+  action: 'action',
+  s: 'state',
+  state: 'state',
+  u: 'uuid',
+  uuid: 'uuid',
+  p: 'parent',
+  parent: 'parent',
+};
+
+/** `-t X` or `--type X` or `--type=X`, each of the six exactly once, as ap-check's getopt. */
+function parseCall(args: readonly string[]): Call {
+  const given: Partial<Record<keyof Call, string>> = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const m = /^(?:-([a-z])|--([a-z]+)(?:=(.*))?)$/s.exec(arg);
+    const key = m ? OPTION_KEYS[m[1] ?? m[2]!] : undefined;
+    if (!m || !key) throw new Error(`unknown argument '${arg}'`);
+    const value = m[3] ?? args[++i];
+    if (value === undefined) throw new Error(`${arg} needs a value`);
+    if (given[key] !== undefined) throw new Error(`${arg} is given twice`);
+    given[key] = value;
+  }
+  const missing = (['type', 'event', 'action', 'state', 'uuid', 'parent'] as const).filter((k) => given[k] === undefined);
+  if (missing.length) throw new Error(`missing ${missing.map((k) => `--${k}`).join(', ')}`);
+  if (!isUuid(given.uuid!)) throw new Error(`'${given.uuid}' is not a UUID`);
+  return { ...(given as Record<keyof Call, string>), uuid: parseUuid(given.uuid!) };
+}
+
+async function dispatch(s: Session): Promise<number> {
+  const { event, action } = s.call;
+  switch (event) {
+    case 'pre':
+      return LOCKED_ACTIONS.has(action) ? await pre(s) : ACCEPT;
+    case 'post':
+      // Whatever happened, mdevctl's operation is over: let the next one in.
+      releaseLock(s.paths.lock, s.owner);
+      return ACCEPT;
+    case 'live':
+      return action === 'modify' ? liveModify(s) : ACCEPT;
+    case 'get':
+      if (action === 'attributes') return printAttributes(s);
+      if (action === 'capabilities') return answerCapabilities(s);
+      return ACCEPT;
+    default:
+      // notify and whatever later mdevctl versions add: nothing to check.
+      return ACCEPT;
+  }
+}
+
+/**
+ * Takes the lock for mdevctl and keeps it until the post event, so that no
+ * chzdev, ap-persist or other mdevctl changes the configuration between our
+ * check and mdevctl's write. A refusal ends mdevctl's operation without a
+ * post event, so it releases the lock itself.
+ */
+async function pre(s: Session): Promise<number> {
+  const { action } = s.call;
+  if (action === 'start') requireVfioAp(s);
+  try {
+    acquireLock(s.paths.lock, { owner: s.owner, timeoutMs: s.lockTimeoutMs });
+    if (action === 'define' || action === 'modify') await checkAutostart(s, readDevice(s));
+    if (action === 'start') checkAgainstActive(s, readDevice(s));
+    return ACCEPT;
+  } catch (err) {
+    releaseLock(s.paths.lock, s.owner);
+    throw err;
+  }
+}
+
+/** Applies a new configuration to a running mdev through its ap_config attribute. */
+function liveModify(s: Session): number {
+  requireVfioAp(s);
+  const lock = acquireLock(s.paths.lock, { owner: s.owner, timeoutMs: s.lockTimeoutMs });
+  try {
+    const mdev = readDevice(s);
+    if (!s.sysfs.exists(mdevPath(s.call.uuid))) throw new Refusal([`mdev ${s.call.uuid} is not active`]);
+    if (!s.sysfs.exists(mdevPath(s.call.uuid, 'ap_config'))) {
+      throw new Refusal(['this kernel does not support live updates of vfio_ap mdevs (no ap_config attribute)'], 'stop the mdev, modify its definition and start it again');
+    }
+    checkAgainstActive(s, mdev);
+    const masks = [mdev.adapters, mdev.domains, mdev.controlDomains].map((ids) => ids.toKernelHex());
+    s.sysfs.write(mdevPath(s.call.uuid, 'ap_config'), `${masks.join(',')}\n`);
+    return ACCEPT;
+  } finally {
+    // A no-op when the lock was already mdevctl's from a pre event: its post releases it.
+    lock.release();
+  }
+}
+
+function requireVfioAp(s: Session): void {
+  if (!vfioApLoaded(s.sysfs)) {
+    throw new Refusal(['the vfio_ap module is not loaded (no /sys/devices/vfio_ap/matrix)'], 'load it with modprobe vfio_ap, or let the ap-persist hook do it at boot');
+  }
+}
+
+/** The device JSON mdevctl writes on stdin, as a definition of this call's UUID. */
+function readDevice(s: Session): MdevDefinition {
+  const device = parseMdevctlJson(s.stdin, 'the device JSON on stdin');
+  if (device.mdevType !== PASSTHROUGH_TYPE) {
+    throw new Refusal([`the device JSON has mdev_type '${device.mdevType}', not '${PASSTHROUGH_TYPE}'`]);
+  }
+  return withApConfig(toDefinition(s.call.uuid, device), device);
+}
+
+/**
+ * An `ap_config` attribute ("apmask,aqmask,admask") sets all three lists at
+ * once. mdevctl writes attributes in order, so it replaces what came before
+ * it; the union with the assign_ attributes is a superset of what the mdev
+ * gets, so checking the union never lets a conflict through.
+ */
+function withApConfig(mdev: MdevDefinition, device: MdevctlDevice): MdevDefinition {
+  const out = { ...mdev };
+  for (const attr of device.otherAttrs) {
+    const value = attr['ap_config'];
+    if (value === undefined) continue;
+    const masks = value.split(',').map(parseKernelMask);
+    const [adapters, domains, controlDomains] = masks;
+    if (masks.length !== 3 || !adapters || !domains || !controlDomains) {
+      throw new InputError(`ap_config '${value}' is not three masks of 0x and 64 hex digits separated by commas`, {
+        where: 'the device JSON on stdin',
+      });
+    }
+    out.adapters = out.adapters.union(adapters);
+    out.domains = out.domains.union(domains);
+    out.controlDomains = out.controlDomains.union(controlDomains);
+  }
+  return out;
+}
+
+/**
+ * define/modify: an auto mdev starts at boot, so it must not share an APQN with
+ * any other auto mdev (ours or mdevctl's) nor own one the persistent masks
+ * give to the host. A manual mdev is checked when it starts.
+ */
+async function checkAutostart(s: Session, mdev: MdevDefinition): Promise<void> {
+  if (mdev.start !== 'auto') return;
+  const [{ loadStore }, { readLiveState, readMdevctlDefinitions }, { autostartMdevs, persistentMasks }] = await Promise.all([
+    import('../store/store.js'),
+    import('../host/state.js'),
+    import('../checks/check-host.js'),
+  ]);
+  const store = loadStore(s.paths.store);
+  const mdevctl = readMdevctlDefinitions(s.paths);
+  for (const u of mdevctl.unreadable) s.io.stderr(`warning: skipped ${u.path}: ${u.reason}\n`);
+  const others = autostartMdevs({ store, mdevctl }).filter((m) => m.uuid !== mdev.uuid);
+  const masks = persistentMasks(store.store, readLiveState(s.sysfs));
+  const reasons = [
+    ...sharedApqns(mdev, others, 'persistent').map(([apqn, other]) => `${apqnText(apqn)} is defined for autostart by ${mdevLabel(other)}`),
+    ...hostOwned(mdev, masks.apmask, masks.aqmask, 'persistent').map((apqn) => `${apqnText(apqn)} belongs to the host by the persistent masks`),
+  ];
+  if (reasons.length) {
+    throw new Refusal(reasons, "give the mdev other APQNs, define it with start manual, or free the APQNs ('ap-persist check' shows all conflicts)");
+  }
+}
+
+/** start and live modify: against the mdevs running now and the masks in force now. */
+function checkAgainstActive(s: Session, mdev: MdevDefinition): void {
+  if (mdev.domains.isEmpty() && !mdev.controlDomains.isEmpty()) {
+    throw new Refusal(['it has control domains but no usage domain; assign at least one usage domain']);
+  }
+  const masks = readActiveMasks(s.sysfs);
+  if (!masks) throw new Refusal(['the active AP masks (/sys/bus/ap/apmask, aqmask) cannot be read']);
+  const others = listActiveMdevs(s.sysfs).filter((m) => m.uuid !== mdev.uuid);
+  const reasons = [
+    ...sharedApqns(mdev, others, 'active').map(([apqn, other]) => `${apqnText(apqn)} is in use by active mdev ${mdevLabel(other)}`),
+    ...hostOwned(mdev, masks.apmask, masks.aqmask, 'active').map((apqn) => `${apqnText(apqn)} belongs to the host by the active masks`),
+  ];
+  if (reasons.length) throw new Refusal(reasons, "stop the other mdev, or free the APQNs for vfio_ap ('ap-persist mask set')");
+}
+
+/**
+ * Each APQN `mine` shares with one of `others`, paired with that owner. `mine`
+ * goes first, so the engine sees it as the first claimant of each of its
+ * APQNs and reports every other owner of them, not just one.
+ */
+function sharedApqns(mine: Claim, others: readonly Claim[], scope: Scope): [Apqn, Claim][] {
+  const rivals = others.filter((o) => o.adapters.intersects(mine.adapters) && o.domains.intersects(mine.domains));
+  if (!rivals.length) return [];
+  return findSharedApqns([mine, ...rivals], scope)
+    .conflicts.filter((c) => c.owners[0] === mine)
+    .sort((a, b) => a.apqn.adapter - b.apqn.adapter || a.apqn.domain - b.apqn.domain)
+    .map((c) => [c.apqn, c.owners[1]]);
+}
+
+function hostOwned(mine: Claim, apmask: IdSet, aqmask: IdSet, scope: Scope): Apqn[] {
+  return findHostOwned([mine], apmask, aqmask, scope).conflicts.map((c) => c.apqn);
+}
+
+function apqnText(apqn: Apqn): string {
+  return `APQN ${formatApqn(apqn)} (${formatApqnDecimal(apqn)})`;
+}
+
+/**
+ * get attributes: the active mdev's assignments as mdevctl attributes, so
+ * `mdevctl define` of a running mdev and `mdevctl list` show them. Decimal,
+ * adapters then domains then control domains, ascending; [] when not active.
+ */
+function printAttributes(s: Session): number {
+  // Under the lock, so a half-done start or modify is not reported.
+  const lock = acquireLock(s.paths.lock, { owner: s.owner, timeoutMs: s.lockTimeoutMs });
+  try {
+    const read = (attr: string): string | undefined => {
+      const path = mdevPath(s.call.uuid, attr);
+      return s.sysfs.exists(path) ? s.sysfs.read(path) : undefined;
+    };
+    const matrix = read('matrix');
+    const control = read('control_domains');
+    const attrs: Record<string, string>[] = [];
+    if (matrix !== undefined && control !== undefined) {
+      const { adapters, domains } = parseMatrix(matrix);
+      const each = (key: string, ids: IdSet): void => ids.ids().forEach((id) => attrs.push({ [key]: `${id}` }));
+      each('assign_adapter', adapters);
+      each('assign_domain', domains);
+      each('assign_control_domain', parseControlDomains(control));
+    }
+    s.io.stdout(`${JSON.stringify(attrs)}\n`);
+    return ACCEPT;
+  } finally {
+    lock.release();
+  }
+}
+
+/** get capabilities: mdevctl's version-2 handshake; we support what it offers of our list. */
+function answerCapabilities(s: Session): number {
+  const where = 'the capabilities JSON on stdin';
+  let doc: unknown;
+  try {
+    doc = JSON.parse(s.stdin);
+  } catch (err) {
+    throw new InputError(`not valid JSON: ${(err as Error).message}`, { where });
+  }
+  const provides = (doc as { provides?: unknown } | null)?.provides as Record<string, unknown> | undefined;
+  const list = (key: string): string[] => {
+    const value = provides?.[key];
+    if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) {
+      throw new InputError(`provides.${key} is missing or not a list of strings`, { where });
+    }
+    return value;
+  };
+  if (typeof provides?.['version'] !== 'number') throw new InputError('provides.version is missing or not a number', { where });
+  const actions = list('actions');
+  const events = list('events');
+  const supports = {
+    version: 2,
+    actions: SUPPORTED_ACTIONS.filter((a) => actions.includes(a)),
+    events: SUPPORTED_EVENTS.filter((e) => events.includes(e)),
+  };
+  s.io.stdout(`${JSON.stringify({ supports })}\n`);
+  return ACCEPT;
+}
+
+function describeFailure(call: Call, err: unknown): string {
+  // mdevctl prefixes what we print with the script's name, so no name of our own here.
+  const what = call.event === 'get' ? `cannot get the ${call.action} of` : call.event === 'live' ? 'refused to live-modify' : `refused to ${call.action}`;
+  const head = `${what} mdev ${call.uuid}`;
+  if (err instanceof Refusal) {
+    const lines = err.reasons.length === 1 ? [`${head}: ${err.reasons[0]}`] : [`${head}:`, ...err.reasons.map((r) => `  ${r}`)];
+    if (err.hint) lines.push(`  ${err.hint}`);
+    return `${lines.join('\n')}\n`;
+  }
+  if (err instanceof ApPersistError) return `${head}: ${err.describe()}\n`;
+  return `${head}: ${(err as Error)?.stack ?? String(err)}\n`;
+}
