@@ -5,10 +5,12 @@ import { Command, CommanderError } from 'commander';
 import { ApPersistError } from '../errors.js';
 import { registerCallout } from './callout.js';
 import { registerCheck } from './check.js';
+import { registerGenerate } from './generate.js';
 import { registerMask } from './mask.js';
 import { registerMdev } from './mdev.js';
 import { registerStatus } from './status.js';
 import { registerHook } from './hook.js';
+import { registerImport } from './import.js';
 import { makeContext, type Context, type ContextOverrides, type GlobalOptions, type Io } from './context.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -42,7 +44,7 @@ export async function run(argv: readonly string[], io: Io, runOptions: RunOption
       exitCode = await action(ctx, ...args.slice(0, -1));
     };
 
-  for (const register of [registerStatus, registerMask, registerMdev, registerCheck, registerHook, registerCallout]) register(program, wrap);
+  for (const register of [registerStatus, registerMask, registerMdev, registerCheck, registerHook, registerCallout, registerGenerate, registerImport]) register(program, wrap);
 
   // Every subcommand reports usage errors through the program's override.
   const configure = (cmd: Command): void => {

@@ -15,13 +15,12 @@ import { formatApqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import { loadStore } from '../store/store.js';
+import { mdevUnit } from '../generate/unit-names.js';
 import { vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
 import type { HookMdevOutcome, HookReport } from './hook-report.js';
 import { applyMaskWrites, planMaskWrites, type MaskPair } from './masks.js';
-
-export const MDEV_UNIT = (uuid: string): string => `ap-persist-mdev@${uuid}.service`;
 
 export interface HookDeps {
   paths: HostPaths;
@@ -164,7 +163,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       if (report.vfio_ap === 'failed') {
         for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: 'vfio_ap is not loaded' });
       } else {
-        const units = toStart.map(MDEV_UNIT);
+        const units = toStart.map(mdevUnit);
         const r = await deps.runner.run('systemctl', ['--no-block', 'start', ...units], { timeoutMs: 15_000 });
         report.commands.push({ command: `systemctl --no-block start ${units.join(' ')}`, ran: r.ran, exit_code: r.exitCode });
         for (const m of report.mdevs) {

@@ -1,0 +1,22 @@
+// generate and install. Their modules (and handlebars) load only when one of
+// them runs: the boot-time hook goes through the same program.
+
+import type { Command } from 'commander';
+import type { Wrap } from './program.js';
+
+export function registerGenerate(program: Command, wrap: Wrap): void {
+  program
+    .command('generate')
+    .description('write 41-ap.rules (chzdev format) and the systemd wants links from the store, then reload udev and systemd')
+    .option('--dry-run', 'print what would be written and removed')
+    .option('--diff', 'print a unified diff against the files there (changes nothing)')
+    .option('--force', 'generate despite conflicts in the store, and replace files ap-persist did not write (chzdev)')
+    .option('--no-reload', 'do not run udevadm control --reload and systemctl daemon-reload')
+    .action(wrap(async (ctx, opts) => (await import('../commands/generate.js')).generate(ctx, opts)));
+  program
+    .command('install')
+    .description('install the udev rule, systemd units and mdevctl callout, then generate and reload: the post-install step')
+    .option('--bin <path>', 'the ap-persist the rules and units run (default: this one, symlinks resolved)')
+    .option('--no-reload', 'do not run udevadm control --reload and systemctl daemon-reload')
+    .action(wrap(async (ctx, opts) => (await import('../commands/install.js')).install(ctx, opts)));
+}

@@ -1,0 +1,230 @@
+// ap-persist generate: the store turned into the boot files (41-ap.rules in
+// chzdev's format, the systemd wants links), written only where they changed,
+// never over a file someone else wrote, then udev and systemd reloaded.
+// The decisions and the words are pure (src/generate); this module reads and
+// writes the disk and runs the daemons' reloads.
+
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { Context } from '../cli/context.js';
+import { checkPersistent } from '../checks/check-host.js';
+import { conflictOwners } from '../checks/report.js';
+import { ConflictError, RuntimeError } from '../errors.js';
+import { writeFileAtomic } from '../fsio/atomic.js';
+import { withLock } from '../host/lock.js';
+import type { HostPaths } from '../host/paths.js';
+import { mdevLabel } from '../model/mdev.js';
+import { hostRunner } from '../runtime/commands.js';
+import { chzdevRulesTemplate } from '../generate/assets.js';
+import { ownedDirs, storeLabel, type HostEntry, type RootPath } from '../generate/host-files.js';
+import { parseManifest, renderManifest, type ManifestEntry } from '../generate/manifest.js';
+import { makePlan, type GeneratePlan } from '../generate/plan.js';
+import { conflictsOf, stepPath, type Observed } from '../generate/reconcile.js';
+import { commandText, reloadCommands, reloadLines, type ReloadCommand, type ReloadOutcome } from '../generate/reload.js';
+import { FILE_CONFLICT_HINT, fileConflictLines, generateJson, stepDiff, stepLines } from '../generate/report.js';
+import { readHostView, reportRefusal } from './view.js';
+
+export interface GenerateOptions {
+  dryRun?: boolean;
+  diff?: boolean;
+  force?: boolean;
+  /** commander's --no-reload sets this false. */
+  reload?: boolean;
+}
+
+// ---- the disk
+
+export function observe(path: string): Observed {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'absent' };
+    throw new RuntimeError(`cannot read: ${(err as Error).message}`, { where: path });
+  }
+  if (st.isSymbolicLink()) return { kind: 'symlink', target: readlinkSync(path) };
+  if (st.isFile()) return { kind: 'file', content: readFileSync(path, 'utf8') };
+  return { kind: 'other', what: st.isDirectory() ? 'a directory' : 'not a regular file' };
+}
+
+/** Writes a file or a symlink so that a crash leaves the old one or the new one. */
+export function putEntry(paths: HostPaths, entry: HostEntry): void {
+  const path = paths.at(entry.path);
+  try {
+    if (entry.kind === 'file') {
+      writeFileAtomic(path, entry.content, { mode: entry.mode });
+      return;
+    }
+    mkdirSync(dirname(path), { recursive: true });
+    const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
+    symlinkSync(entry.target, tmp);
+    try {
+      renameSync(tmp, path);
+    } catch (err) {
+      unlinkSync(tmp);
+      throw err;
+    }
+  } catch (err) {
+    throw new RuntimeError(`cannot write: ${(err as Error).message}`, { where: path });
+  }
+}
+
+function removeEntry(paths: HostPaths, path: RootPath): void {
+  try {
+    unlinkSync(paths.at(path));
+  } catch (err) {
+    throw new RuntimeError(`cannot remove: ${(err as Error).message}`, { where: paths.at(path) });
+  }
+}
+
+function readManifest(paths: HostPaths): { text: string | undefined; entries: ManifestEntry[] } {
+  if (!existsSync(paths.generatedManifest)) return { text: undefined, entries: [] };
+  const text = readFileSync(paths.generatedManifest, 'utf8');
+  return { text, entries: parseManifest(text, paths.generatedManifest) };
+}
+
+function planGenerate(ctx: Context): GeneratePlan {
+  const view = readHostView(ctx);
+  return makePlan({
+    store: view.store.store,
+    check: checkPersistent(view),
+    paths: ctx.paths,
+    storeLabel: storeLabel(ctx.paths),
+    renderChzdevRules: chzdevRulesTemplate(),
+    recorded: readManifest(ctx.paths).entries,
+    observe: (p) => observe(ctx.paths.at(p)),
+    exists: (p) => existsSync(ctx.paths.at(p)),
+  });
+}
+
+/** Does the steps, then records them; returns the paths that changed. */
+function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
+  const changed: RootPath[] = [];
+  for (const step of plan.steps) {
+    if (step.op === 'keep') continue;
+    if (step.op === 'write') putEntry(ctx.paths, step.entry);
+    else removeEntry(ctx.paths, step.path);
+    changed.push(stepPath(step));
+  }
+  for (const dir of ownedDirs(ctx.paths)) {
+    const abs = ctx.paths.at(dir);
+    if (existsSync(abs) && readdirSync(abs).length === 0) rmdirSync(abs);
+  }
+  // Last: after a crash the old record still holds, and a rerun finds the new files already in place.
+  const text = renderManifest(plan.manifest);
+  if (readManifest(ctx.paths).text !== text) writeFileAtomic(ctx.paths.generatedManifest, text, { mode: 0o644 });
+  return changed;
+}
+
+export type Generated =
+  /** The store has persistent conflicts: nothing was written. */
+  | { status: 'store-conflicts'; plan: GeneratePlan }
+  /** Files someone else wrote or changed are in the way: nothing was written. */
+  | { status: 'file-conflicts'; plan: GeneratePlan }
+  /** Done (nothing `changed` in a dry run). */
+  | { status: 'done'; plan: GeneratePlan; changed: RootPath[] };
+
+/**
+ * Plans and, unless `dryRun`, applies, holding the configuration lock that
+ * chzdev takes when it writes 41-ap.rules. `force` overrides both refusals.
+ */
+export function generateFiles(ctx: Context, opts: { dryRun: boolean; force: boolean }): Generated {
+  return withLock(ctx.paths.lock, (): Generated => {
+    const plan = planGenerate(ctx);
+    if (!opts.force && plan.check.conflicts.length) return { status: 'store-conflicts', plan };
+    if (!opts.force && conflictsOf(plan.steps).length) return { status: 'file-conflicts', plan };
+    return { status: 'done', plan, changed: opts.dryRun ? [] : applyPlan(ctx, plan) };
+  });
+}
+
+// ---- the daemons
+
+export async function reload(ctx: Context, commands: readonly ReloadCommand[]): Promise<ReloadOutcome[]> {
+  const out: ReloadOutcome[] = [];
+  for (const c of commands) {
+    const command = commandText(c);
+    if (!ctx.exec) out.push({ command, ran: false, skipped: `not run under --root ${ctx.paths.root} (--exec runs it)` });
+    else if (!existsSync(ctx.paths.at(c.runningIf))) out.push({ command, ran: false, skipped: `${c.file === 'udevadm' ? 'udev' : 'systemd'} is not running` });
+    else {
+      const r = await hostRunner().run(c.file, c.args);
+      if (r.exitCode !== 0) {
+        throw new RuntimeError(`${command} failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`, {
+          hint: `the files are written; run '${command}' once the problem is fixed`,
+        });
+      }
+      out.push({ command, ran: true });
+    }
+  }
+  return out;
+}
+
+// ---- refusals
+
+export function fileConflictError(ctx: Context, plan: GeneratePlan): ConflictError {
+  const lines = fileConflictLines(ctx.paths, plan);
+  return new ConflictError(`refused: ${lines.length} file(s) in the way that ap-persist did not write; nothing was changed\n  ${lines.join('\n  ')}`, {
+    hint: FILE_CONFLICT_HINT,
+  });
+}
+
+/** The check report, then which auto mdevs would not start at boot. */
+export function reportStoreRefusal(ctx: Context, plan: GeneratePlan): number {
+  const code = reportRefusal(ctx, 'booting with this store', plan.check);
+  const failing = conflictOwners(plan.check.conflicts)
+    .filter((o) => o !== 'host')
+    .map((uuid) => {
+      const m = plan.store.mdevs.find((d) => d.uuid === uuid);
+      return m ? mdevLabel(m) : uuid;
+    });
+  if (failing.length) ctx.warn(`at boot these mdevs would fail to start: ${failing.join(', ')}`);
+  ctx.warn("fix the store ('ap-persist check' lists every conflict), or run 'ap-persist generate --force' to generate it anyway");
+  return code;
+}
+
+export function missingUnitsWarning(ctx: Context, plan: GeneratePlan): void {
+  if (plan.missingUnits.length === 0) return;
+  const units = plan.missingUnits.map((u) => ctx.paths.at(u)).join(', ');
+  ctx.warn(`warning: not installed: ${units}; run 'ap-persist install' (the generated links point there)`);
+}
+
+// ---- the command
+
+export async function generate(ctx: Context, opts: GenerateOptions): Promise<number> {
+  const dryRun = Boolean(opts.dryRun || opts.diff);
+  const g = generateFiles(ctx, { dryRun, force: Boolean(opts.force) });
+  if (g.status === 'store-conflicts') return reportStoreRefusal(ctx, g.plan);
+  if (g.status === 'file-conflicts' && !dryRun) {
+    if (ctx.json) {
+      const files = generateJson(ctx.paths, g.plan);
+      ctx.printJson({ dry_run: false, refused: true, written: [], unchanged: [], removed: [], file_conflicts: files.file_conflicts, reload: [] });
+    }
+    throw fileConflictError(ctx, g.plan);
+  }
+  const { plan } = g;
+  if (opts.force && plan.check.conflicts.length) {
+    ctx.warn(`warning: --force: generated from a store with ${plan.check.conflicts.length} conflict(s); 'ap-persist check' lists them`);
+  }
+  missingUnitsWarning(ctx, plan);
+
+  const wouldChange = plan.steps.filter((s) => s.op !== 'keep').map(stepPath);
+  const commands = opts.reload === false ? [] : reloadCommands(g.status === 'done' && !dryRun ? g.changed : wouldChange, ctx.paths);
+  const reloads = dryRun ? commands.map((c): ReloadOutcome => ({ command: commandText(c), ran: false, skipped: 'dry run' })) : await reload(ctx, commands);
+
+  if (ctx.json) ctx.printJson({ dry_run: dryRun, refused: g.status === 'file-conflicts', ...generateJson(ctx.paths, plan), reload: reloads });
+  else if (opts.diff) {
+    for (const s of plan.steps) {
+      const d = stepDiff(s);
+      if (d) ctx.out(d.slice(0, -1));
+    }
+  } else {
+    const say = dryRun ? ctx.out : ctx.info;
+    for (const line of stepLines(ctx.paths, plan.steps, { dryRun, verbose: ctx.verbose })) say(line);
+    if (wouldChange.length === 0) ctx.info('nothing to change: the generated files match the store');
+    for (const line of dryRun ? commands.map((c) => `would run: ${commandText(c)}`) : reloadLines(reloads)) say(line);
+  }
+  if (g.status === 'file-conflicts') {
+    ctx.warn(`generate would refuse: ${fileConflictLines(ctx.paths, plan).join('\n  ')}\n  ${FILE_CONFLICT_HINT}`);
+    return 3;
+  }
+  return 0;
+}

@@ -1,0 +1,225 @@
+// ap-persist import: take over what chzdev (41-ap.rules), mdevctl
+// (etc/mdevctl.d/matrix) or the running kernel (sysfs) already hold.
+// Precedence for one item from several sources: persistent over active,
+// chzdev's masks over sysfs', mdevctl's definitions over sysfs' matrices.
+
+import { existsSync, readFileSync } from 'node:fs';
+import type { Context } from '../cli/context.js';
+import { checkPersistent, newConflicts } from '../checks/check-host.js';
+import type { ConflictList } from '../checks/conflicts.js';
+import { InputError } from '../errors.js';
+import { parseChzdevRules } from '../generate/chzdev-rules.js';
+import { rootPath } from '../generate/host-files.js';
+import { parseManifest, renderManifest, sha256 } from '../generate/manifest.js';
+import { writeFileAtomic } from '../fsio/atomic.js';
+import { withLock } from '../host/lock.js';
+import type { HostView } from '../host/state.js';
+import type { IdSet } from '../model/idset.js';
+import { mdevLabel, type HostMasks, type MdevDefinition, type StartMode } from '../model/mdev.js';
+import { putMasks, putMdev, saveStore, type Store } from '../store/store.js';
+import { describeMdev } from './mdev.js';
+import { readHostView, reportRefusal } from './view.js';
+
+export type ImportSource = 'chzdev' | 'mdevctl' | 'sysfs';
+const SOURCES: ImportSource[] = ['chzdev', 'mdevctl', 'sysfs'];
+
+export interface ImportOptions {
+  from?: string;
+  dryRun?: boolean;
+  prefer?: 'store' | 'imported';
+  /** Start mode for mdevs taken from sysfs, which has none. */
+  start?: StartMode;
+}
+
+interface Found {
+  masks: Partial<Record<'apmask' | 'aqmask', { mask: IdSet; source: ImportSource }>>;
+  mdevs: Map<string, { mdev: MdevDefinition; source: ImportSource }>;
+}
+
+function sources(from: string | undefined): ImportSource[] {
+  if (from === undefined || from === 'all') return SOURCES;
+  if ((SOURCES as string[]).includes(from)) return [from as ImportSource];
+  throw new InputError(`--from '${from}' is not chzdev, mdevctl, sysfs or all`, { where: '--from' });
+}
+
+/** Reads each source; later sources fill only what earlier ones left open. */
+function gather(ctx: Context, view: HostView, from: ImportSource[], startForSysfs: StartMode): Found {
+  const found: Found = { masks: {}, mdevs: new Map() };
+  for (const source of from) {
+    if (source === 'chzdev') {
+      const file = ctx.paths.chzdevRules;
+      if (!existsSync(file)) continue;
+      const parsed = parseChzdevRules(readFileSync(file, 'utf8'));
+      const problem = parsed.problems[0];
+      if (problem) {
+        throw new InputError(problem.message, { where: `${file}:${problem.line}`, hint: 'fix the line (chzdev -t ap rewrites the file), or import --from mdevctl,sysfs' });
+      }
+      for (const key of ['apmask', 'aqmask'] as const) {
+        const mask = parsed[key];
+        if (mask && !found.masks[key]) found.masks[key] = { mask, source };
+      }
+    } else if (source === 'mdevctl') {
+      for (const u of view.mdevctl.unreadable) ctx.warn(`warning: skipped ${u.path}: ${u.reason}`);
+      for (const mdev of view.mdevctl.definitions) if (!found.mdevs.has(mdev.uuid)) found.mdevs.set(mdev.uuid, { mdev, source });
+    } else {
+      const live = view.live;
+      for (const key of ['apmask', 'aqmask'] as const) {
+        const mask = live.masks?.[key];
+        if (mask && !found.masks[key]) found.masks[key] = { mask, source };
+      }
+      for (const a of live.mdevs) {
+        if (found.mdevs.has(a.uuid)) continue;
+        found.mdevs.set(a.uuid, { mdev: { uuid: a.uuid, adapters: a.adapters, domains: a.domains, controlDomains: a.controlDomains, start: startForSysfs }, source });
+      }
+    }
+  }
+  return found;
+}
+
+function sameMatrix(a: MdevDefinition, b: MdevDefinition): boolean {
+  return a.adapters.equals(b.adapters) && a.domains.equals(b.domains) && a.controlDomains.equals(b.controlDomains);
+}
+
+interface Plan {
+  masks: HostMasks;
+  mdevs: MdevDefinition[];
+  changes: string[];
+  /** UUIDs whose definition came from the import (new or replaced). */
+  imported: Set<string>;
+  /** Store mdevs the import would replace with another matrix. */
+  differing: { uuid: string; text: string }[];
+}
+
+function plan(store: Store, found: Found): Plan {
+  const p: Plan = { masks: { ...store.masks }, mdevs: [...store.mdevs], changes: [], imported: new Set(), differing: [] };
+  for (const key of ['apmask', 'aqmask'] as const) {
+    const f = found.masks[key];
+    if (!f || store.masks[key]?.equals(f.mask)) continue;
+    p.masks[key] = f.mask;
+    p.changes.push(`${key} "${f.mask.toRanges()}" from ${f.source} (store: ${store.masks[key] ? `"${store.masks[key]!.toRanges()}"` : 'not set'})`);
+  }
+  for (const { mdev, source } of found.mdevs.values()) {
+    const i = p.mdevs.findIndex((m) => m.uuid === mdev.uuid);
+    if (i < 0) {
+      p.mdevs.push(mdev);
+      p.imported.add(mdev.uuid);
+      p.changes.push(`mdev ${describeMdev(mdev)} from ${source}`);
+    } else if (!sameMatrix(p.mdevs[i]!, mdev)) {
+      // Same UUID, other matrix: the store's stays unless the import is preferred.
+      p.differing.push({ uuid: mdev.uuid, text: `mdev ${mdev.uuid}: store has ${describeMdev(p.mdevs[i]!)}; ${source} has ${describeMdev(mdev)}` });
+      p.mdevs[i] = { ...mdev, name: p.mdevs[i]!.name, start: p.mdevs[i]!.start };
+      p.imported.add(mdev.uuid);
+      p.changes.push(`mdev ${describeMdev(p.mdevs[i]!)} from ${source} (replaces the store's)`);
+    }
+  }
+  return p;
+}
+
+function conflictsOf(view: HostView, masks: HostMasks, mdevs: MdevDefinition[]): ConflictList {
+  return checkPersistent({ ...view, store: { ...view.store, store: { masks, mdevs } } });
+}
+
+/** The store's own conflicts, without mdevctl's: what the store held before the import. */
+function baseline(view: HostView): ConflictList {
+  return checkPersistent({ ...view, mdevctl: { definitions: [], unreadable: [] } });
+}
+
+/**
+ * Resolves what the import introduces by making the losing side's mdevs
+ * manual (defined, never started at boot), or, when the store wins over
+ * imported masks, by keeping the store's masks.
+ */
+function resolve(view: HostView, p: Plan, prefer: 'store' | 'imported'): string[] {
+  const notes: string[] = [];
+  const before = baseline(view);
+  for (let round = 0; round < 1000; round++) {
+    const fresh = newConflicts(before, conflictsOf(view, p.masks, p.mdevs)).conflicts;
+    const c = fresh[0];
+    if (!c) return notes;
+    const [a, b] = c.owners;
+    const loser = (o: typeof a): boolean => (prefer === 'store' ? p.imported.has(o.uuid) : !p.imported.has(o.uuid));
+    let victim = c.kind === 'mdev-mdev' ? [a, b].find(loser) ?? b : b;
+    if (c.kind === 'mdev-host' && prefer === 'store' && !p.imported.has(b.uuid)) {
+      // The store's mdev wins over imported masks: keep the store's masks.
+      p.masks = { ...view.store.store.masks };
+      notes.push(`kept the store's masks: the imported ones would take APQN ${c.apqn.adapter}.${c.apqn.domain} from ${mdevLabel(b)}`);
+      continue;
+    }
+    const i = p.mdevs.findIndex((m) => m.uuid === victim.uuid);
+    if (i < 0 || p.mdevs[i]!.start === 'manual') {
+      victim = victim === a ? b : a;
+    }
+    const j = p.mdevs.findIndex((m) => m.uuid === victim.uuid);
+    if (j < 0) return notes.concat(`could not resolve: ${c.message}`);
+    p.mdevs[j] = { ...p.mdevs[j]!, start: 'manual' };
+    notes.push(`made mdev ${mdevLabel(p.mdevs[j]!)} manual: ${c.message}`);
+  }
+  return notes;
+}
+
+export function importCommand(ctx: Context, opts: ImportOptions): number {
+  const from = sources(opts.from);
+  if (opts.prefer && opts.prefer !== 'store' && opts.prefer !== 'imported') {
+    throw new InputError(`--prefer '${opts.prefer}' is neither store nor imported`, { where: '--prefer' });
+  }
+  return withLock(ctx.paths.lock, () => {
+    const view = readHostView(ctx);
+    const found = gather(ctx, view, from, opts.start ?? 'auto');
+    const p = plan(view.store.store, found);
+    if (p.differing.length && !opts.prefer) {
+      ctx.warn('refused: the import would replace mdevs that the store defines differently; nothing was changed');
+      for (const d of p.differing) ctx.warn(`  ${d.text}`);
+      ctx.warn('  say which side wins: --prefer store (keep the store) or --prefer imported');
+      return 3;
+    }
+    if (opts.prefer === 'store') {
+      // The store's definitions stay as they are.
+      for (const { uuid } of p.differing) {
+        const i = p.mdevs.findIndex((m) => m.uuid === uuid);
+        p.mdevs[i] = view.store.store.mdevs.find((m) => m.uuid === uuid)!;
+        p.imported.delete(uuid);
+      }
+      p.changes = p.changes.filter((c) => !c.endsWith("(replaces the store's)"));
+    }
+    let notes: string[] = [];
+    const introduced = newConflicts(baseline(view), conflictsOf(view, p.masks, p.mdevs));
+    if (introduced.conflicts.length) {
+      if (!opts.prefer) {
+        const code = reportRefusal(ctx, 'this import', introduced);
+        if (!ctx.json) ctx.warn('  say which side wins: --prefer store or --prefer imported (the losing mdevs become start = manual)');
+        return code;
+      }
+      notes = resolve(view, p, opts.prefer);
+    }
+    if (!opts.dryRun) {
+      for (const m of p.mdevs) {
+        const previous = view.store.store.mdevs.find((s) => s.uuid === m.uuid);
+        if (!previous || !sameMatrix(previous, m) || previous.start !== m.start) putMdev(view.store.doc, m, previous);
+      }
+      putMasks(view.store.doc, p.masks, view.store.store.masks);
+      saveStore(view.store);
+      if (from.includes('chzdev') && existsSync(ctx.paths.chzdevRules)) adoptChzdevRules(ctx);
+    }
+    if (ctx.json) ctx.printJson({ dry_run: Boolean(opts.dryRun), changes: p.changes, resolved: notes });
+    else {
+      const verb = opts.dryRun ? 'would import' : 'imported';
+      if (p.changes.length === 0) ctx.info('nothing to import: the store already holds it');
+      for (const c of p.changes) ctx.info(`${verb} ${c}`);
+      for (const n of notes) ctx.info(`${opts.dryRun ? 'would have ' : ''}${n}`);
+    }
+    return 0;
+  });
+}
+
+/**
+ * Records chzdev's 41-ap.rules as taken over, so that the next generate may
+ * replace it: its masks are in the store now.
+ */
+function adoptChzdevRules(ctx: Context): void {
+  const file = ctx.paths.chzdevRules;
+  const manifestPath = ctx.paths.generatedManifest;
+  const entries = existsSync(manifestPath) ? parseManifest(readFileSync(manifestPath, 'utf8'), manifestPath) : [];
+  const path = rootPath(ctx.paths, file);
+  const adopted = { path, sha256: sha256(readFileSync(file, 'utf8')) };
+  writeFileAtomic(manifestPath, renderManifest([...entries.filter((e) => e.path !== path), adopted]));
+}

@@ -1,0 +1,89 @@
+// ap-persist install: the package's post-install step. Puts the shipped rules,
+// units and mdevctl callout in place with the tool's path filled in, runs
+// generate, and reloads udev and systemd once for both.
+
+import { accessSync, chmodSync, constants, statSync } from 'node:fs';
+import type { Context } from '../cli/context.js';
+import { RuntimeError } from '../errors.js';
+import { defaultBin, packageAssets } from '../generate/assets.js';
+import type { FileEntry, RootPath } from '../generate/host-files.js';
+import { reloadCommands, reloadLines } from '../generate/reload.js';
+import { generateJson, stepLines } from '../generate/report.js';
+import { checkBin, staticEntries } from '../generate/static-files.js';
+import { fileConflictError, generateFiles, missingUnitsWarning, observe, putEntry, reload, reportStoreRefusal } from './generate.js';
+
+export interface InstallOptions {
+  bin?: string;
+  /** commander's --no-reload sets this false. */
+  reload?: boolean;
+}
+
+/** Package files are ours by name: replaced whenever content or mode differ. */
+function installStatic(ctx: Context, entries: readonly FileEntry[]): { written: RootPath[]; unchanged: RootPath[] } {
+  const written: RootPath[] = [];
+  const unchanged: RootPath[] = [];
+  for (const entry of entries) {
+    const path = ctx.paths.at(entry.path);
+    const now = observe(path);
+    const sameMode = now.kind === 'file' && (statSync(path).mode & 0o7777) === entry.mode;
+    if (now.kind === 'file' && now.content === entry.content && sameMode) {
+      unchanged.push(entry.path);
+      continue;
+    }
+    putEntry(ctx.paths, entry);
+    try {
+      // writeFileAtomic keeps an existing file's mode; the callout must be executable.
+      chmodSync(path, entry.mode);
+    } catch (err) {
+      throw new RuntimeError(`cannot set mode ${entry.mode.toString(8)}: ${(err as Error).message}`, { where: path });
+    }
+    written.push(entry.path);
+  }
+  return { written, unchanged };
+}
+
+function warnIfNotExecutable(ctx: Context, bin: string): void {
+  const onTarget = ctx.paths.at(bin);
+  try {
+    accessSync(onTarget, constants.X_OK);
+  } catch {
+    ctx.warn(`warning: ${onTarget} is not an executable file; the rules and units run it (give the right one with --bin)`);
+  }
+}
+
+export async function install(ctx: Context, opts: InstallOptions): Promise<number> {
+  const bin = checkBin(opts.bin ?? defaultBin());
+  const statics = installStatic(ctx, staticEntries(packageAssets(), bin, ctx.paths));
+  warnIfNotExecutable(ctx, bin);
+
+  const g = generateFiles(ctx, { dryRun: false, force: false });
+  const generated = g.status === 'done' ? g.changed : [];
+  const commands = opts.reload === false ? [] : reloadCommands([...statics.written, ...generated], ctx.paths);
+  const reloads = await reload(ctx, commands);
+
+  const staticLines = statics.written.map((p) => `installed ${ctx.paths.at(p)}`);
+  if (g.status === 'store-conflicts') {
+    for (const line of staticLines) ctx.info(line);
+    return reportStoreRefusal(ctx, g.plan);
+  }
+  if (g.status === 'file-conflicts') {
+    for (const line of staticLines) ctx.info(line);
+    throw fileConflictError(ctx, g.plan);
+  }
+  if (ctx.json) {
+    ctx.printJson({
+      installed: statics.written.map((p) => ctx.paths.at(p)),
+      unchanged: statics.unchanged.map((p) => ctx.paths.at(p)),
+      bin,
+      generate: generateJson(ctx.paths, g.plan),
+      reload: reloads,
+    });
+    return 0;
+  }
+  for (const line of staticLines) ctx.info(line);
+  for (const line of stepLines(ctx.paths, g.plan.steps, { dryRun: false, verbose: ctx.verbose })) ctx.info(line);
+  if (statics.written.length === 0 && generated.length === 0) ctx.info('nothing to change: installed and generated files are up to date');
+  for (const line of reloadLines(reloads)) ctx.info(line);
+  missingUnitsWarning(ctx, g.plan);
+  return 0;
+}

@@ -1,0 +1,65 @@
+// What `generate` wants on disk for a store: the chzdev-format mask rules and
+// the systemd wants links that `systemctl enable` would make. Pure: the
+// caller compares this with the disk (reconcile.ts) and does the I/O.
+
+import { isAbsolute, relative } from 'node:path';
+import type { HostPaths } from '../host/paths.js';
+import type { Store } from '../store/store.js';
+import { renderChzdevRules, type RenderChzdevRules } from './chzdev-rules.js';
+import { MDEV_TEMPLATE, MDEVS_TARGET, mdevUnit, WAIT_SERVICE } from './unit-names.js';
+
+/** A path relative to the root, as `etc/udev/rules.d/41-ap.rules`. */
+export type RootPath = string;
+
+export type FileEntry = { kind: 'file'; path: RootPath; content: string; mode: number };
+export type HostEntry = FileEntry | { kind: 'symlink'; path: RootPath; target: string };
+
+export interface HostFilesInput {
+  store: Store;
+  /** The store's path as the admin knows it, for the header of generated files. */
+  storeLabel: string;
+  paths: HostPaths;
+  renderChzdevRules: RenderChzdevRules;
+}
+
+export function rootPath(paths: HostPaths, absolute: string): RootPath {
+  return relative(paths.root, absolute);
+}
+
+/** The store as seen on the target system: `/etc/ap-persist/ap-persist.conf` under any root. */
+export function storeLabel(paths: HostPaths): string {
+  const rel = rootPath(paths, paths.store);
+  return rel.startsWith('..') || isAbsolute(rel) ? paths.store : `/${rel}`;
+}
+
+/** The generated files for a store, sorted by path. */
+export function desiredHostFiles(input: HostFilesInput): HostEntry[] {
+  const { store, paths } = input;
+  const entries: HostEntry[] = [];
+  const rules = renderChzdevRules(input.renderChzdevRules, store.masks, input.storeLabel);
+  if (rules !== undefined) entries.push({ kind: 'file', path: rootPath(paths, paths.chzdevRules), content: rules, mode: 0o644 });
+
+  const units = rootPath(paths, paths.generatedUnitsDir);
+  // As `systemctl enable` links them: to the installed unit, as the target system sees it.
+  const installed = (unit: string): string => `/${rootPath(paths, paths.staticUnitsDir)}/${unit}`;
+  const autos = store.mdevs.filter((m) => m.start === 'auto');
+  for (const m of autos) {
+    entries.push({ kind: 'symlink', path: `${units}/${MDEVS_TARGET}.wants/${mdevUnit(m.uuid)}`, target: installed(MDEV_TEMPLATE) });
+  }
+  // The boot waits only when the store has something to apply or start.
+  if (rules !== undefined || autos.length > 0) {
+    entries.push({ kind: 'symlink', path: `${units}/multi-user.target.wants/${WAIT_SERVICE}`, target: installed(WAIT_SERVICE) });
+  }
+  return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** The unit files the links point to, under the root, to warn when `install` has not run. */
+export function linkedUnits(entries: readonly HostEntry[]): RootPath[] {
+  const targets = entries.flatMap((e) => (e.kind === 'symlink' ? [e.target.replace(/^\//, '')] : []));
+  return [...new Set(targets)];
+}
+
+/** Directories generate alone fills, removed when it empties them. */
+export function ownedDirs(paths: HostPaths): RootPath[] {
+  return [`${rootPath(paths, paths.generatedUnitsDir)}/${MDEVS_TARGET}.wants`];
+}

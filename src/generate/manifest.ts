@@ -1,0 +1,48 @@
+// generated.json: what `generate` wrote last time, so that it can tell its
+// own stale files (update or remove them) from files someone else wrote or
+// changed since (refuse to touch them). Pure: parse and render only.
+
+import { createHash } from 'node:crypto';
+import { InputError } from '../errors.js';
+import type { HostEntry, RootPath } from './host-files.js';
+
+export type ManifestEntry = { path: RootPath; sha256: string } | { path: RootPath; symlink: string };
+
+const VERSION = 1;
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+export function manifestEntry(entry: HostEntry): ManifestEntry {
+  return entry.kind === 'file' ? { path: entry.path, sha256: sha256(entry.content) } : { path: entry.path, symlink: entry.target };
+}
+
+export function renderManifest(entries: readonly ManifestEntry[]): string {
+  const files = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return `${JSON.stringify({ generator: 'ap-persist', version: VERSION, files }, null, 2)}\n`;
+}
+
+export function parseManifest(text: string, where: string): ManifestEntry[] {
+  const damaged = (why: string): InputError =>
+    new InputError(`the record of generated files is damaged: ${why}`, {
+      where,
+      hint: 'delete it and run ap-persist generate again: files identical to what it writes are taken over, others are reported',
+    });
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw damaged((err as Error).message);
+  }
+  if (typeof doc !== 'object' || doc === null) throw damaged('not a JSON object');
+  const { version, files } = doc as { version?: unknown; files?: unknown };
+  if (version !== VERSION || !Array.isArray(files)) throw damaged(`not version ${VERSION} with a files list`);
+  return files.map((f: unknown, i) => {
+    const e = f as Record<string, unknown>;
+    if (typeof e?.['path'] !== 'string') throw damaged(`entry ${i} has no path`);
+    if (typeof e['sha256'] === 'string') return { path: e['path'], sha256: e['sha256'] };
+    if (typeof e['symlink'] === 'string') return { path: e['path'], symlink: e['symlink'] };
+    throw damaged(`entry ${i} (${e['path']}) has neither sha256 nor symlink`);
+  });
+}

@@ -1,0 +1,47 @@
+// One generate run, decided before anything is written: what the store asks
+// for, how that meets the disk, and what stands in the way. Pure: the caller
+// passes in what it read.
+
+import type { CheckResult } from '../checks/check-host.js';
+import type { HostPaths } from '../host/paths.js';
+import type { Store } from '../store/store.js';
+import type { RenderChzdevRules } from './chzdev-rules.js';
+import { desiredHostFiles, linkedUnits, type RootPath } from './host-files.js';
+import type { ManifestEntry } from './manifest.js';
+import { reconcile, type Observed, type Step } from './reconcile.js';
+
+export interface GeneratePlan {
+  store: Store;
+  /** Persistent conflicts of the store: the auto mdevs named there fail at boot. */
+  check: CheckResult;
+  /** One step per path, in path order. */
+  steps: Step[];
+  /** The record once the steps are done. */
+  manifest: ManifestEntry[];
+  /** Unit files the links point to that are not installed. */
+  missingUnits: RootPath[];
+}
+
+export interface PlanInput {
+  store: Store;
+  check: CheckResult;
+  paths: HostPaths;
+  storeLabel: string;
+  renderChzdevRules: RenderChzdevRules;
+  /** The record of the last run. */
+  recorded: readonly ManifestEntry[];
+  observe: (path: RootPath) => Observed;
+  exists: (path: RootPath) => boolean;
+}
+
+export function makePlan(input: PlanInput): GeneratePlan {
+  const desired = desiredHostFiles(input);
+  const { steps, manifest } = reconcile(desired, input.recorded, input.observe);
+  return {
+    store: input.store,
+    check: input.check,
+    steps,
+    manifest,
+    missingUnits: linkedUnits(desired).filter((u) => !input.exists(u)),
+  };
+}

@@ -1,0 +1,81 @@
+// Decides what `generate` does with each path: write, keep, remove, or
+// refuse. The rule: a path is touched only when it is absent, holds what
+// generate wrote there last (the manifest says so), or already holds what it
+// would write. Anything else was written or changed by someone else (chzdev,
+// an admin) and is a conflict that only --force overrides. Pure.
+
+import type { HostEntry, RootPath } from './host-files.js';
+import { manifestEntry, sha256, type ManifestEntry } from './manifest.js';
+
+/** What a path holds on disk now. */
+export type Observed =
+  | { kind: 'absent' }
+  | { kind: 'file'; content: string }
+  | { kind: 'symlink'; target: string }
+  | { kind: 'other'; what: string };
+
+/** Why a path is not generate's to change. */
+export type ConflictReason = 'changed-since-generated' | 'not-generated';
+
+/** A step that changes the disk; `conflict` when the path is not generate's to change. */
+export type Change =
+  | { op: 'write'; entry: HostEntry; observed: Observed; conflict?: ConflictReason }
+  | { op: 'remove'; path: RootPath; observed: Observed; conflict?: ConflictReason };
+
+export type Step = Change | { op: 'keep'; entry: HostEntry };
+
+export type Conflicting = Change & { conflict: ConflictReason };
+
+export interface Reconciled {
+  /** In path order. */
+  steps: Step[];
+  /** The manifest once the steps are done. */
+  manifest: ManifestEntry[];
+}
+
+function holds(observed: Observed, entry: HostEntry): boolean {
+  if (entry.kind === 'file') return observed.kind === 'file' && observed.content === entry.content;
+  return observed.kind === 'symlink' && observed.target === entry.target;
+}
+
+function holdsRecorded(observed: Observed, recorded: ManifestEntry): boolean {
+  if ('sha256' in recorded) return observed.kind === 'file' && sha256(observed.content) === recorded.sha256;
+  return observed.kind === 'symlink' && observed.target === recorded.symlink;
+}
+
+/** Conflict reason for changing `observed`, or undefined when generate may. */
+function ownership(observed: Observed, recorded: ManifestEntry | undefined): ConflictReason | undefined {
+  if (observed.kind === 'absent') return undefined;
+  if (!recorded) return 'not-generated';
+  return holdsRecorded(observed, recorded) ? undefined : 'changed-since-generated';
+}
+
+/**
+ * `observe` answers for every path of `desired` and `recorded`; the caller
+ * reads the disk, so this stays pure.
+ */
+export function reconcile(desired: readonly HostEntry[], recorded: readonly ManifestEntry[], observe: (path: RootPath) => Observed): Reconciled {
+  const previous = new Map(recorded.map((r) => [r.path, r]));
+  const wanted = new Map(desired.map((d) => [d.path, d]));
+  const steps: Step[] = [];
+  for (const path of [...new Set([...wanted.keys(), ...previous.keys()])].sort()) {
+    const entry = wanted.get(path);
+    const observed = observe(path);
+    const conflict = ownership(observed, previous.get(path));
+    if (entry) {
+      if (holds(observed, entry)) steps.push({ op: 'keep', entry });
+      else steps.push({ op: 'write', entry, observed, ...(conflict ? { conflict } : {}) });
+    } else if (observed.kind !== 'absent') {
+      steps.push({ op: 'remove', path, observed, ...(conflict ? { conflict } : {}) });
+    }
+  }
+  return { steps, manifest: desired.map(manifestEntry) };
+}
+
+export function conflictsOf(steps: readonly Step[]): Conflicting[] {
+  return steps.filter((s): s is Conflicting => s.op !== 'keep' && s.conflict !== undefined);
+}
+
+export function stepPath(step: Step): RootPath {
+  return step.op === 'remove' ? step.path : step.entry.path;
+}

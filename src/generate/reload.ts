@@ -1,0 +1,35 @@
+// Which daemons must re-read their configuration after files changed: udev
+// for rules, systemd for units and wants links. Pure.
+
+import type { HostPaths } from '../host/paths.js';
+import { rootPath, type RootPath } from './host-files.js';
+
+export interface ReloadCommand {
+  file: string;
+  args: string[];
+  /** Present while the daemon runs (sd_booted's test for systemd); absent, there is nothing to reload. */
+  runningIf: RootPath;
+}
+
+/** What became of a reload: run, or why not. */
+export interface ReloadOutcome {
+  command: string;
+  ran: boolean;
+  skipped?: string;
+}
+
+export function commandText(c: ReloadCommand): string {
+  return [c.file, ...c.args].join(' ');
+}
+
+export function reloadCommands(changed: readonly RootPath[], paths: HostPaths): ReloadCommand[] {
+  const under = (dirs: string[]): boolean => changed.some((p) => dirs.some((d) => p.startsWith(`${rootPath(paths, d)}/`)));
+  const out: ReloadCommand[] = [];
+  if (under([paths.generatedRulesDir, paths.staticRulesDir])) out.push({ file: 'udevadm', args: ['control', '--reload'], runningIf: 'run/udev/control' });
+  if (under([paths.generatedUnitsDir, paths.staticUnitsDir])) out.push({ file: 'systemctl', args: ['daemon-reload'], runningIf: 'run/systemd/system' });
+  return out;
+}
+
+export function reloadLines(outcomes: readonly ReloadOutcome[]): string[] {
+  return outcomes.map((o) => (o.ran ? `ran: ${o.command}` : `${o.command}: ${o.skipped}`));
+}

@@ -1,0 +1,11 @@
+// Names of the systemd units ap-persist ships (units/) and links (generate).
+// Kept free of imports so the boot-time hook can use them at no cost.
+
+export const MDEV_TEMPLATE = 'ap-persist-mdev@.service';
+export const MDEVS_TARGET = 'ap-persist-mdevs.target';
+export const WAIT_SERVICE = 'ap-persist-wait.service';
+
+/** The instance that creates and removes one mdev. */
+export function mdevUnit(uuid: string): string {
+  return `ap-persist-mdev@${uuid}.service`;
+}

@@ -1,0 +1,81 @@
+// The shipped units and the generated links, checked by systemd itself:
+// `systemd-analyze verify` on every unit and instance, and `systemctl
+// --root` agreeing that the links are the ones `systemctl enable` makes.
+
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { describe, expect } from 'vitest';
+import { GUEST1, GUEST2, GUEST3, threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { mdevUnit } from '../../src/generate/unit-names.js';
+import { givenHost, snapshotTree, type TestHost } from '../support/host.js';
+import { itWith, requireTools } from '../support/real-tools.js';
+
+const GUESTS = [GUEST1, GUEST2, GUEST3];
+const UNITS = ['ap-persist-wait.service', 'ap-persist-mdevs.target', ...GUESTS.map(mdevUnit)];
+
+/** The three-guest host installed with a real executable as the tool: verify checks ExecStart= exists. */
+async function installedHost(bin?: string): Promise<TestHost> {
+  const host = givenHost(threeGuestsHost());
+  const tool = bin ?? join(host.root, 'usr/bin/ap-persist');
+  if (!bin) {
+    mkdirSync(dirname(tool), { recursive: true });
+    writeFileSync(tool, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+  }
+  const r = await host.run('install', '--bin', tool);
+  expect(r.code, r.stderr).toBe(0);
+  return host;
+}
+
+/** systemd-analyze verify with the root's unit directories searched first (the trailing colon keeps the system's). */
+function verify(host: TestHost, units: string[]): { status: number | null; ours: string[]; stderr: string } {
+  const r = spawnSync('systemd-analyze', ['verify', ...units], {
+    encoding: 'utf8',
+    env: { ...process.env, SYSTEMD_UNIT_PATH: `${host.root}/etc/systemd/system:${host.root}/usr/lib/systemd/system:` },
+    timeout: 15_000,
+  });
+  return { status: r.status, stderr: r.stderr, ours: r.stderr.split('\n').filter((l) => l.includes('ap-persist')) };
+}
+
+function systemctl(root: string, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('systemctl', [`--root=${root}`, ...args], { encoding: 'utf8', timeout: 15_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const links = (root: string): [string, string][] => [...snapshotTree(join(root, 'etc/systemd/system'))].filter(([, v]) => v.startsWith('-> '));
+
+describe('the units, as systemd sees them', () => {
+  const analyze = requireTools('systemd-analyze');
+  const ctl = requireTools('systemctl');
+
+  itWith(analyze, 'every shipped unit and every mdev instance passes systemd-analyze verify without a word', async () => {
+    const host = await installedHost();
+    const r = verify(host, UNITS);
+    expect(r.ours, r.stderr).toEqual([]);
+    expect(r.status, r.stderr).toBe(0);
+  });
+
+  itWith(analyze, 'the check has teeth: a tool that does not exist fails verify', async () => {
+    const host = await installedHost('/nonexistent/ap-persist');
+    const r = verify(host, ['ap-persist-wait.service']);
+    expect(r.status).not.toBe(0);
+    expect(r.ours.join('\n')).toContain('/nonexistent/ap-persist');
+  });
+
+  itWith(ctl, 'systemctl sees the boot wait and each auto mdev as enabled, and the target as not part of boot', async () => {
+    const host = await installedHost();
+    const enabled = systemctl(host.root, 'is-enabled', 'ap-persist-wait.service', ...GUESTS.map(mdevUnit));
+    expect(enabled.stdout, enabled.stderr).toBe('enabled\n'.repeat(4));
+    // No [Install]: nothing pulls the mdevs into the boot transaction before the hook.
+    expect(systemctl(host.root, 'is-enabled', 'ap-persist-mdevs.target').stdout).toBe('static\n');
+  });
+
+  itWith(ctl, 'generate makes exactly the links systemctl enable makes', async () => {
+    const generated = await installedHost();
+    const enabledByHand = givenHost({ ...threeGuestsHost(), store: '' });
+    expect((await enabledByHand.run('install', '--bin', '/usr/bin/ap-persist')).code).toBe(0);
+    const r = systemctl(enabledByHand.root, 'enable', 'ap-persist-wait.service', ...GUESTS.map(mdevUnit));
+    expect(r.status, r.stderr).toBe(0);
+    expect(links(generated.root)).toEqual(links(enabledByHand.root));
+  });
+});

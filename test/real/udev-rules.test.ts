@@ -1,0 +1,128 @@
+// The rules under the real udev: `udevadm test` in a private mount namespace
+// whose /sys is a tmpfs holding a synthetic AP bus, and whose rules
+// directories hold only 41-ap.rules (generated) and 42-ap-persist.rules
+// (installed). udevadm test performs the ATTR writes (into the tmpfs) and
+// lists the RUN programs without running them.
+
+import { describe, expect } from 'vitest';
+import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { givenHost } from '../support/host.js';
+import { itWith, MOUNT_NAMESPACE, requireTools, runInMountNamespace } from '../support/real-tools.js';
+
+// The kernel documentation's masks for the three-guest host: cards 5 and 6,
+// domains 4, 0x47, 0xab and 0xff freed for vfio_ap.
+const APMASK = '0xf9ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff';
+const AQMASK = '0xf7fffffffffffffffeffffffffffffffffffffffffeffffffffffffffffffffe';
+const KERNEL_DEFAULT = `0x${'f'.repeat(64)}`;
+const BIN = '/usr/bin/ap-persist';
+
+interface ApBusEvent {
+  name: string;
+  action: 'add' | 'change';
+  devpath: '/devices/ap' | '/bus/ap';
+  /** /sys/devices/ap/uevent: the properties of the bus's change event. */
+  uevent: string;
+  /** /sys/bus/ap/bindings_complete_count; undefined: an older kernel without it. */
+  completeCount?: number;
+}
+
+interface Outcome {
+  /** ATTR writes udev made, by attribute name. */
+  writes: Record<string, string>;
+  /** RUN entries, in the order udev would run them. */
+  run: string[];
+  /** The masks in /sys afterwards. */
+  apmask: string;
+  aqmask: string;
+  log: string;
+}
+
+const EVENTS: ApBusEvent[] = [
+  { name: 'first-complete', action: 'change', devpath: '/devices/ap', uevent: 'BINDINGS=complete\nCOMPLETECOUNT=1\n', completeCount: 1 },
+  { name: 'later-complete', action: 'change', devpath: '/devices/ap', uevent: 'BINDINGS=complete\nCOMPLETECOUNT=2\n', completeCount: 2 },
+  { name: 'plain-change', action: 'change', devpath: '/devices/ap', uevent: '', completeCount: 0 },
+  { name: 'coldplug', action: 'add', devpath: '/bus/ap', uevent: '', completeCount: 1 },
+  { name: 'coldplug-incomplete', action: 'add', devpath: '/bus/ap', uevent: '', completeCount: 0 },
+  { name: 'coldplug-old-kernel', action: 'add', devpath: '/bus/ap', uevent: '' },
+];
+
+const sh = (text: string): string => `'${text.replace(/'/g, `'\\''`)}'`;
+
+/** One bash script: hide every rules directory behind a tmpfs, put ours in, then one fresh /sys per event. */
+function script(root: string, events: readonly ApBusEvent[]): string {
+  const lines = [
+    'mount -t tmpfs tmpfs /run',
+    'mount -t tmpfs tmpfs /etc/udev && mkdir /etc/udev/rules.d',
+    'for d in /usr/local/lib/udev/rules.d /lib/udev/rules.d /usr/lib/udev/rules.d; do [ ! -d "$d" ] || mount -t tmpfs tmpfs "$d"; done',
+    `cp ${sh(`${root}/etc/udev/rules.d/41-ap.rules`)} /etc/udev/rules.d/`,
+    `cp ${sh(`${root}/usr/lib/udev/rules.d/42-ap-persist.rules`)} /usr/lib/udev/rules.d/`,
+    'export SYSTEMD_DEVICE_VERIFY_SYSFS=0',
+  ];
+  for (const e of events) {
+    lines.push(
+      'mount -t tmpfs tmpfs /sys',
+      'mkdir -p /sys/devices/ap /sys/bus/ap',
+      'ln -s ../../bus/ap /sys/devices/ap/subsystem',
+      `printf %s ${sh(e.uevent)} > /sys/devices/ap/uevent`,
+      `echo ${KERNEL_DEFAULT} > /sys/bus/ap/apmask`,
+      `echo ${KERNEL_DEFAULT} > /sys/bus/ap/aqmask`,
+      ...(e.completeCount === undefined ? [] : [`echo ${e.completeCount} > /sys/bus/ap/bindings_complete_count`]),
+      `echo ${sh(`=== ${e.name}`)}`,
+      `udevadm test --action=${e.action} ${e.devpath} 2>&1 || echo "udevadm exit $?"`,
+      'echo "=== masks $(cat /sys/bus/ap/apmask) $(cat /sys/bus/ap/aqmask)"',
+    );
+  }
+  return lines.join('\n');
+}
+
+function parse(stdout: string): Map<string, Outcome> {
+  const out = new Map<string, Outcome>();
+  for (const part of stdout.split(/^=== (?=\S+$)/m).slice(1)) {
+    const name = part.slice(0, part.indexOf('\n'));
+    const masks = /^=== masks (\S+) (\S+)$/m.exec(part);
+    const writes: Record<string, string> = {};
+    for (const m of part.matchAll(/ATTR '([^']+)' writing '([^']*)'/g)) writes[m[1]!.split('/').pop()!] = m[2]!;
+    out.set(name, {
+      writes,
+      run: [...part.matchAll(/^run: '(.*)'$/gm)].map((m) => m[1]!),
+      apmask: masks?.[1] ?? '?',
+      aqmask: masks?.[2] ?? '?',
+      log: part,
+    });
+  }
+  return out;
+}
+
+describe('the rules under udevadm test', () => {
+  const req = requireTools('udevadm', MOUNT_NAMESPACE);
+
+  itWith(req, 'AP bus events apply the masks, load vfio_ap and run the hook, in that order, and only when bindings are complete', async () => {
+    const host = givenHost(threeGuestsHost());
+    expect((await host.run('install', '--bin', BIN)).code).toBe(0);
+    const r = await runInMountNamespace(script(host.root, EVENTS));
+    expect(r.code, r.stderr).toBe(0);
+    const seen = parse(r.stdout);
+    const event = (name: string): Omit<Outcome, 'log'> => {
+      const o = seen.get(name);
+      if (!o) throw new Error(`no output for ${name}:\n${r.stdout}\n${r.stderr}`);
+      expect(o.log, name).toContain('Reading rules file: /etc/udev/rules.d/41-ap.rules');
+      expect(o.log, name).toContain('Reading rules file: /usr/lib/udev/rules.d/42-ap-persist.rules');
+      const { log: _log, ...summary } = o;
+      return summary;
+    };
+    const applied = { writes: { apmask: APMASK, aqmask: AQMASK }, run: ['kmod load vfio_ap', `${BIN} hook`], apmask: APMASK, aqmask: AQMASK };
+    const untouched = { writes: {}, apmask: KERNEL_DEFAULT, aqmask: KERNEL_DEFAULT };
+
+    // Boot: the bus bound every queue for the first time.
+    expect(event('first-complete')).toEqual(applied);
+    // A card added later: the masks stay as they are (as chzdev's rule does), the hook checks again.
+    expect(event('later-complete')).toEqual({ ...untouched, run: [`${BIN} hook`] });
+    // Any other change of the bus runs nothing.
+    expect(event('plain-change')).toEqual({ ...untouched, run: [] });
+    // Coldplug: udevadm trigger replays the bus's add once the bindings completed.
+    expect(event('coldplug')).toEqual(applied);
+    expect(event('coldplug-incomplete')).toEqual({ ...untouched, run: [] });
+    // Kernels without bindings_complete_count: nothing here; `ap-persist wait` runs the hook at boot.
+    expect(event('coldplug-old-kernel')).toEqual({ ...untouched, run: [] });
+  });
+});
