@@ -4,6 +4,7 @@
 // chzdev's masks over sysfs', mdevctl's definitions over sysfs' matrices.
 
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { checkPersistent, newConflicts } from '../checks/check-host.js';
 import type { ConflictList } from '../checks/conflicts.js';
@@ -198,7 +199,12 @@ export function importCommand(ctx: Context, opts: ImportOptions): number {
       }
       putMasks(view.store.doc, p.masks, view.store.store.masks);
       saveStore(view.store);
-      if (from.includes('chzdev') && existsSync(ctx.paths.chzdevRules)) adoptChzdevRules(ctx);
+      // Taken over: the next generate may replace these files with its own.
+      const adopted = [
+        ...(from.includes('chzdev') && existsSync(ctx.paths.chzdevRules) ? [ctx.paths.chzdevRules] : []),
+        ...(from.includes('mdevctl') ? view.mdevctl.definitions.map((m) => join(ctx.paths.mdevctlMatrixDir, m.uuid)) : []),
+      ];
+      adoptFiles(ctx, adopted);
     }
     if (ctx.json) ctx.printJson({ dry_run: Boolean(opts.dryRun), changes: p.changes, resolved: notes });
     else {
@@ -212,14 +218,14 @@ export function importCommand(ctx: Context, opts: ImportOptions): number {
 }
 
 /**
- * Records chzdev's 41-ap.rules as taken over, so that the next generate may
- * replace it: its masks are in the store now.
+ * Records chzdev's 41-ap.rules and mdevctl's definitions as taken over, so
+ * that the next generate may replace them: what they hold is in the store now.
  */
-function adoptChzdevRules(ctx: Context): void {
-  const file = ctx.paths.chzdevRules;
+function adoptFiles(ctx: Context, files: string[]): void {
+  if (files.length === 0) return;
   const manifestPath = ctx.paths.generatedManifest;
   const entries = existsSync(manifestPath) ? parseManifest(readFileSync(manifestPath, 'utf8'), manifestPath) : [];
-  const path = rootPath(ctx.paths, file);
-  const adopted = { path, sha256: sha256(readFileSync(file, 'utf8')) };
-  writeFileAtomic(manifestPath, renderManifest([...entries.filter((e) => e.path !== path), adopted]));
+  const adopted = files.map((file) => ({ path: rootPath(ctx.paths, file), sha256: sha256(readFileSync(file, 'utf8')) }));
+  const paths = new Set(adopted.map((a) => a.path));
+  writeFileAtomic(manifestPath, renderManifest([...entries.filter((e) => !paths.has(e.path)), ...adopted]));
 }

@@ -71,6 +71,7 @@ function matrixGrid(view: ReturnType<typeof readHostView>): string[] {
     });
     lines.push(`  ${a.toString(16).padStart(2, '0')}  ${cells.join(' ')}`);
   }
-  mdevs.forEach((m, i) => lines.push(`  ${letter(i)} = ${m.uuid}`));
+  const names = new Map(view.store.store.mdevs.map((m) => [m.uuid as string, m.name]));
+  mdevs.forEach((m, i) => lines.push(`  ${letter(i)} = ${m.uuid}${names.get(m.uuid) ? ` (${names.get(m.uuid)})` : ''}`));
   return lines;
 }

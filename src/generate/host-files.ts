@@ -2,6 +2,7 @@
 // the systemd wants links that `systemctl enable` would make. Pure: the
 // caller compares this with the disk (reconcile.ts) and does the I/O.
 
+import { renderMdevctlJson } from '../store/mdevctl-defs.js';
 import { isAbsolute, relative } from 'node:path';
 import type { HostPaths } from '../host/paths.js';
 import type { Store } from '../store/store.js';
@@ -45,6 +46,12 @@ export function desiredHostFiles(input: HostFilesInput): HostEntry[] {
   const autos = store.mdevs.filter((m) => m.start === 'auto');
   for (const m of autos) {
     entries.push({ kind: 'symlink', path: `${units}/${MDEVS_TARGET}.wants/${mdevUnit(m.uuid)}`, target: installed(MDEV_TEMPLATE) });
+  }
+  // Every mdev also as an mdevctl definition, so mdevctl and libvirt list it; start
+  // manual, so mdevctl's own autostart never races our units.
+  const mdevctlDir = rootPath(paths, paths.mdevctlMatrixDir);
+  for (const m of store.mdevs) {
+    entries.push({ kind: 'file', path: `${mdevctlDir}/${m.uuid}`, content: renderMdevctlJson(m, 'manual'), mode: 0o644 });
   }
   // The boot waits only when the store has something to apply or start.
   if (rules !== undefined || autos.length > 0) {

@@ -64,7 +64,8 @@ describe("the kernel documentation's three-guest host", () => {
   it('a second generate writes nothing and leaves every mtime alone', async () => {
     const host = givenHost(threeGuestsHost());
     expect((await host.run('generate')).code).toBe(0);
-    const generated = [RULES, MANIFEST, WAIT_LINK, mdevLink(GUEST1), mdevLink(GUEST2), mdevLink(GUEST3)];
+    const exported = [GUEST1, GUEST2, GUEST3].map((u) => `etc/mdevctl.d/matrix/${u}`);
+    const generated = [RULES, MANIFEST, WAIT_LINK, mdevLink(GUEST1), mdevLink(GUEST2), mdevLink(GUEST3), ...exported];
     const past = new Date('2020-01-01T00:00:00Z');
     for (const rel of generated) lutimesSync(join(host.root, rel), past, past);
 
@@ -73,7 +74,7 @@ describe("the kernel documentation's three-guest host", () => {
     expect(again.doc.written).toEqual([]);
     expect(again.doc.removed).toEqual([]);
     expect(again.doc.reload).toEqual([]);
-    expect(again.doc.unchanged).toHaveLength(5);
+    expect(again.doc.unchanged).toHaveLength(8);
     for (const rel of generated) expect(lstatSync(join(host.root, rel)).mtime, rel).toEqual(past);
   });
 
@@ -84,7 +85,7 @@ describe("the kernel documentation's three-guest host", () => {
     expect(r.stdout).toBe('nothing to change: the generated files match the store\n');
   });
 
-  it('removing guest3 from the store removes its wants link and nothing else', async () => {
+  it('removing guest3 from the store removes its wants link and its mdevctl definition, nothing else', async () => {
     const host = givenHost(threeGuestsHost());
     await host.run('generate');
     const rules = host.read(RULES);
@@ -92,7 +93,7 @@ describe("the kernel documentation's three-guest host", () => {
 
     const r = await host.json('generate');
     expect(r.code).toBe(0);
-    expect(r.doc.removed).toEqual([join(host.root, mdevLink(GUEST3))]);
+    expect(r.doc.removed).toEqual([join(host.root, `etc/mdevctl.d/matrix/${GUEST3}`), join(host.root, mdevLink(GUEST3))]);
     expect(r.doc.written).toEqual([]);
     expect(present(host, mdevLink(GUEST3))).toBe(false);
     expect(present(host, mdevLink(GUEST1)) && present(host, mdevLink(GUEST2))).toBe(true);

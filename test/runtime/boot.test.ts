@@ -138,3 +138,16 @@ for (const flavour of ['5.4', 'current'] as const) {
     });
   });
 }
+
+describe('status after a boot', () => {
+  it('--matrix draws which mdev owns each present APQN', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    await host.run(['hook'], BINDINGS_COMPLETE);
+    const r = await host.run(['status', '--matrix']);
+    expect(r.code).toBe(0);
+    // Active mdevs are lettered in UUID order: guest2 (4b0d..), guest1 (bfcc..), guest3 (c2f1..).
+    expect(r.stdout).toContain('      0004 0047 00ab 00ff\n  05     b    a    b    a\n  06     b    c    b    c\n');
+    expect(r.stdout).toContain(`  a = ${GUEST2} (guest2)`);
+    expect(r.stdout).toContain('vfio_ap loaded');
+  });
+});
