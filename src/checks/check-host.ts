@@ -154,7 +154,7 @@ export type { Claim };
  * itself) or the active masks hold. `claimed` adds mdevs started earlier in
  * the same run that sysfs may not show yet.
  */
-export function checkStart(mdev: Claim, live: Pick<LiveState, 'mdevs' | 'masks'>, claimed: readonly Claim[] = []): ConflictList {
+export function checkStart(mdev: Claim, live: { mdevs: readonly Claim[]; masks: LiveState['masks'] }, claimed: readonly Claim[] = []): ConflictList {
   const others = [...live.mdevs.filter((m) => m.uuid !== mdev.uuid), ...claimed.filter((m) => m.uuid !== mdev.uuid)];
   const shared = findSharedApqns([...others, mdev], 'active');
   const mine = { conflicts: shared.conflicts.filter((c) => c.owners[1].uuid === mdev.uuid), omitted: 0 };

@@ -8,6 +8,11 @@ import { basename, dirname, join } from 'node:path';
 export interface AtomicWriteOptions {
   /** File mode for a new file; an existing file keeps its own. */
   mode?: number;
+  /**
+   * False for volatile state under /run (emptied at every boot anyway): the
+   * rename still makes the write atomic, but no fsync waits for the disk.
+   */
+  durable?: boolean;
 }
 
 export function writeFileAtomic(path: string, data: string, options: AtomicWriteOptions = {}): void {
@@ -23,7 +28,7 @@ export function writeFileAtomic(path: string, data: string, options: AtomicWrite
   const fd = openSync(tmp, 'wx', mode);
   try {
     writeSync(fd, data);
-    fsyncSync(fd);
+    if (options.durable !== false) fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
     unlinkSync(tmp);
@@ -36,7 +41,7 @@ export function writeFileAtomic(path: string, data: string, options: AtomicWrite
     unlinkSync(tmp);
     throw err;
   }
-  syncDir(dir);
+  if (options.durable !== false) syncDir(dir);
 }
 
 function syncDir(dir: string): void {

@@ -29,7 +29,7 @@ function packageRoot(): string {
  * so the units keep working when the link that started us goes away.
  */
 export function defaultBin(): string {
-  const bin = join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
+  const bin = join(packageRoot(), 'dist', 'bin', 'ap-persist.cjs');
   return existsSync(bin) ? realpathSync(bin) : bin;
 }
 

@@ -9,6 +9,7 @@ import { isUuid, parseUuid } from '../model/uuid.js';
 import type { LoadedStore } from '../store/store.js';
 import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition } from '../store/mdevctl-defs.js';
 import {
+  listActiveMatrices,
   listActiveMdevs,
   listCards,
   listQueues,
@@ -16,6 +17,7 @@ import {
   readMaxIds,
   vfioApLoaded,
   type ActiveMasks,
+  type ActiveMatrix,
   type ActiveMdev,
   type Card,
   type MaxIds,
@@ -43,7 +45,9 @@ export interface MdevctlView {
 
 export function readLiveState(sysfs: Sysfs): LiveState {
   return {
-    ...readActiveState(sysfs),
+    masks: readActiveMasks(sysfs),
+    mdevs: listActiveMdevs(sysfs),
+    vfioAp: vfioApLoaded(sysfs),
     apBus: sysfs.exists('bus/ap'),
     cards: listCards(sysfs),
     queues: listQueues(sysfs),
@@ -51,11 +55,15 @@ export function readLiveState(sysfs: Sysfs): LiveState {
   };
 }
 
-export type ActiveState = Pick<LiveState, 'masks' | 'mdevs' | 'vfioAp'>;
+export interface ActiveState {
+  masks: ActiveMasks | undefined;
+  mdevs: ActiveMatrix[];
+  vfioAp: boolean;
+}
 
-/** Only what the boot hook and the callout need: masks and active mdevs, not every queue. */
+/** Only what the boot hook needs: masks and active matrices, not every queue. */
 export function readActiveState(sysfs: Sysfs): ActiveState {
-  return { masks: readActiveMasks(sysfs), mdevs: listActiveMdevs(sysfs), vfioAp: vfioApLoaded(sysfs) };
+  return { masks: readActiveMasks(sysfs), mdevs: listActiveMatrices(sysfs), vfioAp: vfioApLoaded(sysfs) };
 }
 
 /** mdevctl's vfio_ap-passthrough definitions for parent `matrix`. */

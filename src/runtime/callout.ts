@@ -19,7 +19,7 @@ import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import { isUuid, parseUuid, type Uuid } from '../model/uuid.js';
 import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition, type MdevctlDevice } from '../store/mdevctl-defs.js';
 import {
-  listActiveMdevs,
+  listActiveMatrices,
   mdevPath,
   parseControlDomains,
   parseKernelMask,
@@ -293,7 +293,7 @@ function checkAgainstActive(s: Session, mdev: MdevDefinition): void {
   }
   const masks = readActiveMasks(s.sysfs);
   if (!masks) throw new Refusal(['the active AP masks (/sys/bus/ap/apmask, aqmask) cannot be read']);
-  const others = listActiveMdevs(s.sysfs).filter((m) => m.uuid !== mdev.uuid);
+  const others = listActiveMatrices(s.sysfs).filter((m) => m.uuid !== mdev.uuid);
   const reasons = [
     ...sharedApqns(mdev, others, 'active').map(([apqn, other]) => `${apqnText(apqn)} is in use by active mdev ${mdevLabel(other)}`),
     ...hostOwned(mdev, masks.apmask, masks.aqmask, 'active').map((apqn) => `${apqnText(apqn)} belongs to the host by the active masks`),

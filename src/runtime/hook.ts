@@ -188,7 +188,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
 
 export function writeReport(paths: HostPaths, report: HookReport): void {
   try {
-    writeFileAtomic(paths.lastHook, `${JSON.stringify(report, null, 2)}\n`);
+    writeFileAtomic(paths.lastHook, `${JSON.stringify(report, null, 2)}\n`, { durable: false });
   } catch {
     // /run not writable: udev logs our stderr instead.
   }

@@ -125,19 +125,27 @@ export function vfioApLoaded(sysfs: Sysfs): boolean {
   return sysfs.exists(MATRIX);
 }
 
-export function listActiveMdevs(sysfs: Sysfs): ActiveMdev[] {
+/** An active mdev's usage matrix: all the conflict checks need. */
+export interface ActiveMatrix {
+  uuid: Uuid;
+  adapters: IdSet;
+  domains: IdSet;
+}
+
+/** The active mdevs' matrices, one read each (the boot hook's and the callout's view). */
+export function listActiveMatrices(sysfs: Sysfs): ActiveMatrix[] {
   return sysfs
     .list(MATRIX)
     .filter(isUuid)
-    .map((uuid) => {
-      const { adapters, domains } = parseMatrix(readOr(sysfs, mdevPath(uuid, 'matrix')));
-      return {
-        uuid: uuid.toLowerCase() as Uuid,
-        adapters,
-        domains,
-        controlDomains: parseControlDomains(readOr(sysfs, mdevPath(uuid, 'control_domains'))),
-      };
-    });
+    .map((uuid) => ({ uuid: uuid.toLowerCase() as Uuid, ...parseMatrix(readOr(sysfs, mdevPath(uuid, 'matrix'))) }));
+}
+
+/** The active mdevs with their control domains too. */
+export function listActiveMdevs(sysfs: Sysfs): ActiveMdev[] {
+  return listActiveMatrices(sysfs).map((m) => ({
+    ...m,
+    controlDomains: parseControlDomains(readOr(sysfs, mdevPath(m.uuid, 'control_domains'))),
+  }));
 }
 
 /** The attribute's text, or '' when it cannot be read (one call instead of exists + read). */

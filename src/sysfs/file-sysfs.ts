@@ -15,9 +15,10 @@ export class FileSysfs implements Sysfs {
   read(path: string): string {
     const full = join(this.base, path);
     try {
-      // A link (a queue's `driver`) reads as its target, the way sysfs tools resolve it.
-      return lstatSync(full).isSymbolicLink() ? readlinkSync(full) : readFileSync(full, 'utf8');
+      return readFileSync(full, 'utf8');
     } catch (err) {
+      // A link to a directory (a queue's `driver`) reads as its target, the way sysfs tools resolve it.
+      if ((err as NodeJS.ErrnoException).code === 'EISDIR' && lstatSync(full).isSymbolicLink()) return readlinkSync(full);
       throw toSysfsError(err, path, 'read');
     }
   }

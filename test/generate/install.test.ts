@@ -24,10 +24,10 @@ describe('ap-persist install', () => {
     }
   });
 
-  it('without --bin, runs this very package: its dist/src/cli/main.js', async () => {
+  it('without --bin, runs this very package: its bin, dist/bin/ap-persist.cjs', async () => {
     const host = givenHost(threeGuestsHost());
     await host.run('install');
-    expect(host.read(RULE)).toMatch(/RUN\+="\/\S+\/dist\/src\/cli\/main\.js hook"/);
+    expect(host.read(RULE)).toMatch(/RUN\+="\/\S+\/dist\/bin\/ap-persist\.cjs hook"/);
   });
 
   it('warns when the tool is not executable on the target system', async () => {
