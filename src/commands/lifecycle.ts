@@ -3,6 +3,7 @@
 import type { Context } from '../cli/context.js';
 import { checkStart } from '../checks/check-host.js';
 import { InputError } from '../errors.js';
+import { acquireLock } from '../host/lock.js';
 import { readLiveState } from '../host/state.js';
 import { mdevLabel } from '../model/mdev.js';
 import { parseUuid } from '../model/uuid.js';
@@ -27,10 +28,19 @@ export async function mdevStart(ctx: Context, uuidText: string): Promise<number>
   if (!mdev) {
     throw new InputError(`no mdev ${uuid} in the store`, { where: loaded.path, hint: "define it first: 'ap-persist mdev define'" });
   }
-  // Never start into a conflict, whatever the kernel would allow.
-  const found = checkStart(mdev, readLiveState(ctx.sysfs));
-  if (found.conflicts.length) return reportRefusal(ctx, `starting mdev ${mdevLabel(mdev)}`, found);
-  const outcome = await startMdev(lifecycle(ctx), mdev);
+  const lc = lifecycle(ctx);
+  // Through sysfs we check and write under the AP configuration lock; through
+  // mdevctl its callout takes the lock for mdevctl, so we must not hold it.
+  const lock = lc.mdevctl ? undefined : acquireLock(ctx.paths.lock);
+  let outcome: Awaited<ReturnType<typeof startMdev>>;
+  try {
+    // Never start into a conflict, whatever the kernel would allow.
+    const found = checkStart(mdev, readLiveState(ctx.sysfs));
+    if (found.conflicts.length) return reportRefusal(ctx, `starting mdev ${mdevLabel(mdev)}`, found);
+    outcome = await startMdev(lc, mdev);
+  } finally {
+    lock?.release();
+  }
   if (ctx.json) ctx.printJson({ uuid, outcome });
   else ctx.info(outcome === 'started' ? `started mdev ${mdevLabel(mdev)}` : `mdev ${mdevLabel(mdev)} is already active`);
   return 0;
@@ -38,7 +48,14 @@ export async function mdevStart(ctx: Context, uuidText: string): Promise<number>
 
 export async function mdevStop(ctx: Context, uuidText: string): Promise<number> {
   const uuid = parseUuid(uuidText);
-  const outcome = await stopMdev(lifecycle(ctx), uuid);
+  const lc = lifecycle(ctx);
+  const lock = lc.mdevctl ? undefined : acquireLock(ctx.paths.lock);
+  let outcome: Awaited<ReturnType<typeof stopMdev>>;
+  try {
+    outcome = await stopMdev(lc, uuid);
+  } finally {
+    lock?.release();
+  }
   if (ctx.json) ctx.printJson({ uuid, outcome });
   else ctx.info(outcome === 'stopped' ? `stopped mdev ${uuid}` : `mdev ${uuid} is not active`);
   return 0;

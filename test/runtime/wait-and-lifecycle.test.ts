@@ -1,0 +1,71 @@
+// ap-persist wait (what ap-persist-wait.service runs before libvirt) and
+// mdev start on a host with mdevctl.
+
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { run } from '../../src/cli/program.js';
+import { GUEST1, GUEST2, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { IdSet } from '../../src/model/idset.js';
+import type { CommandRunner } from '../../src/runtime/commands.js';
+import { givenHost } from '../support/host.js';
+import { BINDINGS_COMPLETE, givenSimulatedHost } from '../support/sim-host.js';
+
+const FREE = { apmask: IdSet.full().minus(IdSet.of([5, 6])), aqmask: IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff])) };
+
+describe('ap-persist wait', () => {
+  it('returns at once when the hook ran and every mdev it started is up', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    await host.run(['hook'], BINDINGS_COMPLETE);
+    const r = await host.run(['wait', '--timeout', '5']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('ready: 3 auto mdev(s) up');
+  });
+
+  it('runs the hook itself when no BINDINGS=complete came (older kernels)', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    const r = await host.run(['wait', '--timeout', '3']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('no BINDINGS=complete event seen; running the hook now');
+    expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST1}/matrix`)).toBe('05.0004\n05.00ab\n06.0004\n06.00ab\n');
+  }, 20_000);
+
+  it('gives up after the timeout (exit 1), naming the mdevs that did not come up', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    host.kernel().failWrite(`devices/vfio_ap/matrix/${GUEST2}/assign_adapter`, 'EADDRNOTAVAIL');
+    await host.run(['hook'], BINDINGS_COMPLETE);
+    const r = await host.run(['wait', '--timeout', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`waiting for mdev(s) ${GUEST2}`);
+  });
+});
+
+describe('mdev start on a host with mdevctl', () => {
+  it('defines the mdev in mdevctl as manual, then starts it through mdevctl', async () => {
+    const host = givenHost({ ...threeGuestsHost(), masks: FREE, vfioAp: true, store: THREE_GUESTS_STORE });
+    // An executable mdevctl on the root's PATH.
+    mkdirSync(join(host.root, 'usr/sbin'), { recursive: true });
+    writeFileSync(join(host.root, 'usr/sbin/mdevctl'), '#!/bin/sh\n');
+    chmodSync(join(host.root, 'usr/sbin/mdevctl'), 0o755);
+    const seen: string[] = [];
+    let definition = '';
+    const runner: CommandRunner = {
+      log: seen,
+      async run(file, args) {
+        seen.push([file.replace(host.root, ''), ...args].join(' '));
+        const json = args[args.indexOf('--jsonfile') + 1];
+        if (args[0] === 'define' && json) definition = (await import('node:fs')).readFileSync(json, 'utf8');
+        return { exitCode: 0, stdout: '', stderr: '', timedOut: false, ran: true };
+      },
+    };
+    let stderr = '';
+    const code = await run(['--root', host.root, '--exec', 'mdev', 'start', GUEST2], { stdout: () => {}, stderr: (t) => void (stderr += t), env: { PATH: '/usr/sbin' } }, { runner });
+    expect(code, stderr).toBe(0);
+    expect(seen).toEqual([`/usr/sbin/mdevctl define -u ${GUEST2} -p matrix --jsonfile ${seen[0]!.split('--jsonfile ')[1]}`, `/usr/sbin/mdevctl start -u ${GUEST2}`]);
+    expect(JSON.parse(definition)).toEqual({
+      mdev_type: 'vfio_ap-passthrough',
+      start: 'manual',
+      attrs: [{ assign_adapter: '5' }, { assign_domain: '71' }, { assign_domain: '255' }],
+    });
+  });
+});
