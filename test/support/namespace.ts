@@ -4,37 +4,20 @@
 // Nothing mounted or written there reaches the host, and it all goes away
 // when the script ends. Needs root (or the right capabilities) and unshare.
 
-import { spawn, spawnSync } from 'node:child_process';
-import { readlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { it } from 'vitest';
+import { itWith, MOUNT_NAMESPACE, requireTools, runInMountNamespace, type ScriptRun } from './real-tools.js';
 
 /** Why these tools or a private mount namespace are not available here; undefined when they are. */
 export function missingTools(tools: readonly string[]): string | undefined {
-  for (const tool of ['unshare', ...tools]) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed`;
-  }
-  const probe = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs ap-persist-probe /tmp'], { encoding: 'utf8' });
-  if (probe.status !== 0) return `cannot mount in a private mount namespace (${probe.stderr.trim() || `exit ${probe.status}`}); run as root`;
-  return undefined;
+  return requireTools(...tools, MOUNT_NAMESPACE).missing;
 }
 
 /**
- * it() for a test that needs `tools` and a private mount namespace. Where they
- * are missing the test is skipped, with the reason in its name; with
+ * it() for a test that needs `tools` and a private mount namespace: skipped
+ * with the reason in its name where they are missing; with
  * AP_PERSIST_REQUIRE_TOOLS=1 (CI) it fails instead.
  */
 export function itWithTools(name: string, tools: readonly string[], fn: () => Promise<void>, timeoutMs?: number): void {
-  const reason = missingTools(tools);
-  if (!reason) {
-    it(name, fn, timeoutMs);
-  } else if (process.env['AP_PERSIST_REQUIRE_TOOLS'] === '1') {
-    it(name, () => {
-      throw new Error(`${reason}, and AP_PERSIST_REQUIRE_TOOLS=1 forbids skipping`);
-    });
-  } else {
-    it.skip(`${name} (skipped: ${reason})`, fn);
-  }
+  itWith(requireTools(...tools, MOUNT_NAMESPACE), name, fn, timeoutMs);
 }
 
 /**
@@ -46,12 +29,7 @@ export function itWithTools(name: string, tools: readonly string[], fn: () => Pr
  * no command ever runs against a host directory. The script refuses to start
  * in the mount namespace of the test that launched it.
  */
-const PRELUDE = `set -euo pipefail
-if [ "$(readlink /proc/self/ns/mnt)" = "$NS_HOST_MNT" ]; then
-  echo "not in a private mount namespace; refusing to mount anything" >&2
-  exit 99
-fi
-shadowed=" "
+const PRELUDE = `shadowed=" "
 declare -A fresh
 shadow() {
   local dir=$1 keep entry name
@@ -95,11 +73,7 @@ step() {
 }
 `;
 
-export interface NamespaceRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type NamespaceRun = ScriptRun;
 
 /**
  * Runs `body` (bash, after the helpers above) in a private mount namespace.
@@ -107,22 +81,5 @@ export interface NamespaceRun {
  * their results to `out`.
  */
 export function runInNamespace(body: string, work: string, out: string, timeoutMs = 60_000): Promise<NamespaceRun> {
-  const script = join(work, 'namespace.sh');
-  writeFileSync(script, `${PRELUDE}\n${body}\n`);
-  return new Promise((resolve, reject) => {
-    const child = spawn('unshare', ['-m', '--propagation', 'private', 'bash', script], {
-      env: { ...process.env, NS_WORK: work, NS_OUT: out, NS_HOST_MNT: readlinkSync('/proc/self/ns/mnt') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => void (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => void (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runInMountNamespace(`${PRELUDE}\n${body}`, timeoutMs, { NS_WORK: work, NS_OUT: out });
 }

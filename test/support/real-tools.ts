@@ -63,7 +63,7 @@ fi
  * Runs a bash script in a private mount namespace (check requireTools with
  * MOUNT_NAMESPACE first). What it mounts goes away with it.
  */
-export function runInMountNamespace(script: string, timeoutMs = 15_000): Promise<ScriptRun> {
+export function runInMountNamespace(script: string, timeoutMs = 15_000, env: Record<string, string> = {}): Promise<ScriptRun> {
   namespace ??= probeNamespace();
   if ('reason' in namespace) throw new Error(namespace.reason);
   const file = join(tempDir('ap-persist-ns-'), 'script.sh');
@@ -71,7 +71,7 @@ export function runInMountNamespace(script: string, timeoutMs = 15_000): Promise
   const [cmd, ...args] = namespace.prefix;
   return new Promise((resolve, reject) => {
     const child = spawn(cmd!, [...args, 'bash', file], {
-      env: { ...process.env, AP_PERSIST_HOST_MNT_NS: readlinkSync('/proc/self/ns/mnt') },
+      env: { ...process.env, ...env, AP_PERSIST_HOST_MNT_NS: readlinkSync('/proc/self/ns/mnt') },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
