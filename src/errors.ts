@@ -48,3 +48,13 @@ export function placeError(err: unknown, where: string): never {
   }
   throw err;
 }
+
+/** Any error as one message and an exit code: ours as they are, an I/O error (errno) as a runtime failure with its path. */
+export function describeFailure(err: unknown): { message: string; exitCode: number } {
+  if (err instanceof ApPersistError) return { message: err.describe(), exitCode: err.exitCode };
+  const e = err as NodeJS.ErrnoException;
+  if (e && typeof e.code === 'string' && e.syscall) {
+    return { message: `${e.path ?? e.syscall}: ${e.code} (${e.message})`, exitCode: 1 };
+  }
+  return { message: String(e?.stack ?? err), exitCode: 1 };
+}

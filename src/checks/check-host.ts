@@ -2,12 +2,12 @@
 // persistent (store + mdevctl auto definitions vs the persistent masks) and
 // active (live masks and mdevs). Pure: the view was read before.
 
-import { formatApqn } from '../model/apqn.js';
+import { formatAdapter, formatApqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { mdevApqns, mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import type { HostView, LiveState } from '../host/state.js';
 import type { Store } from '../store/store.js';
-import { findHostOwned, findSharedApqns, mergeConflicts, type Claim, type ConflictList, type Scope } from './conflicts.js';
+import { findHostOwned, findSharedApqns, mergeConflicts, type ConflictList, type Scope } from './conflicts.js';
 
 export interface CheckWarning {
   scope: Scope;
@@ -81,20 +81,17 @@ export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live
 }
 
 export function checkActive(live: LiveState): CheckResult {
+  // Active mdevs sharing an APQN is a conflict whether or not the masks can be read.
+  const shared = findSharedApqns(live.mdevs, 'active');
   if (!live.masks) {
     return {
-      conflicts: [],
-      omitted: 0,
+      ...shared,
       warnings: live.apBus
         ? [{ scope: 'active', kind: 'masks-unreadable', message: 'the active AP masks could not be read' }]
-        : [{ scope: 'active', kind: 'no-ap-bus', message: 'no AP bus (sys/bus/ap): the active state was not checked' }],
+        : [{ scope: 'active', kind: 'no-ap-bus', message: 'no AP bus (sys/bus/ap): the active masks were not checked' }],
     };
   }
-  const conflicts = mergeConflicts(
-    findSharedApqns(live.mdevs, 'active'),
-    findHostOwned(live.mdevs, live.masks.apmask, live.masks.aqmask, 'active'),
-  );
-  return { ...conflicts, warnings: [] };
+  return { ...mergeConflicts(shared, findHostOwned(live.mdevs, live.masks.apmask, live.masks.aqmask, 'active')), warnings: [] };
 }
 
 /** Findings that do not stop anything but that an admin wants to know. */
@@ -116,7 +113,7 @@ export function mdevWarnings(mdevs: readonly MdevDefinition[], live: LiveState |
     }
     for (const a of m.adapters.ids()) {
       const hw = oldCards.get(a);
-      if (hw !== undefined) warn('old-card', `card ${a.toString(16).padStart(2, '0')} has hwtype ${hw} (older than CEX4, type 10); vfio_ap never gets its queues`);
+      if (hw !== undefined) warn('old-card', `card ${formatAdapter(a)} has hwtype ${hw} (older than CEX4, type 10); vfio_ap never gets its queues`);
     }
     if (present) {
       const missing = mdevApqns(m).toArray().filter((q) => !present.has(q.adapter * 256 + q.domain));
@@ -147,17 +144,4 @@ export function newConflicts(before: ConflictList, after: ConflictList): Conflic
   return { conflicts, omitted: after.omitted };
 }
 
-export type { Claim };
 
-/**
- * What stops `mdev` from starting now: APQNs that active mdevs (other than
- * itself) or the active masks hold. `claimed` adds mdevs started earlier in
- * the same run that sysfs may not show yet.
- */
-export function checkStart(mdev: Claim, live: { mdevs: readonly Claim[]; masks: LiveState['masks'] }, claimed: readonly Claim[] = []): ConflictList {
-  const others = [...live.mdevs.filter((m) => m.uuid !== mdev.uuid), ...claimed.filter((m) => m.uuid !== mdev.uuid)];
-  const shared = findSharedApqns([...others, mdev], 'active');
-  const mine = { conflicts: shared.conflicts.filter((c) => c.owners[1].uuid === mdev.uuid), omitted: 0 };
-  const host = live.masks ? findHostOwned([mdev], live.masks.apmask, live.masks.aqmask, 'active') : { conflicts: [], omitted: 0 };
-  return mergeConflicts(mine, host);
-}

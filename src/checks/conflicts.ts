@@ -1,7 +1,7 @@
 // The conflict engine: pure, on bit sets. Every command that could create a
 // conflict (check, mask set, mdev define/modify/start, hook, callout) asks it.
 
-import { formatApqn, formatApqnDecimal, type Apqn } from '../model/apqn.js';
+import { describeApqn, type Apqn } from '../model/apqn.js';
 import type { IdSet } from '../model/idset.js';
 import { mdevLabel } from '../model/mdev.js';
 
@@ -37,7 +37,7 @@ export interface ConflictList {
 }
 
 function describe(kind: ConflictKind, scope: Scope, apqn: Apqn, a: Claim, b: Claim): string {
-  const where = `APQN ${formatApqn(apqn)} (${formatApqnDecimal(apqn)})`;
+  const where = describeApqn(apqn);
   switch (kind) {
     case 'mdev-mdev':
       return scope === 'persistent'
@@ -122,6 +122,55 @@ export function findHostOwned(
     if (domains.isEmpty()) continue;
     for (const a of claim.adapters.intersect(apmask).ids()) {
       for (const d of domains.ids()) out.push(scope, kind, { adapter: a, domain: d }, host, claim);
+    }
+  }
+  return out.result();
+}
+
+/** Host masks as a pair; the host owns apmask x aqmask. */
+export interface HostPair {
+  apmask: IdSet;
+  aqmask: IdSet;
+}
+
+/**
+ * What stands in the way of one claim: each of its APQNs that another claim
+ * holds (paired with that owner) and each the host owns. Computed for `mine`
+ * alone, so a capped report never hides one of its conflicts behind others'.
+ */
+export function checkClaim(mine: Claim, others: readonly Claim[], host: HostPair | undefined, scope: Scope): ConflictList {
+  const out = new Collector();
+  const found: [Apqn, Claim][] = [];
+  for (const other of others) {
+    if (other.uuid === mine.uuid || !other.adapters.intersects(mine.adapters) || !other.domains.intersects(mine.domains)) continue;
+    const domains = other.domains.intersect(mine.domains).ids();
+    for (const adapter of other.adapters.intersect(mine.adapters).ids()) for (const domain of domains) found.push([{ adapter, domain }, other]);
+  }
+  found.sort(([a], [b]) => a.adapter - b.adapter || a.domain - b.domain);
+  for (const [apqn, other] of found) out.push(scope, 'mdev-mdev', apqn, other, mine);
+  const shared = out.result();
+  return host ? mergeConflicts(shared, findHostOwned([mine], host.apmask, host.aqmask, scope)) : shared;
+}
+
+/**
+ * What stops `mdev` from starting now: APQNs that active mdevs (other than
+ * itself) or the active masks hold. `claimed` adds mdevs started earlier in
+ * the same run that sysfs may not show yet.
+ */
+export function checkStart(mdev: Claim, live: { mdevs: readonly Claim[]; masks: HostPair | undefined }, claimed: readonly Claim[] = []): ConflictList {
+  return checkClaim(mdev, [...live.mdevs, ...claimed], live.masks, 'active');
+}
+
+/** APQNs of `claims` that `after` gives the host and `before` did not: what a mask change would take. */
+export function newlyHostOwned(claims: readonly Claim[], before: HostPair, after: HostPair, scope: Scope, kind: 'mdev-host' | 'active-mdev-host'): ConflictList {
+  const out = new Collector();
+  const host: Claim = { uuid: HOST, adapters: after.apmask, domains: after.aqmask };
+  for (const claim of claims) {
+    const domains = claim.domains.intersect(after.aqmask).ids();
+    for (const adapter of claim.adapters.intersect(after.apmask).ids()) {
+      for (const domain of domains) {
+        if (!(before.apmask.has(adapter) && before.aqmask.has(domain))) out.push(scope, kind, { adapter, domain }, host, claim);
+      }
     }
   }
   return out.result();

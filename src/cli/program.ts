@@ -2,7 +2,7 @@
 // implementation under src/commands. Usage errors (commander's included) exit 2.
 
 import { Command, CommanderError } from 'commander';
-import { ApPersistError } from '../errors.js';
+import { describeFailure } from '../errors.js';
 import { registerCallout } from './callout.js';
 import { registerCheck } from './check.js';
 import { registerGenerate } from './generate.js';
@@ -67,10 +67,7 @@ function handleError(err: unknown, io: Io): number {
     // commander printed its message already.
     return 2;
   }
-  if (err instanceof ApPersistError) {
-    io.stderr(`ap-persist: ${err.describe()}\n`);
-    return err.exitCode;
-  }
-  io.stderr(`ap-persist: ${(err as Error)?.stack ?? String(err)}\n`);
-  return 1;
+  const failure = describeFailure(err);
+  io.stderr(`ap-persist: ${failure.message}\n`);
+  return failure.exitCode;
 }

@@ -2,8 +2,10 @@
 
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Context } from '../cli/context.js';
-import { readLiveState } from '../host/state.js';
-import { describeHookReport, type HookReport } from '../runtime/hook-report.js';
+import { describeFailure } from '../errors.js';
+import { loadStore } from '../store/store.js';
+import { listActiveMatrices } from '../sysfs/ap-host.js';
+import { describeHookReport, readHookReport, type HookReport } from '../runtime/hook-report.js';
 import { isHookEvent, runHook } from '../runtime/hook.js';
 
 /** The whole hook's budget: well inside udev's event timeout, so boot never hangs on us. */
@@ -36,14 +38,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function readReport(path: string): HookReport | undefined {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as HookReport;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Blocks, bounded, until the hook has run and the auto mdevs it started are
  * up, so libvirt starts guests after their mdevs. If no BINDINGS=complete
@@ -58,7 +52,7 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     if (!existsSync(ctx.paths.lastHook)) return undefined;
     // run/ is emptied at boot; under a test root any report counts.
     if (statSync(ctx.paths.lastHook).mtimeMs < since) return undefined;
-    return readReport(ctx.paths.lastHook);
+    return readHookReport(ctx.paths.lastHook);
   };
   let report = fresh();
   while (!report && Date.now() - start < graceMs) {
@@ -71,9 +65,18 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     report = fresh();
     if (!report) return code || 1;
   }
-  const expected = report.mdevs.filter((m) => m.outcome === 'started' || m.outcome === 'already-active').map((m) => m.uuid);
+  let expected = report.mdevs.filter((m) => m.outcome === 'started' || m.outcome === 'already-active').map((m) => m.uuid);
+  if (report.exit_code !== 0 && report.mdevs.length === 0) {
+    // The hook stopped before the mdevs (the lock, a broken store, I/O): ready means the store's auto mdevs are up.
+    try {
+      expected = loadStore(ctx.paths.store).store.mdevs.filter((m) => m.start === 'auto').map((m) => m.uuid);
+    } catch (err) {
+      ctx.warn(`not ready: the hook failed (${report.errors[0] ?? `exit ${report.exit_code}`}) and ${describeFailure(err).message}`);
+      return 1;
+    }
+  }
   for (;;) {
-    const active = new Set<string>(readLiveState(ctx.sysfs).mdevs.map((m) => m.uuid));
+    const active = new Set<string>(listActiveMatrices(ctx.sysfs).map((m) => m.uuid));
     const missing = expected.filter((u) => !active.has(u));
     if (missing.length === 0) {
       ctx.info(`ready: ${expected.length} auto mdev(s) up${report.exit_code ? ' (the hook reported errors: ap-persist status)' : ''}`);

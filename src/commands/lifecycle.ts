@@ -1,13 +1,13 @@
 // mdev start / mdev stop: what the ap-persist-mdev@ units run.
 
 import type { Context } from '../cli/context.js';
-import { checkStart } from '../checks/check-host.js';
+import { checkStart } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { acquireLock } from '../host/lock.js';
 import { readLiveState } from '../host/state.js';
 import { mdevLabel } from '../model/mdev.js';
 import { parseUuid } from '../model/uuid.js';
-import { findMdevctl, startMdev, stopMdev, type Lifecycle } from '../runtime/mdev-lifecycle.js';
+import { findMdevctl, mdevctlDefinition, startMdev, stopMdev, type Lifecycle } from '../runtime/mdev-lifecycle.js';
 import { loadStore } from '../store/store.js';
 import { reportRefusal } from './view.js';
 
@@ -29,6 +29,10 @@ export async function mdevStart(ctx: Context, uuidText: string): Promise<number>
     throw new InputError(`no mdev ${uuid} in the store`, { where: loaded.path, hint: "define it first: 'ap-persist mdev define'" });
   }
   const lc = lifecycle(ctx);
+  if (lc.mdevctl && mdevctlDefinition(ctx.paths, mdev) === 'different') {
+    ctx.warn(`warning: mdevctl's definition of ${mdevLabel(mdev)} differs from the store; starting it through sysfs (run 'ap-persist generate' to update mdevctl's)`);
+    lc.mdevctl = undefined;
+  }
   // Through sysfs we check and write under the AP configuration lock; through
   // mdevctl its callout takes the lock for mdevctl, so we must not hold it.
   const lock = lc.mdevctl ? undefined : acquireLock(ctx.paths.lock);

@@ -1,8 +1,8 @@
 // mask show / mask set.
 
 import type { Context } from '../cli/context.js';
-import { checkPersistent, newConflicts, persistentMasks } from '../checks/check-host.js';
-import { findHostOwned, mergeConflicts } from '../checks/conflicts.js';
+import { autostartMdevs, persistentMasks } from '../checks/check-host.js';
+import { mergeConflicts, newlyHostOwned } from '../checks/conflicts.js';
 import { RuntimeError } from '../errors.js';
 import { withLock } from '../host/lock.js';
 import type { IdSet } from '../model/idset.js';
@@ -13,17 +13,22 @@ import { putMasks, saveStore } from '../store/store.js';
 import { isSysfsError } from '../sysfs/sysfs.js';
 import { parseMaskArgs } from './masks-arg.js';
 import { readHostView, reportRefusal } from './view.js';
+import type { HostView } from '../host/state.js';
 
 type Side = { apmask: string | null; aqmask: string | null } | null;
 
-export function maskShow(ctx: Context): number {
-  const view = readHostView(ctx);
-  const persistent: Side = {
-    apmask: view.store.store.masks.apmask?.toRanges() ?? null,
-    aqmask: view.store.store.masks.aqmask?.toRanges() ?? null,
-  };
+/** Both sides as chzdev prints masks; a side (or a persistent mask) that is not there is null. */
+export function maskSides(view: HostView): { persistent: Side; active: Side } {
+  const { apmask, aqmask } = view.store.store.masks;
   const live = view.live.masks;
-  const active: Side = live ? { apmask: live.apmask.toRanges(), aqmask: live.aqmask.toRanges() } : null;
+  return {
+    persistent: { apmask: apmask?.toRanges() ?? null, aqmask: aqmask?.toRanges() ?? null },
+    active: live ? { apmask: live.apmask.toRanges(), aqmask: live.aqmask.toRanges() } : null,
+  };
+}
+
+export function maskShow(ctx: Context): number {
+  const { persistent, active } = maskSides(readHostView(ctx));
   if (ctx.json) {
     ctx.printJson({ persistent, active });
     return 0;
@@ -84,13 +89,12 @@ export function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): num
     // Refuse what the change would introduce, nothing else: an old conflict is check's business.
     let refusal = mergeConflicts();
     if (doPersistent) {
-      const after = { ...view, store: { ...view.store, store: { ...view.store.store, masks: newPersistent } } };
-      refusal = mergeConflicts(refusal, newConflicts(checkPersistent(view), checkPersistent(after)));
+      const autos = autostartMdevs(view);
+      const after = persistentMasks({ ...view.store.store, masks: newPersistent }, view.live);
+      refusal = mergeConflicts(refusal, newlyHostOwned(autos, base, after, 'persistent', 'mdev-host'));
     }
     if (doActive && live && newActive) {
-      const before = findHostOwned(view.live.mdevs, live.apmask, live.aqmask, 'active', 'active-mdev-host');
-      const after = findHostOwned(view.live.mdevs, newActive.apmask, newActive.aqmask, 'active', 'active-mdev-host');
-      refusal = mergeConflicts(refusal, newConflicts(before, after));
+      refusal = mergeConflicts(refusal, newlyHostOwned(view.live.mdevs, live, newActive, 'active', 'active-mdev-host'));
     }
     if (refusal.conflicts.length) return reportRefusal(ctx, 'this mask change', refusal);
 

@@ -24,6 +24,7 @@ export function parseMaskArgs(args: readonly string[]): MaskArgs {
         hint: 'SPEC is a list of host-owned IDs (0-4,7-255), +/- changes (-5,+6) or 0x and 64 hex digits',
       });
     }
+    if (eq < 0) throw new InputError(`${key} needs a value: ${key}=SPEC`, { where: 'mask set', hint: `e.g. ${key}=-5,-6 or ${key}=0-4,7-255` });
     if (out[key]) throw new InputError(`${key} is given twice`, { where: 'mask set' });
     try {
       out[key] = parseMaskSpec(arg.slice(eq + 1), key);

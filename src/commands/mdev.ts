@@ -2,7 +2,8 @@
 
 import { randomUUID } from 'node:crypto';
 import type { Context } from '../cli/context.js';
-import { checkPersistent, mdevWarnings } from '../checks/check-host.js';
+import { autostartMdevs, mdevWarnings, persistentMasks } from '../checks/check-host.js';
+import { checkClaim } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { withLock } from '../host/lock.js';
 import type { HostView } from '../host/state.js';
@@ -59,10 +60,10 @@ function findDefined(view: HostView, uuidText: string): { uuid: Uuid; mdev: Mdev
 function commit(ctx: Context, view: HostView, mdev: MdevDefinition, previous: MdevDefinition | undefined, what: string): number {
   putMdev(view.store.doc, mdev, previous);
   if (mdev.start === 'auto') {
-    const after = view.store.store.mdevs.filter((m) => m.uuid !== mdev.uuid).concat(mdev);
-    const result = checkPersistent({ ...view, store: { ...view.store, store: { ...view.store.store, mdevs: after } } });
-    const mine = result.conflicts.filter((c) => c.owners.some((o) => o.uuid === mdev.uuid));
-    if (mine.length) return reportRefusal(ctx, what, { conflicts: mine, omitted: 0 });
+    // Only what this mdev meets: other auto mdevs (ours and mdevctl's) and the persistent masks.
+    const others = autostartMdevs(view).filter((m) => m.uuid !== mdev.uuid);
+    const found = checkClaim(mdev, others, persistentMasks(view.store.store, view.live), 'persistent');
+    if (found.conflicts.length) return reportRefusal(ctx, what, found);
   }
   saveStore(view.store);
   if (ctx.json) ctx.printJson(mdevJson(mdev, true, view.live.mdevs.some((a) => a.uuid === mdev.uuid)));

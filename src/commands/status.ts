@@ -1,29 +1,17 @@
 // ap-persist status: masks, mdevs and the last hook report, in that order.
 
-import { existsSync, readFileSync } from 'node:fs';
 import type { Context } from '../cli/context.js';
-import { maskTable } from './mask.js';
+import { maskSides, maskTable } from './mask.js';
+import { formatAdapter, formatDomain } from '../model/apqn.js';
 import { mdevRows, mdevTable } from './mdev.js';
 import { readHostView } from './view.js';
-import { describeHookReport, type HookReport } from '../runtime/hook-report.js';
-
-export function readLastHook(ctx: Context): HookReport | undefined {
-  if (!existsSync(ctx.paths.lastHook)) return undefined;
-  try {
-    return JSON.parse(readFileSync(ctx.paths.lastHook, 'utf8')) as HookReport;
-  } catch {
-    return undefined;
-  }
-}
+import { describeHookReport, readHookReport } from '../runtime/hook-report.js';
 
 export function status(ctx: Context, opts: { matrix?: boolean }): number {
   const view = readHostView(ctx);
-  const s = view.store.store;
-  const persistent = { apmask: s.masks.apmask?.toRanges() ?? null, aqmask: s.masks.aqmask?.toRanges() ?? null };
-  const live = view.live.masks;
-  const active = live ? { apmask: live.apmask.toRanges(), aqmask: live.aqmask.toRanges() } : null;
+  const { persistent, active } = maskSides(view);
   const mdevs = mdevRows(view);
-  const hook = readLastHook(ctx);
+  const hook = readHookReport(ctx.paths.lastHook);
   if (ctx.json) {
     ctx.printJson({
       store: view.store.exists ? view.store.path : null,
@@ -60,7 +48,7 @@ function matrixGrid(view: ReturnType<typeof readHostView>): string[] {
   const mdevs = view.live.mdevs;
   const letter = (i: number): string => String.fromCharCode(97 + (i % 26));
   const lines = ['matrix (H host, a-z active mdevs as listed below, . free for vfio_ap, blank not present):'];
-  lines.push(`      ${domains.map((d) => d.toString(16).padStart(4, '0')).join(' ')}`);
+  lines.push(`      ${domains.map(formatDomain).join(' ')}`);
   for (const a of adapters) {
     const cells = domains.map((d) => {
       if (!present.has(a * 256 + d)) return '    ';
@@ -69,7 +57,7 @@ function matrixGrid(view: ReturnType<typeof readHostView>): string[] {
       if (masks && masks.apmask.has(a) && masks.aqmask.has(d)) return '   H';
       return '   .';
     });
-    lines.push(`  ${a.toString(16).padStart(2, '0')}  ${cells.join(' ')}`);
+    lines.push(`  ${formatAdapter(a)}  ${cells.join(' ')}`);
   }
   const names = new Map(view.store.store.mdevs.map((m) => [m.uuid as string, m.name]));
   mdevs.forEach((m, i) => lines.push(`  ${letter(i)} = ${m.uuid}${names.get(m.uuid) ? ` (${names.get(m.uuid)})` : ''}`));

@@ -4,6 +4,7 @@
 
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { RuntimeError } from '../errors.js';
 
 export interface AtomicWriteOptions {
   /** File mode for a new file; an existing file keeps its own. */
@@ -16,6 +17,18 @@ export interface AtomicWriteOptions {
 }
 
 export function writeFileAtomic(path: string, data: string, options: AtomicWriteOptions = {}): void {
+  try {
+    replace(path, data, options);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new RuntimeError(`cannot write the file: ${e.code ?? e.message}`, {
+      where: path,
+      hint: e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? 'run as root, on a writable file system' : 'check that its directory can be created and written',
+    });
+  }
+}
+
+function replace(path: string, data: string, options: AtomicWriteOptions): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
   let mode = options.mode ?? 0o644;

@@ -58,9 +58,16 @@ function sleep(ms: number): void {
 
 /** Tries once; true when the lock is now ours. */
 export function tryLock(path: string, owner = process.pid): boolean | 'held-by-owner' {
-  mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}${String(process.pid).padStart(5, '0')}${Math.floor(Math.random() * 256).toString(16).padStart(2, '0')}`;
-  writeFileSync(tmp, `${owner}\n`);
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(tmp, `${owner}\n`);
+  } catch (err) {
+    throw new RuntimeError(`cannot take the AP configuration lock: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+      where: path,
+      hint: 'run as root; the lock directory must be writable',
+    });
+  }
   try {
     linkSync(tmp, path);
     return true;

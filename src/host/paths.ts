@@ -48,9 +48,6 @@ export class HostPaths {
   get lock(): string {
     return this.at('run/lock/s390apconfig.lock');
   }
-  get runDir(): string {
-    return this.at('run/ap-persist');
-  }
   get lastHook(): string {
     return this.at('run/ap-persist/last-hook.json');
   }

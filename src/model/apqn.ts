@@ -11,12 +11,27 @@ export interface Apqn {
 
 /** Kernel notation: `05.00ab`. */
 export function formatApqn(apqn: Apqn): string {
-  return `${apqn.adapter.toString(16).padStart(2, '0')}.${apqn.domain.toString(16).padStart(4, '0')}`;
+  return `${formatAdapter(apqn.adapter)}.${formatDomain(apqn.domain)}`;
 }
 
 /** Decimal notation, as chzdev prints it: `5.171`. */
 export function formatApqnDecimal(apqn: Apqn): string {
   return `${apqn.adapter}.${apqn.domain}`;
+}
+
+/** For messages: `APQN 05.00ab (5.171)`, kernel and decimal notation. */
+export function describeApqn(apqn: Apqn): string {
+  return `APQN ${formatApqn(apqn)} (${formatApqnDecimal(apqn)})`;
+}
+
+/** Two hex digits, as sysfs names cards (`card05`) and matrix lines print adapters. */
+export function formatAdapter(adapter: number): string {
+  return adapter.toString(16).padStart(2, '0');
+}
+
+/** Four hex digits, as matrix and control_domains print domains. */
+export function formatDomain(domain: number): string {
+  return domain.toString(16).padStart(4, '0');
 }
 
 /** Parses `05.00ab` (kernel notation, as in sysfs queue names and `matrix`). */
@@ -37,12 +52,6 @@ export class ApqnSet {
   static cross(adapters: IdSet, domains: IdSet): ApqnSet {
     const set = new ApqnSet();
     set.addCross(adapters, domains);
-    return set;
-  }
-
-  static of(apqns: Iterable<Apqn>): ApqnSet {
-    const set = new ApqnSet();
-    for (const a of apqns) set.add(a);
     return set;
   }
 
@@ -82,12 +91,6 @@ export class ApqnSet {
 
   isEmpty(): boolean {
     return this.words.every((w) => w === 0);
-  }
-
-  get size(): number {
-    let n = 0;
-    for (let a = 0; a < 256; a++) n += this.row(a).size;
-    return n;
   }
 
   /** Ascending by adapter, then domain. */

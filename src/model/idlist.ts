@@ -5,7 +5,7 @@
 import { InputError } from '../errors.js';
 import { IdSet, MAX_ID } from './idset.js';
 
-const FULL_MASK_HINT = 'IDs are 0-255; to give a whole mask write 0x and exactly 64 hex digits, as sysfs prints it';
+const ID_HINT = 'IDs are 0-255, decimal or 0x hex';
 
 /** One ID: `171` or `0xab`. `what` names the token in messages ("adapter"). */
 export function parseId(token: string, what = 'ID'): number {
@@ -13,8 +13,8 @@ export function parseId(token: string, what = 'ID'): number {
   let value: number;
   if (/^[0-9]+$/.test(t)) value = parseInt(t, 10);
   else if (/^0x[0-9a-f]+$/i.test(t)) value = parseInt(t.slice(2), 16);
-  else throw new InputError(`'${token}' is not a valid ${what}: use a decimal number or 0x hex`, { hint: FULL_MASK_HINT });
-  if (value > MAX_ID) throw new InputError(`${what} '${t}' is above 255`, { hint: FULL_MASK_HINT });
+  else throw new InputError(`'${token}' is not a valid ${what}: use a decimal number or 0x hex`, { hint: ID_HINT });
+  if (value > MAX_ID) throw new InputError(`${what} '${t}' is above 255`, { hint: ID_HINT });
   return value;
 }
 
@@ -43,9 +43,4 @@ export function parseIdList(text: string, what = 'ID', allowEmpty = false): IdSe
   let set = IdSet.empty();
   for (const item of text.split(',')) set = set.union(parseIdItem(item, what));
   return set;
-}
-
-/** `0x05` style for mdevctl/libvirt attributes. */
-export function hexId(id: number, digits = 2): string {
-  return `0x${id.toString(16).padStart(digits, '0')}`;
 }

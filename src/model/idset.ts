@@ -2,7 +2,6 @@
 // mdev matrices and APQN sets combine with a few word operations.
 
 export const MAX_ID = 255;
-export const ID_COUNT = 256;
 const WORDS = 8;
 
 export class IdSet {
@@ -108,11 +107,6 @@ export class IdSet {
     return out;
   }
 
-  max(): number | undefined {
-    const ids = this.ids();
-    return ids[ids.length - 1];
-  }
-
   /** chzdev's canonical form: `0-1,3-255`; the empty set is the empty string. */
   toRanges(): string {
     const parts: string[] = [];
@@ -135,6 +129,11 @@ export class IdSet {
       hex += v.toString(16).padStart(2, '0');
     }
     return `0x${hex}`;
+  }
+
+  /** The kernel's read format, `0x` and exactly 64 hex digits; undefined for anything else. */
+  static fromKernelHex(text: string): IdSet | undefined {
+    return /^0x[0-9a-fA-F]{64}$/.test(text) ? IdSet.fromHexDigits(text.slice(2)) : undefined;
   }
 
   /**

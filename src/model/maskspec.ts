@@ -13,12 +13,11 @@ export interface MaskChange {
 
 export type MaskSpec = { kind: 'absolute'; mask: IdSet } | { kind: 'relative'; changes: MaskChange[] };
 
-const FULL_HEX = /^0x[0-9a-f]{64}$/i;
-
 export function parseMaskSpec(text: string, what: 'apmask' | 'aqmask', allowEmpty = false): MaskSpec {
   const t = text.trim();
   const idWhat = what === 'apmask' ? 'adapter' : 'domain';
-  if (FULL_HEX.test(t)) return { kind: 'absolute', mask: IdSet.fromHexDigits(t.slice(2))! };
+  const full = IdSet.fromKernelHex(t);
+  if (full) return { kind: 'absolute', mask: full };
   if (/^0x[0-9a-f]{17,}$/i.test(t) && t.length !== 66) {
     throw new InputError(`${what} '${t}' has ${t.length - 2} hex digits; a full mask has exactly 64`, {
       hint: 'write 0x and exactly 64 hex digits, or a list of IDs such as 0-4,7-255',
@@ -32,7 +31,7 @@ export function parseMaskSpec(text: string, what: 'apmask' | 'aqmask', allowEmpt
         hint: `give host-owned ${idWhat}s (0-255 for all), +/- changes such as -5,+6, or a 64-digit mask`,
       });
     }
-    return { kind: 'absolute', mask: parseIdList(t, idWhat, true) };
+    return { kind: 'absolute', mask: withMaskHint(() => parseIdList(t, idWhat, true)) };
   }
   if (signed.length !== items.length) {
     throw new InputError(`${what} '${t}' mixes absolute IDs and +/- changes`, {
@@ -41,8 +40,20 @@ export function parseMaskSpec(text: string, what: 'apmask' | 'aqmask', allowEmpt
   }
   return {
     kind: 'relative',
-    changes: items.map((item) => ({ op: item[0] as '+' | '-', ids: parseIdItem(item.slice(1), idWhat) })),
+    changes: items.map((item) => ({ op: item[0] as '+' | '-', ids: withMaskHint(() => parseIdItem(item.slice(1), idWhat)) })),
   };
+}
+
+/** In a mask, an ID too big is most likely a mask in the kernel's short form: say how to write a whole mask. */
+function withMaskHint<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof InputError && /above 255|not a valid/.test(err.message)) {
+      throw new InputError(err.message, { where: err.where, hint: 'IDs are 0-255; to give a whole mask write 0x and exactly 64 hex digits, as sysfs prints it' });
+    }
+    throw err;
+  }
 }
 
 /** The mask that results from `spec` applied to `base` (the current mask). */

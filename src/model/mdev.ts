@@ -20,6 +20,11 @@ export function mdevApqns(mdev: Pick<MdevDefinition, 'adapters' | 'domains'>): A
   return ApqnSet.cross(mdev.adapters, mdev.domains);
 }
 
+/** Same adapters, domains and control domains. */
+export function sameMatrix(a: Pick<MdevDefinition, 'adapters' | 'domains' | 'controlDomains'>, b: Pick<MdevDefinition, 'adapters' | 'domains' | 'controlDomains'>): boolean {
+  return a.adapters.equals(b.adapters) && a.domains.equals(b.domains) && a.controlDomains.equals(b.controlDomains);
+}
+
 /** `uuid (name)` or just the UUID, for messages. */
 export function mdevLabel(mdev: { uuid: string; name?: string | undefined }): string {
   return mdev.name ? `${mdev.uuid} (${mdev.name})` : mdev.uuid;

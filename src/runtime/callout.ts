@@ -9,11 +9,11 @@
 // persistent-scope checks only when a definition has to be checked.
 
 import type { Io } from '../cli/context.js';
-import { findHostOwned, findSharedApqns, type Claim, type Scope } from '../checks/conflicts.js';
+import { checkClaim, type ConflictList, type Scope } from '../checks/conflicts.js';
 import { ApPersistError, InputError } from '../errors.js';
 import { acquireLock, releaseLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
-import { formatApqn, formatApqnDecimal, type Apqn } from '../model/apqn.js';
+import { describeApqn } from '../model/apqn.js';
 import type { IdSet } from '../model/idset.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import { isUuid, parseUuid, type Uuid } from '../model/uuid.js';
@@ -277,10 +277,7 @@ async function checkAutostart(s: Session, mdev: MdevDefinition): Promise<void> {
   for (const u of mdevctl.unreadable) s.io.stderr(`warning: skipped ${u.path}: ${u.reason}\n`);
   const others = autostartMdevs({ store, mdevctl }).filter((m) => m.uuid !== mdev.uuid);
   const masks = persistentMasks(store.store, readLiveState(s.sysfs));
-  const reasons = [
-    ...sharedApqns(mdev, others, 'persistent').map(([apqn, other]) => `${apqnText(apqn)} is defined for autostart by ${mdevLabel(other)}`),
-    ...hostOwned(mdev, masks.apmask, masks.aqmask, 'persistent').map((apqn) => `${apqnText(apqn)} belongs to the host by the persistent masks`),
-  ];
+  const reasons = reasonsFor(checkClaim(mdev, others, masks, 'persistent'), 'is defined for autostart by', 'persistent');
   if (reasons.length) {
     throw new Refusal(reasons, "give the mdev other APQNs, define it with start manual, or free the APQNs ('ap-persist check' shows all conflicts)");
   }
@@ -294,33 +291,19 @@ function checkAgainstActive(s: Session, mdev: MdevDefinition): void {
   const masks = readActiveMasks(s.sysfs);
   if (!masks) throw new Refusal(['the active AP masks (/sys/bus/ap/apmask, aqmask) cannot be read']);
   const others = listActiveMatrices(s.sysfs).filter((m) => m.uuid !== mdev.uuid);
-  const reasons = [
-    ...sharedApqns(mdev, others, 'active').map(([apqn, other]) => `${apqnText(apqn)} is in use by active mdev ${mdevLabel(other)}`),
-    ...hostOwned(mdev, masks.apmask, masks.aqmask, 'active').map((apqn) => `${apqnText(apqn)} belongs to the host by the active masks`),
-  ];
+  const reasons = reasonsFor(checkClaim(mdev, others, masks, 'active'), 'is in use by active mdev', 'active');
   if (reasons.length) throw new Refusal(reasons, "stop the other mdev, or free the APQNs for vfio_ap ('ap-persist mask set')");
 }
 
-/**
- * Each APQN `mine` shares with one of `others`, paired with that owner. `mine`
- * goes first, so the engine sees it as the first claimant of each of its
- * APQNs and reports every other owner of them, not just one.
- */
-function sharedApqns(mine: Claim, others: readonly Claim[], scope: Scope): [Apqn, Claim][] {
-  const rivals = others.filter((o) => o.adapters.intersects(mine.adapters) && o.domains.intersects(mine.domains));
-  if (!rivals.length) return [];
-  return findSharedApqns([mine, ...rivals], scope)
-    .conflicts.filter((c) => c.owners[0] === mine)
-    .sort((a, b) => a.apqn.adapter - b.apqn.adapter || a.apqn.domain - b.apqn.domain)
-    .map((c) => [c.apqn, c.owners[1]]);
-}
-
-function hostOwned(mine: Claim, apmask: IdSet, aqmask: IdSet, scope: Scope): Apqn[] {
-  return findHostOwned([mine], apmask, aqmask, scope).conflicts.map((c) => c.apqn);
-}
-
-function apqnText(apqn: Apqn): string {
-  return `APQN ${formatApqn(apqn)} (${formatApqnDecimal(apqn)})`;
+/** One line per conflicting APQN, in ap-check's words, naming the other owner. */
+function reasonsFor(found: ConflictList, sharedWith: string, scope: Scope): string[] {
+  const lines = found.conflicts.map((c) =>
+    c.kind === 'mdev-mdev'
+      ? `${describeApqn(c.apqn)} ${sharedWith} ${mdevLabel(c.owners[0])}`
+      : `${describeApqn(c.apqn)} belongs to the host by the ${scope} masks`,
+  );
+  if (found.omitted) lines.push(`... and ${found.omitted} more`);
+  return lines;
 }
 
 /**

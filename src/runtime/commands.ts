@@ -13,7 +13,7 @@ export interface CommandResult {
 }
 
 export interface CommandRunner {
-  run(file: string, args: readonly string[], options?: { timeoutMs?: number; input?: string }): Promise<CommandResult>;
+  run(file: string, args: readonly string[], options?: { timeoutMs?: number }): Promise<CommandResult>;
   /** What was asked for, in order: `modprobe vfio_ap`. */
   readonly log: string[];
 }
@@ -48,7 +48,7 @@ export function hostRunner(): CommandRunner {
         reject: false,
         timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
         forceKillAfterDelay: 1000,
-        ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' as const }),
+        stdin: 'ignore',
       });
       return {
         exitCode: typeof r.exitCode === 'number' ? r.exitCode : 1,

@@ -1,5 +1,7 @@
 // The hook's report (run/ap-persist/last-hook.json) and how status tells it.
 
+import { readFileSync } from 'node:fs';
+
 export interface HookMdevOutcome {
   uuid: string;
   name?: string;
@@ -22,7 +24,8 @@ export interface HookReport {
 
 export function describeHookReport(r: HookReport): string[] {
   const lines = [`last hook: ${r.time}, ${r.event.action ?? '?'} ${r.event.devpath ?? ''}${r.event.bindings ? ` BINDINGS=${r.event.bindings}` : ''}, exit ${r.exit_code}, ${Math.round(r.timings_ms['total'] ?? 0)} ms`];
-  lines.push(`  masks: ${r.masks.writes.length ? `${r.masks.writes.length} write(s)` : 'already right'}`);
+  const writes = r.masks.writes.length;
+  lines.push(`  masks: ${!writes ? 'already right' : r.masks.applied ? `${writes} write(s)` : `${writes} write(s) planned, refused (see errors)`}`);
   if (r.masks.kept_for_active_mdevs.length) {
     lines.push(`  kept out of the host pool because active mdevs hold them: ${r.masks.kept_for_active_mdevs.join(', ')}`);
   }
@@ -32,4 +35,13 @@ export function describeHookReport(r: HookReport): string[] {
   }
   for (const e of r.errors) lines.push(`  error: ${e}`);
   return lines;
+}
+
+/** The report at `path`, or undefined when there is none (or it is unreadable). */
+export function readHookReport(path: string): HookReport | undefined {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as HookReport;
+  } catch {
+    return undefined;
+  }
 }

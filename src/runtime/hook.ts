@@ -4,9 +4,8 @@
 // the host an APQN that an active mdev holds, whatever the kernel allows.
 
 import { performance } from 'node:perf_hooks';
-import { checkStart } from '../checks/check-host.js';
-import { findHostOwned, type Claim } from '../checks/conflicts.js';
-import { ApPersistError } from '../errors.js';
+import { checkStart, type Claim } from '../checks/conflicts.js';
+import { describeFailure } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { acquireLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
@@ -27,7 +26,6 @@ export interface HookDeps {
   sysfs: Sysfs;
   runner: CommandRunner;
   env: Record<string, string | undefined>;
-  lockTimeoutMs?: number;
 }
 
 /** The events the hook acts on; anything else (a plain change) is ignored. */
@@ -46,30 +44,30 @@ export interface KeptApqn {
 }
 
 /**
- * Shrinks `target` until no active mdev's APQN is the host's: per such APQN
- * it keeps its adapter (or domain) out of the host pool, choosing the side
- * the active masks already keep out, so nothing is taken from a guest.
+ * Shrinks `target` until no active mdev's APQN is newly the host's: per such
+ * APQN it keeps its adapter (or domain) out of the host pool, choosing the
+ * side the active masks already keep out, so nothing is taken from a guest.
+ * An APQN the host has already (an old kernel let it happen) is left as it is:
+ * there is nothing left to protect. One pass over the mdevs' APQNs, no cap.
  */
 export function protectActiveMdevs(target: MaskPair, current: MaskPair, active: readonly Claim[]): { target: MaskPair; kept: KeptApqn[] } {
   let { apmask, aqmask } = target;
   const kept: KeptApqn[] = [];
-  const skipped = new Set<string>();
-  for (;;) {
-    const hit = findHostOwned(active, apmask, aqmask, 'active').conflicts.find(
-      (c) => !skipped.has(`${c.apqn.adapter}.${c.apqn.domain}`),
-    );
-    if (!hit) break;
-    const { adapter, domain } = hit.apqn;
-    const label = mdevLabel(hit.owners[1]);
-    if (!current.apmask.has(adapter)) {
-      apmask = apmask.minus(IdSet.of([adapter]));
-      kept.push({ apqn: formatApqn(hit.apqn), mdev: label, kept: `adapter ${adapter} kept out of apmask` });
-    } else if (!current.aqmask.has(domain)) {
-      aqmask = aqmask.minus(IdSet.of([domain]));
-      kept.push({ apqn: formatApqn(hit.apqn), mdev: label, kept: `domain ${domain} kept out of aqmask` });
-    } else {
-      // The host has it already (an old kernel let it happen): nothing left to protect.
-      skipped.add(`${adapter}.${domain}`);
+  for (const mdev of active) {
+    for (const adapter of mdev.adapters.ids()) {
+      for (const domain of mdev.domains.ids()) {
+        const gained = apmask.has(adapter) && aqmask.has(domain) && !(current.apmask.has(adapter) && current.aqmask.has(domain));
+        if (!gained) continue;
+        const apqn = formatApqn({ adapter, domain });
+        // Not the host's now, so the active masks keep out its adapter or its domain.
+        if (!current.apmask.has(adapter)) {
+          apmask = apmask.minus(IdSet.of([adapter]));
+          kept.push({ apqn, mdev: mdevLabel(mdev), kept: `adapter ${adapter} kept out of apmask` });
+        } else {
+          aqmask = aqmask.minus(IdSet.of([domain]));
+          kept.push({ apqn, mdev: mdevLabel(mdev), kept: `domain ${domain} kept out of aqmask` });
+        }
+      }
     }
   }
   return { target: { apmask, aqmask }, kept };
@@ -99,7 +97,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
   };
   let lock: ReturnType<typeof acquireLock> | undefined;
   try {
-    lock = acquireLock(deps.paths.lock, { timeoutMs: deps.lockTimeoutMs ?? 10_000 });
+    lock = acquireLock(deps.paths.lock, { timeoutMs: 10_000 });
     let t = lap('lock', t0);
     const store = loadStore(deps.paths.store).store; // broken: throws, nothing touched
     let live = readActiveState(deps.sysfs);
@@ -113,19 +111,19 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       const writes = planMaskWrites(live.masks, target);
       try {
         applyMaskWrites(deps.sysfs, writes);
-        report.masks.writes = writes;
         report.masks.applied = true;
       } catch (err) {
         if (!isSysfsError(err)) throw err;
         report.errors.push(`mask write refused: ${err.message}`);
       }
+      report.masks.writes = writes;
     } else {
       report.errors.push('no AP bus masks in sysfs (bus/ap/apmask): masks not applied');
     }
     t = lap('masks', t);
 
     // 2. vfio_ap.
-    if (!vfioApLoaded(deps.sysfs)) {
+    if (!live.vfioAp) {
       const r = await deps.runner.run('modprobe', ['vfio_ap'], { timeoutMs: 15_000 });
       report.commands.push({ command: 'modprobe vfio_ap', ran: r.ran, exit_code: r.exitCode, ...(r.exitCode ? { error: r.stderr.trim() } : {}) });
       if (!r.ran) report.vfio_ap = 'would-load';
@@ -138,6 +136,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     t = lap('vfio_ap', t);
 
     // 3. Checks, then 4. start what passes, in store order: the first claimant wins.
+    // After any write or module load, even a failed one, check against what sysfs shows now.
     if (report.masks.writes.length || report.commands.length) live = readActiveState(deps.sysfs);
     const claimed: MdevDefinition[] = [];
     const toStart: string[] = [];
@@ -176,11 +175,14 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     }
     lap('start', t);
   } catch (err) {
-    report.errors.push(err instanceof ApPersistError ? err.describe() : String((err as Error)?.message ?? err));
+    // A broken store is bad input (2); anything else a runtime failure (1).
+    const failure = describeFailure(err);
+    report.errors.push(failure.message);
+    report.exit_code = failure.exitCode;
   } finally {
     lock?.release();
   }
-  report.exit_code = report.errors.length ? 1 : 0;
+  if (!report.exit_code && report.errors.length) report.exit_code = 1;
   lap('total', t0);
   writeReport(deps.paths, report);
   return report;

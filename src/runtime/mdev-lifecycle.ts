@@ -8,7 +8,7 @@ import { delimiter, join } from 'node:path';
 import { RuntimeError } from '../errors.js';
 import type { HostPaths } from '../host/paths.js';
 import type { IdSet } from '../model/idset.js';
-import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
+import { mdevLabel, sameMatrix, type MdevDefinition } from '../model/mdev.js';
 import { parseMdevctlJson, renderMdevctlJson } from '../store/mdevctl-defs.js';
 import { listActiveMdevs, mdevPath, PASSTHROUGH_CREATE, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
@@ -104,18 +104,25 @@ async function mdevctlRun(lc: Lifecycle, args: string[], what: string): Promise<
   }
 }
 
-/** Makes mdevctl know the device as the store has it, start manual (our units start it, not mdevctl). */
-async function defineInMdevctl(lc: Lifecycle, mdev: MdevDefinition): Promise<void> {
-  const file = join(lc.paths.mdevctlMatrixDir, mdev.uuid);
-  if (existsSync(file)) {
-    try {
-      const known = parseMdevctlJson(readFileSync(file, 'utf8'), file);
-      if (known.adapters.equals(mdev.adapters) && known.domains.equals(mdev.domains) && known.controlDomains.equals(mdev.controlDomains)) return;
-    } catch {
-      // unreadable: define it anew
-    }
-    await mdevctlRun(lc, ['undefine', '-u', mdev.uuid], `redefining mdev ${mdevLabel(mdev)}`);
+/** How mdevctl's definition of the mdev compares with the store's. */
+export function mdevctlDefinition(paths: HostPaths, mdev: MdevDefinition): 'absent' | 'same' | 'different' {
+  const file = join(paths.mdevctlMatrixDir, mdev.uuid);
+  if (!existsSync(file)) return 'absent';
+  try {
+    return sameMatrix(parseMdevctlJson(readFileSync(file, 'utf8'), file), mdev) ? 'same' : 'different';
+  } catch {
+    return 'different';
   }
+}
+
+/**
+ * Makes mdevctl know the device, start manual (our units start it, not
+ * mdevctl), when it does not yet; `ap-persist generate` writes the same file.
+ * A definition that differs is generate's to update, never ours: the caller
+ * starts such an mdev through sysfs.
+ */
+async function defineInMdevctl(lc: Lifecycle, mdev: MdevDefinition): Promise<void> {
+  if (mdevctlDefinition(lc.paths, mdev) !== 'absent') return;
   const dir = mkdtempSync(join(tmpdir(), 'ap-persist-'));
   try {
     const json = join(dir, `${mdev.uuid}.json`);
@@ -131,9 +138,7 @@ export type StartOutcome = 'started' | 'already-active';
 export async function startMdev(lc: Lifecycle, mdev: MdevDefinition): Promise<StartOutcome> {
   const active = listActiveMdevs(lc.sysfs).find((m) => m.uuid === mdev.uuid);
   if (active) {
-    if (active.adapters.equals(mdev.adapters) && active.domains.equals(mdev.domains) && active.controlDomains.equals(mdev.controlDomains)) {
-      return 'already-active';
-    }
+    if (sameMatrix(active, mdev)) return 'already-active';
     throw new RuntimeError(`mdev ${mdevLabel(mdev)} is active with another matrix than the store's`, {
       hint: `stop it (ap-persist mdev stop ${mdev.uuid}) once its guest is down, then start it again`,
     });

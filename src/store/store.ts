@@ -3,7 +3,7 @@
 // edited in place through IniDocument so the admin's comments survive.
 
 import { existsSync, readFileSync } from 'node:fs';
-import { InputError, placeError } from '../errors.js';
+import { InputError, placeError, RuntimeError } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { parseIdList } from '../model/idlist.js';
 import { IdSet } from '../model/idset.js';
@@ -43,7 +43,10 @@ export function loadStore(path: string): LoadedStore {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new InputError(`cannot read the store: ${(err as Error).message}`, { where: path });
+    throw new RuntimeError(`cannot read the store: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+      where: path,
+      hint: 'check that it is a readable file (run as root)',
+    });
   }
   const doc = IniDocument.parse(text, path);
   return { path, exists: true, doc, store: validateStore(doc) };

@@ -1,10 +1,10 @@
 // What the AP bus and vfio_ap show in sysfs, read through the Sysfs interface:
 // masks, cards, queues, limits and the active mdevs.
 
-import { formatApqn, parseApqn, type Apqn } from '../model/apqn.js';
+import { parseApqn, type Apqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { isUuid, type Uuid } from '../model/uuid.js';
-import type { Sysfs } from './sysfs.js';
+import { isSysfsError, type Sysfs } from './sysfs.js';
 
 export const AP_BUS = 'bus/ap';
 export const AP_DEVICES = 'bus/ap/devices';
@@ -17,8 +17,7 @@ export function mdevPath(uuid: string, attr?: string): string {
 
 /** Parses the kernel's `0x` + 64 digits; undefined when it is not that. */
 export function parseKernelMask(text: string): IdSet | undefined {
-  const t = text.trim();
-  return /^0x[0-9a-f]{64}$/i.test(t) ? IdSet.fromHexDigits(t.slice(2)) : undefined;
+  return IdSet.fromKernelHex(text.trim());
 }
 
 export interface ActiveMasks {
@@ -28,8 +27,8 @@ export interface ActiveMasks {
 
 /** The active masks, or undefined when the AP bus has none to show. */
 export function readActiveMasks(sysfs: Sysfs): ActiveMasks | undefined {
-  const apmask = parseKernelMask(readOr(sysfs, `${AP_BUS}/apmask`));
-  const aqmask = parseKernelMask(readOr(sysfs, `${AP_BUS}/aqmask`));
+  const apmask = parseKernelMask(readAttr(sysfs, `${AP_BUS}/apmask`) ?? '');
+  const aqmask = parseKernelMask(readAttr(sysfs, `${AP_BUS}/aqmask`) ?? '');
   return apmask && aqmask ? { apmask, aqmask } : undefined;
 }
 
@@ -40,8 +39,7 @@ export interface MaxIds {
 
 export function readMaxIds(sysfs: Sysfs): MaxIds | undefined {
   const read = (name: string): number | undefined => {
-    if (!sysfs.exists(`${AP_BUS}/${name}`)) return undefined;
-    const n = parseInt(sysfs.read(`${AP_BUS}/${name}`).trim(), 10);
+    const n = parseInt(readAttr(sysfs, `${AP_BUS}/${name}`) ?? '', 10);
     return Number.isNaN(n) ? undefined : n;
   };
   const adapter = read('ap_max_adapter_id');
@@ -64,7 +62,7 @@ export function listCards(sysfs: Sysfs): Card[] {
     .list(AP_DEVICES)
     .filter((n) => /^card[0-9a-f]{2}$/.test(n))
     .map((n) => {
-      const hw = sysfs.exists(`${AP_DEVICES}/${n}/hwtype`) ? parseInt(sysfs.read(`${AP_DEVICES}/${n}/hwtype`), 10) : NaN;
+      const hw = parseInt(readAttr(sysfs, `${AP_DEVICES}/${n}/hwtype`) ?? '', 10);
       return { adapter: parseInt(n.slice(4), 16), hwtype: Number.isNaN(hw) ? undefined : hw };
     });
 }
@@ -81,14 +79,7 @@ export function listQueues(sysfs: Sysfs): Queue[] {
 
 function readDriver(sysfs: Sysfs, queue: string): string | undefined {
   // On a real host `driver` is a symlink; the fake root stores the name in a file.
-  const path = `${AP_DEVICES}/${queue}/driver`;
-  if (!sysfs.exists(path)) return undefined;
-  const text = sysfs.read(path).trim();
-  return text.split('/').pop() || undefined;
-}
-
-export function queueName(apqn: Apqn): string {
-  return formatApqn(apqn);
+  return readAttr(sysfs, `${AP_DEVICES}/${queue}/driver`)?.trim().split('/').pop() || undefined;
 }
 
 export interface ActiveMdev {
@@ -132,27 +123,39 @@ export interface ActiveMatrix {
   domains: IdSet;
 }
 
-/** The active mdevs' matrices, one read each (the boot hook's and the callout's view). */
+/**
+ * The active mdevs' matrices, one read each (the boot hook's and the callout's
+ * view). A matrix that cannot be read is an error, not an empty mdev: taken as
+ * empty, its queues could be given to the host. One that vanished was removed.
+ */
 export function listActiveMatrices(sysfs: Sysfs): ActiveMatrix[] {
-  return sysfs
-    .list(MATRIX)
-    .filter(isUuid)
-    .map((uuid) => ({ uuid: uuid.toLowerCase() as Uuid, ...parseMatrix(readOr(sysfs, mdevPath(uuid, 'matrix'))) }));
+  const out: ActiveMatrix[] = [];
+  for (const uuid of sysfs.list(MATRIX).filter(isUuid)) {
+    let text: string;
+    try {
+      text = sysfs.read(mdevPath(uuid, 'matrix'));
+    } catch (err) {
+      if (isSysfsError(err, 'ENOENT')) continue;
+      throw err;
+    }
+    out.push({ uuid: uuid.toLowerCase() as Uuid, ...parseMatrix(text) });
+  }
+  return out;
 }
 
 /** The active mdevs with their control domains too. */
 export function listActiveMdevs(sysfs: Sysfs): ActiveMdev[] {
   return listActiveMatrices(sysfs).map((m) => ({
     ...m,
-    controlDomains: parseControlDomains(readOr(sysfs, mdevPath(m.uuid, 'control_domains'))),
+    controlDomains: parseControlDomains(readAttr(sysfs, mdevPath(m.uuid, 'control_domains')) ?? ''),
   }));
 }
 
-/** The attribute's text, or '' when it cannot be read (one call instead of exists + read). */
-function readOr(sysfs: Sysfs, path: string): string {
+/** The attribute's text, or undefined when it cannot be read (one call instead of exists + read). */
+export function readAttr(sysfs: Sysfs, path: string): string | undefined {
   try {
     return sysfs.read(path);
   } catch {
-    return '';
+    return undefined;
   }
 }

@@ -6,7 +6,7 @@
 
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { ApqnSet, formatApqn, parseApqn, type Apqn } from '../model/apqn.js';
+import { ApqnSet, formatApqn, parseApqn, type Apqn, formatAdapter, formatDomain } from '../model/apqn.js';
 import { IdSet, MAX_ID } from '../model/idset.js';
 import { hostApqns, mdevApqns } from '../model/mdev.js';
 import { isUuid } from '../model/uuid.js';
@@ -359,7 +359,7 @@ export class SimKernel implements Sysfs {
       case 'matrix':
         return { kind: 'attr', show: () => matrixText(m) };
       case 'control_domains':
-        return { kind: 'attr', show: () => m.controlDomains.ids().map((d) => `${hex(d, 4)}\n`).join('') };
+        return { kind: 'attr', show: () => m.controlDomains.ids().map((d) => `${formatDomain(d)}\n`).join('') };
     }
     return undefined;
   }
@@ -560,12 +560,8 @@ function chomp(data: string): string {
   return data.endsWith('\n') ? data.slice(0, -1) : data;
 }
 
-function hex(n: number, digits: number): string {
-  return n.toString(16).padStart(digits, '0');
-}
-
 function cardName(adapter: number): string {
-  return `card${hex(adapter, 2)}`;
+  return `card${formatAdapter(adapter)}`;
 }
 
 function first(apqns: ApqnSet): Apqn | undefined {
@@ -580,9 +576,9 @@ function toIdSet(ids: IdSet | Iterable<number>): IdSet {
 /** `AA.DDDD` per APQN; `AA.` or `.DDDD` while the other axis is empty. */
 function matrixText(m: SimMdev): string {
   const lines = m.adapters.isEmpty()
-    ? m.domains.ids().map((d) => `.${hex(d, 4)}`)
+    ? m.domains.ids().map((d) => `.${formatDomain(d)}`)
     : m.domains.isEmpty()
-      ? m.adapters.ids().map((a) => `${hex(a, 2)}.`)
+      ? m.adapters.ids().map((a) => `${formatAdapter(a)}.`)
       : mdevApqns(m).toArray().map(formatApqn);
   return lines.map((l) => `${l}\n`).join('');
 }

@@ -105,6 +105,7 @@ describe('mask set', () => {
     [['apmask=1,+2'], /mixes/],
     [['bogus=1'], /not apmask=SPEC/],
     [['apmask=1', 'apmask=2'], /given twice/],
+    [['apmask'], /apmask needs a value: apmask=SPEC/],
   ];
   for (const [args, message] of bad) {
     it(`'${args.join(' ')}' exits 2 with the place and changes nothing`, async () => {

@@ -91,13 +91,20 @@ describe('what chzdev gets wrong is an error here', () => {
     });
   }
 
-  it('an ID above 255 points to the 64-digit form', () => {
-    expect(() => parseIdList('300')).toThrow(InputError);
+  it('in a mask, an ID above 255 points to the 64-digit form; in an mdev list it does not', () => {
+    expect(() => parseMaskSpec('0x4100', 'apmask')).toThrow(InputError);
     try {
-      parseIdList('300');
+      parseMaskSpec('0x4100', 'apmask');
     } catch (err) {
       expect((err as InputError).hint).toMatch(/64 hex digits/);
     }
+    try {
+      parseIdList('300', 'domain');
+    } catch (err) {
+      expect((err as InputError).message).toMatch(/above 255/);
+      expect((err as InputError).hint).toBe('IDs are 0-255, decimal or 0x hex');
+    }
+    expect(() => parseIdList('300')).toThrow(InputError);
   });
 });
 

@@ -78,14 +78,31 @@ start = auto
     expect(r.doc.mdevs.find((m: { uuid: string }) => m.uuid === GUEST1).outcome).toBe('already-active');
   });
 
-  it('a broken store changes nothing, exits non-zero and reports why', async () => {
+  it('a broken store changes nothing, exits 2 (bad input) and reports why', async () => {
     const host = givenHost({ ...threeGuestsHost(), store: THREE_GUESTS_STORE.replace('adapters = 5\n', 'adapters = 5-3\n') }, { env: BINDINGS });
     const sysBefore = [...host.snapshot()].filter(([k]) => k.startsWith('sys/'));
     const r = await host.run('hook');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect([...host.snapshot()].filter(([k]) => k.startsWith('sys/'))).toEqual(sysBefore);
     const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
     expect(report.errors[0]).toMatch(/ap-persist\.conf:\d+: range '5-3' is reversed/);
     expect(report.commands).toEqual([]);
+  });
+});
+
+describe('protecting active mdevs at scale', () => {
+  it('a host that already leaked many APQNs of one mdev does not hide another mdev’s APQN', async () => {
+    const { protectActiveMdevs } = await import('../../src/runtime/hook.js');
+    const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+    // M1 holds 40 adapters x 256 domains that the host already owns (a 5.4 kernel let it happen);
+    // M2 holds 100.0000, free now. The store would give everything to the host.
+    const current = { apmask: IdSet.of(range(0, 39)), aqmask: IdSet.full() };
+    const active = [
+      { uuid: 'm1', adapters: IdSet.of(range(0, 39)), domains: IdSet.full() },
+      { uuid: 'm2', adapters: IdSet.of([100]), domains: IdSet.of([0]) },
+    ];
+    const { target, kept } = protectActiveMdevs({ apmask: IdSet.full(), aqmask: IdSet.full() }, current, active);
+    expect(target.apmask.has(100)).toBe(false);
+    expect(kept).toEqual([{ apqn: '64.0000', mdev: 'm2', kept: 'adapter 100 kept out of apmask' }]);
   });
 });

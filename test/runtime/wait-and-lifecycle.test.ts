@@ -30,6 +30,13 @@ describe('ap-persist wait', () => {
     expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST1}/matrix`)).toBe('05.0004\n05.00ab\n06.0004\n06.00ab\n');
   }, 20_000);
 
+  it('is not ready when its own hook failed before the mdevs (a broken store): exit 1 at once', async () => {
+    const host = givenSimulatedHost({ ...threeGuestsHost(), store: THREE_GUESTS_STORE.replace('adapters = 5\n', 'adapters = 5-3\n') }, 'current');
+    const r = await host.run(['wait', '--timeout', '3']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/not ready: the hook failed \(.*range '5-3' is reversed/);
+  }, 20_000);
+
   it('gives up after the timeout (exit 1), naming the mdevs that did not come up', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), 'current');
     host.kernel().failWrite(`devices/vfio_ap/matrix/${GUEST2}/assign_adapter`, 'EADDRNOTAVAIL');
@@ -69,3 +76,27 @@ describe('mdev start on a host with mdevctl', () => {
     });
   });
 });
+
+describe('mdev start when mdevctl defines the mdev differently', () => {
+  it("leaves mdevctl's file to generate and starts the store's matrix through sysfs, saying so", async () => {
+    const host = givenSimulatedHost(
+      {
+        ...threeGuestsHost(),
+        masks: FREE,
+        vfioAp: true,
+        mdevctl: [{ uuid: GUEST2, start: 'manual', adapters: [5], domains: [0x47] }],
+        files: { 'usr/sbin/mdevctl': '#!/bin/sh\n' },
+      },
+      'current',
+    );
+    chmodSync(join(host.root, 'usr/sbin/mdevctl'), 0o755);
+    const before = host.read(`etc/mdevctl.d/matrix/${GUEST2}`);
+    const r = await host.run(['mdev', 'start', GUEST2], { PATH: '/usr/sbin' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("mdevctl's definition of");
+    expect(host.runner()!.log).toEqual([]);
+    expect(host.read(`etc/mdevctl.d/matrix/${GUEST2}`)).toBe(before);
+    expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST2}/matrix`)).toBe('05.0047\n05.00ff\n');
+  });
+});
+
