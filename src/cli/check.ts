@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { check } from '../commands/check.js';
+import { suggest } from '../commands/suggest.js';
 import type { Wrap } from './program.js';
 
 export function registerCheck(program: Command, wrap: Wrap): void {
@@ -9,4 +10,8 @@ export function registerCheck(program: Command, wrap: Wrap): void {
     .option('--persistent', 'the store and mdevctl autostart definitions only')
     .option('--active', 'the running kernel only')
     .action(wrap((ctx, opts) => check(ctx, opts)));
+  program
+    .command('suggest-masks')
+    .description('host masks that free exactly what the auto mdevs need, keeping the most host queues')
+    .action(wrap((ctx) => suggest(ctx)));
 }

@@ -1,0 +1,55 @@
+// suggest-masks: free exactly what the auto mdevs need, the host keeps the most.
+
+import { describe, expect, it } from 'vitest';
+import { findHostOwned } from '../../src/checks/conflicts.js';
+import { suggestMasks } from '../../src/checks/suggest.js';
+import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { IdSet } from '../../src/model/idset.js';
+import { givenHost } from '../support/host.js';
+
+const claim = (uuid: string, adapters: number[], domains: number[]) => ({ uuid, adapters: IdSet.of(adapters), domains: IdSet.of(domains) });
+const grid = (adapters: number[], domains: number[]) => adapters.flatMap((adapter) => domains.map((domain) => ({ adapter, domain })));
+const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+describe('suggestMasks', () => {
+  it('frees one domain rather than four whole adapters when that keeps more host queues', () => {
+    const s = suggestMasks([claim('a', [0, 1, 2, 3], [5])], grid([0, 1, 2, 3], range(0, 15)));
+    expect(s.apmask.toRanges()).toBe('0-255');
+    expect(s.aqmask.toRanges()).toBe('0-4,6-255');
+    expect(s.hostQueues).toBe(60);
+    expect(s.exhaustive).toBe(true);
+  });
+
+  it('mixes both when the mdevs differ: adapter 0 out for one, domain 8 out for the other', () => {
+    const autos = [claim('a', [0], range(0, 7)), claim('b', [1, 2, 3], [8])];
+    const s = suggestMasks(autos, grid([0, 1, 2, 3], range(0, 9)));
+    expect(s.apmask.toRanges()).toBe('1-255');
+    expect(s.aqmask.toRanges()).toBe('0-7,9-255');
+    expect(s.hostQueues).toBe(27);
+    expect(findHostOwned(autos, s.apmask, s.aqmask, 'persistent').conflicts).toEqual([]);
+  });
+
+  it('with many mdev adapters it still frees everything they need', () => {
+    const autos = range(0, 39).map((a) => claim(`m${a}`, [a], [a % 7]));
+    const s = suggestMasks(autos);
+    expect(s.exhaustive).toBe(false);
+    expect(findHostOwned(autos, s.apmask, s.aqmask, 'persistent').conflicts).toEqual([]);
+    // Freeing the 7 domains keeps far more than freeing 40 adapters.
+    expect(s.hostQueues).toBeGreaterThanOrEqual(256 * 249);
+  });
+});
+
+describe('ap-persist suggest-masks', () => {
+  it('on the three-guest host suggests keeping cards 5 and 6 out, and the suggestion passes check', async () => {
+    const host = givenHost({ ...threeGuestsHost(), store: threeGuestsHost().store!.replace(/\[masks\][^[]*/, '') });
+    const r = await host.run('suggest-masks');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('apmask=0-4,7-255 aqmask=0-255');
+    expect(r.stdout).toContain('to apply: ap-persist mask set --persistent apmask=0-4,7-255 aqmask=0-255');
+    expect((await host.run('check', '--persistent')).code).toBe(3);
+    expect((await host.run('mask', 'set', '--persistent', 'apmask=0-4,7-255', 'aqmask=0-255')).code).toBe(0);
+    expect((await host.run('check', '--persistent')).code).toBe(0);
+    const json = await host.json('suggest-masks');
+    expect(json.doc).toMatchObject({ apmask: '0-4,7-255', aqmask: '0-255', counted: 'present', exhaustive: true, auto_mdevs: 3 });
+  });
+});
