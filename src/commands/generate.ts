@@ -8,13 +8,13 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSy
 import { basename, dirname, join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { checkPersistent } from '../checks/check-host.js';
+import { HOST } from '../checks/conflicts.js';
 import { conflictOwners } from '../checks/report.js';
 import { ConflictError, RuntimeError } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
 import { mdevLabel } from '../model/mdev.js';
-import { hostRunner } from '../runtime/commands.js';
 import { chzdevRulesTemplate } from '../generate/assets.js';
 import { ownedDirs, storeLabel, type HostEntry, type RootPath } from '../generate/host-files.js';
 import { parseManifest, renderManifest, type ManifestEntry } from '../generate/manifest.js';
@@ -83,7 +83,7 @@ function readManifest(paths: HostPaths): { text: string | undefined; entries: Ma
   return { text, entries: parseManifest(text, paths.generatedManifest) };
 }
 
-function planGenerate(ctx: Context): GeneratePlan {
+export function planGenerate(ctx: Context): GeneratePlan {
   const view = readHostView(ctx);
   return makePlan({
     store: view.store.store,
@@ -139,21 +139,27 @@ export function generateFiles(ctx: Context, opts: { dryRun: boolean; force: bool
 
 // ---- the daemons
 
+/** Runs the reloads through `ctx.runner`, which only records them unless host commands run. */
 export async function reload(ctx: Context, commands: readonly ReloadCommand[]): Promise<ReloadOutcome[]> {
   const out: ReloadOutcome[] = [];
   for (const c of commands) {
     const command = commandText(c);
-    if (!ctx.exec) out.push({ command, ran: false, skipped: `not run under --root ${ctx.paths.root} (--exec runs it)` });
-    else if (!existsSync(ctx.paths.at(c.runningIf))) out.push({ command, ran: false, skipped: `${c.file === 'udevadm' ? 'udev' : 'systemd'} is not running` });
-    else {
-      const r = await hostRunner().run(c.file, c.args);
-      if (r.exitCode !== 0) {
-        throw new RuntimeError(`${command} failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`, {
-          hint: `the files are written; run '${command}' once the problem is fixed`,
-        });
-      }
-      out.push({ command, ran: true });
+    // A daemon that is not running has nothing to reload, and its command would fail.
+    if (ctx.exec && !existsSync(ctx.paths.at(c.runningIf))) {
+      out.push({ command, ran: false, skipped: `${c.file === 'udevadm' ? 'udev' : 'systemd'} is not running` });
+      continue;
     }
+    const r = await ctx.runner.run(c.file, c.args);
+    if (!r.ran) {
+      out.push({ command, ran: false, skipped: `not run under --root ${ctx.paths.root} (--exec runs it)` });
+      continue;
+    }
+    if (r.exitCode !== 0) {
+      throw new RuntimeError(`${command} failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`, {
+        hint: `the files are written; run '${command}' once the problem is fixed`,
+      });
+    }
+    out.push({ command, ran: true });
   }
   return out;
 }
@@ -171,7 +177,7 @@ export function fileConflictError(ctx: Context, plan: GeneratePlan): ConflictErr
 export function reportStoreRefusal(ctx: Context, plan: GeneratePlan): number {
   const code = reportRefusal(ctx, 'booting with this store', plan.check);
   const failing = conflictOwners(plan.check.conflicts)
-    .filter((o) => o !== 'host')
+    .filter((o) => o !== HOST)
     .map((uuid) => {
       const m = plan.store.mdevs.find((d) => d.uuid === uuid);
       return m ? mdevLabel(m) : uuid;

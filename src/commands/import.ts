@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { checkPersistent, newConflicts } from '../checks/check-host.js';
-import type { ConflictList } from '../checks/conflicts.js';
+import type { Conflict, ConflictList } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { parseChzdevRules } from '../generate/chzdev-rules.js';
 import { rootPath } from '../generate/host-files.js';
@@ -84,7 +84,6 @@ function sameMatrix(a: MdevDefinition, b: MdevDefinition): boolean {
 interface Plan {
   masks: HostMasks;
   mdevs: MdevDefinition[];
-  changes: string[];
   /** UUIDs whose definition came from the import (new or replaced). */
   imported: Set<string>;
   /** Store mdevs the import would replace with another matrix. */
@@ -92,70 +91,101 @@ interface Plan {
 }
 
 function plan(store: Store, found: Found): Plan {
-  const p: Plan = { masks: { ...store.masks }, mdevs: [...store.mdevs], changes: [], imported: new Set(), differing: [] };
+  const p: Plan = { masks: { ...store.masks }, mdevs: [...store.mdevs], imported: new Set(), differing: [] };
   for (const key of ['apmask', 'aqmask'] as const) {
     const f = found.masks[key];
-    if (!f || store.masks[key]?.equals(f.mask)) continue;
-    p.masks[key] = f.mask;
-    p.changes.push(`${key} "${f.mask.toRanges()}" from ${f.source} (store: ${store.masks[key] ? `"${store.masks[key]!.toRanges()}"` : 'not set'})`);
+    if (f) p.masks[key] = f.mask;
   }
   for (const { mdev, source } of found.mdevs.values()) {
     const i = p.mdevs.findIndex((m) => m.uuid === mdev.uuid);
     if (i < 0) {
       p.mdevs.push(mdev);
       p.imported.add(mdev.uuid);
-      p.changes.push(`mdev ${describeMdev(mdev)} from ${source}`);
     } else if (!sameMatrix(p.mdevs[i]!, mdev)) {
       // Same UUID, other matrix: the store's stays unless the import is preferred.
       p.differing.push({ uuid: mdev.uuid, text: `mdev ${mdev.uuid}: store has ${describeMdev(p.mdevs[i]!)}; ${source} has ${describeMdev(mdev)}` });
       p.mdevs[i] = { ...mdev, name: p.mdevs[i]!.name, start: p.mdevs[i]!.start };
       p.imported.add(mdev.uuid);
-      p.changes.push(`mdev ${describeMdev(p.mdevs[i]!)} from ${source} (replaces the store's)`);
     }
   }
   return p;
+}
+
+/**
+ * What the final plan changes in the store, read off the plan itself (after
+ * --prefer and the resolution) so that nothing is reported that was not done.
+ */
+function changesOf(store: Store, found: Found, p: Plan): { imports: string[]; demoted: string[] } {
+  const imports: string[] = [];
+  const demoted: string[] = [];
+  for (const key of ['apmask', 'aqmask'] as const) {
+    const now = p.masks[key];
+    const was = store.masks[key];
+    if (!now || was?.equals(now)) continue;
+    imports.push(`${key} "${now.toRanges()}" from ${found.masks[key]!.source} (store: ${was ? `"${was.toRanges()}"` : 'not set'})`);
+  }
+  for (const m of p.mdevs) {
+    const was = store.mdevs.find((s) => s.uuid === m.uuid);
+    const source = found.mdevs.get(m.uuid)?.source;
+    if (!was) imports.push(`mdev ${describeMdev(m)} from ${source}`);
+    else if (!sameMatrix(was, m)) imports.push(`mdev ${describeMdev(m)} from ${source} (replaces the store's)`);
+    else if (was.start !== m.start) demoted.push(`mdev ${mdevLabel(m)}: start ${m.start} (was ${was.start})`);
+  }
+  return { imports, demoted };
 }
 
 function conflictsOf(view: HostView, masks: HostMasks, mdevs: MdevDefinition[]): ConflictList {
   return checkPersistent({ ...view, store: { ...view.store, store: { masks, mdevs } } });
 }
 
-/** The store's own conflicts, without mdevctl's: what the store held before the import. */
-function baseline(view: HostView): ConflictList {
-  return checkPersistent({ ...view, mdevctl: { definitions: [], unreadable: [] } });
+/**
+ * The conflicts the host had before the import. mdevctl's definitions count
+ * only when the import leaves them where they are; imported, they become the
+ * store's, and a conflict with them is the import's doing.
+ */
+function baseline(view: HostView, from: ImportSource[]): ConflictList {
+  return checkPersistent(from.includes('mdevctl') ? { ...view, mdevctl: { definitions: [], unreadable: [] } } : view);
 }
+
+function sameMasks(a: HostMasks, b: HostMasks): boolean {
+  const same = (x: IdSet | undefined, y: IdSet | undefined): boolean => (x && y ? x.equals(y) : x === y);
+  return same(a.apmask, b.apmask) && same(a.aqmask, b.aqmask);
+}
+
+const conflictKey = (c: Conflict): string => `${c.scope}|${c.kind}|${c.apqn.adapter}.${c.apqn.domain}|${c.owners[0].uuid}|${c.owners[1].uuid}`;
 
 /**
  * Resolves what the import introduces by making the losing side's mdevs
  * manual (defined, never started at boot), or, when the store wins over
- * imported masks, by keeping the store's masks.
+ * imported masks, by keeping the store's masks. Each conflict is handled at
+ * most once; what is left the caller refuses.
  */
-function resolve(view: HostView, p: Plan, prefer: 'store' | 'imported'): string[] {
+function resolve(view: HostView, before: ConflictList, p: Plan, prefer: 'store' | 'imported'): string[] {
   const notes: string[] = [];
-  const before = baseline(view);
-  for (let round = 0; round < 1000; round++) {
-    const fresh = newConflicts(before, conflictsOf(view, p.masks, p.mdevs)).conflicts;
-    const c = fresh[0];
+  const handled = new Set<string>();
+  for (;;) {
+    const c = newConflicts(before, conflictsOf(view, p.masks, p.mdevs)).conflicts.find((x) => !handled.has(conflictKey(x)));
     if (!c) return notes;
+    handled.add(conflictKey(c));
     const [a, b] = c.owners;
-    const loser = (o: typeof a): boolean => (prefer === 'store' ? p.imported.has(o.uuid) : !p.imported.has(o.uuid));
-    let victim = c.kind === 'mdev-mdev' ? [a, b].find(loser) ?? b : b;
     if (c.kind === 'mdev-host' && prefer === 'store' && !p.imported.has(b.uuid)) {
-      // The store's mdev wins over imported masks: keep the store's masks.
+      // The store's mdev wins over imported masks: keep the store's masks
+      // (already kept, they cannot resolve it: the caller refuses).
+      if (sameMasks(p.masks, view.store.store.masks)) return notes;
       p.masks = { ...view.store.store.masks };
       notes.push(`kept the store's masks: the imported ones would take APQN ${c.apqn.adapter}.${c.apqn.domain} from ${mdevLabel(b)}`);
       continue;
     }
-    const i = p.mdevs.findIndex((m) => m.uuid === victim.uuid);
-    if (i < 0 || p.mdevs[i]!.start === 'manual') {
-      victim = victim === a ? b : a;
-    }
-    const j = p.mdevs.findIndex((m) => m.uuid === victim.uuid);
-    if (j < 0) return notes.concat(`could not resolve: ${c.message}`);
+    // The losing side's mdev becomes manual; if it cannot (the host, or already manual), the other one.
+    const loser = (o: typeof a): boolean => (prefer === 'store' ? p.imported.has(o.uuid) : !p.imported.has(o.uuid));
+    const first = c.kind === 'mdev-mdev' ? [a, b].find(loser) ?? b : b;
+    const j = [first, first === a ? b : a]
+      .map((o) => p.mdevs.findIndex((m) => m.uuid === o.uuid && m.start === 'auto'))
+      .find((i) => i >= 0);
+    if (j === undefined) return notes;
     p.mdevs[j] = { ...p.mdevs[j]!, start: 'manual' };
     notes.push(`made mdev ${mdevLabel(p.mdevs[j]!)} manual: ${c.message}`);
   }
-  return notes;
 }
 
 export function importCommand(ctx: Context, opts: ImportOptions): number {
@@ -168,6 +198,10 @@ export function importCommand(ctx: Context, opts: ImportOptions): number {
     const found = gather(ctx, view, from, opts.start ?? 'auto');
     const p = plan(view.store.store, found);
     if (p.differing.length && !opts.prefer) {
+      if (ctx.json) {
+        ctx.printJson({ ok: false, refused: 'differing', differing: p.differing.map((d) => ({ uuid: d.uuid, message: d.text })) });
+        return 3;
+      }
       ctx.warn('refused: the import would replace mdevs that the store defines differently; nothing was changed');
       for (const d of p.differing) ctx.warn(`  ${d.text}`);
       ctx.warn('  say which side wins: --prefer store (keep the store) or --prefer imported');
@@ -180,18 +214,25 @@ export function importCommand(ctx: Context, opts: ImportOptions): number {
         p.mdevs[i] = view.store.store.mdevs.find((m) => m.uuid === uuid)!;
         p.imported.delete(uuid);
       }
-      p.changes = p.changes.filter((c) => !c.endsWith("(replaces the store's)"));
     }
     let notes: string[] = [];
-    const introduced = newConflicts(baseline(view), conflictsOf(view, p.masks, p.mdevs));
+    const before = baseline(view, from);
+    const introduced = newConflicts(before, conflictsOf(view, p.masks, p.mdevs));
     if (introduced.conflicts.length) {
       if (!opts.prefer) {
         const code = reportRefusal(ctx, 'this import', introduced);
         if (!ctx.json) ctx.warn('  say which side wins: --prefer store or --prefer imported (the losing mdevs become start = manual)');
         return code;
       }
-      notes = resolve(view, p, opts.prefer);
+      notes = resolve(view, before, p, opts.prefer);
+      const left = newConflicts(before, conflictsOf(view, p.masks, p.mdevs));
+      if (left.conflicts.length) {
+        const code = reportRefusal(ctx, `this import, even with --prefer ${opts.prefer},`, left);
+        if (!ctx.json) ctx.warn('  no start = manual or kept mask resolves these; fix the store or the imported source first');
+        return code;
+      }
     }
+    const { imports, demoted } = changesOf(view.store.store, found, p);
     if (!opts.dryRun) {
       for (const m of p.mdevs) {
         const previous = view.store.store.mdevs.find((s) => s.uuid === m.uuid);
@@ -206,11 +247,12 @@ export function importCommand(ctx: Context, opts: ImportOptions): number {
       ];
       adoptFiles(ctx, adopted);
     }
-    if (ctx.json) ctx.printJson({ dry_run: Boolean(opts.dryRun), changes: p.changes, resolved: notes });
+    if (ctx.json) ctx.printJson({ dry_run: Boolean(opts.dryRun), changes: [...imports, ...demoted], resolved: notes });
     else {
+      // The notes say which mdevs were made manual and why; the demotions need no line of their own.
       const verb = opts.dryRun ? 'would import' : 'imported';
-      if (p.changes.length === 0) ctx.info('nothing to import: the store already holds it');
-      for (const c of p.changes) ctx.info(`${verb} ${c}`);
+      if (imports.length + demoted.length === 0) ctx.info('nothing to import: the store already holds it');
+      for (const c of imports) ctx.info(`${verb} ${c}`);
       for (const n of notes) ctx.info(`${opts.dryRun ? 'would have ' : ''}${n}`);
     }
     return 0;

@@ -10,7 +10,7 @@ import type { FileEntry, RootPath } from '../generate/host-files.js';
 import { reloadCommands, reloadLines } from '../generate/reload.js';
 import { generateJson, stepLines } from '../generate/report.js';
 import { checkBin, staticEntries } from '../generate/static-files.js';
-import { fileConflictError, generateFiles, missingUnitsWarning, observe, putEntry, reload, reportStoreRefusal } from './generate.js';
+import { fileConflictError, generateFiles, missingUnitsWarning, observe, planGenerate, putEntry, reload, reportStoreRefusal } from './generate.js';
 
 export interface InstallOptions {
   bin?: string;
@@ -53,6 +53,10 @@ function warnIfNotExecutable(ctx: Context, bin: string): void {
 
 export async function install(ctx: Context, opts: InstallOptions): Promise<number> {
   const bin = checkBin(opts.bin ?? defaultBin());
+  // Reads and validates the store and the record of generated files before
+  // anything is written: bad input (exit 2) changes no file. The plan itself
+  // is made again below, once the static units it links to are in place.
+  planGenerate(ctx);
   const statics = installStatic(ctx, staticEntries(packageAssets(), bin, ctx.paths));
   warnIfNotExecutable(ctx, bin);
 

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { parseIdList } from '../../src/model/idlist.js';
+import { run } from '../../src/cli/program.js';
+import type { CommandRunner } from '../../src/runtime/commands.js';
 import { givenHost, type TestHost } from '../support/host.js';
 import { expectGolden, splitSnapshotValue } from './golden.js';
 import { chzdevRulesText } from '../support/chzdev.js';
@@ -344,6 +346,35 @@ describe('reloading udev and systemd', () => {
       { command: 'udevadm control --reload', ran: false, skipped: 'udev is not running' },
       { command: 'systemctl daemon-reload', ran: false, skipped: 'systemd is not running' },
     ]);
+  });
+
+  it('runs the reloads through the context\'s runner, and a failing one is exit 1', async () => {
+    const host = givenHost({ ...threeGuestsHost(), files: { 'run/udev/control': '', 'run/systemd/system/.running': '' } });
+    // Stands in for execa: says it ran each command, with the given exit code.
+    const fake = (exitCode: number): CommandRunner => {
+      const log: string[] = [];
+      const ran = async (file: string, args: readonly string[]) => {
+        log.push([file, ...args].join(' '));
+        return { exitCode, stdout: '', stderr: exitCode ? 'boom' : '', timedOut: false, ran: true };
+      };
+      return { log, run: ran };
+    };
+    let stdout = '';
+    let stderr = '';
+    const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t), env: {} };
+    const ok = fake(0);
+    expect(await run(['--root', host.root, '--exec', '--json', 'generate'], io, { runner: ok })).toBe(0);
+    expect(ok.log).toEqual(['udevadm control --reload', 'systemctl daemon-reload']);
+    expect(JSON.parse(stdout).reload).toEqual([
+      { command: 'udevadm control --reload', ran: true },
+      { command: 'systemctl daemon-reload', ran: true },
+    ]);
+
+    writeFileSync(join(host.root, 'etc/ap-persist/ap-persist.conf'), THREE_GUESTS_STORE.replace('apmask = 0-4,7-255', 'apmask = 0-4,8-255'));
+    const failing = fake(1);
+    expect(await run(['--root', host.root, '--exec', 'generate'], io, { runner: failing })).toBe(1);
+    expect(failing.log).toEqual(['udevadm control --reload']);
+    expect(stderr).toContain('udevadm control --reload failed: boom');
   });
 
   it('--no-reload leaves them out', async () => {

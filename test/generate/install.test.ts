@@ -70,6 +70,15 @@ describe('ap-persist install', () => {
     }
   });
 
+  it('a broken store stops install (exit 2) before any file is written', async () => {
+    const host = givenHost({ ...threeGuestsHost(), store: '[masks]\napmask = 0-4,7-255\nbogus = 1\n' });
+    const before = host.snapshot();
+    const r = await host.run('install', '--bin', '/usr/bin/ap-persist');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('ap-persist.conf:3');
+    expect(host.snapshot()).toEqual(before);
+  });
+
   it('installs the static files even when the store has conflicts, then refuses to generate (exit 3)', async () => {
     const host = givenHost({ ...threeGuestsHost(), store: THREE_GUESTS_STORE.replace(/(name = guest3\nadapters = )6/, '$15') });
     const r = await host.run('install', '--bin', '/usr/bin/ap-persist');

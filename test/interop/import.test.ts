@@ -3,7 +3,7 @@
 // back the same masks and mdevs, now restored by ap-persist.
 
 import { describe, expect, it } from 'vitest';
-import { GUEST1, GUEST2, GUEST3, threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { IdSet } from '../../src/model/idset.js';
 import { parseChzdevRules } from '../../src/generate/chzdev-rules.js';
 import { givenHost } from '../support/host.js';
@@ -46,6 +46,13 @@ function s390toolsHost() {
   };
 }
 
+const INTRUDER = '0badc0de-0000-4000-8000-000000000000';
+
+/** chzdev's masks, and an auto mdev on 05.0047, which mdevctl's guest2 also claims. */
+function intruderStore(): string {
+  return `[masks]\napmask = 0-4,7-255\naqmask = 0-3,5-70,72-170,172-254\n\n[mdev.${INTRUDER}]\nname = payments\nadapters = 5\ndomains = 0x47\nstart = auto\n`;
+}
+
 describe('import from chzdev and mdevctl, then generate', () => {
   it('gives back equivalent masks and mdevs', async () => {
     const host = givenHost(s390toolsHost());
@@ -82,13 +89,7 @@ describe('import from chzdev and mdevctl, then generate', () => {
   });
 
   it('refuses (exit 3) an import that would create a conflict unless told which side wins', async () => {
-    const spec = s390toolsHost();
-    const INTRUDER = '0badc0de-0000-4000-8000-000000000000';
-    // The store already has an auto mdev on 05.0047, which mdevctl's guest2 also claims.
-    const host = givenHost({
-      ...spec,
-      store: `[masks]\napmask = 0-4,7-255\naqmask = 0-3,5-70,72-170,172-254\n\n[mdev.${INTRUDER}]\nname = payments\nadapters = 5\ndomains = 0x47\nstart = auto\n`,
-    });
+    const host = givenHost({ ...s390toolsHost(), store: intruderStore() });
     const before = host.snapshot();
     const r = await host.run('import', '--from', 'mdevctl');
     expect(r.code).toBe(3);
@@ -101,6 +102,70 @@ describe('import from chzdev and mdevctl, then generate', () => {
     expect(list.find((m) => m.uuid === INTRUDER)!.start).toBe('auto');
     expect(list.find((m) => m.uuid === GUEST2)!.start).toBe('manual');
     expect((await host.run('check', '--persistent')).code).toBe(0);
+  });
+
+  it('--from chzdev that changes nothing succeeds despite a conflict the store already had with mdevctl', async () => {
+    // The store's payments mdev and mdevctl's guest2 both claim 05.0047: not this import's doing.
+    const host = givenHost({ ...s390toolsHost(), store: intruderStore() });
+    const r = await host.run('import', '--from', 'chzdev');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('nothing to import');
+
+    expect((await host.run('import', '--from', 'chzdev', '--prefer', 'store')).code).toBe(0);
+    const list = (await host.json('mdev', 'list')).doc as { uuid: string; start: string }[];
+    expect(list.find((m) => m.uuid === INTRUDER)!.start).toBe('auto');
+  });
+
+  it('--prefer store that keeps the store\'s masks does not report them as imported', async () => {
+    // chzdev gives adapter 5 and domain 0x47 back to the host, so APQN 05.0047, which the store's auto mdev uses.
+    const host = givenHost({
+      ...threeGuestsHost(),
+      store: intruderStore(),
+      files: { 'etc/udev/rules.d/41-ap.rules': chzdevRulesText(IdSet.full().minus(IdSet.of([6])), IdSet.full().minus(IdSet.of([4, 0xab, 0xff]))) },
+    });
+    const r = await host.json('import', '--from', 'chzdev', '--prefer', 'store');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.doc.changes).toEqual([]);
+    expect(r.doc.resolved).toHaveLength(1);
+    expect(r.doc.resolved[0]).toContain("kept the store's masks");
+    expect((await host.json('mask', 'show')).doc.persistent.apmask).toBe('0-4,7-255');
+  });
+
+  it('--prefer store ends after one line per decision, even when mdevctl already conflicts with the store', async () => {
+    // mdevctl's auto mdev uses APQN 07.0005, which both the store's and chzdev's masks give the host;
+    // chzdev's masks differ from the store's on adapter 6 only.
+    const host = givenHost({
+      ...threeGuestsHost(),
+      store: '[masks]\napmask = 0-4,7-255\naqmask = 0-3,5-70,72-170,172-254\n',
+      files: {
+        'etc/udev/rules.d/41-ap.rules': chzdevRulesText(IdSet.full().minus(IdSet.of([5])), AQMASK),
+        [`etc/mdevctl.d/matrix/${GUEST1}`]: mdevctlFile('auto', [['assign_adapter', '7'], ['assign_domain', '5']]),
+      },
+    });
+    const r = await host.run('import', '--from', 'chzdev', '--prefer', 'store');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['imported apmask "0-4,6-255" from chzdev (store: "0-4,7-255")']);
+  });
+
+  it('--prefer imported lists the store mdevs it made manual among the changes', async () => {
+    const host = givenHost({ ...s390toolsHost(), store: intruderStore() });
+    const r = await host.json('import', '--from', 'mdevctl', '--prefer', 'imported');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.doc.changes).toContain(`mdev ${INTRUDER} (payments): start manual (was auto)`);
+    expect((await host.run('check', '--persistent')).code).toBe(0);
+  });
+
+  it('--json: refusing an mdev that the store defines differently prints one document', async () => {
+    const host = givenHost({ ...s390toolsHost(), store: THREE_GUESTS_STORE.replace(/(name = guest2\nadapters = )5/, '$16') });
+    const before = host.snapshot();
+    const r = await host.json('import', '--from', 'mdevctl');
+    expect(r.code).toBe(3);
+    expect(r.doc).toEqual({
+      ok: false,
+      refused: 'differing',
+      differing: [{ uuid: GUEST2, message: expect.stringContaining(`mdev ${GUEST2}: store has`) }],
+    });
+    expect(host.snapshot()).toEqual(before);
   });
 
   it('a broken 41-ap.rules is an error with file:line, and nothing changes', async () => {
