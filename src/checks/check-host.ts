@@ -7,7 +7,7 @@ import { IdSet } from '../model/idset.js';
 import { mdevApqns, mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import type { HostView, LiveState } from '../host/state.js';
 import type { Store } from '../store/store.js';
-import { findHostOwned, findSharedApqns, mergeConflicts, type ConflictList, type Scope } from './conflicts.js';
+import { conflictKey, findHostOwned, findSharedApqns, mergeConflicts, type ConflictList, type Scope } from './conflicts.js';
 
 export interface CheckWarning {
   scope: Scope;
@@ -137,10 +137,8 @@ export function checkHost(view: HostView, scopes: { persistent: boolean; active:
 
 /** Conflicts in `after` that `before` did not have: what a change introduces. */
 export function newConflicts(before: ConflictList, after: ConflictList): ConflictList {
-  const key = (c: ConflictList['conflicts'][number]): string =>
-    `${c.scope}|${c.kind}|${c.apqn.adapter}.${c.apqn.domain}|${c.owners[0].uuid}|${c.owners[1].uuid}`;
-  const old = new Set(before.conflicts.map(key));
-  const conflicts = after.conflicts.filter((c) => !old.has(key(c)));
+  const old = new Set(before.conflicts.map(conflictKey));
+  const conflicts = after.conflicts.filter((c) => !old.has(conflictKey(c)));
   return { conflicts, omitted: after.omitted };
 }
 

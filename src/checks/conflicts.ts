@@ -176,6 +176,12 @@ export function newlyHostOwned(claims: readonly Claim[], before: HostPair, after
   return out.result();
 }
 
+/** Names a conflict whatever order its owners were found in, to compare two checks. */
+export function conflictKey(c: Conflict): string {
+  const owners = c.owners.map((o) => o.uuid).sort();
+  return `${c.scope}|${c.kind}|${c.apqn.adapter}.${c.apqn.domain}|${owners.join('|')}`;
+}
+
 export function mergeConflicts(...lists: ConflictList[]): ConflictList {
   const conflicts: Conflict[] = [];
   let omitted = 0;

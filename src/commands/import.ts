@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { checkPersistent, newConflicts } from '../checks/check-host.js';
-import type { Conflict, ConflictList } from '../checks/conflicts.js';
+import { conflictKey, type ConflictList } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { parseChzdevRules } from '../generate/chzdev-rules.js';
 import { rootPath } from '../generate/host-files.js';
@@ -16,7 +16,7 @@ import { writeFileAtomic } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import type { HostView } from '../host/state.js';
 import type { IdSet } from '../model/idset.js';
-import { mdevLabel, type HostMasks, type MdevDefinition, type StartMode } from '../model/mdev.js';
+import { mdevLabel, sameMatrix, type HostMasks, type MdevDefinition, type StartMode } from '../model/mdev.js';
 import { putMasks, putMdev, saveStore, type Store } from '../store/store.js';
 import { describeMdev } from './mdev.js';
 import { readHostView, reportRefusal } from './view.js';
@@ -75,10 +75,6 @@ function gather(ctx: Context, view: HostView, from: ImportSource[], startForSysf
     }
   }
   return found;
-}
-
-function sameMatrix(a: MdevDefinition, b: MdevDefinition): boolean {
-  return a.adapters.equals(b.adapters) && a.domains.equals(b.domains) && a.controlDomains.equals(b.controlDomains);
 }
 
 interface Plan {
@@ -151,8 +147,6 @@ function sameMasks(a: HostMasks, b: HostMasks): boolean {
   const same = (x: IdSet | undefined, y: IdSet | undefined): boolean => (x && y ? x.equals(y) : x === y);
   return same(a.apmask, b.apmask) && same(a.aqmask, b.aqmask);
 }
-
-const conflictKey = (c: Conflict): string => `${c.scope}|${c.kind}|${c.apqn.adapter}.${c.apqn.domain}|${c.owners[0].uuid}|${c.owners[1].uuid}`;
 
 /**
  * Resolves what the import introduces by making the losing side's mdevs

@@ -5,11 +5,11 @@
 
 import type { SimKernel } from '../sysfs/sim-kernel.js';
 import { commandLine, type CommandRunner } from '../runtime/commands.js';
+import { mdevUnitUuid } from '../generate/unit-names.js';
 
 /** Runs `ap-persist mdev start|stop UUID` as the unit would; returns its exit code. */
 export type UnitAction = (verb: 'start' | 'stop', uuid: string) => Promise<number>;
 
-const MDEV_UNIT = /^ap-persist-mdev@([0-9a-f-]{36})\.service$/;
 
 export interface SimulatedRunner extends CommandRunner {
   /** Exit code of each unit run, by UUID, last run last. */
@@ -34,8 +34,8 @@ export function simulatedRunner(kernel: SimKernel, unit: UnitAction): SimulatedR
         if (verb) {
           // --no-block: systemctl returns once the jobs are queued; the units' results show later.
           for (const name of args) {
-            const m = MDEV_UNIT.exec(name);
-            if (m) units.set(m[1]!, await unit(verb, m[1]!));
+            const uuid = mdevUnitUuid(name);
+            if (uuid) units.set(uuid, await unit(verb, uuid));
           }
         }
         return ok;

@@ -9,3 +9,8 @@ export const WAIT_SERVICE = 'ap-persist-wait.service';
 export function mdevUnit(uuid: string): string {
   return `ap-persist-mdev@${uuid}.service`;
 }
+
+/** The UUID of an ap-persist-mdev@UUID.service instance, or undefined for any other unit. */
+export function mdevUnitUuid(unit: string): string | undefined {
+  return /^ap-persist-mdev@([0-9a-f-]{36})\.service$/.exec(unit)?.[1];
+}

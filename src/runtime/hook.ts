@@ -188,7 +188,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
   return report;
 }
 
-export function writeReport(paths: HostPaths, report: HookReport): void {
+function writeReport(paths: HostPaths, report: HookReport): void {
   try {
     writeFileAtomic(paths.lastHook, `${JSON.stringify(report, null, 2)}\n`, { durable: false });
   } catch {
