@@ -6,8 +6,6 @@
 
 import { readFileSync } from 'node:fs';
 import type { Io } from './context.js';
-import { runFastCallout } from './fast-callout.js';
-import { runFastHook } from './fast-hook.js';
 import { parseFastPath } from './fast-path.js';
 
 const io: Io = {
@@ -25,8 +23,9 @@ const io: Io = {
 
 async function main(argv: string[]): Promise<number> {
   const fast = parseFastPath(argv);
-  if (fast?.command === 'hook') return runFastHook(fast.globals, io);
-  if (fast?.command === 'callout') return runFastCallout(fast.globals, fast.args, io);
+  // Each fast path loads only its own modules (in the bundle: initialised on first use).
+  if (fast?.command === 'hook') return (await import('./fast-hook.js')).runFastHook(fast.globals, io);
+  if (fast?.command === 'callout') return (await import('./fast-callout.js')).runFastCallout(fast.globals, fast.args, io);
   // A closed pipe (`ap-persist status | head`) is not an error.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);

@@ -53,6 +53,8 @@ export interface KeptApqn {
 export function protectActiveMdevs(target: MaskPair, current: MaskPair, active: readonly Claim[]): { target: MaskPair; kept: KeptApqn[] } {
   let { apmask, aqmask } = target;
   const kept: KeptApqn[] = [];
+  // Masks that give the host no adapter and no domain it lacks give it no APQN it lacks.
+  if (apmask.minus(current.apmask).isEmpty() && aqmask.minus(current.aqmask).isEmpty()) return { target, kept };
   for (const mdev of active) {
     for (const adapter of mdev.adapters.ids()) {
       for (const domain of mdev.domains.ids()) {
