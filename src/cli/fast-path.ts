@@ -10,6 +10,14 @@ export interface FastCommand {
   args: string[];
 }
 
+/** `hook`'s only option, as its unit passes it: `--event INSTANCE`; undefined when the args are anything else. */
+export function parseHookArgs(args: readonly string[]): { event?: string } | undefined {
+  if (args.length === 0) return {};
+  if (args.length === 2 && args[0] === '--event') return { event: args[1]! };
+  if (args.length === 1 && args[0]!.startsWith('--event=')) return { event: args[0]!.slice(8) };
+  return undefined;
+}
+
 export function parseFastPath(argv: readonly string[]): FastCommand | undefined {
   const globals: GlobalOptions = {};
   let i = 0;
@@ -26,7 +34,7 @@ export function parseFastPath(argv: readonly string[]): FastCommand | undefined 
   }
   const command = argv[i];
   const args = argv.slice(i + 1);
-  if (command === 'hook' && args.length === 0) return { command, globals, args };
+  if (command === 'hook' && parseHookArgs(args)) return { command, globals, args };
   if (command === 'callout' && !args.includes('--help') && !args.includes('-h')) return { command, globals, args };
   return undefined;
 }

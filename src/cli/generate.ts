@@ -7,7 +7,7 @@ import type { Wrap } from './program.js';
 export function registerGenerate(program: Command, wrap: Wrap): void {
   program
     .command('generate')
-    .description('write 41-ap.rules (chzdev format) and the systemd wants links from the store, then reload udev and systemd')
+    .description('write 41-ap.rules (chzdev format) and the systemd links from the store, then reload udev and systemd')
     .option('--dry-run', 'print what would be written and removed')
     .option('--diff', 'print a unified diff against the files there (changes nothing)')
     .option('--force', 'generate despite conflicts in the store, and replace files ap-persist did not write (chzdev)')
@@ -16,7 +16,8 @@ export function registerGenerate(program: Command, wrap: Wrap): void {
   program
     .command('install')
     .description('install the udev rule, systemd units and mdevctl callout, then generate and reload: the post-install step')
-    .option('--bin <path>', 'the ap-persist the rules and units run (default: this one, symlinks resolved)')
+    .option('--bin <path>', 'the ap-persist script the rules, units and callout run (default: this one, symlinks resolved)')
+    .option('--node <path>', 'the node binary they run it with (default: the one running now, symlinks resolved)')
     .option('--no-reload', 'do not run udevadm control --reload and systemctl daemon-reload')
     .action(wrap(async (ctx, opts) => (await import('../commands/install.js')).install(ctx, opts)));
 }

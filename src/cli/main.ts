@@ -21,10 +21,14 @@ const io: Io = {
   },
 };
 
+// udev and mdevctl start us with no PATH at all: host commands (modprobe,
+// systemctl, mdevctl) are then looked up where the distributions put them.
+if (!process.env['PATH']) process.env['PATH'] = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 async function main(argv: string[]): Promise<number> {
   const fast = parseFastPath(argv);
   // Each fast path loads only its own modules (in the bundle: initialised on first use).
-  if (fast?.command === 'hook') return (await import('./fast-hook.js')).runFastHook(fast.globals, io);
+  if (fast?.command === 'hook') return (await import('./fast-hook.js')).runFastHook(fast.globals, fast.args, io);
   if (fast?.command === 'callout') return (await import('./fast-callout.js')).runFastCallout(fast.globals, fast.args, io);
   // A closed pipe (`ap-persist status | head`) is not an error.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {

@@ -5,15 +5,17 @@
 import { accessSync, chmodSync, constants, statSync } from 'node:fs';
 import type { Context } from '../cli/context.js';
 import { RuntimeError } from '../errors.js';
-import { defaultBin, packageAssets } from '../generate/assets.js';
+import { defaultBin, defaultNode, packageAssets } from '../generate/assets.js';
 import type { FileEntry, RootPath } from '../generate/host-files.js';
 import { reloadCommands, reloadLines } from '../generate/reload.js';
 import { generateJson, stepLines } from '../generate/report.js';
-import { checkBin, staticEntries } from '../generate/static-files.js';
+import { checkBin, checkNode, staticEntries, SYSTEMCTL_CANDIDATES, type InstalledPrograms } from '../generate/static-files.js';
 import { fileConflictError, generateFiles, missingUnitsWarning, observe, planGenerate, putEntry, reload, reportStoreRefusal } from './generate.js';
 
 export interface InstallOptions {
   bin?: string;
+  /** The node binary the installed files run; default: the one running us. */
+  node?: string;
   /** commander's --no-reload sets this false. */
   reload?: boolean;
 }
@@ -42,23 +44,38 @@ function installStatic(ctx: Context, entries: readonly FileEntry[]): { written: 
   return { written, unchanged };
 }
 
-function warnIfNotExecutable(ctx: Context, bin: string): void {
-  const onTarget = ctx.paths.at(bin);
+function executable(path: string): boolean {
   try {
-    accessSync(onTarget, constants.X_OK);
+    accessSync(path, constants.X_OK);
+    return true;
   } catch {
-    ctx.warn(`warning: ${onTarget} is not an executable file; the rules and units run it (give the right one with --bin)`);
+    return false;
   }
 }
 
+function warnIfNotExecutable(ctx: Context, path: string, option: '--bin' | '--node'): void {
+  const onTarget = ctx.paths.at(path);
+  if (!executable(onTarget)) ctx.warn(`warning: ${onTarget} is not an executable file; the rules, units and callout run it (give the right one with ${option})`);
+}
+
+/** systemctl as the target system has it; the usual place when the root has none yet (a staged install). */
+function findSystemctl(ctx: Context): string {
+  return SYSTEMCTL_CANDIDATES.find((p) => executable(ctx.paths.at(p))) ?? SYSTEMCTL_CANDIDATES[0]!;
+}
+
 export async function install(ctx: Context, opts: InstallOptions): Promise<number> {
-  const bin = checkBin(opts.bin ?? defaultBin());
+  const programs: InstalledPrograms = {
+    bin: checkBin(opts.bin ?? defaultBin()),
+    node: checkNode(opts.node ?? defaultNode()),
+    systemctl: findSystemctl(ctx),
+  };
   // Reads and validates the store and the record of generated files before
   // anything is written: bad input (exit 2) changes no file. The plan itself
   // is made again below, once the static units it links to are in place.
   planGenerate(ctx);
-  const statics = installStatic(ctx, staticEntries(packageAssets(), bin, ctx.paths));
-  warnIfNotExecutable(ctx, bin);
+  const statics = installStatic(ctx, staticEntries(packageAssets(), programs, ctx.paths));
+  warnIfNotExecutable(ctx, programs.bin, '--bin');
+  warnIfNotExecutable(ctx, programs.node, '--node');
 
   const g = generateFiles(ctx, { dryRun: false, force: false });
   const generated = g.status === 'done' ? g.changed : [];
@@ -78,7 +95,9 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
     ctx.printJson({
       installed: statics.written.map((p) => ctx.paths.at(p)),
       unchanged: statics.unchanged.map((p) => ctx.paths.at(p)),
-      bin,
+      bin: programs.bin,
+      node: programs.node,
+      systemctl: programs.systemctl,
       generate: generateJson(ctx.paths, g.plan),
       reload: reloads,
     });

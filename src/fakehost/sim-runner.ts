@@ -7,8 +7,8 @@ import type { SimKernel } from '../sysfs/sim-kernel.js';
 import { commandLine, type CommandRunner } from '../runtime/commands.js';
 import { mdevUnitUuid } from '../generate/unit-names.js';
 
-/** Runs `ap-persist mdev start|stop UUID` as the unit would; returns its exit code. */
-export type UnitAction = (verb: 'start' | 'stop', uuid: string) => Promise<number>;
+/** Runs `ap-persist mdev start|stop UUID` as the unit would; returns its exit code, or undefined while it still runs. */
+export type UnitAction = (verb: 'start' | 'stop', uuid: string) => Promise<number | undefined>;
 
 
 export interface SimulatedRunner extends CommandRunner {
@@ -16,9 +16,9 @@ export interface SimulatedRunner extends CommandRunner {
   readonly units: Map<string, number>;
 }
 
-export function simulatedRunner(kernel: SimKernel, unit: UnitAction): SimulatedRunner {
+/** `units` is systemd's memory of the units' results, shared by the commands of one simulated boot. */
+export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new Map<string, number>()): SimulatedRunner {
   const log: string[] = [];
-  const units = new Map<string, number>();
   const ok = { exitCode: 0, stdout: '', stderr: '', timedOut: false, ran: true };
   return {
     log,
@@ -29,13 +29,26 @@ export function simulatedRunner(kernel: SimKernel, unit: UnitAction): SimulatedR
         kernel.loadVfioAp();
         return ok;
       }
+      if (file === 'systemctl' && args[0] === 'show') {
+        // Each unit as systemd shows it: its last run active or failed, never run inactive.
+        const blocks = args.filter((a) => !a.startsWith('-') && a !== 'show').map((name) => {
+          const uuid = mdevUnitUuid(name);
+          const code = uuid ? units.get(uuid) : undefined;
+          const state = code === undefined ? 'inactive' : code === 0 ? 'active' : 'failed';
+          return `Id=${name}\nActiveState=${state}\nResult=${code ? 'exit-code' : 'success'}\n`;
+        });
+        return { ...ok, stdout: blocks.join('\n') };
+      }
       if (file === 'systemctl') {
         const verb = args.find((a) => a === 'start' || a === 'stop');
         if (verb) {
           // --no-block: systemctl returns once the jobs are queued; the units' results show later.
           for (const name of args) {
             const uuid = mdevUnitUuid(name);
-            if (uuid) units.set(uuid, await unit(verb, uuid));
+            if (!uuid) continue;
+            const code = await unit(verb, uuid);
+            if (code === undefined) units.delete(uuid);
+            else units.set(uuid, code);
           }
         }
         return ok;

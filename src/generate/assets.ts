@@ -33,6 +33,11 @@ export function defaultBin(): string {
   return existsSync(bin) ? realpathSync(bin) : bin;
 }
 
+/** The node running us, links resolved: the rules, units and callout run it by this path. */
+export function defaultNode(): string {
+  return realpathSync(process.execPath);
+}
+
 function compile<T>(name: string): (model: T) => string {
   const text = readFileSync(join(packageRoot(), 'templates', name), 'utf8');
   // Rules and units are not HTML: nothing may be escaped. Strict: a missing field is a bug.

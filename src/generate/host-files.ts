@@ -1,5 +1,5 @@
 // What `generate` wants on disk for a store: the chzdev-format mask rules and
-// the systemd wants links that `systemctl enable` would make. Pure: the
+// the systemd links that `systemctl enable` would make. Pure: the
 // caller compares this with the disk (reconcile.ts) and does the I/O.
 
 import { renderMdevctlJson } from '../store/mdevctl-defs.js';
@@ -45,7 +45,8 @@ export function desiredHostFiles(input: HostFilesInput): HostEntry[] {
   const installed = (unit: string): string => `/${rootPath(paths, paths.staticUnitsDir)}/${unit}`;
   const autos = store.mdevs.filter((m) => m.start === 'auto');
   for (const m of autos) {
-    entries.push({ kind: 'symlink', path: `${units}/${MDEVS_TARGET}.wants/${mdevUnit(m.uuid)}`, target: installed(MDEV_TEMPLATE) });
+    // Required, not wanted: the target is active only while every one of its mdevs is.
+    entries.push({ kind: 'symlink', path: `${units}/${MDEVS_TARGET}.requires/${mdevUnit(m.uuid)}`, target: installed(MDEV_TEMPLATE) });
   }
   // Every mdev also as an mdevctl definition, so mdevctl and libvirt list it; start
   // manual, so mdevctl's own autostart never races our units.
@@ -68,5 +69,7 @@ export function linkedUnits(entries: readonly HostEntry[]): RootPath[] {
 
 /** Directories generate alone fills, removed when it empties them. */
 export function ownedDirs(paths: HostPaths): RootPath[] {
-  return [`${rootPath(paths, paths.generatedUnitsDir)}/${MDEVS_TARGET}.wants`];
+  const units = rootPath(paths, paths.generatedUnitsDir);
+  // .wants: where versions before 0.2 linked the mdevs, emptied on upgrade.
+  return [`${units}/${MDEVS_TARGET}.requires`, `${units}/${MDEVS_TARGET}.wants`];
 }

@@ -16,33 +16,67 @@ export interface PackageAssets {
   rules: PackageFile[];
   /** units/*: to usr/lib/systemd/system/ */
   units: PackageFile[];
-  renderCallout: (model: { bin: string }) => string;
+  renderCallout: (model: CalloutModel) => string;
+}
+
+export interface CalloutModel {
+  node: string;
+  nodeFlags: string;
+  bin: string;
+}
+
+/** The programs the installed files run, by absolute path: udev and mdevctl give no PATH. */
+export interface InstalledPrograms {
+  /** The node binary. */
+  node: string;
+  /** ap-persist's bundled script. */
+  bin: string;
+  /** systemctl, which the udev rule runs to hand events to systemd. */
+  systemctl: string;
 }
 
 /** The name mdevctl lists the callout under. */
 export const CALLOUT_NAME = 'ap-persist';
-export const BIN_TOKEN = '@BIN@';
+const TOKENS: Record<string, keyof InstalledPrograms> = { '@NODE@': 'node', '@BIN@': 'bin', '@SYSTEMCTL@': 'systemctl' };
+
+/**
+ * node's flags for the callout: mdevctl runs callouts from udev, inside
+ * udevd's MemoryDenyWriteExecute=yes sandbox, where V8's JIT aborts at start.
+ * Interpreted, the callout needs no writable and executable memory.
+ */
+export const CALLOUT_NODE_FLAGS = '--jitless --no-expose-wasm';
+
+/** Where systemctl is on current distributions (usr-merged everywhere; Debian 12 keeps /bin as a link). */
+export const SYSTEMCTL_CANDIDATES = ['/usr/bin/systemctl', '/bin/systemctl'];
 
 // systemd expands `%` and `$` in ExecStart=, udev expands them in RUN, and
 // both split at blanks: a path with none of these needs no quoting anywhere.
 const SAFE_BIN = /^\/[A-Za-z0-9._+/-]+$/;
 
-/** The absolute path the rules and units run; refuses what they could not quote. */
-export function checkBin(bin: string): string {
-  if (!SAFE_BIN.test(bin)) {
-    throw new InputError(`cannot use '${bin}' as the path of ap-persist in udev rules and systemd units`, {
-      where: '--bin',
-      hint: "give an absolute path of letters, digits and . _ + - / only, e.g. --bin /usr/bin/ap-persist",
+/** An absolute path the rules and units run; refuses what they could not quote. */
+export function checkProgramPath(path: string, option: '--bin' | '--node', example: string): string {
+  if (!SAFE_BIN.test(path)) {
+    throw new InputError(`cannot use '${path}' as the path of ${option === '--bin' ? 'ap-persist' : 'node'} in udev rules, systemd units and the mdevctl callout`, {
+      where: option,
+      hint: `give an absolute path of letters, digits and . _ + - / only, e.g. ${option} ${example}`,
     });
   }
-  return bin;
+  return path;
 }
 
-export function staticEntries(assets: PackageAssets, bin: string, paths: HostPaths): FileEntry[] {
-  const fill = (text: string): string => text.split(BIN_TOKEN).join(bin);
+export function checkBin(bin: string): string {
+  return checkProgramPath(bin, '--bin', '/usr/bin/ap-persist');
+}
+
+export function checkNode(node: string): string {
+  return checkProgramPath(node, '--node', '/usr/bin/node');
+}
+
+export function staticEntries(assets: PackageAssets, programs: InstalledPrograms, paths: HostPaths): FileEntry[] {
+  const fill = (text: string): string => text.replace(/@(NODE|BIN|SYSTEMCTL)@/g, (token) => programs[TOKENS[token]!]);
   const place = (dir: string, files: PackageFile[]): FileEntry[] =>
     files.map((f) => ({ kind: 'file', path: `${rootPath(paths, dir)}/${basename(f.name)}`, content: fill(f.text), mode: 0o644 }));
-  const callout = assets.renderCallout({ bin });
+  const callout = assets.renderCallout({ node: programs.node, nodeFlags: CALLOUT_NODE_FLAGS, bin: programs.bin });
   return [
     ...place(paths.staticRulesDir, assets.rules),
     ...place(paths.staticUnitsDir, assets.units),

@@ -14,7 +14,7 @@ import { formatApqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import { loadStore } from '../store/store.js';
-import { mdevUnit } from '../generate/unit-names.js';
+import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
 import { vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
@@ -26,6 +26,18 @@ export interface HookDeps {
   sysfs: Sysfs;
   runner: CommandRunner;
   env: Record<string, string | undefined>;
+}
+
+/**
+ * The AP bus event a hook unit was queued for, from its instance name
+ * (42-ap-persist.rules): `change-<COMPLETECOUNT>`, `change` or `add`, as the
+ * udev properties the hook would have had if udev had run it.
+ */
+export function eventProperties(instance: string): Record<string, string> | undefined {
+  if (instance === 'add') return { ACTION: 'add', DEVPATH: '/bus/ap' };
+  const m = /^change(?:-([0-9]+))?$/.exec(instance);
+  if (!m) return undefined;
+  return { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', ...(m[1] ? { COMPLETECOUNT: m[1] } : {}) };
 }
 
 /** The events the hook acts on; anything else (a plain change) is ignored. */
@@ -164,7 +176,9 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       if (report.vfio_ap === 'failed') {
         for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: 'vfio_ap is not loaded' });
       } else {
-        const units = toStart.map(mdevUnit);
+        // The target requires every auto mdev: started only when all passed, so it is active exactly when all are up.
+        const allPass = report.mdevs.every((m) => m.outcome !== 'skipped');
+        const units = [...(allPass ? [MDEVS_TARGET] : []), ...toStart.map(mdevUnit)];
         const r = await deps.runner.run('systemctl', ['--no-block', 'start', ...units], { timeoutMs: 15_000 });
         report.commands.push({ command: `systemctl --no-block start ${units.join(' ')}`, ran: r.ran, exit_code: r.exitCode });
         for (const m of report.mdevs) {
@@ -184,7 +198,9 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
   } finally {
     lock?.release();
   }
-  if (!report.exit_code && report.errors.length) report.exit_code = 1;
+  // A refused auto mdev fails the hook's unit too, so `systemctl --failed` shows it.
+  const refused = report.mdevs.some((m) => m.outcome === 'skipped' || m.outcome === 'failed');
+  if (!report.exit_code && (report.errors.length || refused)) report.exit_code = 1;
   lap('total', t0);
   writeReport(deps.paths, report);
   return report;

@@ -1,33 +1,55 @@
 // The package's post-install step: rules, units and the mdevctl callout in
 // place with the tool's path filled in, then generate, then one reload.
 
-import { lutimesSync, statSync } from 'node:fs';
+import { chmodSync, lutimesSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { givenHost } from '../support/host.js';
 
 const CALLOUTS = ['etc/mdevctl.d/scripts.d/callouts/ap-persist', 'usr/lib/mdevctl/scripts.d/callouts/ap-persist'];
-const UNITS = ['ap-persist-mdev@.service', 'ap-persist-mdevs.target', 'ap-persist-wait.service'].map((u) => `usr/lib/systemd/system/${u}`);
+const UNITS = ['ap-persist-mdev@.service', 'ap-persist-hook@.service', 'ap-persist-mdevs.target', 'ap-persist-wait.service'].map((u) => `usr/lib/systemd/system/${u}`);
+const unit = (name: string): string => `usr/lib/systemd/system/${name}`;
 const RULE = 'usr/lib/udev/rules.d/42-ap-persist.rules';
 
 describe('ap-persist install', () => {
-  it('fills in --bin everywhere the rules, units and callouts run the tool', async () => {
+  it('fills in --bin and --node everywhere units and callouts run the tool; the rule only hands the event to systemctl', async () => {
     const host = givenHost(threeGuestsHost());
-    expect((await host.run('install', '--bin', '/opt/ap/bin/ap-persist')).code).toBe(0);
-    for (const rel of [RULE, ...UNITS, ...CALLOUTS]) expect(host.read(rel), rel).not.toContain('@BIN@');
-    expect(host.read(RULE)).toContain('RUN+="/opt/ap/bin/ap-persist hook"');
-    expect(host.read(UNITS[0]!)).toContain('ExecStart=/opt/ap/bin/ap-persist mdev start %i\nExecStop=/opt/ap/bin/ap-persist mdev stop %i\n');
+    expect((await host.run('install', '--bin', '/opt/ap/bin/ap-persist', '--node', '/opt/node/bin/node')).code).toBe(0);
+    for (const rel of [RULE, ...UNITS, ...CALLOUTS]) expect(host.read(rel), rel).not.toMatch(/@(BIN|NODE|SYSTEMCTL)@/);
+    // No node inside udevd's sandbox: the rule queues the hook's unit, by absolute path.
+    expect(host.read(RULE)).toContain('RUN+="/usr/bin/systemctl --no-block start ap-persist-hook@change-$env{COMPLETECOUNT}.service"');
+    expect(host.read(RULE)).toContain('RUN+="/usr/bin/systemctl --no-block start ap-persist-hook@add.service"');
+    // Every RUN of the rule is systemctl; node never runs inside udevd.
+    const runs = [...host.read(RULE).matchAll(/RUN\+="([^"]*)"/g)].map((m) => m[1]!.split(' ')[0]);
+    expect(runs).toEqual(['/usr/bin/systemctl', '/usr/bin/systemctl', '/usr/bin/systemctl']);
+    expect(host.read(unit('ap-persist-hook@.service'))).toContain('ExecStart=/opt/node/bin/node /opt/ap/bin/ap-persist hook --event %i\n');
+    expect(host.read(unit('ap-persist-mdev@.service'))).toContain(
+      'ExecStart=/opt/node/bin/node /opt/ap/bin/ap-persist mdev start %i\nExecStop=/opt/node/bin/node /opt/ap/bin/ap-persist mdev stop %i\n',
+    );
+    expect(host.read(unit('ap-persist-wait.service'))).toContain('ExecStart=/opt/node/bin/node /opt/ap/bin/ap-persist wait --timeout 90\n');
     for (const rel of CALLOUTS) {
-      expect(host.read(rel)).toMatch(/^#!\/bin\/sh\n[^]*\nexec \/opt\/ap\/bin\/ap-persist callout "\$@"\n$/);
+      const script = host.read(rel);
+      // Without the JIT (udevd's MemoryDenyWriteExecute), and "not my type" (2) once the tool is gone.
+      expect(script).toMatch(/^#!\/bin\/sh\n/);
+      expect(script).toContain('[ -x /opt/node/bin/node ] && [ -r /opt/ap/bin/ap-persist ] || exit 2\n');
+      expect(script).toMatch(/\nexec \/opt\/node\/bin\/node --jitless --no-expose-wasm \/opt\/ap\/bin\/ap-persist callout "\$@"\n$/);
       expect(statSync(join(host.root, rel)).mode & 0o777, rel).toBe(0o755);
     }
   });
 
-  it('without --bin, runs this very package: its bin, dist/bin/ap-persist.cjs', async () => {
+  it('without --bin and --node, runs this very package with the node running it', async () => {
     const host = givenHost(threeGuestsHost());
     await host.run('install');
-    expect(host.read(RULE)).toMatch(/RUN\+="\/\S+\/dist\/bin\/ap-persist\.cjs hook"/);
+    const node = realpathSync(process.execPath);
+    expect(host.read(unit('ap-persist-hook@.service'))).toMatch(new RegExp(`ExecStart=${node} /\\S+/dist/bin/ap-persist\\.cjs hook --event %i`));
+  });
+
+  it('takes systemctl from where the target system has it', async () => {
+    const host = givenHost({ ...threeGuestsHost(), files: { 'bin/systemctl': '#!/bin/sh\n' } });
+    chmodSync(join(host.root, 'bin/systemctl'), 0o755);
+    await host.run('install', '--bin', '/usr/bin/ap-persist');
+    expect(host.read(RULE)).toContain('RUN+="/bin/systemctl --no-block start ap-persist-hook@add.service"');
   });
 
   it('warns when the tool is not executable on the target system', async () => {
@@ -49,24 +71,26 @@ describe('ap-persist install', () => {
     for (const rel of [RULE, ...UNITS, ...CALLOUTS]) expect(statSync(join(host.root, rel)).mtime, rel).toEqual(past);
   });
 
-  it('a new --bin rewrites every file that runs the tool, and reloads udev and systemd once', async () => {
+  it('a new --bin rewrites every file that runs the tool (three units, two callouts), and reloads systemd once', async () => {
     const host = givenHost(threeGuestsHost());
     await host.run('install', '--bin', '/usr/bin/ap-persist');
     const r = await host.json('install', '--bin', '/usr/local/bin/ap-persist');
-    const target = join(host.root, 'usr/lib/systemd/system/ap-persist-mdevs.target');
-    expect(r.doc.installed).toHaveLength(5);
-    expect(r.doc.installed).not.toContain(target);
-    expect(r.doc.reload.map((x: { command: string }) => x.command)).toEqual(['udevadm control --reload', 'systemctl daemon-reload']);
+    expect([...r.doc.installed].sort()).toEqual(
+      [...CALLOUTS, unit('ap-persist-hook@.service'), unit('ap-persist-mdev@.service'), unit('ap-persist-wait.service')].map((p) => join(host.root, p)).sort(),
+    );
+    expect(r.doc.reload.map((x: { command: string }) => x.command)).toEqual(['systemctl daemon-reload']);
   });
 
-  it('refuses a --bin that rules and units could not run as written (exit 2, nothing written)', async () => {
-    for (const bad of ['ap-persist', '/opt/my tools/ap-persist', '/opt/%i/ap-persist', '/opt/$HOME/x']) {
-      const host = givenHost(threeGuestsHost());
-      const before = host.snapshot();
-      const r = await host.run('install', '--bin', bad);
-      expect(r.code, bad).toBe(2);
-      expect(r.stderr).toContain('--bin: cannot use');
-      expect(host.snapshot()).toEqual(before);
+  it('refuses a --bin or --node that units and callouts could not run as written (exit 2, nothing written)', async () => {
+    for (const option of ['--bin', '--node']) {
+      for (const bad of ['ap-persist', '/opt/my tools/ap-persist', '/opt/%i/ap-persist', '/opt/$HOME/x', '/opt/x\ny']) {
+        const host = givenHost(threeGuestsHost());
+        const before = host.snapshot();
+        const r = await host.run('install', option, bad);
+        expect(r.code, `${option} ${bad}`).toBe(2);
+        expect(r.stderr).toContain(`${option}: cannot use`);
+        expect(host.snapshot()).toEqual(before);
+      }
     }
   });
 

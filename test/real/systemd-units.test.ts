@@ -12,17 +12,17 @@ import { givenHost, snapshotTree, type TestHost } from '../support/host.js';
 import { itWith, requireTools } from '../support/real-tools.js';
 
 const GUESTS = [GUEST1, GUEST2, GUEST3];
-const UNITS = ['ap-persist-wait.service', 'ap-persist-mdevs.target', ...GUESTS.map(mdevUnit)];
+const UNITS = ['ap-persist-wait.service', 'ap-persist-mdevs.target', 'ap-persist-hook@change-1.service', 'ap-persist-hook@add.service', ...GUESTS.map(mdevUnit)];
 
 /** The three-guest host installed with a real executable as the tool: verify checks ExecStart= exists. */
-async function installedHost(bin?: string): Promise<TestHost> {
+async function installedHost(bin?: string, node?: string): Promise<TestHost> {
   const host = givenHost(threeGuestsHost());
   const tool = bin ?? join(host.root, 'usr/bin/ap-persist');
   if (!bin) {
     mkdirSync(dirname(tool), { recursive: true });
     writeFileSync(tool, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
   }
-  const r = await host.run('install', '--bin', tool);
+  const r = await host.run('install', '--bin', tool, ...(node ? ['--node', node] : []));
   expect(r.code, r.stderr).toBe(0);
   return host;
 }
@@ -55,11 +55,11 @@ describe('the units, as systemd sees them', () => {
     expect(r.status, r.stderr).toBe(0);
   });
 
-  itWith(analyze, 'the check has teeth: a tool that does not exist fails verify', async () => {
-    const host = await installedHost('/nonexistent/ap-persist');
-    const r = verify(host, ['ap-persist-wait.service']);
+  itWith(analyze, 'the check has teeth: a node that does not exist fails verify', async () => {
+    const host = await installedHost(undefined, '/nonexistent/node');
+    const r = verify(host, ['ap-persist-wait.service', 'ap-persist-hook@add.service']);
     expect(r.status).not.toBe(0);
-    expect(r.ours.join('\n')).toContain('/nonexistent/ap-persist');
+    expect(r.ours.join('\n')).toContain('/nonexistent/node');
   });
 
   itWith(ctl, 'systemctl sees the boot wait and each auto mdev as enabled, and the target as not part of boot', async () => {

@@ -110,17 +110,19 @@ describe('the rules under udevadm test', () => {
       const { log: _log, ...summary } = o;
       return summary;
     };
-    const applied = { writes: { apmask: APMASK, aqmask: AQMASK }, run: ['kmod load vfio_ap', `${BIN} hook`], apmask: APMASK, aqmask: AQMASK };
+    // udevd runs no node: each event queues one instance of the hook's unit with systemctl.
+    const hookUnit = (instance: string): string => `/usr/bin/systemctl --no-block start ap-persist-hook@${instance}.service`;
+    const applied = { writes: { apmask: APMASK, aqmask: AQMASK }, apmask: APMASK, aqmask: AQMASK };
     const untouched = { writes: {}, apmask: KERNEL_DEFAULT, aqmask: KERNEL_DEFAULT };
 
     // Boot: the bus bound every queue for the first time.
-    expect(event('first-complete')).toEqual(applied);
+    expect(event('first-complete')).toEqual({ ...applied, run: ['kmod load vfio_ap', hookUnit('change-1')] });
     // A card added later: the masks stay as they are (as chzdev's rule does), the hook checks again.
-    expect(event('later-complete')).toEqual({ ...untouched, run: [`${BIN} hook`] });
+    expect(event('later-complete')).toEqual({ ...untouched, run: [hookUnit('change-2')] });
     // Any other change of the bus runs nothing.
     expect(event('plain-change')).toEqual({ ...untouched, run: [] });
     // Coldplug: udevadm trigger replays the bus's add once the bindings completed.
-    expect(event('coldplug')).toEqual(applied);
+    expect(event('coldplug')).toEqual({ ...applied, run: ['kmod load vfio_ap', hookUnit('add')] });
     expect(event('coldplug-incomplete')).toEqual({ ...untouched, run: [] });
     // Kernels without bindings_complete_count: nothing here; `ap-persist wait` runs the hook at boot.
     expect(event('coldplug-old-kernel')).toEqual({ ...untouched, run: [] });

@@ -45,10 +45,15 @@ for (const flavour of ['5.4', 'current'] as const) {
         expect(second.mdevs.map((m: { outcome: string }) => m.outcome)).toEqual(['already-active', 'already-active', 'already-active']);
       });
 
-      it('an intruder auto mdev sharing 05.0004 is skipped and named in the report with the APQN', async () => {
+      it('an intruder auto mdev sharing 05.0004 is skipped, named in the report with the APQN, and fails the hook', async () => {
         const store = `${THREE_GUESTS_STORE}\n[mdev.${INTRUDER}]\nname = intruder\nadapters = 5\ndomains = 4\nstart = auto\n`;
         const host = givenSimulatedHost({ ...threeGuestsHost(), store }, flavour, { onDisk });
-        expect((await host.run(['hook'], BINDINGS_COMPLETE)).code).toBe(0);
+        // Exit 1: the hook's unit ends failed, so `systemctl --failed` shows the refusal.
+        expect((await host.run(['hook'], BINDINGS_COMPLETE)).code).toBe(1);
+        // The target requires the intruder too: only the three that passed are started, one by one.
+        expect(host.runner()!.log.find((l) => l.startsWith('systemctl'))).toBe(
+          `systemctl --no-block start ap-persist-mdev@${GUEST1}.service ap-persist-mdev@${GUEST2}.service ap-persist-mdev@${GUEST3}.service`,
+        );
         const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
         expect(report.mdevs.find((m: { uuid: string }) => m.uuid === INTRUDER)).toMatchObject({ outcome: 'skipped', apqns: ['05.0004'] });
         expect(host.kernel().exists(`devices/vfio_ap/matrix/${INTRUDER}`)).toBe(false);

@@ -27,7 +27,8 @@ describe('the hook on a fake root', () => {
     ]);
     expect(report.commands.map((c: { command: string }) => c.command)).toEqual([
       'modprobe vfio_ap',
-      `systemctl --no-block start ap-persist-mdev@${GUEST1}.service ap-persist-mdev@${GUEST2}.service ap-persist-mdev@${GUEST3}.service`,
+      // All three passed: the target too, so it is active once they are.
+      `systemctl --no-block start ap-persist-mdevs.target ap-persist-mdev@${GUEST1}.service ap-persist-mdev@${GUEST2}.service ap-persist-mdev@${GUEST3}.service`,
     ]);
     expect(report.commands.every((c: { ran: boolean }) => !c.ran)).toBe(true);
     expect(r.stdout).toContain('not run under --root');
@@ -76,6 +77,32 @@ start = auto
     expect(host.read('sys/bus/ap/apmask').trim()).toBe(free.apmask.toKernelHex());
     expect(host.read('sys/bus/ap/aqmask').trim()).toBe(IdSet.full().toKernelHex());
     expect(r.doc.mdevs.find((m: { uuid: string }) => m.uuid === GUEST1).outcome).toBe('already-active');
+  });
+
+  it('run by its unit, it takes the event from the instance name and logs to the journal with priorities', async () => {
+    const store = `${THREE_GUESTS_STORE}\n[mdev.${INTRUDER}]\nname = intruder\nadapters = 5\ndomains = 4\nstart = auto\n`;
+    // systemd's environment: no udev properties, stdout connected to the journal.
+    const host = givenHost({ ...threeGuestsHost(), store }, { env: { JOURNAL_STREAM: '8:1234' } });
+    const r = await host.run('hook', '--event', 'change-7');
+    expect(r.code).toBe(1);
+    const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
+    expect(report.event).toEqual({ action: 'change', devpath: '/devices/ap', bindings: 'complete', completecount: '7' });
+    const lines = r.stdout.split('\n');
+    // One line per mdev with its outcome; the refused one at error priority (3), with its reason.
+    expect(lines).toContain(`<6>  mdev ${GUEST1} (guest1): would-start`);
+    expect(lines.find((l) => l.includes(INTRUDER))).toMatch(new RegExp(`^<3>  mdev ${INTRUDER} \\(intruder\\): skipped - APQN 05\\.0004`));
+
+    const add = await host.json('hook', '--event', 'add');
+    expect(add.doc.event).toEqual({ action: 'add', devpath: '/bus/ap' });
+  });
+
+  it('refuses an event name its rule never gives (exit 2), changing nothing', async () => {
+    const host = givenHost(threeGuestsHost());
+    const before = host.snapshot();
+    const r = await host.run('hook', '--event', 'remove');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--event: unknown AP bus event 'remove'");
+    expect(host.snapshot()).toEqual(before);
   });
 
   it('a broken store changes nothing, exits 2 (bad input) and reports why', async () => {

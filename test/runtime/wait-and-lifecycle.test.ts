@@ -19,7 +19,7 @@ describe('ap-persist wait', () => {
     await host.run(['hook'], BINDINGS_COMPLETE);
     const r = await host.run(['wait', '--timeout', '5']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('ready: 3 auto mdev(s) up');
+    expect(r.stdout).toContain('ready: 3 of 3 auto mdev(s) up');
   });
 
   it('runs the hook itself when no BINDINGS=complete came (older kernels)', async () => {
@@ -37,13 +37,32 @@ describe('ap-persist wait', () => {
     expect(r.stderr).toMatch(/not ready: the hook failed \(.*range '5-3' is reversed/);
   }, 20_000);
 
-  it('gives up after the timeout (exit 1), naming the mdevs that did not come up', async () => {
+  it('ends as soon as a refused mdev\'s unit has failed (exit 1), naming it, with the other two up', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), 'current');
     host.kernel().failWrite(`devices/vfio_ap/matrix/${GUEST2}/assign_adapter`, 'EADDRNOTAVAIL');
     await host.run(['hook'], BINDINGS_COMPLETE);
+    // A bound far beyond the test's own timeout: only the failed unit can end it in time.
+    const r = await host.run(['wait', '--timeout', '600']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`mdev ${GUEST2} (guest2) is not up: ap-persist-mdev@${GUEST2}.service failed (exit-code)`);
+    expect(r.stderr).toContain('not ready: 2 of 3 auto mdev(s) up');
+  }, 20_000);
+
+  it('gives up after the timeout (exit 1), naming the mdevs whose units never finished', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), 'current', { runUnits: false });
+    await host.run(['hook'], BINDINGS_COMPLETE);
     const r = await host.run(['wait', '--timeout', '1']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`waiting for mdev(s) ${GUEST2}`);
+    for (const [uuid, name] of [[GUEST1, 'guest1'], [GUEST2, 'guest2']]) expect(r.stderr).toContain(`mdev ${uuid} (${name}) is not up: not up after 1 s`);
+  });
+
+  it('refuses a timeout that is not a number of seconds (exit 2)', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    for (const bad of ['abc', '-1', '0', '']) {
+      const r = await host.run(['wait', '--timeout', bad]);
+      expect(r.code, bad).toBe(2);
+      expect(r.stderr).toContain('--timeout:');
+    }
   });
 });
 

@@ -23,17 +23,27 @@ export interface SimHost {
 
 export const BINDINGS_COMPLETE = { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', COMPLETECOUNT: '1' };
 
-export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, options: { onDisk?: boolean } = {}): SimHost {
+export interface SimHostOptions {
+  onDisk?: boolean;
+  /** false: systemd queues the mdev units but never runs them (a hung start). */
+  runUnits?: boolean;
+}
+
+export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, options: SimHostOptions = {}): SimHost {
   const root = tempDir();
   buildFakeHost(root, spec);
   let kernel = SimKernel.fromDisk(root, flavour);
   let last: SimulatedRunner | undefined;
+  // systemd outlives each command: what the units did stays known.
+  const units = new Map<string, number>();
 
   const cli = async (args: string[], env: Record<string, string>, outer = true): Promise<RunResult> => {
     let stdout = '';
     let stderr = '';
     const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t), env };
-    const runner = simulatedRunner(kernel, async (verb, uuid) => (await cli(['mdev', verb, uuid], {}, false)).code);
+    const unit = async (verb: 'start' | 'stop', uuid: string): Promise<number | undefined> =>
+      options.runUnits === false ? undefined : (await cli(['mdev', verb, uuid], {}, false)).code;
+    const runner = simulatedRunner(kernel, unit, units);
     if (outer) last = runner;
     const code = await run(['--root', root, '--exec', ...args], io, { sysfs: kernel, runner });
     return { code, stdout, stderr };
