@@ -176,7 +176,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       if (report.vfio_ap === 'failed') {
         for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: 'vfio_ap is not loaded' });
       } else {
-        // The target requires every auto mdev: started only when all passed, so it is active exactly when all are up.
+        // The target requires every auto mdev, so it would start the refused ones too: only when all passed.
         const allPass = report.mdevs.every((m) => m.outcome !== 'skipped');
         const units = [...(allPass ? [MDEVS_TARGET] : []), ...toStart.map(mdevUnit)];
         const r = await deps.runner.run('systemctl', ['--no-block', 'start', ...units], { timeoutMs: 15_000 });
