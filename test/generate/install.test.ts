@@ -1,8 +1,9 @@
 // The package's post-install step: rules, units and the mdevctl callout in
 // place with the tool's path filled in, then generate, then one reload.
 
-import { chmodSync, lutimesSync, realpathSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, lutimesSync, mkdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { givenHost } from '../support/host.js';
@@ -36,6 +37,22 @@ describe('ap-persist install', () => {
       expect(script).toMatch(/\nexec \/opt\/node\/bin\/node --jitless --no-expose-wasm \/opt\/ap\/bin\/ap-persist callout "\$@"\n$/);
       expect(statSync(join(host.root, rel)).mode & 0o777, rel).toBe(0o755);
     }
+  });
+
+  it('the installed callout answers 2 ("not my type") once the tool is gone, so no mdev type is blocked', async () => {
+    const host = givenHost(threeGuestsHost());
+    const bin = join(host.root, 'opt/ap/ap-persist.cjs');
+    mkdirSync(dirname(bin), { recursive: true });
+    writeFileSync(bin, "process.stdout.write('ran:' + process.execArgv.join(' ')); process.exit(0);\n");
+    expect((await host.run('install', '--bin', bin, '--node', realpathSync(process.execPath))).code).toBe(0);
+    const callout = join(host.root, CALLOUTS[1]!);
+    const args = ['-t', 'mtty-2', '-e', 'pre', '-a', 'define', '-s', 'none', '-u', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', '-p', 'mtty'];
+    // With the tool there, node runs it without its JIT, under no PATH at all.
+    const present = spawnSync(callout, args, { env: {}, encoding: 'utf8' });
+    expect({ status: present.status, stdout: present.stdout }).toEqual({ status: 0, stdout: 'ran:--jitless --no-expose-wasm' });
+    rmSync(bin);
+    const gone = spawnSync(callout, args, { env: {}, encoding: 'utf8' });
+    expect({ status: gone.status, stdout: gone.stdout, stderr: gone.stderr }).toEqual({ status: 2, stdout: '', stderr: '' });
   });
 
   it('without --bin and --node, runs this very package with the node running it', async () => {

@@ -8,6 +8,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { buildFakeHost } from '../../src/fakehost/builder.js';
+import { packageAssets } from '../../src/generate/assets.js';
+import { CALLOUT_NODE_FLAGS } from '../../src/generate/static-files.js';
 import { buildCli, exampleHost, GUEST1, GUEST2, GUEST3 } from '../callout/support.js';
 import { tempDir } from '../support/host.js';
 import { itWithTools, missingTools, runInNamespace } from '../support/namespace.js';
@@ -56,6 +58,8 @@ describe('real mdevctl with the ap-persist callout', () => {
         garbage: jsonFile('manual', attrs(['zz'], ['5'])),
       };
       for (const [name, text] of Object.entries(files)) writeFileSync(join(json, `${name}.json`), text);
+      // The callout exactly as install writes it: node by absolute path, without its JIT.
+      writeFileSync(join(json, 'callout'), packageAssets().renderCallout({ node: process.execPath, nodeFlags: CALLOUT_NODE_FLAGS, bin: cli.build!.main }));
       const define = (uuid: string, name: string): string => `mdevctl define -u ${uuid} -p matrix --jsonfile ${json}/${name}.json`;
 
       const body = `
@@ -71,7 +75,7 @@ ln -s ../mdev_supported_types/vfio_ap-passthrough /sys/devices/vfio_ap/matrix/${
 
 fresh_dir /etc/mdevctl.d
 mkdir -p /etc/mdevctl.d/scripts.d/callouts /etc/mdevctl.d/scripts.d/notifiers
-printf '#!/bin/sh\\nexec %s %s callout "$@"\\n' '${process.execPath}' '${cli.build!.main}' >/etc/mdevctl.d/scripts.d/callouts/ap-persist
+cp ${json}/callout /etc/mdevctl.d/scripts.d/callouts/ap-persist
 chmod 755 /etc/mdevctl.d/scripts.d/callouts/ap-persist
 fresh_dir /etc/ap-persist
 cp ${fake}/etc/ap-persist/ap-persist.conf /etc/ap-persist/
