@@ -3,6 +3,10 @@
 // kernel's errno, so boot sequences, mask changes and mdev starts can be
 // tested (with faults injected) on any machine. Two flavours: '5.4', as
 // Documentation/s390/vfio-ap.rst describes it, and 'current' kernels.
+//
+// The tree has the shape of a real sysfs (directories, attributes, relative
+// links, the mdev core's files), so that the same model can also be mounted
+// as a filesystem (test/support/sim-sysfs) for real tools such as mdevctl.
 
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -27,6 +31,12 @@ import { SysfsError, type Sysfs } from './sysfs.js';
 
 export type KernelFlavour = '5.4' | 'current';
 
+/** The modules this kernel can load. */
+export type ModuleName = 'vfio_ap' | 'mtty';
+
+/** The kernel's sample mdev driver (samples/vfio-mdev/mtty.c) has these two types. */
+export type MttyType = 'mtty-1' | 'mtty-2';
+
 export interface SimKernelOptions {
   kernel: KernelFlavour;
   cards: { adapter: number; hwtype: number }[];
@@ -39,6 +49,52 @@ export interface SimKernelOptions {
   aqmask?: IdSet;
   /** vfio_ap already loaded. */
   vfioAp?: boolean;
+  /** The sample driver mtty loaded: a second mdev parent of another type, for tests that mix mdev types. */
+  mtty?: boolean;
+}
+
+/** A node as a filesystem face shows it (lstat: a link is described, not followed). */
+export type SysfsNodeInfo =
+  | { kind: 'dir' }
+  | { kind: 'attr'; readable: boolean; writable: boolean }
+  /** `target` is relative to the link's directory, as sysfs makes its links. */
+  | { kind: 'link'; target: string };
+
+/** An mdev as the model holds it. */
+export type SimMdevState =
+  | {
+      uuid: string;
+      parent: typeof VFIO_AP_PARENT;
+      type: typeof PASSTHROUGH_TYPE;
+      adapters: number[];
+      domains: number[];
+      controlDomains: number[];
+      /** A guest holds the device. */
+      running: boolean;
+    }
+  | { uuid: string; parent: typeof MTTY_PARENT; type: MttyType };
+
+/** Everything the model knows, in plain JSON: for asserts from outside the process. */
+export interface SimKernelState {
+  kernel: KernelFlavour;
+  modules: ModuleName[];
+  /** As the mask files read, without the newline. */
+  apmask: string;
+  aqmask: string;
+  cards: { adapter: number; hwtype: number }[];
+  queues: { apqn: string; driver: string | null }[];
+  mdevs: SimMdevState[];
+  writes: { path: string; data: string }[];
+}
+
+/** An event outside sysfs (a module load, a card) that the kernel refused, with its errno. */
+export class KernelEventError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(`${message}: ${code}`);
+  }
 }
 
 export const HOST_DRIVER = 'cex4queue';
@@ -56,19 +112,41 @@ const MIN_VFIO_HWTYPE = 10;
 const CURRENT_SHARING_ERRNO = 'EBUSY';
 
 const BUS_ATTRS = ['ap_max_adapter_id', 'ap_max_domain_id', 'apmask', 'aqmask'];
-const MDEV_ATTRS = [
+/** vfio_ap_ops.c's attributes of an mdev; the mdev core adds `remove` and `mdev_type`. */
+const VFIO_AP_MDEV_ATTRS = [
   'assign_adapter',
   'assign_control_domain',
   'assign_domain',
   'control_domains',
   'matrix',
-  'remove',
   'unassign_adapter',
   'unassign_control_domain',
   'unassign_domain',
 ];
-const SUPPORTED_TYPES = `${MATRIX}/mdev_supported_types`;
-const PASSTHROUGH = `${SUPPORTED_TYPES}/vfio_ap-passthrough`;
+
+// vfio_ap_drv.c: root device `vfio_ap`, its child `matrix` is the mdev parent.
+// mdev_sysfs.c names a type `<parent's driver>-<type>`: vfio_ap-passthrough.
+const VFIO_AP_PARENT = 'matrix';
+const PASSTHROUGH_TYPE = 'vfio_ap-passthrough';
+/** vfio_ap allows MAX_ZDEV_ENTRIES_EXT (256 x 256) mdevs. */
+const VFIO_AP_INSTANCES = 256 * 256;
+
+// mtty.c: a class device `mtty` with no parent (so under devices/virtual), no
+// driver (so its types take the class name: mtty-1, mtty-2), and MAX_MTTYS
+// ports shared by all its mdevs, each taking its type's number of ports.
+const MTTY_PARENT = 'mtty';
+const MTTY_DEVICE = 'devices/virtual/mtty/mtty';
+const MTTY_PORTS = 24;
+const MTTY_TYPES: Record<MttyType, { ports: number; name: string }> = {
+  'mtty-1': { ports: 1, name: 'Single port serial' },
+  'mtty-2': { ports: 2, name: 'Dual port serial' },
+};
+
+/** kobject_action_type: what a write to `uevent` may ask for (kobject_synth_uevent). */
+const UEVENT_WRITE = /^(add|remove|change|move|online|offline|bind|unbind)(?: [^\n]*)?\n?$/;
+
+/** Links a path walk follows before it gives up (the VFS's ELOOP limit). */
+const MAX_LINK_HOPS = 40;
 
 interface SimMdev {
   adapters: IdSet;
@@ -80,7 +158,9 @@ type Axis = 'adapter' | 'domain' | 'control';
 
 type Node =
   | { kind: 'dir'; entries: () => string[] }
-  | { kind: 'attr'; show?: () => string; store?: (data: string) => void };
+  | { kind: 'attr'; show?: () => string; store?: (data: string) => void }
+  /** `to` is the path the link leads to, from the root of the tree. */
+  | { kind: 'link'; to: string };
 
 /** A store refused; write() turns it into a SysfsError carrying the path. */
 class Refusal {
@@ -96,9 +176,38 @@ interface Fault {
   times: number;
 }
 
+/**
+ * A device registered with the mdev core (mdev_core.c mdev_register_parent):
+ * the core makes its mdev_supported_types, the class/mdev_bus link, and each
+ * mdev's `remove` and `mdev_type`; the parent's driver does the rest.
+ */
+interface MdevParent {
+  /** The parent device's name: class/mdev_bus/<name>, mdevctl's "parent". */
+  readonly name: string;
+  /** The parent device's directory. */
+  readonly path: string;
+  readonly deviceApi: string;
+  /** The parent device's own files beside mdev_supported_types and its mdevs (uevent, subsystem, driver). */
+  deviceFiles(): Record<string, Node>;
+  registered(): boolean;
+  types(): string[];
+  typeName(type: string): string;
+  available(type: string): number;
+  /** The type of one of this parent's mdevs; undefined when the mdev is not this parent's. */
+  typeOf(uuid: string): string | undefined;
+  children(): string[];
+  /** The driver's part of create, after the core's checks. */
+  create(uuid: string, type: string): void;
+  /** The driver's part of remove. */
+  remove(uuid: string): void;
+  /** The driver's own attributes of an mdev. */
+  attrs(uuid: string): string[];
+  attr(uuid: string, name: string): Node | undefined;
+}
+
 export class SimKernel implements Sysfs {
   readonly kernel: KernelFlavour;
-  /** Every write the kernel accepted, in order (failed writes are not logged). */
+  /** Every write the kernel accepted, in order, by the path links resolve to (failed writes are not logged). */
   readonly writes: { path: string; data: string }[] = [];
 
   private apmask: IdSet;
@@ -107,12 +216,17 @@ export class SimKernel implements Sysfs {
   private readonly maxDomainId: number;
   /** adapter -> hwtype */
   private readonly cards = new Map<number, number>();
+  /** Usage domains a card added later brings (the AP configuration's domains). */
+  private readonly usageDomains: IdSet;
   /** The queue devices the AP bus found. */
   private readonly queues = new ApqnSet();
-  private loaded: boolean;
+  private readonly modules = new Set<ModuleName>();
+  private readonly loadFaults = new Map<ModuleName, { errno: string; times: number }>();
   private readonly mdevs = new Map<string, SimMdev>();
+  private readonly mttyMdevs = new Map<string, MttyType>();
   private readonly running = new Set<string>();
   private readonly faults: Fault[] = [];
+  private readonly parents: readonly MdevParent[];
 
   constructor(options: SimKernelOptions) {
     this.kernel = options.kernel;
@@ -120,17 +234,23 @@ export class SimKernel implements Sysfs {
     this.aqmask = options.aqmask?.clone() ?? IdSet.full();
     this.maxAdapterId = options.maxAdapterId ?? MAX_ID;
     this.maxDomainId = options.maxDomainId ?? MAX_ID;
-    this.loaded = options.vfioAp ?? false;
+    if (options.vfioAp) this.modules.add('vfio_ap');
+    if (options.mtty) this.modules.add('mtty');
     for (const card of options.cards) this.cards.set(card.adapter, card.hwtype);
-    this.queues.addCross(IdSet.of(this.cards.keys()), IdSet.of(options.domains));
+    this.usageDomains = IdSet.of(options.domains);
+    this.queues.addCross(IdSet.of(this.cards.keys()), this.usageDomains);
+    this.parents = [this.vfioApParent(), this.mttyParent()];
   }
 
   // --- the Sysfs interface -------------------------------------------------
 
+  /** An attribute's text. A link reads as the name of what it points to (a queue's `driver`: the driver's name). */
   read(path: string): string {
     const p = normalise(path);
-    const node = this.resolve(p);
-    if (!node) throw new SysfsError('ENOENT', p, 'read');
+    const found = this.lookup(p, false);
+    if (!found) throw new SysfsError('ENOENT', p, 'read');
+    const { node } = found;
+    if (node.kind === 'link') return node.to.slice(node.to.lastIndexOf('/') + 1);
     if (node.kind === 'dir') throw new SysfsError('EISDIR', p, 'read');
     if (!node.show) throw new SysfsError('EACCES', p, 'read', 'write-only attribute');
     return node.show();
@@ -138,12 +258,13 @@ export class SimKernel implements Sysfs {
 
   write(path: string, data: string): void {
     const p = normalise(path);
-    const fault = this.takeFault(p);
+    const found = this.lookup(p, true);
+    const fault = this.takeFault(p, found?.path);
     if (fault) throw new SysfsError(fault, p, 'write', 'injected fault');
-    const node = this.resolve(p);
-    if (!node) throw new SysfsError('ENOENT', p, 'write');
+    if (!found) throw new SysfsError('ENOENT', p, 'write');
+    const { node } = found;
     if (node.kind === 'dir') throw new SysfsError('EISDIR', p, 'write');
-    if (!node.store) throw new SysfsError('EACCES', p, 'write', 'read-only attribute');
+    if (node.kind === 'link' || !node.store) throw new SysfsError('EACCES', p, 'write', 'read-only attribute');
     // sysfs passes no zero-length write on to the attribute: it succeeds doing nothing.
     if (data !== '') {
       try {
@@ -153,39 +274,76 @@ export class SimKernel implements Sysfs {
         throw err;
       }
     }
-    this.writes.push({ path: p, data });
+    this.writes.push({ path: found.path, data });
   }
 
   list(dir: string): string[] {
-    const node = this.resolve(normalise(dir));
+    const node = this.lookup(normalise(dir), true)?.node;
     return node?.kind === 'dir' ? [...node.entries()].sort() : [];
   }
 
   exists(path: string): boolean {
-    return this.resolve(normalise(path)) !== undefined;
+    return this.lookup(normalise(path), true) !== undefined;
+  }
+
+  /** What the node is, links not followed at the end (lstat); undefined when nothing is there. */
+  stat(path: string): SysfsNodeInfo | undefined {
+    const found = this.lookup(normalise(path), false);
+    if (!found) return undefined;
+    const { node } = found;
+    if (node.kind === 'attr') return { kind: 'attr', readable: node.show !== undefined, writable: node.store !== undefined };
+    if (node.kind === 'dir') return { kind: 'dir' };
+    return { kind: 'link', target: relativeTarget(found.path.slice(0, Math.max(found.path.lastIndexOf('/'), 0)), node.to) };
   }
 
   // --- what happens outside sysfs ------------------------------------------
 
   get vfioApLoaded(): boolean {
-    return this.loaded;
+    return this.modules.has('vfio_ap');
   }
 
   /** `modprobe vfio_ap`: the matrix device appears and vfio_ap probes every free CEX4+ queue. */
   loadVfioAp(): void {
-    this.loaded = true;
+    this.loadModule('vfio_ap');
+  }
+
+  /** `modprobe NAME`; loading a loaded module does nothing, as modprobe. Throws KernelEventError when made to fail. */
+  loadModule(name: ModuleName): void {
+    const fault = this.loadFaults.get(name);
+    if (fault) {
+      if (--fault.times <= 0) this.loadFaults.delete(name);
+      throw new KernelEventError(fault.errno, `could not insert '${name}'`);
+    }
+    this.modules.add(name);
+  }
+
+  /** The next `times` loads of `name` fail with `errno` (ENODEV: what vfio_ap_init answers without AP instructions). */
+  failLoad(name: ModuleName, errno = 'ENODEV', times = 1): void {
+    this.loadFaults.set(name, { errno, times });
+  }
+
+  /**
+   * An AP bus scan finds a new card (ap_scan_adapter): a card device and a
+   * queue per usage domain, each bound by the masks like the others.
+   */
+  addCard(adapter: number, hwtype: number, domains: Iterable<number> = this.usageDomains.ids()): void {
+    if (adapter > this.maxAdapterId) throw new KernelEventError('ENODEV', `adapter ${adapter} is above ap_max_adapter_id ${this.maxAdapterId}`);
+    if (this.cards.has(adapter)) throw new KernelEventError('EEXIST', `card ${formatAdapter(adapter)} is there already`);
+    this.cards.set(adapter, hwtype);
+    this.queues.addCross(IdSet.of([adapter]), IdSet.of(domains));
   }
 
   /** A guest (QEMU) opens or releases the mdev. */
   setGuestRunning(uuid: string, running: boolean): void {
-    if (!this.mdevs.has(uuid)) throw new Error(`no mdev ${uuid} to run a guest on`);
+    if (!this.mdevs.has(uuid)) throw new KernelEventError('ENOENT', `no mdev ${uuid} to run a guest on`);
     if (running) this.running.add(uuid);
     else this.running.delete(uuid);
   }
 
   /**
    * The next `times` writes to a matching path fail with `errno` and change
-   * nothing. A string matches the path exactly (as relative to the mount).
+   * nothing. A string matches the path exactly (as relative to the mount),
+   * as written or as its links resolve.
    */
   failWrite(match: string | RegExp, errno: string, times = 1): void {
     this.faults.push({ match: typeof match === 'string' ? normalise(match) : match, errno, times });
@@ -202,8 +360,34 @@ export class SimKernel implements Sysfs {
     domains: IdSet | Iterable<number>,
     controlDomains: IdSet | Iterable<number> = [],
   ): void {
-    if (!this.loaded) throw new Error(`vfio_ap is not loaded: no matrix device to hold mdev ${uuid}`);
+    if (!this.vfioApLoaded) throw new Error(`vfio_ap is not loaded: no matrix device to hold mdev ${uuid}`);
     this.mdevs.set(uuid, { adapters: toIdSet(adapters), domains: toIdSet(domains), controlDomains: toIdSet(controlDomains) });
+  }
+
+  /** The whole state, for asserts from another process. */
+  state(): SimKernelState {
+    const ids = (s: IdSet): number[] => s.ids();
+    return {
+      kernel: this.kernel,
+      modules: [...this.modules].sort(),
+      apmask: this.apmask.toKernelHex(),
+      aqmask: this.aqmask.toKernelHex(),
+      cards: [...this.cards].sort(([a], [b]) => a - b).map(([adapter, hwtype]) => ({ adapter, hwtype })),
+      queues: [...this.queues].map((q) => ({ apqn: formatApqn(q), driver: this.driverOf(q) ?? null })),
+      mdevs: [
+        ...[...this.mdevs].map(([uuid, m]): SimMdevState => ({
+          uuid,
+          parent: VFIO_AP_PARENT,
+          type: PASSTHROUGH_TYPE,
+          adapters: ids(m.adapters),
+          domains: ids(m.domains),
+          controlDomains: ids(m.controlDomains),
+          running: this.running.has(uuid),
+        })),
+        ...[...this.mttyMdevs].map(([uuid, type]): SimMdevState => ({ uuid, parent: MTTY_PARENT, type })),
+      ],
+      writes: this.writes.map((w) => ({ ...w })),
+    };
   }
 
   // --- a fake root on disk -------------------------------------------------
@@ -213,10 +397,11 @@ export class SimKernel implements Sysfs {
    * not read: they follow from masks, hwtypes and vfio_ap, as in the kernel.
    * Missing masks or limits take the kernel's defaults; no guest runs.
    */
-  static fromDisk(root: string, kernel: KernelFlavour): SimKernel {
+  static fromDisk(root: string, kernel: KernelFlavour, more: Pick<SimKernelOptions, 'mtty'> = {}): SimKernel {
     const disk = new FileSysfs(root);
     const masks = readActiveMasks(disk);
     const max = readMaxIds(disk);
+    const queues = listQueues(disk);
     const sim = new SimKernel({
       kernel,
       cards: listCards(disk).map((c) => ({ adapter: c.adapter, hwtype: c.hwtype ?? 0 })),
@@ -226,10 +411,15 @@ export class SimKernel implements Sysfs {
       apmask: masks?.apmask,
       aqmask: masks?.aqmask,
       vfioAp: vfioApLoaded(disk),
+      mtty: more.mtty,
     });
     // The queues the disk has: a fake host need not give every card every domain.
-    for (const q of listQueues(disk)) sim.queues.add(q);
-    if (sim.loaded) {
+    // A card added later gets the domains the others have.
+    for (const q of queues) {
+      sim.queues.add(q);
+      sim.usageDomains.add(q.domain);
+    }
+    if (sim.vfioApLoaded) {
       for (const m of listActiveMdevs(disk)) sim.adoptMdev(m.uuid, m.adapters, m.domains, m.controlDomains);
     }
     return sim;
@@ -238,7 +428,9 @@ export class SimKernel implements Sysfs {
   /**
    * Writes the state under `root/sys` so that FileSysfs reads what this
    * kernel shows; stale queues, driver files and mdev dirs are removed.
-   * Files of the AP bus this kernel does not model (bindings, uevent) are left alone.
+   * Only what the runtime reads is written, as plain files and directories
+   * (a queue's `driver` as a file holding the name); the bus's `bindings`
+   * and `uevent` are left alone.
    */
   saveTo(root: string): void {
     const sys = join(root, 'sys');
@@ -262,7 +454,7 @@ export class SimKernel implements Sysfs {
       else rmSync(join(devices, name, 'driver'), { force: true });
     }
 
-    if (!this.loaded) {
+    if (!this.vfioApLoaded) {
       rmSync(join(sys, 'devices/vfio_ap'), { recursive: true, force: true });
       return;
     }
@@ -277,99 +469,289 @@ export class SimKernel implements Sysfs {
 
   // --- the sysfs tree ------------------------------------------------------
 
-  private resolve(path: string): Node | undefined {
-    const dir = (entries: () => string[]): Node => ({ kind: 'dir', entries });
-    switch (path) {
-      case '':
-        return dir(() => ['bus', 'devices']);
+  /**
+   * Walks a path as the VFS does: `..` and links on the way are followed
+   * (relative to the link's directory), the last component only when asked.
+   * Returns the node and the path it really has.
+   */
+  private lookup(path: string, followLast: boolean): { path: string; node: Node } | undefined {
+    const done: string[] = [];
+    const todo = path === '' ? [] : path.split('/');
+    let node = this.node(done);
+    for (let hops = 0; todo.length > 0; ) {
+      const name = todo.shift()!;
+      if (name === '' || name === '.') continue;
+      if (name === '..') {
+        done.pop();
+        node = this.node(done);
+        continue;
+      }
+      done.push(name);
+      const next = this.node(done);
+      if (!next) return undefined;
+      if (next.kind === 'link' && (todo.length > 0 || followLast)) {
+        if (++hops > MAX_LINK_HOPS) return undefined;
+        done.length = 0;
+        todo.unshift(...next.to.split('/'));
+        continue;
+      }
+      node = next;
+    }
+    return node ? { path: done.join('/'), node } : undefined;
+  }
+
+  /** The node at a path (its components) that has no link in it. */
+  private node(parts: readonly string[]): Node | undefined {
+    const rest = parts.slice(1);
+    switch (parts[0]) {
+      case undefined:
+        return dir(() => ['bus', 'class', 'devices', 'module']);
       case 'bus':
-        return dir(() => ['ap']);
-      case AP_BUS:
-        return dir(() => [...BUS_ATTRS, 'devices']);
-      case `${AP_BUS}/apmask`:
-        return { kind: 'attr', show: () => `${this.apmask.toKernelHex()}\n`, store: (d) => this.storeMask('apmask', d) };
-      case `${AP_BUS}/aqmask`:
-        return { kind: 'attr', show: () => `${this.aqmask.toKernelHex()}\n`, store: (d) => this.storeMask('aqmask', d) };
-      case `${AP_BUS}/ap_max_adapter_id`:
-        return { kind: 'attr', show: () => `${this.maxAdapterId}\n` };
-      case `${AP_BUS}/ap_max_domain_id`:
-        return { kind: 'attr', show: () => `${this.maxDomainId}\n` };
-      case AP_DEVICES:
-        return dir(() => [...[...this.cards.keys()].map(cardName), ...[...this.queues].map(formatApqn)]);
+        return this.busNode(rest);
+      case 'class':
+        return this.classNode(rest);
       case 'devices':
-        return dir(() => (this.loaded ? ['vfio_ap'] : []));
-    }
-    const device = /^bus\/ap\/devices\/([^/]+)(?:\/([^/]+))?$/.exec(path);
-    if (device) return this.deviceNode(device[1]!, device[2]);
-    // Everything below exists only while vfio_ap is loaded.
-    if (!this.loaded) return undefined;
-    switch (path) {
-      case 'devices/vfio_ap':
-        return dir(() => ['matrix']);
-      case MATRIX:
-        return dir(() => ['mdev_supported_types', ...this.mdevs.keys()]);
-      case SUPPORTED_TYPES:
-        return dir(() => ['vfio_ap-passthrough']);
-      case PASSTHROUGH:
-        return dir(() => ['create']);
-      case PASSTHROUGH_CREATE:
-        return { kind: 'attr', store: (d) => this.create(d) };
-    }
-    const mdev = /^devices\/vfio_ap\/matrix\/([^/]+)(?:\/([^/]+))?$/.exec(path);
-    return mdev ? this.mdevNode(mdev[1]!, mdev[2]) : undefined;
-  }
-
-  private deviceNode(name: string, attr: string | undefined): Node | undefined {
-    const card = /^card([0-9a-f]{2})$/.exec(name);
-    if (card) {
-      const hwtype = this.cards.get(parseInt(card[1]!, 16));
-      if (hwtype === undefined) return undefined;
-      if (attr === undefined) return { kind: 'dir', entries: () => ['hwtype'] };
-      return attr === 'hwtype' ? { kind: 'attr', show: () => `${hwtype}\n` } : undefined;
-    }
-    const queue = parseApqn(name);
-    // Only the canonical spelling names a device, as in sysfs.
-    if (!queue || formatApqn(queue) !== name || !this.queues.has(queue)) return undefined;
-    const driver = this.driverOf(queue);
-    if (attr === undefined) return { kind: 'dir', entries: () => (driver ? ['driver'] : []) };
-    // On a real host `driver` is a link to the driver; reading it here gives the name.
-    return attr === 'driver' && driver ? { kind: 'attr', show: () => driver } : undefined;
-  }
-
-  private mdevNode(uuid: string, attr: string | undefined): Node | undefined {
-    const m = this.mdevs.get(uuid);
-    if (!m) return undefined;
-    if (attr === undefined) return { kind: 'dir', entries: () => MDEV_ATTRS };
-    const store = (fn: (d: string) => void): Node => ({ kind: 'attr', store: fn });
-    switch (attr) {
-      case 'assign_adapter':
-        return store((d) => this.assign(uuid, m, 'adapter', d));
-      case 'assign_domain':
-        return store((d) => this.assign(uuid, m, 'domain', d));
-      case 'assign_control_domain':
-        return store((d) => this.assign(uuid, m, 'control', d));
-      case 'unassign_adapter':
-        return store((d) => this.unassign(uuid, m, 'adapter', d));
-      case 'unassign_domain':
-        return store((d) => this.unassign(uuid, m, 'domain', d));
-      case 'unassign_control_domain':
-        return store((d) => this.unassign(uuid, m, 'control', d));
-      case 'remove':
-        return store((d) => this.remove(uuid, d));
-      case 'matrix':
-        return { kind: 'attr', show: () => matrixText(m) };
-      case 'control_domains':
-        return { kind: 'attr', show: () => m.controlDomains.ids().map((d) => `${formatDomain(d)}\n`).join('') };
+        return this.devicesNode(rest);
+      case 'module':
+        return this.moduleNode(rest);
     }
     return undefined;
   }
 
+  private busNode(parts: readonly string[]): Node | undefined {
+    const [bus, sub, name, device] = parts;
+    if (parts.length > 4 || (device !== undefined && sub !== 'drivers')) return undefined;
+    const mdevBus = (): boolean => this.parents.some((p) => p.registered());
+    if (bus === undefined) return dir(() => ['ap', ...(this.vfioApLoaded ? ['matrix'] : []), ...(mdevBus() ? ['mdev'] : [])]);
+    if (bus === 'ap' && name === undefined) {
+      switch (sub) {
+        case undefined:
+          return dir(() => [...BUS_ATTRS, ...(this.kernel === '5.4' ? [] : ['bindings']), 'devices', 'drivers']);
+        case 'apmask':
+          return { kind: 'attr', show: () => `${this.apmask.toKernelHex()}\n`, store: (d) => this.storeMask('apmask', d) };
+        case 'aqmask':
+          return { kind: 'attr', show: () => `${this.aqmask.toKernelHex()}\n`, store: (d) => this.storeMask('aqmask', d) };
+        case 'ap_max_adapter_id':
+          return { kind: 'attr', show: () => `${this.maxAdapterId}\n` };
+        case 'ap_max_domain_id':
+          return { kind: 'attr', show: () => `${this.maxDomainId}\n` };
+        case 'bindings':
+          // Came with the BINDINGS=complete event, after 5.4.
+          return this.kernel === '5.4' ? undefined : { kind: 'attr', show: () => this.bindingsText() };
+        case 'devices':
+          return dir(() => [...[...this.cards.keys()].map(cardName), ...[...this.queues].map(formatApqn)]);
+        case 'drivers':
+          return dir(() => (this.vfioApLoaded ? [HOST_DRIVER, VFIO_DRIVER] : [HOST_DRIVER]));
+      }
+      return undefined;
+    }
+    if (bus === 'ap' && sub === 'devices') {
+      // bus_add_device: a bus's devices/ links to each device where it sits.
+      if (this.card(name!) !== undefined) return link(`devices/ap/${name}`);
+      const queue = this.queue(name!);
+      return queue ? link(queuePath(queue)) : undefined;
+    }
+    if (bus === 'ap' && sub === 'drivers') {
+      // driver_sysfs_add: a driver's directory links to each device bound to it.
+      if (name !== HOST_DRIVER && !(name === VFIO_DRIVER && this.vfioApLoaded)) return undefined;
+      if (device === undefined) return dir(() => [...this.queues].filter((q) => this.driverOf(q) === name).map(formatApqn));
+      const queue = this.queue(device);
+      return queue && this.driverOf(queue) === name ? link(queuePath(queue)) : undefined;
+    }
+    if (bus === 'matrix' && this.vfioApLoaded) {
+      // vfio_ap_drv.c: the matrix device sits on its own bus `matrix`, bound to the driver vfio_ap.
+      const at = ['bus/matrix', sub, name].filter((p) => p !== undefined).join('/');
+      switch (at) {
+        case 'bus/matrix':
+          return dir(() => ['devices', 'drivers']);
+        case 'bus/matrix/devices':
+          return dir(() => [VFIO_AP_PARENT]);
+        case 'bus/matrix/drivers':
+          return dir(() => [VFIO_DRIVER]);
+        case `bus/matrix/drivers/${VFIO_DRIVER}`:
+          return dir(() => [VFIO_AP_PARENT]);
+        case `bus/matrix/devices/${VFIO_AP_PARENT}`:
+          return link(MATRIX);
+      }
+      return device === VFIO_AP_PARENT && name === VFIO_DRIVER ? link(MATRIX) : undefined;
+    }
+    if (bus === 'mdev' && mdevBus()) {
+      if (sub === undefined) return dir(() => ['devices']);
+      if (sub !== 'devices') return undefined;
+      if (name === undefined) return dir(() => this.registeredParents().flatMap((p) => p.children()));
+      const parent = this.parentOf(name);
+      return parent ? link(`${parent.path}/${name}`) : undefined;
+    }
+    return undefined;
+  }
+
+  private classNode(parts: readonly string[]): Node | undefined {
+    const [cls, name] = parts;
+    if (parts.length > 2) return undefined;
+    const parents = this.registeredParents();
+    const mtty = this.modules.has('mtty');
+    if (cls === undefined) return dir(() => [...(parents.length > 0 ? ['mdev_bus'] : []), ...(mtty ? ['mtty'] : [])]);
+    // mdev_core.c: class_compat_create_link puts each parent device in class/mdev_bus.
+    if (cls === 'mdev_bus' && parents.length > 0) {
+      if (name === undefined) return dir(() => parents.map((p) => p.name));
+      const parent = parents.find((p) => p.name === name);
+      return parent ? link(parent.path) : undefined;
+    }
+    if (cls === 'mtty' && mtty) {
+      if (name === undefined) return dir(() => ['mtty']);
+      return name === 'mtty' ? link(MTTY_DEVICE) : undefined;
+    }
+    return undefined;
+  }
+
+  private devicesNode(parts: readonly string[]): Node | undefined {
+    const [first, second, third] = parts;
+    const vfioAp = this.vfioApLoaded;
+    const mtty = this.modules.has('mtty');
+    switch (first) {
+      case undefined:
+        return dir(() => ['ap', ...(vfioAp ? ['vfio_ap'] : []), ...(mtty ? ['virtual'] : [])]);
+      case 'ap':
+        return this.apDeviceNode(parts.slice(1));
+      case 'vfio_ap':
+        // vfio_ap_drv.c: a root device `vfio_ap` (on no bus) holds the matrix device.
+        if (!vfioAp) return undefined;
+        if (second === undefined) return dir(() => [VFIO_AP_PARENT, 'uevent']);
+        if (second === 'uevent') return parts.length === 2 ? uevent(() => '') : undefined;
+        return second === VFIO_AP_PARENT ? this.parentNode(this.parents[0]!, parts.slice(2)) : undefined;
+      case 'virtual':
+        if (!mtty) return undefined;
+        if (second === undefined) return dir(() => ['mtty']);
+        if (second !== 'mtty') return undefined;
+        if (third === undefined) return dir(() => ['mtty']);
+        return third === 'mtty' ? this.parentNode(this.parents[1]!, parts.slice(3)) : undefined;
+    }
+    return undefined;
+  }
+
+  /**
+   * ap_bus.c: the root device `ap`, a card device under it per adapter, a
+   * queue device under its card; all on the bus `ap`. Each device has the
+   * driver core's `uevent` (what ap_uevent adds) and `subsystem` link.
+   */
+  private apDeviceNode(parts: readonly string[]): Node | undefined {
+    const [name, child, attr] = parts;
+    if (parts.length > 3) return undefined;
+    if (name === undefined) return dir(() => ['subsystem', 'uevent', ...[...this.cards.keys()].map(cardName)]);
+    // The root device adds nothing to its uevent.
+    if (name === 'uevent' || name === 'subsystem') return child === undefined ? deviceFile(name, AP_BUS, '') : undefined;
+    const hwtype = this.card(name);
+    if (hwtype === undefined) return undefined;
+    const adapter = parseInt(name.slice(4), 16);
+    if (child === undefined) return dir(() => ['hwtype', 'subsystem', 'uevent', ...this.queues.row(adapter).ids().map((d) => formatApqn({ adapter, domain: d }))]);
+    if (attr === undefined && (child === 'hwtype' || child === 'uevent' || child === 'subsystem')) {
+      if (child === 'hwtype') return { kind: 'attr', show: () => `${hwtype}\n` };
+      const type = hwtype.toString(16).toUpperCase();
+      return deviceFile(child, AP_BUS, `DEVTYPE=ap_card\nDEV_TYPE=${type.padStart(4, '0')}\nMODALIAS=ap:t${type.padStart(2, '0')}\n`);
+    }
+    const queue = this.queue(child);
+    if (queue?.adapter !== adapter) return undefined;
+    switch (attr) {
+      case undefined:
+        return dir(() => [...(this.driverOf(queue) ? ['driver'] : []), 'subsystem', 'uevent']);
+      case 'driver': {
+        const driver = this.driverOf(queue);
+        return driver ? link(`${AP_BUS}/drivers/${driver}`) : undefined;
+      }
+      case 'uevent':
+      case 'subsystem': {
+        const driver = this.driverOf(queue);
+        return deviceFile(attr, AP_BUS, `DEVTYPE=ap_queue\n${driver ? `DRIVER=${driver}\n` : ''}`);
+      }
+    }
+    return undefined;
+  }
+
+  /** The mdev core's files of a parent device, and the driver's own below each mdev (mdev_sysfs.c). */
+  private parentNode(parent: MdevParent, parts: readonly string[]): Node | undefined {
+    const [first, second, third, fourth] = parts;
+    if (parts.length > 4) return undefined;
+    if (first === undefined) return dir(() => [...Object.keys(parent.deviceFiles()), 'mdev_supported_types', ...parent.children()]);
+    if (first === 'mdev_supported_types') {
+      if (second === undefined) return dir(() => parent.types());
+      if (!parent.types().includes(second)) return undefined;
+      const type = second;
+      switch (third) {
+        case undefined:
+          return dir(() => ['available_instances', 'create', 'device_api', 'devices', 'name']);
+        case 'available_instances':
+          return fourth === undefined ? { kind: 'attr', show: () => `${parent.available(type)}\n` } : undefined;
+        case 'device_api':
+          return fourth === undefined ? { kind: 'attr', show: () => `${parent.deviceApi}\n` } : undefined;
+        case 'name':
+          return fourth === undefined ? { kind: 'attr', show: () => `${parent.typeName(type)}\n` } : undefined;
+        case 'create':
+          return fourth === undefined ? { kind: 'attr', store: (d) => this.createMdev(parent, type, d) } : undefined;
+        case 'devices': {
+          const mine = (): string[] => parent.children().filter((u) => parent.typeOf(u) === type);
+          if (fourth === undefined) return dir(mine);
+          return parent.typeOf(fourth) === type ? link(`${parent.path}/${fourth}`) : undefined;
+        }
+      }
+      return undefined;
+    }
+    const own = parent.deviceFiles();
+    if (second === undefined && Object.hasOwn(own, first)) return own[first];
+    const type = parent.typeOf(first);
+    if (type === undefined || third !== undefined) return undefined;
+    switch (second) {
+      case undefined:
+        return dir(() => [...parent.attrs(first), 'mdev_type', 'remove', 'subsystem', 'uevent']);
+      case 'mdev_type':
+        return link(`${parent.path}/mdev_supported_types/${type}`);
+      case 'remove':
+        return { kind: 'attr', store: (d) => this.removeMdev(parent, first, d) };
+      case 'uevent':
+      case 'subsystem':
+        return deviceFile(second, 'bus/mdev', '');
+    }
+    return parent.attr(first, second);
+  }
+
+  private moduleNode(parts: readonly string[]): Node | undefined {
+    const [name, attr] = parts;
+    if (parts.length > 2) return undefined;
+    if (name === undefined) return dir(() => [...this.modules].sort());
+    if (!this.modules.has(name as ModuleName)) return undefined;
+    // kmod reads initstate to know a module is loaded.
+    if (attr === undefined) return dir(() => ['initstate']);
+    return attr === 'initstate' ? { kind: 'attr', show: () => 'live\n' } : undefined;
+  }
+
   // --- the AP bus ----------------------------------------------------------
+
+  /** The hwtype of a card device's name, undefined when there is no such card. */
+  private card(name: string): number | undefined {
+    const m = /^card([0-9a-f]{2})$/.exec(name);
+    return m ? this.cards.get(parseInt(m[1]!, 16)) : undefined;
+  }
+
+  /** The queue a device name names; only the canonical spelling names a device, as in sysfs. */
+  private queue(name: string): Apqn | undefined {
+    const queue = parseApqn(name);
+    return queue && formatApqn(queue) === name && this.queues.has(queue) ? queue : undefined;
+  }
 
   /** The default drivers take apmask x aqmask; vfio_ap, once loaded, takes every other CEX4+ queue. */
   private driverOf(q: Apqn): string | undefined {
     if (this.apmask.has(q.adapter) && this.aqmask.has(q.domain)) return HOST_DRIVER;
-    return this.loaded && (this.cards.get(q.adapter) ?? 0) >= MIN_VFIO_HWTYPE ? VFIO_DRIVER : undefined;
+    return this.vfioApLoaded && (this.cards.get(q.adapter) ?? 0) >= MIN_VFIO_HWTYPE ? VFIO_DRIVER : undefined;
+  }
+
+  /** ap_bus.c bindings_show: bound queues / queues, `(complete)` when all are bound. */
+  private bindingsText(): string {
+    let apqns = 0;
+    let bound = 0;
+    for (const q of this.queues) {
+      apqns++;
+      if (this.driverOf(q)) bound++;
+    }
+    return bound === apqns ? `${bound}/${apqns} (complete)\n` : `${bound}/${apqns}\n`;
   }
 
   private storeMask(which: 'apmask' | 'aqmask', data: string): void {
@@ -387,20 +769,101 @@ export class SimKernel implements Sysfs {
     this.aqmask = aqmask;
   }
 
-  // --- vfio_ap -------------------------------------------------------------
+  // --- the mdev core -------------------------------------------------------
 
-  private create(data: string): void {
+  private registeredParents(): MdevParent[] {
+    return this.parents.filter((p) => p.registered());
+  }
+
+  private parentOf(uuid: string): MdevParent | undefined {
+    return this.registeredParents().find((p) => p.typeOf(uuid) !== undefined);
+  }
+
+  /** mdev_sysfs.c create_store, mdev_core.c mdev_device_create: a UUID, unique over every parent. */
+  private createMdev(parent: MdevParent, type: string, data: string): void {
     const text = chomp(data);
     if (text !== text.trim() || !isUuid(text)) throw new Refusal('EINVAL', `not a UUID: ${JSON.stringify(data)}`);
     const uuid = text.toLowerCase();
-    if (this.mdevs.has(uuid)) throw new Refusal('EEXIST', `mdev ${uuid} exists`);
-    this.mdevs.set(uuid, { adapters: IdSet.empty(), domains: IdSet.empty(), controlDomains: IdSet.empty() });
+    if (this.parentOf(uuid)) throw new Refusal('EEXIST', `mdev ${uuid} exists`);
+    parent.create(uuid, type);
   }
 
-  private remove(uuid: string, data: string): void {
-    if (parseUlong(data) === 0) return;
-    if (this.running.has(uuid)) throw new Refusal('EBUSY', `a guest is using mdev ${uuid}`);
-    this.mdevs.delete(uuid);
+  /** mdev_sysfs.c remove_store: kstrtoul; 0 does nothing. */
+  private removeMdev(parent: MdevParent, uuid: string, data: string): void {
+    if (parseUlong(data) !== 0) parent.remove(uuid);
+  }
+
+  private vfioApParent(): MdevParent {
+    return {
+      name: VFIO_AP_PARENT,
+      path: MATRIX,
+      deviceApi: 'vfio-ap',
+      deviceFiles: () => ({
+        driver: link(`bus/matrix/drivers/${VFIO_DRIVER}`),
+        subsystem: deviceFile('subsystem', 'bus/matrix', ''),
+        uevent: deviceFile('uevent', 'bus/matrix', `DRIVER=${VFIO_DRIVER}\n`),
+      }),
+      registered: () => this.vfioApLoaded,
+      types: () => [PASSTHROUGH_TYPE],
+      typeName: () => 'VFIO AP Passthrough Device',
+      available: () => VFIO_AP_INSTANCES - this.mdevs.size,
+      typeOf: (uuid) => (this.mdevs.has(uuid) ? PASSTHROUGH_TYPE : undefined),
+      children: () => [...this.mdevs.keys()],
+      create: (uuid) => void this.mdevs.set(uuid, { adapters: IdSet.empty(), domains: IdSet.empty(), controlDomains: IdSet.empty() }),
+      remove: (uuid) => {
+        if (this.running.has(uuid)) throw new Refusal('EBUSY', `a guest is using mdev ${uuid}`);
+        this.mdevs.delete(uuid);
+      },
+      attrs: () => VFIO_AP_MDEV_ATTRS,
+      attr: (uuid, name) => this.vfioApMdevAttr(uuid, name),
+    };
+  }
+
+  private mttyParent(): MdevParent {
+    const freePorts = (): number => MTTY_PORTS - [...this.mttyMdevs.values()].reduce((n, t) => n + MTTY_TYPES[t].ports, 0);
+    return {
+      name: MTTY_PARENT,
+      path: MTTY_DEVICE,
+      deviceApi: 'vfio-pci',
+      // A class device: its subsystem is the class.
+      deviceFiles: () => ({
+        subsystem: deviceFile('subsystem', 'class/mtty', ''),
+        uevent: deviceFile('uevent', 'class/mtty', ''),
+      }),
+      registered: () => this.modules.has('mtty'),
+      types: () => Object.keys(MTTY_TYPES),
+      typeName: (type) => MTTY_TYPES[type as MttyType].name,
+      available: (type) => Math.floor(freePorts() / MTTY_TYPES[type as MttyType].ports),
+      typeOf: (uuid) => this.mttyMdevs.get(uuid),
+      children: () => [...this.mttyMdevs.keys()],
+      create: (uuid, type) => {
+        // mtty_init_dev: not enough ports left is ENOSPC.
+        if (freePorts() < MTTY_TYPES[type as MttyType].ports) throw new Refusal('ENOSPC', `no ${type} ports left`);
+        this.mttyMdevs.set(uuid, type as MttyType);
+      },
+      remove: (uuid) => void this.mttyMdevs.delete(uuid),
+      attrs: () => [],
+      attr: () => undefined,
+    };
+  }
+
+  // --- vfio_ap -------------------------------------------------------------
+
+  private vfioApMdevAttr(uuid: string, attr: string): Node | undefined {
+    const m = this.mdevs.get(uuid);
+    if (!m) return undefined;
+    const change = /^(un)?assign_(adapter|domain|control_domain)$/.exec(attr);
+    if (change) {
+      const axis: Axis = change[2] === 'control_domain' ? 'control' : (change[2] as Axis);
+      return { kind: 'attr', store: (d) => (change[1] ? this.unassign(uuid, m, axis, d) : this.assign(uuid, m, axis, d)) };
+    }
+    switch (attr) {
+      case 'matrix':
+        return { kind: 'attr', show: () => matrixText(m) };
+      case 'control_domains':
+        return { kind: 'attr', show: () => m.controlDomains.ids().map((d) => `${formatDomain(d)}\n`).join('') };
+    }
+    return undefined;
   }
 
   private assign(uuid: string, m: SimMdev, axis: Axis, data: string): void {
@@ -478,12 +941,15 @@ export class SimKernel implements Sysfs {
     return undefined;
   }
 
-  private takeFault(path: string): string | undefined {
-    const matches = (f: Fault): boolean => {
-      if (typeof f.match === 'string') return f.match === path;
-      f.match.lastIndex = 0; // a /g pattern would otherwise remember the last match
-      return f.match.test(path);
-    };
+  /** The errno of the first fault that matches the path as written or as resolved. */
+  private takeFault(path: string, resolved: string | undefined): string | undefined {
+    const paths = resolved === undefined || resolved === path ? [path] : [path, resolved];
+    const matches = (f: Fault): boolean =>
+      paths.some((p) => {
+        if (typeof f.match === 'string') return f.match === p;
+        f.match.lastIndex = 0; // a /g pattern would otherwise remember the last match
+        return f.match.test(p);
+      });
     const i = this.faults.findIndex(matches);
     const fault = this.faults[i];
     if (!fault) return undefined;
@@ -491,6 +957,7 @@ export class SimKernel implements Sysfs {
     return fault.errno;
   }
 }
+
 
 // --- the kernel's parsers --------------------------------------------------
 
@@ -554,6 +1021,48 @@ function kernelNumber(text: string): bigint {
 
 function normalise(path: string): string {
   return path.split('/').filter(Boolean).join('/');
+}
+
+function dir(entries: () => string[]): Node {
+  return { kind: 'dir', entries };
+}
+
+/** A link to a path of the tree; stat() shows it relative to the link's directory, as sysfs does. */
+function link(to: string): Node {
+  return { kind: 'link', to };
+}
+
+/** The target of a link as kernfs writes it (kernfs_get_target_path): up to the common ancestor, then down. */
+function relativeTarget(fromDir: string, to: string): string {
+  const from = fromDir === '' ? [] : fromDir.split('/');
+  const target = to.split('/');
+  let common = 0;
+  while (common < from.length && common < target.length && from[common] === target[common]) common++;
+  return [...from.slice(common).map(() => '..'), ...target.slice(common)].join('/');
+}
+
+/**
+ * The driver core's files of every device (core.c): `uevent`, which shows
+ * what the device's uevent callbacks add and takes a synthetic event (there
+ * is no netlink here, so a write is only logged), and, for a device on a bus
+ * or in a class, the `subsystem` link.
+ */
+function deviceFile(name: 'uevent' | 'subsystem', subsystem: string, event: string): Node {
+  return name === 'subsystem' ? link(subsystem) : uevent(() => event);
+}
+
+function uevent(show: () => string): Node {
+  return {
+    kind: 'attr',
+    show,
+    store: (d) => {
+      if (!UEVENT_WRITE.test(d)) throw new Refusal('EINVAL', `not a uevent action: ${JSON.stringify(d)}`);
+    },
+  };
+}
+
+function queuePath(q: Apqn): string {
+  return `devices/ap/${cardName(q.adapter)}/${formatApqn(q)}`;
 }
 
 function chomp(data: string): string {

@@ -21,7 +21,7 @@ import {
   parseKernelMask,
 } from '../../src/sysfs/ap-host.js';
 import { FileSysfs } from '../../src/sysfs/file-sysfs.js';
-import { SimKernel, parseMaskWrite, type KernelFlavour, type SimKernelOptions } from '../../src/sysfs/sim-kernel.js';
+import { KernelEventError, SimKernel, parseMaskWrite, type KernelFlavour, type SimKernelOptions } from '../../src/sysfs/sim-kernel.js';
 import { isSysfsError, type Sysfs } from '../../src/sysfs/sysfs.js';
 
 const APMASK = `${AP_BUS}/apmask`;
@@ -32,6 +32,8 @@ const KERNELS: KernelFlavour[] = ['5.4', 'current'];
 const DOC_APMASK = '0xf9ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff';
 const DOC_AQMASK = '0xf7fffffffffffffffeffffffffffffffffffffffffeffffffffffffffffffffe';
 const DOC_QUEUES = ['05.0004', '05.0047', '05.00ab', '05.00ff', '06.0004', '06.0047', '06.00ab', '06.00ff'];
+/** What the matrix device holds besides its mdevs. */
+const MATRIX_FILES = ['driver', 'mdev_supported_types', 'subsystem', 'uevent'];
 
 /** The doc's example host: CEX5 cards 05 and 06, usage domains 4, 0x47, 0xab, 0xff. */
 function docHost(kernel: KernelFlavour, more: Partial<SimKernelOptions> = {}): SimKernel {
@@ -244,7 +246,7 @@ describe('which driver gets each queue', () => {
     k.loadVfioAp();
     expect(k.vfioApLoaded).toBe(true);
     expect(driverOf(k, '05.0004')).toBe('vfio_ap');
-    expect(k.list(MATRIX)).toEqual(['mdev_supported_types']);
+    expect(k.list(MATRIX)).toEqual(MATRIX_FILES);
     expect(k.exists(PASSTHROUGH_CREATE)).toBe(true);
   });
 
@@ -258,7 +260,7 @@ describe('which driver gets each queue', () => {
     expect(k.read(`${AP_DEVICES}/card06/hwtype`)).toBe('7\n');
     expect(driverOf(k, '05.0004')).toBe('vfio_ap');
     expect(driverOf(k, '06.0004')).toBeUndefined();
-    expect(k.list(`${AP_DEVICES}/06.0004`)).toEqual([]);
+    expect(k.list(`${AP_DEVICES}/06.0004`)).toEqual(['subsystem', 'uevent']); // no driver
     k.write(PASSTHROUGH_CREATE, GUEST3);
     expect(errnoOf(k, mdevPath(GUEST3, 'assign_adapter'), '6')).toBe('EADDRNOTAVAIL');
   });
@@ -284,7 +286,7 @@ describe('mediated devices for the three guests (steps 3 and 4)', () => {
       ['assign_domain', '0x47'],
       ['assign_domain', '0xff'],
     ]);
-    expect(k.list(MATRIX)).toEqual([GUEST2, GUEST1, GUEST3, 'mdev_supported_types'].sort());
+    expect(k.list(MATRIX)).toEqual([GUEST2, GUEST1, GUEST3, ...MATRIX_FILES].sort());
     expect(k.list(mdevPath(GUEST1))).toContain('assign_control_domain');
     expect(k.read(mdevPath(GUEST1, 'matrix'))).toBe('05.0004\n05.00ab\n06.0004\n06.00ab\n');
     expect(k.read(mdevPath(GUEST1, 'control_domains'))).toBe('00ab\n');
@@ -424,7 +426,7 @@ describe('a running guest (step 5 and removing the mdev)', () => {
     expect(errnoOf(k, mdevPath(GUEST1, 'remove'), 'yes')).toBe('EINVAL');
     k.write(mdevPath(GUEST1, 'remove'), '1\n');
     expect(k.exists(mdevPath(GUEST1))).toBe(false);
-    expect(k.list(MATRIX)).toEqual(['mdev_supported_types']);
+    expect(k.list(MATRIX)).toEqual(MATRIX_FILES);
   });
 
   it('5.4 cannot change a running guest’s matrix (EBUSY); current kernels hot-plug', () => {
@@ -488,7 +490,7 @@ describe('sysfs semantics', () => {
     expect(codeOf(() => k.read(mdevPath(GUEST2, 'matrix')))).toBe('ENOENT');
     expect(k.read(`${AP_BUS}/ap_max_adapter_id`)).toBe('255\n');
     expect(k.list(`${AP_DEVICES}/card07`)).toEqual([]);
-    expect(k.list(AP_BUS)).toEqual(['ap_max_adapter_id', 'ap_max_domain_id', 'apmask', 'aqmask', 'devices']);
+    expect(k.list(AP_BUS)).toEqual(['ap_max_adapter_id', 'ap_max_domain_id', 'apmask', 'aqmask', 'bindings', 'devices', 'drivers']);
     expect(k.list(AP_DEVICES)).toEqual([...DOC_QUEUES, 'card05', 'card06']);
     expect(k.exists(`/${AP_DEVICES}/05.0004/driver`)).toBe(true);
     expect(k.exists(`${AP_DEVICES}/05.0004/driver`)).toBe(true);
@@ -532,16 +534,187 @@ describe('fault injection', () => {
   });
 });
 
+describe('the tree a real sysfs has, for a filesystem face (mdevctl, libvirt, a booted container)', () => {
+  const TYPE = `${MATRIX}/mdev_supported_types/vfio_ap-passthrough`;
+  const MTTY_TYPES = 'devices/virtual/mtty/mtty/mdev_supported_types';
+  const SERIAL = '7e9d0989-8c3e-4c4e-9a5b-0123456789ab';
+
+  it('bus/ap/devices links to the devices under devices/ap, a queue’s driver links to the driver’s directory, and reads as its name', () => {
+    const k = securedDocHost('current');
+    expect(k.stat(AP_DEVICES)).toEqual({ kind: 'dir' });
+    expect(k.stat(`${AP_DEVICES}/card05`)).toEqual({ kind: 'link', target: '../../../devices/ap/card05' });
+    expect(k.stat(`${AP_DEVICES}/05.0004`)).toEqual({ kind: 'link', target: '../../../devices/ap/card05/05.0004' });
+    expect(k.list('devices/ap')).toEqual(['card05', 'card06', 'subsystem', 'uevent']);
+    expect(k.list('devices/ap/card05')).toEqual(['05.0004', '05.0047', '05.00ab', '05.00ff', 'hwtype', 'subsystem', 'uevent']);
+    expect(k.stat(`${AP_DEVICES}/05.0004/driver`)).toEqual({ kind: 'link', target: '../../../../bus/ap/drivers/vfio_ap' });
+    expect(k.stat('devices/ap/card05/05.0004/driver')).toEqual(k.stat(`${AP_DEVICES}/05.0004/driver`));
+    expect(k.read(`${AP_DEVICES}/05.0004/driver`)).toBe('vfio_ap');
+    // Both drivers are directories a link resolves to, each listing what it binds.
+    expect(k.list(`${AP_BUS}/drivers`)).toEqual(['cex4queue', 'vfio_ap']);
+    expect(k.list(`${AP_DEVICES}/05.0004/driver`)).toEqual(DOC_QUEUES);
+    expect(k.list(`${AP_BUS}/drivers/cex4queue`)).toEqual([]);
+    expect(k.stat(`${AP_BUS}/drivers/vfio_ap/06.00ff`)).toEqual({ kind: 'link', target: '../../../../devices/ap/card06/06.00ff' });
+    // `..` after a link is the parent of where the link led, as in the VFS.
+    expect(k.list(`${AP_DEVICES}/05.0004/driver/06.00ff/..`)).toEqual(['06.0004', '06.0047', '06.00ab', '06.00ff', 'hwtype', 'subsystem', 'uevent']);
+    expect(k.stat(`${AP_DEVICES}/05.0004/hwtype`)).toBeUndefined();
+  });
+
+  it('every device has the driver core’s uevent and subsystem link, so udev (sd-device) takes it for a device', () => {
+    const k = securedDocHost('current');
+    expect(k.stat('devices/ap/subsystem')).toEqual({ kind: 'link', target: '../../bus/ap' });
+    expect(k.stat('devices/ap/card05/05.0004/subsystem')).toEqual({ kind: 'link', target: '../../../../bus/ap' });
+    expect(k.read('devices/ap/card05/uevent')).toBe('DEVTYPE=ap_card\nDEV_TYPE=000B\nMODALIAS=ap:t0B\n');
+    expect(k.read(`${AP_DEVICES}/05.0004/uevent`)).toBe('DEVTYPE=ap_queue\nDRIVER=vfio_ap\n');
+    // The matrix device sits on vfio_ap's own bus `matrix`, bound to the driver vfio_ap.
+    expect(k.stat(`${MATRIX}/subsystem`)).toEqual({ kind: 'link', target: '../../../bus/matrix' });
+    expect(k.stat(`${MATRIX}/driver`)).toEqual({ kind: 'link', target: '../../../bus/matrix/drivers/vfio_ap' });
+    expect(k.list(`${MATRIX}/driver`)).toEqual(['matrix']);
+    expect(k.read(`${MATRIX}/uevent`)).toBe('DRIVER=vfio_ap\n');
+    expect(k.list('bus/matrix/devices/matrix/mdev_supported_types')).toEqual(['vfio_ap-passthrough']);
+    k.write(PASSTHROUGH_CREATE, GUEST1);
+    expect(k.stat(mdevPath(GUEST1, 'subsystem'))).toEqual({ kind: 'link', target: '../../../../bus/mdev' });
+    expect(k.list(mdevPath(GUEST1, 'subsystem/devices'))).toEqual([GUEST1]);
+  });
+
+  it('bindings counts bound queues as ap_bus.c prints them; devices/ap has an empty uevent that takes a synthetic event', () => {
+    const k = docHost('current');
+    expect(k.read(`${AP_BUS}/bindings`)).toBe('8/8 (complete)\n');
+    k.write(APMASK, '-5'); // freed, and vfio_ap is not there to take them
+    expect(k.read(`${AP_BUS}/bindings`)).toBe('4/8\n');
+    k.loadVfioAp();
+    expect(k.read(`${AP_BUS}/bindings`)).toBe('8/8 (complete)\n');
+    expect(k.stat(`${AP_BUS}/bindings`)).toEqual({ kind: 'attr', readable: true, writable: false });
+    expect(k.read('devices/ap/uevent')).toBe('');
+    expect(errnoOf(k, 'devices/ap/uevent', 'change\n')).toBe('ok');
+    expect(errnoOf(k, 'devices/ap/uevent', 'reboot\n')).toBe('EINVAL');
+    expect(docHost('5.4').exists(`${AP_BUS}/bindings`)).toBe(false); // came later, with BINDINGS=complete
+  });
+
+  it('loading vfio_ap registers the matrix with the mdev core: class/mdev_bus, the type’s files, module/vfio_ap', () => {
+    const k = docHost('current');
+    expect(k.list('class')).toEqual([]);
+    expect(k.list('module')).toEqual([]);
+    expect(k.list('bus')).toEqual(['ap']);
+    k.loadVfioAp();
+    expect(k.stat('class/mdev_bus/matrix')).toEqual({ kind: 'link', target: '../../devices/vfio_ap/matrix' });
+    expect(k.list('class/mdev_bus/matrix')).toEqual(MATRIX_FILES);
+    expect(k.list(TYPE)).toEqual(['available_instances', 'create', 'device_api', 'devices', 'name']);
+    expect([k.read(`${TYPE}/name`), k.read(`${TYPE}/device_api`), k.read(`${TYPE}/available_instances`)]).toEqual([
+      'VFIO AP Passthrough Device\n',
+      'vfio-ap\n',
+      '65536\n',
+    ]);
+    expect(k.stat(`${TYPE}/create`)).toEqual({ kind: 'attr', readable: false, writable: true });
+    expect(k.read('module/vfio_ap/initstate')).toBe('live\n');
+  });
+
+  it('an mdev as mdevctl finds it: bus/mdev/devices links to it, mdev_type links to its type, the type lists it; remove through the link', () => {
+    const k = securedDocHost('current');
+    k.write(PASSTHROUGH_CREATE, GUEST1);
+    expect(k.stat(`bus/mdev/devices/${GUEST1}`)).toEqual({ kind: 'link', target: `../../../devices/vfio_ap/matrix/${GUEST1}` });
+    expect(k.stat(mdevPath(GUEST1, 'mdev_type'))).toEqual({ kind: 'link', target: '../mdev_supported_types/vfio_ap-passthrough' });
+    expect(k.read(mdevPath(GUEST1, 'mdev_type'))).toBe('vfio_ap-passthrough');
+    expect(k.list(mdevPath(GUEST1))).toEqual([
+      'assign_adapter',
+      'assign_control_domain',
+      'assign_domain',
+      'control_domains',
+      'matrix',
+      'mdev_type',
+      'remove',
+      'subsystem',
+      'uevent',
+      'unassign_adapter',
+      'unassign_control_domain',
+      'unassign_domain',
+    ]);
+    expect(k.stat(`${TYPE}/devices/${GUEST1}`)).toEqual({ kind: 'link', target: `../../../${GUEST1}` });
+    expect(k.read(`${TYPE}/available_instances`)).toBe('65535\n');
+    k.write(`bus/mdev/devices/${GUEST1}/assign_adapter`, '5');
+    k.write(`class/mdev_bus/matrix/${GUEST1}/remove`, '1');
+    expect(k.exists(mdevPath(GUEST1))).toBe(false);
+    expect(k.list('bus/mdev/devices')).toEqual([]);
+    // Logged by the paths the links lead to: the same whichever way a tool went.
+    expect(k.writes.slice(-2)).toEqual([
+      { path: mdevPath(GUEST1, 'assign_adapter'), data: '5' },
+      { path: mdevPath(GUEST1, 'remove'), data: '1' },
+    ]);
+  });
+
+  it('mtty, a second parent of another type: create and remove only; a UUID is unique over every parent; ports run out', () => {
+    const k = securedDocHost('current', { mtty: true });
+    expect(k.list('class/mdev_bus')).toEqual(['matrix', 'mtty']);
+    expect(k.stat('class/mdev_bus/mtty')).toEqual({ kind: 'link', target: '../../devices/virtual/mtty/mtty' });
+    expect(k.list(MTTY_TYPES)).toEqual(['mtty-1', 'mtty-2']);
+    expect([k.read(`${MTTY_TYPES}/mtty-2/name`), k.read(`${MTTY_TYPES}/mtty-2/device_api`), k.read(`${MTTY_TYPES}/mtty-2/available_instances`)]).toEqual([
+      'Dual port serial\n',
+      'vfio-pci\n',
+      '12\n',
+    ]);
+    k.write(PASSTHROUGH_CREATE, GUEST1);
+    expect(errnoOf(k, `${MTTY_TYPES}/mtty-1/create`, GUEST1)).toBe('EEXIST');
+    expect(errnoOf(k, `${MTTY_TYPES}/mtty-1/create`, 'serial-1')).toBe('EINVAL');
+    expect(errnoOf(k, `${MTTY_TYPES}/mtty-2/create`, SERIAL)).toBe('ok');
+    expect(errnoOf(k, PASSTHROUGH_CREATE, SERIAL)).toBe('EEXIST');
+    expect(k.list(`devices/virtual/mtty/mtty/${SERIAL}`)).toEqual(['mdev_type', 'remove', 'subsystem', 'uevent']);
+    expect(k.read(`bus/mdev/devices/${SERIAL}/mdev_type`)).toBe('mtty-2');
+    expect(k.read(`${MTTY_TYPES}/mtty-1/available_instances`)).toBe('22\n');
+    // 24 ports: eleven more dual-port devices fit, a twelfth does not.
+    const uuids = Array.from({ length: 12 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+    expect(uuids.map((u) => errnoOf(k, `${MTTY_TYPES}/mtty-2/create`, u))).toEqual([...Array(11).fill('ok'), 'ENOSPC']);
+    k.write(`bus/mdev/devices/${SERIAL}/remove`, '1');
+    expect(k.read(`${MTTY_TYPES}/mtty-1/available_instances`)).toBe('2\n');
+    expect(k.state().mdevs.filter((m) => m.parent === 'mtty')).toHaveLength(11);
+  });
+
+  it('a module load can be made to fail, as a fake modprobe must; the next one works', () => {
+    const k = docHost('current');
+    k.failLoad('vfio_ap');
+    expect(() => k.loadVfioAp()).toThrow(expect.objectContaining({ code: 'ENODEV' }));
+    expect(k.vfioApLoaded).toBe(false);
+    expect(k.exists(MATRIX)).toBe(false);
+    k.failLoad('vfio_ap', 'ENOENT', 2);
+    expect(() => k.loadModule('vfio_ap')).toThrow(KernelEventError);
+    expect(() => k.loadModule('vfio_ap')).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    k.loadModule('vfio_ap');
+    expect(k.vfioApLoaded).toBe(true);
+  });
+
+  it('a card added while guests run brings its queues, bound by the masks; a card that is there already is EEXIST', () => {
+    const k = securedDocHost('current');
+    configure(k, GUEST1, [['assign_adapter', '7'], ['assign_domain', '4']]); // over-provisioned: no card 07 yet
+    k.addCard(7, 12);
+    expect(k.list('devices/ap/card07')).toEqual(['07.0004', '07.0047', '07.00ab', '07.00ff', 'hwtype', 'subsystem', 'uevent']);
+    expect(driverOf(k, '07.0004')).toBe('vfio_ap'); // adapter 7 is the host's, domain 4 is not
+    expect(() => k.addCard(7, 12)).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(k.state()).toMatchObject({
+      modules: ['vfio_ap'],
+      apmask: DOC_APMASK,
+      cards: [
+        { adapter: 5, hwtype: 11 },
+        { adapter: 6, hwtype: 11 },
+        { adapter: 7, hwtype: 12 },
+      ],
+      mdevs: [{ uuid: GUEST1, parent: 'matrix', type: 'vfio_ap-passthrough', adapters: [7], domains: [4], controlDomains: [], running: false }],
+    });
+    expect(k.state().queues).toContainEqual({ apqn: '07.0004', driver: 'vfio_ap' });
+  });
+});
+
 describe('a fake root on disk', () => {
   /** Every path the runtime reads, with what this Sysfs answers. */
   function view(s: Sysfs): Record<string, string> {
     const out: Record<string, string> = {};
+    // What the tree shows twice is walked once: a driver lists its queues, a type its mdevs,
+    // a card its queues (bus/ap/devices has them all).
+    const links = new Set(['driver', 'drivers', 'subsystem', 'mdev_type', 'mdev_supported_types']);
+    const walked = (dir: string, name: string): boolean => !links.has(name) && !(/card[0-9a-f]{2}$/.test(dir) && name.includes('.'));
     const walk = (dir: string): void => {
       for (const name of s.list(dir)) {
         const path = dir ? `${dir}/${name}` : name;
-        const children = s.list(path);
+        const children = walked(dir, name) ? s.list(path) : [];
         if (children.length > 0) walk(path);
-        else if (/(mask|_id|hwtype|driver|matrix|control_domains)$/.test(name)) out[path] = s.read(path).trim();
+        else if (/(mask|_id|hwtype|matrix|control_domains)$/.test(name) || (name === 'driver' && dir.startsWith(AP_DEVICES))) out[path] = s.read(path).trim();
       }
     };
     for (const top of ['bus/ap', 'devices/vfio_ap']) walk(top);
