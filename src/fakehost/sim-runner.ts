@@ -26,7 +26,12 @@ export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new
     async run(file, args) {
       log.push(commandLine(file, args));
       if (file === 'modprobe' && args[0] === 'vfio_ap') {
-        kernel.loadVfioAp();
+        try {
+          kernel.loadVfioAp();
+        } catch (err) {
+          // As modprobe reports a module that would not load.
+          return { exitCode: 1, stdout: '', stderr: `modprobe: ERROR: could not insert 'vfio_ap': ${(err as Error).message}`, timedOut: false, ran: true };
+        }
         return ok;
       }
       if (file === 'systemctl' && args[0] === 'show') {

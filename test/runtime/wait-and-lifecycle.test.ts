@@ -48,6 +48,17 @@ describe('ap-persist wait', () => {
     expect(r.stderr).toContain('not ready: 2 of 3 auto mdev(s) up');
   }, 20_000);
 
+  it('ends at once when vfio_ap did not load (exit 1): no mdev can come', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    host.kernel().failLoad('vfio_ap');
+    const hook = await host.run(['hook'], BINDINGS_COMPLETE);
+    expect(hook.code).toBe(1);
+    const r = await host.run(['wait', '--timeout', '600']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`mdev ${GUEST1} (guest1) is not up: vfio_ap is not loaded`);
+    expect(r.stderr).toMatch(/not ready: 0 of 3 auto mdev\(s\) up; the hook reported: modprobe vfio_ap failed/);
+  }, 20_000);
+
   it('gives up after the timeout (exit 1), naming the mdevs whose units never finished', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), 'current', { runUnits: false });
     await host.run(['hook'], BINDINGS_COMPLETE);

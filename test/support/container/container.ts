@@ -56,6 +56,12 @@ export interface BootOptions {
   files?: LayerFile[];
   /** A prepared tree to boot; by default the cached one (built on first use). */
   rootfs?: string;
+  /**
+   * 'booted' (default): resolve once systemd reports the boot finished.
+   * 'manager': as soon as PID 1 takes commands, while the boot still runs
+   * (to send an event while units wait for it).
+   */
+  until?: 'booted' | 'manager';
   /** Until `systemctl is-system-running --wait` answers; default 90 s. */
   bootTimeoutMs?: number;
   /** How long a clean halt may take before everything is killed; default 30 s. */
@@ -325,15 +331,16 @@ class NspawnContainer implements Container {
     this.bootState = await waitFor(
       async () => {
         const left = deadline - Date.now();
-        const r = await this.exec(['systemctl', 'is-system-running', '--wait'], { timeoutMs: Math.max(left, 1) });
+        const early = this.opts.until === 'manager';
+        const r = await this.exec(['systemctl', 'is-system-running', ...(early ? [] : ['--wait'])], { timeoutMs: Math.max(left, 1) });
         const state = r.stdout.trim();
-        if (state === '' || state === 'starting' || state === 'initializing') throw new Error(r.stderr.trim() || 'no answer');
+        if (state === '' || (!early && (state === 'starting' || state === 'initializing'))) throw new Error(r.stderr.trim() || 'no answer');
         return state;
       },
       { timeoutMs, intervalMs: 50, what: 'the boot to finish', hopeless },
     );
     this.bootMs = Date.now() - started;
-    if (this.bootState !== 'running' && this.bootState !== 'degraded') {
+    if (this.opts.until !== 'manager' && this.bootState !== 'running' && this.bootState !== 'degraded') {
       const failed = await this.systemctl('--failed', '--no-legend');
       throw new Error(`container boot ended "${this.bootState}"; failed units:\n${failed.stdout}`);
     }

@@ -254,6 +254,11 @@ export interface UdevEvent {
    * container's /sys is used as it is.
    */
   sysfs?: Record<string, string | { symlink: string }>;
+  /**
+   * Where that tmpfs goes: /sys by default, or one directory below it, so the
+   * rest of /sys (a fake kernel's attributes) stays what udev writes to.
+   */
+  sysfsMount?: string;
 }
 
 export interface UdevTestResult extends ExecResult {
@@ -281,9 +286,11 @@ export async function udevTest(c: Container, event: UdevEvent): Promise<UdevTest
   const test = `SYSTEMD_DEVICE_VERIFY_SYSFS=0 exec udevadm test --action=${shq(event.action)} ${shq(event.devpath)}`;
   let argv: string[];
   if (event.sysfs) {
-    const lines = ['set -e', 'mount -t tmpfs ap-persist-sysfs /sys'];
+    const mount = event.sysfsMount ?? '/sys';
+    if (!`${mount}/`.startsWith('/sys/') || mount.split('/').includes('..')) throw new Error(`the synthetic sysfs must be /sys or below it: ${mount}`);
+    const lines = ['set -e', `mount -t tmpfs ap-persist-sysfs ${shq(mount)}`];
     for (const [path, entry] of Object.entries(event.sysfs)) {
-      if (!path.startsWith('/sys/') || path.split('/').includes('..')) throw new Error(`sysfs path must be under /sys: ${path}`);
+      if (!path.startsWith(`${mount}/`) || path.split('/').includes('..')) throw new Error(`sysfs path must be under ${mount}: ${path}`);
       lines.push(`mkdir -p ${shq(path.slice(0, path.lastIndexOf('/')))}`);
       lines.push(typeof entry === 'string' ? `printf '%s' ${shq(entry)} > ${shq(path)}` : `ln -s ${shq(entry.symlink)} ${shq(path)}`);
     }

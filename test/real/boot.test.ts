@@ -1,0 +1,210 @@
+// The real boot: the kernel documentation's three-guest host boots Debian
+// with systemd as PID 1 (systemd-nspawn), the simulated kernel at /sys
+// (FUSE), ap-persist installed by its own install, udev events delivered as
+// udevd delivers them (real udevadm rules, RUN programs inside the
+// distribution's udevd sandbox), real mdevctl, and a fake libvirtd that
+// records when it started and which mdevs it found.
+
+import { writeFileSync } from 'node:fs';
+import { afterEach, describe, expect } from 'vitest';
+import { THREE_GUESTS_STORE, GUEST1, GUEST2, GUEST3, threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { mdevUnit } from '../../src/generate/unit-names.js';
+import type { SimMdevState } from '../../src/sysfs/sim-kernel.js';
+import { bootHost, TOOL, type AppliedEvent, type BootedHost } from '../support/booted-host.js';
+import { requireSimSysfs } from '../support/sim-sysfs/mount.js';
+import { itWith, type Requirement } from '../support/real-tools.js';
+
+const tools = requireSimSysfs('systemd-nspawn', 'debootstrap', 'nsenter', 'unshare', 'setpriv', 'flock');
+const req: Requirement = process.getuid?.() === 0 ? tools : { missing: [tools.missing, 'not root (nspawn needs it)'].filter(Boolean).join('; ') };
+
+const GUESTS = [GUEST1, GUEST2, GUEST3];
+const MTTY_AUTO = 'aaaaaaaa-0000-4000-8000-00000000a770';
+/** An mdevctl-only auto vfio_ap definition that shares 05.0004 with guest1: our callout must refuse it. */
+const CLASH = 'bbbbbbbb-0000-4000-8000-0000000c1a54';
+
+const mdevctlJson = (type: string, attrs: Record<string, string>[] = []): string => JSON.stringify({ mdev_type: type, start: 'auto', attrs });
+const MDEVCTL_FILES = { [`etc/mdevctl.d/mtty/${MTTY_AUTO}`]: mdevctlJson('mtty-2') };
+
+/** Where bench reads the figures (npm run bench sets it). */
+const TIMINGS = process.env['AP_PERSIST_BOOT_TIMINGS'];
+const timings: Record<string, number> = {};
+
+const booted: BootedHost[] = [];
+afterEach(async () => {
+  for (const h of booted.splice(0)) await h.shutdown().catch(() => undefined);
+  await Promise.resolve();
+  if (TIMINGS) writeFileSync(TIMINGS, `${JSON.stringify(timings, null, 2)}\n`);
+});
+
+async function boot(opts: Partial<Parameters<typeof bootHost>[0]> = {}): Promise<BootedHost> {
+  const host = await bootHost({ host: threeGuestsHost(), kernel: 'current', store: THREE_GUESTS_STORE, ...opts });
+  booted.push(host);
+  return host;
+}
+
+const vfioMdevs = (h: BootedHost): Extract<SimMdevState, { parent: 'matrix' }>[] =>
+  h.sim.state().mdevs.filter((m): m is Extract<SimMdevState, { parent: 'matrix' }> => m.parent === 'matrix');
+
+/**
+ * Waits (bounded) until the fake libvirtd has started. The time from the
+ * event is recorded for `npm run bench`, which holds it to its target; tests
+ * assert what happened, never how fast.
+ */
+async function libvirtStarted(h: BootedHost, event: AppliedEvent, name: string): Promise<void> {
+  const started = await h.container.waitFor(() => h.libvirtd().startedAt, { timeoutMs: 120_000, intervalMs: 20, what: 'libvirtd to start' });
+  timings[name] = started - event.at;
+}
+
+/** Every RUN program of the event ended as udevd wants: exit 0, no signal. */
+function expectCleanRuns(event: AppliedEvent): void {
+  for (const p of event.programs) {
+    expect({ argv: p.argv, result: p.result, how: p.exitCode, status: p.exitStatus }, p.stderr).toEqual({ argv: p.argv, result: 'success', how: 'exited', status: '0' });
+  }
+}
+
+/** The journal of a unit, for messages. */
+const journal = (h: BootedHost, unit: string): Promise<string> => h.container.journal(unit);
+
+describe('the real boot of the three-guest host', () => {
+  itWith(
+    req,
+    'the event: masks, vfio_ap and all three mdevs before libvirt; a second event while guests run changes nothing',
+    async () => {
+      // Booted as far as libvirtd, which waits behind ap-persist-wait.service for the AP bus.
+      const h = await boot({ files: MDEVCTL_FILES });
+      expect(h.libvirtd().startedAt).toBeUndefined();
+
+      const event = await h.bindingsComplete(1);
+      // udev wrote the masks and loaded vfio_ap with its builtins; the only program it ran is systemctl.
+      expect(event.runs).toEqual(['kmod load vfio_ap', '/usr/bin/systemctl --no-block start ap-persist-hook@change-1.service']);
+      expectCleanRuns(event);
+      await libvirtStarted(h, event, 'event_to_libvirt_ms');
+      expect(h.libvirtd().mdevsAtStart).toEqual([...GUESTS].sort());
+      const state = h.sim.state();
+      expect(state.apmask).toBe('0xf9ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff');
+      expect(state.aqmask).toBe('0xf7fffffffffffffffeffffffffffffffffffffffffeffffffffffffffffffffe');
+      expect(vfioMdevs(h).map((m) => [m.uuid, m.adapters, m.domains]).sort()).toEqual(
+        [
+          [GUEST1, [5, 6], [4, 0xab]],
+          [GUEST2, [5], [0x47, 0xff]],
+          [GUEST3, [6], [0x47, 0xff]],
+        ].sort(),
+      );
+      expect(await h.activeState('ap-persist-mdevs.target', 'ap-persist-wait.service', 'ap-persist-hook@change-1.service')).toEqual(['active', 'active', 'inactive']);
+      expect((await h.container.systemctl('--failed', '--no-legend', '--plain')).stdout.trim()).toBe('');
+      // One journal line per mdev with its outcome.
+      const hookLog = await journal(h, 'ap-persist-hook@change-1.service');
+      for (const [uuid, name] of [[GUEST1, 'guest1'], [GUEST2, 'guest2'], [GUEST3, 'guest3']]) expect(hookLog).toContain(`mdev ${uuid} (${name}): started`);
+
+      // mdevctl's autostart of the matrix parent, inside udevd's sandbox: our callout runs there and refuses
+      // an mdevctl-only auto mdev that shares 05.0004 with the running guest1.
+      await h.container.writeFile(`/etc/mdevctl.d/matrix/${CLASH}`, mdevctlJson('vfio_ap-passthrough', [{ assign_adapter: '5' }, { assign_domain: '4' }]));
+      const replay = await h.parentAdded('/devices/vfio_ap/matrix');
+      expect(replay.runs.join('\n')).toContain('mdevctl start-parent-mdevs matrix');
+      expectCleanRuns(replay);
+      expect(vfioMdevs(h).map((m) => m.uuid)).not.toContain(CLASH);
+      expect(await h.container.journal()).toMatch(new RegExp(`refused to start mdev ${CLASH}: APQN 05\\.0004`));
+
+      // Guests run; the bus reports BINDINGS=complete again (a rescan).
+      for (const uuid of GUESTS) h.sim.control(`guest-running ${uuid} 1`);
+      const writesBefore = h.sim.state().writes.length;
+      const again = await h.bindingsComplete(2);
+      expectCleanRuns(again);
+      await h.container.waitFor(async () => (await h.activeState('ap-persist-hook@change-2.service'))[0] === 'inactive' && (await journal(h, 'ap-persist-hook@change-2.service')).includes('already-active'), {
+        timeoutMs: 30_000,
+        what: 'the second hook to finish',
+      });
+      const second = await journal(h, 'ap-persist-hook@change-2.service');
+      expect(second).toContain('masks: already right');
+      for (const uuid of GUESTS) expect(second).toContain(`mdev ${uuid}`);
+      expect(h.sim.state().writes.slice(writesBefore)).toEqual([]);
+      expect((await h.container.systemctl('--failed', '--no-legend', '--plain')).stdout.trim()).toBe('');
+
+      // Another mdev type: mdevctl's autostart under udevd's sandbox passes our callout ("not my type").
+      const mtty = await h.parentAdded('/devices/virtual/mtty/mtty');
+      expectCleanRuns(mtty);
+      expect(h.sim.state().mdevs.filter((m) => m.parent === 'mtty').map((m) => m.uuid)).toEqual([MTTY_AUTO]);
+
+      // Shutdown: libvirt stops while every mdev is still there; then the mdevs go.
+      for (const uuid of GUESTS) h.sim.control(`guest-running ${uuid} 0`);
+      booted.splice(booted.indexOf(h), 1);
+      await h.shutdown();
+      expect(h.libvirtd().mdevsAtStop).toEqual(expect.arrayContaining(GUESTS));
+      expect(vfioMdevs(h)).toEqual([]);
+    },
+    240_000,
+  );
+
+  itWith(
+    req,
+    'a mdev the kernel refuses: libvirt starts once its unit failed, with the other two, and the failed unit names the mdev',
+    async () => {
+      const h = await boot({ faults: [`fail-write devices/vfio_ap/matrix/${GUEST2}/assign_adapter EADDRNOTAVAIL`] });
+      const event = await h.bindingsComplete(1);
+      expectCleanRuns(event);
+      await libvirtStarted(h, event, 'event_to_libvirt_refused_ms');
+      expect(h.libvirtd().mdevsAtStart).toEqual([GUEST1, GUEST3].sort());
+      const failed = (await h.container.systemctl('--failed', '--no-legend', '--plain')).stdout;
+      expect(failed).toContain(mdevUnit(GUEST2));
+      expect(failed).toContain('ap-persist-wait.service');
+      expect(await journal(h, mdevUnit(GUEST2))).toMatch(/EADDRNOTAVAIL|Cannot assign requested address/);
+      // The wait ended on the failed unit, not on its 90 s bound.
+      expect(await journal(h, 'ap-persist-wait.service')).toContain(`mdev ${GUEST2} (guest2) is not up: ${mdevUnit(GUEST2)} failed (exit-code)`);
+    },
+    180_000,
+  );
+
+  itWith(
+    req,
+    'vfio_ap does not load: the hook unit fails and says why, and libvirt starts without waiting out the bound',
+    async () => {
+      // Both the udev builtin and the hook's modprobe fail.
+      const h = await boot({ faults: ['fail-load vfio_ap ENODEV 5'] });
+      const event = await h.bindingsComplete(1);
+      expectCleanRuns(event);
+      await libvirtStarted(h, event, 'event_to_libvirt_no_vfio_ap_ms');
+      expect(h.libvirtd().mdevsAtStart).toEqual([]);
+      const failed = (await h.container.systemctl('--failed', '--no-legend', '--plain')).stdout;
+      expect(failed).toContain('ap-persist-hook@change-1.service');
+      expect(await journal(h, 'ap-persist-hook@change-1.service')).toContain('modprobe vfio_ap failed');
+      // The wait ended on the hook's report, not on its bound.
+      expect(await journal(h, 'ap-persist-wait.service')).toContain(`mdev ${GUEST1} (guest1) is not up: vfio_ap is not loaded`);
+    },
+    180_000,
+  );
+
+  itWith(
+    req,
+    'no event: the wait runs the hook itself after its grace period; a late event then changes nothing',
+    async () => {
+      const h = await boot();
+      await h.container.waitFor(() => h.libvirtd().startedAt, { timeoutMs: 60_000, intervalMs: 100, what: 'libvirtd to start after the fallback' });
+      expect(h.libvirtd().mdevsAtStart).toEqual([...GUESTS].sort());
+      expect(await journal(h, 'ap-persist-wait.service')).toContain('no BINDINGS=complete event seen; running the hook now');
+
+      const writesBefore = h.sim.state().writes.length;
+      const late = await h.bindingsComplete(1);
+      expectCleanRuns(late);
+      await h.container.waitFor(async () => (await journal(h, 'ap-persist-hook@change-1.service')).includes('already-active'), { timeoutMs: 30_000, what: 'the late hook' });
+      // udev's 41-ap.rules writes the same masks again; the hook writes nothing and starts nothing.
+      expect(h.sim.state().writes.slice(writesBefore).every((w) => w.path.startsWith('bus/ap/a'))).toBe(true);
+      expect(vfioMdevs(h)).toHaveLength(3);
+      expect((await h.container.systemctl('--failed', '--no-legend', '--plain')).stdout.trim()).toBe('');
+    },
+    180_000,
+  );
+
+  itWith(
+    req,
+    'the package removed: mdevctl autostart of another type still works with the callout left behind',
+    async () => {
+      const h = await boot({ files: MDEVCTL_FILES });
+      await h.bindingsComplete(1);
+      await h.container.exec(['rm', TOOL]);
+      const mtty = await h.parentAdded('/devices/virtual/mtty/mtty');
+      expectCleanRuns(mtty);
+      expect(h.sim.state().mdevs.filter((m) => m.parent === 'mtty').map((m) => m.uuid)).toEqual([MTTY_AUTO]);
+    },
+    180_000,
+  );
+});
