@@ -6,7 +6,8 @@ import type { Context } from '../cli/context.js';
 import { describeFailure, InputError } from '../errors.js';
 import { mdevUnit } from '../generate/unit-names.js';
 import { loadStore } from '../store/store.js';
-import { listActiveMatrices } from '../sysfs/ap-host.js';
+import { listActiveMdevs, type ActiveMdev } from '../sysfs/ap-host.js';
+import { sameMatrix, type MdevDefinition } from '../model/mdev.js';
 import { describeHookReport, readHookReport, type HookReport } from '../runtime/hook-report.js';
 import { eventProperties, isHookEvent, runHook } from '../runtime/hook.js';
 
@@ -133,6 +134,15 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     if (!report) return code || 1;
   }
   const label = (uuid: string, name?: string): string => (name ? `${uuid} (${name})` : uuid);
+  // The store says what "up" means: created with its whole matrix. A half-made mdev
+  // (created, then an assignment refused and rolled back) is not up.
+  let store: MdevDefinition[] | undefined;
+  let storeError: unknown;
+  try {
+    store = loadStore(ctx.paths.store).store.mdevs;
+  } catch (err) {
+    storeError = err;
+  }
   let awaited: Awaited[] = report.mdevs.map((m) => {
     const a: Awaited = { uuid: m.uuid, label: label(m.uuid, m.name) };
     if (m.outcome === 'skipped' || m.outcome === 'failed') Object.assign(a, { result: 'failed', reason: m.reason ?? m.outcome });
@@ -140,17 +150,19 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
   });
   if (report.exit_code !== 0 && report.mdevs.length === 0) {
     // The hook stopped before the mdevs (the lock, a broken store, I/O): ready means the store's auto mdevs are up.
-    try {
-      awaited = loadStore(ctx.paths.store)
-        .store.mdevs.filter((m) => m.start === 'auto')
-        .map((m) => ({ uuid: m.uuid, label: label(m.uuid, m.name) }));
-    } catch (err) {
-      ctx.warn(`not ready: the hook failed (${report.errors[0] ?? `exit ${report.exit_code}`}) and ${describeFailure(err).message}`);
+    if (!store) {
+      ctx.warn(`not ready: the hook failed (${report.errors[0] ?? `exit ${report.exit_code}`}) and ${describeFailure(storeError).message}`);
       return 1;
     }
+    awaited = store.filter((m) => m.start === 'auto').map((m) => ({ uuid: m.uuid, label: label(m.uuid, m.name) }));
   }
+  const wanted = new Map((store ?? []).map((m) => [m.uuid as string, m]));
+  const isUp = (m: ActiveMdev): boolean => {
+    const def = wanted.get(m.uuid);
+    return def ? sameMatrix(m, def) : true;
+  };
   for (let round = 0; ; round++) {
-    const active = new Set<string>(listActiveMatrices(ctx.sysfs).map((m) => m.uuid));
+    const active = new Set<string>(listActiveMdevs(ctx.sysfs).filter(isUp).map((m) => m.uuid));
     for (const a of awaited) if (!a.result && active.has(a.uuid)) a.result = 'up';
     // systemd's view every half second: a unit that failed will not bring its mdev.
     if (round % 5 === 0) {

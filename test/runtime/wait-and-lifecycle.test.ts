@@ -67,6 +67,16 @@ describe('ap-persist wait', () => {
     for (const [uuid, name] of [[GUEST1, 'guest1'], [GUEST2, 'guest2']]) expect(r.stderr).toContain(`mdev ${uuid} (${name}) is not up: not up after 1 s`);
   });
 
+  it('does not take a half-made mdev (created, its matrix not yet or never assigned) for one that is up', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), 'current', { runUnits: false });
+    await host.run(['hook'], BINDINGS_COMPLETE);
+    // What mdevctl leaves for a moment before an assignment is refused and it removes the device again.
+    host.kernel().write('devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create', GUEST1);
+    const r = await host.run(['wait', '--timeout', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`mdev ${GUEST1} (guest1) is not up: not up after 1 s`);
+  });
+
   it('refuses a timeout that is not a number of seconds (exit 2)', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), 'current');
     for (const bad of ['abc', '-1', '0', '']) {
