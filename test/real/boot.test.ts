@@ -145,9 +145,15 @@ describe('the real boot of the three-guest host', () => {
       await libvirtStarted(h, event, 'event_to_libvirt_refused_ms');
       expect(h.libvirtd().mdevsAtStart).toEqual([GUEST1, GUEST3].sort());
       const failed = (await h.container.systemctl('--failed', '--no-legend', '--plain')).stdout;
-      expect(failed).toContain(mdevUnit(GUEST2));
-      expect(failed).toContain('ap-persist-wait.service');
+      const log = await h.container.journal();
+      expect(failed, log).toContain(mdevUnit(GUEST2));
+      expect(failed, log).toContain('ap-persist-wait.service');
       expect(await journal(h, mdevUnit(GUEST2))).toMatch(/EADDRNOTAVAIL|Cannot assign requested address/);
+
+      // Stopping the target removes the mdevs that are up, and returns only once they are gone.
+      const stop = await h.container.systemctl('stop', 'ap-persist-mdevs.target');
+      expect(stop.code, stop.stderr).toBe(0);
+      expect(vfioMdevs(h)).toEqual([]);
       // The wait ended on the failed unit, not on its 90 s bound.
       expect(await journal(h, 'ap-persist-wait.service')).toContain(`mdev ${GUEST2} (guest2) is not up: ${mdevUnit(GUEST2)} failed (exit-code)`);
     },
