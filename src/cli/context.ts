@@ -11,6 +11,8 @@ export interface Io {
   env: Record<string, string | undefined>;
   /** Standard input, for the callout. */
   stdin?: () => string;
+  /** stdout is the journal (run by a unit): lines may carry `<N>` priorities. */
+  journal?: boolean;
 }
 
 export interface GlobalOptions {

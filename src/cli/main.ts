@@ -7,10 +7,15 @@
 import { readFileSync } from 'node:fs';
 import type { Io } from './context.js';
 import { parseFastPath } from './fast-path.js';
+import { isJournal, stderrPriority, withPriority } from './journal.js';
 
+// Run by a unit, our stderr is the journal: each line at error priority (warnings as such),
+// so `journalctl -p err` shows every refusal with its reason.
+const stderrToJournal = isJournal(2, process.env);
 const io: Io = {
   stdout: (t) => void process.stdout.write(t),
-  stderr: (t) => void process.stderr.write(t),
+  stderr: (t) => void process.stderr.write(stderrToJournal ? withPriority(t, stderrPriority(t)) : t),
+  journal: isJournal(1, process.env),
   env: process.env,
   stdin: () => {
     try {

@@ -1,8 +1,8 @@
 // ap-persist hook (ap-persist-hook@<event>.service, queued by udev) and
 // ap-persist wait (ap-persist-wait.service, before libvirt).
 
-import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Context } from '../cli/context.js';
+import { withPriority } from '../cli/journal.js';
 import { describeFailure, InputError } from '../errors.js';
 import { mdevUnit } from '../generate/unit-names.js';
 import { loadStore } from '../store/store.js';
@@ -10,6 +10,7 @@ import { listActiveMdevs, type ActiveMdev } from '../sysfs/ap-host.js';
 import { sameMatrix, type MdevDefinition } from '../model/mdev.js';
 import { describeHookReport, readHookReport, type HookReport } from '../runtime/hook-report.js';
 import { eventProperties, isHookEvent, runHook } from '../runtime/hook.js';
+import { unitStates } from '../runtime/units.js';
 
 /** The whole hook's budget: inside its unit's TimeoutStartSec, so the boot never hangs on us. */
 export const HOOK_BUDGET_MS = 60_000;
@@ -24,9 +25,9 @@ export interface HookOptions {
  * journal: what needs the admin is an error, what was kept back a warning.
  */
 function journalLine(line: string): string {
-  if (/^ {2}(error: |mdev .*: (skipped|failed))/.test(line)) return `<3>${line}`;
-  if (/^ {2}kept out of the host pool/.test(line)) return `<4>${line}`;
-  return `<6>${line}`;
+  if (/^ {2}(error: |mdev .*: (skipped|failed))/.test(line)) return withPriority(line, 'err');
+  if (/^ {2}kept out of the host pool/.test(line)) return withPriority(line, 'warning');
+  return withPriority(line, 'info');
 }
 
 export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number> {
@@ -34,7 +35,7 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
   if (opts.event !== undefined) {
     const props = eventProperties(opts.event);
     if (!props) {
-      throw new InputError(`unknown AP bus event '${opts.event}'`, { where: '--event', hint: 'give change-<COMPLETECOUNT>, change or add, as 42-ap-persist.rules names the hook instances' });
+      throw new InputError(`unknown AP bus event '${opts.event}'`, { where: '--event', hint: 'give change-<COMPLETECOUNT> or add, as 42-ap-persist.rules names the hook instances' });
     }
     env = props;
   }
@@ -51,8 +52,7 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
     const report = await runHook({ paths: ctx.paths, sysfs: ctx.sysfs, runner: ctx.runner, env });
     if (ctx.json) ctx.printJson(report);
     else if (!ctx.quiet) {
-      const toJournal = ctx.io.env['JOURNAL_STREAM'] !== undefined;
-      for (const line of describeHookReport(report)) ctx.out(toJournal ? journalLine(line) : line);
+      for (const line of describeHookReport(report)) ctx.out(ctx.io.journal ? journalLine(line) : line);
     }
     if (!ctx.exec && ctx.runner.log.length && !ctx.json) {
       ctx.info(`not run under --root ${ctx.paths.root} (use --exec to run them): ${ctx.runner.log.join('; ')}`);
@@ -85,23 +85,11 @@ function parseTimeout(text: string): number {
   return s * 1000;
 }
 
-/**
- * The units still pending that systemd reports failed (ActiveState=failed),
- * with systemd's Result. One `systemctl show` for all of them; on a root
- * where host commands do not run, nothing is known to have failed.
- */
-async function failedUnits(ctx: Context, pending: readonly Awaited[]): Promise<Map<string, string>> {
-  const failed = new Map<string, string>();
-  if (!ctx.exec || pending.length === 0) return failed;
-  const units = pending.map((p) => mdevUnit(p.uuid));
-  const r = await ctx.runner.run('systemctl', ['show', '--property=Id,ActiveState,Result', ...units], { timeoutMs: 5_000 });
-  if (r.exitCode !== 0) return failed;
-  // One block per unit, separated by a blank line, in any order of properties.
-  for (const block of r.stdout.split(/\n\s*\n/)) {
-    const props = Object.fromEntries(block.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-    if (props['ActiveState'] === 'failed' && props['Id']) failed.set(props['Id'], props['Result'] ?? 'failed');
-  }
-  return failed;
+/** A hook unit still running: its report is coming, the wait must not run a second hook. */
+async function hookRunning(ctx: Context): Promise<boolean> {
+  if (!ctx.exec) return false;
+  const r = await ctx.runner.run('systemctl', ['list-units', '--no-legend', '--plain', '--state=activating', 'ap-persist-hook@*.service'], { timeoutMs: 5_000 });
+  return r.exitCode === 0 && r.stdout.trim() !== '';
 }
 
 /**
@@ -115,15 +103,15 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
   const timeoutMs = parseTimeout(opts.timeout ?? '90');
   const graceMs = Math.min(15_000, timeoutMs / 3);
   const start = Date.now();
-  const since = start - (ctx.exec ? processUptimeMs() : Infinity);
-  const fresh = (): HookReport | undefined => {
-    if (!existsSync(ctx.paths.lastHook)) return undefined;
-    // run/ is emptied at boot; under a test root any report counts.
-    if (statSync(ctx.paths.lastHook).mtimeMs < since) return undefined;
-    return readHookReport(ctx.paths.lastHook);
-  };
+  // run/ is a tmpfs emptied at boot: any report there is this boot's.
+  const fresh = (): HookReport | undefined => readHookReport(ctx.paths.lastHook);
   let report = fresh();
   while (!report && Date.now() - start < graceMs) {
+    await sleep(100);
+    report = fresh();
+  }
+  // An event came late and its hook runs now: its report is the one to wait for.
+  while (!report && Date.now() - start < timeoutMs && (await hookRunning(ctx))) {
     await sleep(100);
     report = fresh();
   }
@@ -156,6 +144,8 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     }
     awaited = store.filter((m) => m.start === 'auto').map((m) => ({ uuid: m.uuid, label: label(m.uuid, m.name) }));
   }
+  // Without a hook that got as far as the mdevs, no one starts those not up yet: do not wait for them.
+  const nobodyStarts = report.exit_code !== 0 && report.mdevs.length === 0 ? `the hook failed: ${report.errors[0] ?? `exit ${report.exit_code}`}` : undefined;
   const wanted = new Map((store ?? []).map((m) => [m.uuid as string, m]));
   const isUp = (m: ActiveMdev): boolean => {
     const def = wanted.get(m.uuid);
@@ -164,12 +154,14 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
   for (let round = 0; ; round++) {
     const active = new Set<string>(listActiveMdevs(ctx.sysfs).filter(isUp).map((m) => m.uuid));
     for (const a of awaited) if (!a.result && active.has(a.uuid)) a.result = 'up';
+    if (nobodyStarts) for (const a of awaited) if (!a.result) Object.assign(a, { result: 'failed', reason: nobodyStarts });
     // systemd's view every half second: a unit that failed will not bring its mdev.
-    if (round % 5 === 0) {
-      const failed = await failedUnits(ctx, awaited.filter((a) => !a.result));
+    if (round % 5 === 0 && ctx.exec) {
+      const states = await unitStates(ctx.runner, awaited.filter((a) => !a.result).map((a) => mdevUnit(a.uuid)));
       for (const a of awaited) {
-        const result = failed.get(mdevUnit(a.uuid));
-        if (!a.result && result) Object.assign(a, { result: 'failed', reason: `${mdevUnit(a.uuid)} failed (${result}): journalctl -u ${mdevUnit(a.uuid)}` });
+        const unit = mdevUnit(a.uuid);
+        const state = states.get(unit);
+        if (!a.result && state?.active === 'failed') Object.assign(a, { result: 'failed', reason: `${unit} failed (${state.result}): journalctl -u ${unit}` });
       }
     }
     const pending = awaited.filter((a) => !a.result);
@@ -192,13 +184,4 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
   }
   ctx.info(line);
   return 0;
-}
-
-function processUptimeMs(): number {
-  // Seconds since boot from /proc/uptime; a report older than the boot is stale.
-  try {
-    return parseFloat(readFileSync('/proc/uptime', 'utf8')) * 1000;
-  } catch {
-    return Infinity;
-  }
 }

@@ -44,18 +44,22 @@ function installStatic(ctx: Context, entries: readonly FileEntry[]): { written: 
   return { written, unchanged };
 }
 
-function executable(path: string): boolean {
+function accessible(path: string, mode: number): boolean {
   try {
-    accessSync(path, constants.X_OK);
+    accessSync(path, mode);
     return true;
   } catch {
     return false;
   }
 }
 
-function warnIfNotExecutable(ctx: Context, path: string, option: '--bin' | '--node'): void {
+const executable = (path: string): boolean => accessible(path, constants.X_OK);
+
+/** node must be executable; the tool only readable, node runs it. */
+function warnIfMissing(ctx: Context, path: string, option: '--bin' | '--node'): void {
   const onTarget = ctx.paths.at(path);
-  if (!executable(onTarget)) ctx.warn(`warning: ${onTarget} is not an executable file; the rules, units and callout run it (give the right one with ${option})`);
+  const ok = option === '--node' ? executable(onTarget) : accessible(onTarget, constants.R_OK);
+  if (!ok) ctx.warn(`warning: ${onTarget} is not ${option === '--node' ? 'an executable' : 'a readable'} file; the units and callout run it (give the right one with ${option})`);
 }
 
 /** systemctl as the target system has it; the usual place when the root has none yet (a staged install). */
@@ -74,8 +78,8 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
   // is made again below, once the static units it links to are in place.
   planGenerate(ctx);
   const statics = installStatic(ctx, staticEntries(packageAssets(), programs, ctx.paths));
-  warnIfNotExecutable(ctx, programs.bin, '--bin');
-  warnIfNotExecutable(ctx, programs.node, '--node');
+  warnIfMissing(ctx, programs.bin, '--bin');
+  warnIfMissing(ctx, programs.node, '--node');
 
   const g = generateFiles(ctx, { dryRun: false, force: false });
   const generated = g.status === 'done' ? g.changed : [];

@@ -45,13 +45,15 @@ export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new
         return { ...ok, stdout: blocks.join('\n') };
       }
       if (file === 'systemctl') {
-        const verb = args.find((a) => a === 'start' || a === 'stop');
+        const verb = args.find((a) => a === 'start' || a === 'stop' || a === 'restart');
         if (verb) {
           // --no-block: systemctl returns once the jobs are queued; the units' results show later.
           for (const name of args) {
             const uuid = mdevUnitUuid(name);
             if (!uuid) continue;
-            const code = await unit(verb, uuid);
+            // restart: ExecStop, then ExecStart.
+            if (verb === 'restart') await unit('stop', uuid);
+            const code = await unit(verb === 'restart' ? 'start' : verb, uuid);
             if (code === undefined) units.delete(uuid);
             else units.set(uuid, code);
           }

@@ -33,9 +33,24 @@ export function defaultBin(): string {
   return existsSync(bin) ? realpathSync(bin) : bin;
 }
 
-/** The node running us, links resolved: the rules, units and callout run it by this path. */
+/** Where distributions and the usual installers put node: stable names across upgrades. */
+const NODE_NAMES = ['/usr/bin/node', '/usr/local/bin/node', '/bin/node'];
+
+/**
+ * The node running us, by the stable name that leads to it (/usr/bin/node,
+ * not the versioned file an alternatives link or an upgrade replaces);
+ * its own path when no such name does.
+ */
 export function defaultNode(): string {
-  return realpathSync(process.execPath);
+  const running = realpathSync(process.execPath);
+  for (const name of NODE_NAMES) {
+    try {
+      if (realpathSync(name) === running) return name;
+    } catch {
+      // not there
+    }
+  }
+  return running;
 }
 
 function compile<T>(name: string): (model: T) => string {

@@ -45,8 +45,8 @@ export function desiredHostFiles(input: HostFilesInput): HostEntry[] {
   const installed = (unit: string): string => `/${rootPath(paths, paths.staticUnitsDir)}/${unit}`;
   const autos = store.mdevs.filter((m) => m.start === 'auto');
   for (const m of autos) {
-    // Required, not wanted: the target is active only while every one of its mdevs is.
-    entries.push({ kind: 'symlink', path: `${units}/${MDEVS_TARGET}.requires/${mdevUnit(m.uuid)}`, target: installed(MDEV_TEMPLATE) });
+    // Wanted, not required: with Requires= stopping or restarting one mdev would stop the target and so, through PartOf=, every other.
+    entries.push({ kind: 'symlink', path: `${units}/${MDEVS_TARGET}.wants/${mdevUnit(m.uuid)}`, target: installed(MDEV_TEMPLATE) });
   }
   // Every mdev also as an mdevctl definition, so mdevctl and libvirt list it; start
   // manual, so mdevctl's own autostart never races our units.
@@ -69,7 +69,5 @@ export function linkedUnits(entries: readonly HostEntry[]): RootPath[] {
 
 /** Directories generate alone fills, removed when it empties them. */
 export function ownedDirs(paths: HostPaths): RootPath[] {
-  const units = rootPath(paths, paths.generatedUnitsDir);
-  // .wants: where versions before 0.2 linked the mdevs, emptied on upgrade.
-  return [`${units}/${MDEVS_TARGET}.requires`, `${units}/${MDEVS_TARGET}.wants`];
+  return [`${rootPath(paths, paths.generatedUnitsDir)}/${MDEVS_TARGET}.wants`];
 }

@@ -38,6 +38,7 @@ export interface InstalledPrograms {
 /** The name mdevctl lists the callout under. */
 export const CALLOUT_NAME = 'ap-persist';
 const TOKENS: Record<string, keyof InstalledPrograms> = { '@NODE@': 'node', '@BIN@': 'bin', '@SYSTEMCTL@': 'systemctl' };
+const TOKEN = new RegExp(Object.keys(TOKENS).join('|'), 'g');
 
 /**
  * node's flags for the callout: mdevctl runs callouts from udev, inside
@@ -73,7 +74,7 @@ export function checkNode(node: string): string {
 }
 
 export function staticEntries(assets: PackageAssets, programs: InstalledPrograms, paths: HostPaths): FileEntry[] {
-  const fill = (text: string): string => text.replace(/@(NODE|BIN|SYSTEMCTL)@/g, (token) => programs[TOKENS[token]!]);
+  const fill = (text: string): string => text.replace(TOKEN, (token) => programs[TOKENS[token]!]);
   const place = (dir: string, files: PackageFile[]): FileEntry[] =>
     files.map((f) => ({ kind: 'file', path: `${rootPath(paths, dir)}/${basename(f.name)}`, content: fill(f.text), mode: 0o644 }));
   const callout = assets.renderCallout({ node: programs.node, nodeFlags: CALLOUT_NODE_FLAGS, bin: programs.bin });

@@ -18,6 +18,7 @@ import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
 import { vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
+import { unitStates } from './units.js';
 import type { HookMdevOutcome, HookReport } from './hook-report.js';
 import { applyMaskWrites, planMaskWrites, type MaskPair } from './masks.js';
 
@@ -30,14 +31,13 @@ export interface HookDeps {
 
 /**
  * The AP bus event a hook unit was queued for, from its instance name
- * (42-ap-persist.rules): `change-<COMPLETECOUNT>`, `change` or `add`, as the
- * udev properties the hook would have had if udev had run it.
+ * (42-ap-persist.rules): `change-<COMPLETECOUNT>` or `add`, as the udev
+ * properties the hook would have had if udev had run it.
  */
 export function eventProperties(instance: string): Record<string, string> | undefined {
   if (instance === 'add') return { ACTION: 'add', DEVPATH: '/bus/ap' };
-  const m = /^change(?:-([0-9]+))?$/.exec(instance);
-  if (!m) return undefined;
-  return { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', ...(m[1] ? { COMPLETECOUNT: m[1] } : {}) };
+  const m = /^change-([0-9]+)$/.exec(instance);
+  return m ? { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', COMPLETECOUNT: m[1]! } : undefined;
 }
 
 /** The events the hook acts on; anything else (a plain change) is ignored. */
@@ -176,17 +176,32 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       if (report.vfio_ap === 'failed') {
         for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: 'vfio_ap is not loaded' });
       } else {
-        // The target requires every auto mdev, so it would start the refused ones too: only when all passed.
+        // The target wants every auto mdev, so it would start the refused ones too: only when all passed.
         const allPass = report.mdevs.every((m) => m.outcome !== 'skipped');
-        const units = [...(allPass ? [MDEVS_TARGET] : []), ...toStart.map(mdevUnit)];
-        const r = await deps.runner.run('systemctl', ['--no-block', 'start', ...units], { timeoutMs: 15_000 });
-        report.commands.push({ command: `systemctl --no-block start ${units.join(' ')}`, ran: r.ran, exit_code: r.exitCode });
+        const units = toStart.map(mdevUnit);
+        // A unit still active whose mdev is gone (removed by hand) does nothing on start: restart it.
+        // One still activating (an earlier event's) is left to finish: start merges with its job.
+        const states = await unitStates(deps.runner, units);
+        const restart = units.filter((u) => states.get(u)?.active === 'active');
+        const calls: string[][] = [
+          ...(allPass ? [['start', MDEVS_TARGET]] : []),
+          ...(restart.length ? [['restart', ...restart]] : []),
+          ...(restart.length < units.length ? [['start', ...units.filter((u) => !restart.includes(u))]] : []),
+        ];
+        let failure: string | undefined;
+        let ran = true;
+        for (const call of calls) {
+          const r = await deps.runner.run('systemctl', ['--no-block', ...call], { timeoutMs: 15_000 });
+          report.commands.push({ command: `systemctl --no-block ${call.join(' ')}`, ran: r.ran, exit_code: r.exitCode });
+          ran &&= r.ran;
+          if (r.ran && r.exitCode !== 0) failure ??= r.stderr.trim() || `exit ${r.exitCode}`;
+        }
         for (const m of report.mdevs) {
           if (m.outcome !== 'started') continue;
-          if (!r.ran) m.outcome = 'would-start';
-          else if (r.exitCode !== 0) Object.assign(m, { outcome: 'failed', reason: `systemctl: ${r.stderr.trim() || `exit ${r.exitCode}`}` });
+          if (!ran) m.outcome = 'would-start';
+          else if (failure) Object.assign(m, { outcome: 'failed', reason: `systemctl: ${failure}` });
         }
-        if (r.ran && r.exitCode !== 0) report.errors.push(`systemctl start failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
+        if (failure) report.errors.push(`systemctl start failed: ${failure}`);
       }
     }
     lap('start', t);

@@ -3,7 +3,7 @@
 // back a half-made mdev when an assignment fails.
 
 import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { RuntimeError } from '../errors.js';
 import type { HostPaths } from '../host/paths.js';
@@ -95,11 +95,18 @@ export interface Lifecycle {
   mdevctl: string | undefined;
 }
 
+/** The errno name of mdevctl's "(os error N)", the kernel's answer to a sysfs write. */
+function mdevctlErrno(stderr: string): string | undefined {
+  const n = /\(os error (\d+)\)/.exec(stderr)?.[1];
+  return n === undefined ? undefined : Object.entries(osConstants.errno).find(([, v]) => v === Number(n))?.[0];
+}
+
 async function mdevctlRun(lc: Lifecycle, args: string[], what: string): Promise<void> {
   const r = await lc.runner.run(lc.mdevctl!, args, { timeoutMs: 30_000 });
   if (r.exitCode !== 0 || r.timedOut) {
+    const errno = mdevctlErrno(r.stderr);
     throw new RuntimeError(`${what}: mdevctl ${args[0]} failed${r.timedOut ? ' (timed out)' : ''}: ${r.stderr.trim() || `exit ${r.exitCode}`}`, {
-      hint: 'mdevctl ran its callouts; their messages are above',
+      hint: (errno && ERRNO_MEANING[errno]) ?? 'mdevctl ran its callouts; their messages are above',
     });
   }
 }

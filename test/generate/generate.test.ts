@@ -17,9 +17,9 @@ import { chzdevRulesText } from '../support/chzdev.js';
 
 const RULES = 'etc/udev/rules.d/41-ap.rules';
 const MANIFEST = 'etc/ap-persist/generated.json';
-const REQUIRES = 'etc/systemd/system/ap-persist-mdevs.target.requires';
+const WANTS = 'etc/systemd/system/ap-persist-mdevs.target.wants';
 const WAIT_LINK = 'etc/systemd/system/multi-user.target.wants/ap-persist-wait.service';
-const mdevLink = (uuid: string): string => `${REQUIRES}/ap-persist-mdev@${uuid}.service`;
+const mdevLink = (uuid: string): string => `${WANTS}/ap-persist-mdev@${uuid}.service`;
 
 /** Like host.exists, but true for a link whose target (on the real system) is not under the root. */
 function present(host: TestHost, rel: string): boolean {
@@ -36,7 +36,7 @@ function bootFiles(host: TestHost): [string, string][] {
 const CHZDEV_RULES = chzdevRulesText(parseIdList('0-1,3-255', 'ID', true), parseIdList('0-42,44-255', 'ID', true));
 
 describe("the kernel documentation's three-guest host", () => {
-  it('install writes the reviewed rules, units, callouts, requires links and record', async () => {
+  it('install writes the reviewed rules, units, callouts, wants links and record', async () => {
     const host = givenHost(threeGuestsHost());
     const r = await host.run('install', '--bin', '/usr/bin/ap-persist', '--node', '/usr/bin/node');
     expect(r.code, r.stderr).toBe(0);
@@ -77,7 +77,7 @@ describe("the kernel documentation's three-guest host", () => {
     expect(r.stdout).toBe('nothing to change: the generated files match the store\n');
   });
 
-  it('removing guest3 from the store removes its requires link and its mdevctl definition, nothing else', async () => {
+  it('removing guest3 from the store removes its wants link and its mdevctl definition, nothing else', async () => {
     const host = givenHost(threeGuestsHost());
     await host.run('generate');
     const rules = host.read(RULES);
@@ -93,7 +93,7 @@ describe("the kernel documentation's three-guest host", () => {
     expect(host.read(MANIFEST)).not.toContain(GUEST3);
   });
 
-  it('an mdev switched to start = manual loses its link; the last one takes the requires directory along', async () => {
+  it('an mdev switched to start = manual loses its link; the last one takes the wants directory along', async () => {
     const host = givenHost(threeGuestsHost());
     await host.run('generate');
     writeFileSync(join(host.root, 'etc/ap-persist/ap-persist.conf'), THREE_GUESTS_STORE.replace(/start = auto/g, 'start = manual'));
@@ -101,7 +101,7 @@ describe("the kernel documentation's three-guest host", () => {
     const r = await host.run('generate');
     expect(r.code).toBe(0);
     for (const uuid of [GUEST1, GUEST2, GUEST3]) expect(r.stdout).toContain(`removed ${join(host.root, mdevLink(uuid))}`);
-    expect(existsSync(join(host.root, REQUIRES))).toBe(false);
+    expect(existsSync(join(host.root, WANTS))).toBe(false);
     // The masks still have to be applied at boot, so the boot still waits for them.
     expect(present(host, WAIT_LINK)).toBe(true);
   });
@@ -212,10 +212,10 @@ describe('41-ap.rules written by chzdev', () => {
 });
 
 describe('files ap-persist did not write', () => {
-  it('a requires link someone else made that points elsewhere is left alone (exit 3)', async () => {
+  it('a wants link someone else made that points elsewhere is left alone (exit 3)', async () => {
     const host = givenHost(threeGuestsHost());
     const path = join(host.root, mdevLink(GUEST1));
-    mkdirSync(join(host.root, REQUIRES), { recursive: true });
+    mkdirSync(join(host.root, WANTS), { recursive: true });
     symlinkSync('/etc/systemd/system/my-own@.service', path);
     const r = await host.run('generate');
     expect(r.code).toBe(3);
@@ -225,7 +225,7 @@ describe('files ap-persist did not write', () => {
 
   it('the same link systemctl enable made is taken over', async () => {
     const host = givenHost(threeGuestsHost());
-    mkdirSync(join(host.root, REQUIRES), { recursive: true });
+    mkdirSync(join(host.root, WANTS), { recursive: true });
     symlinkSync('/usr/lib/systemd/system/ap-persist-mdev@.service', join(host.root, mdevLink(GUEST1)));
     const r = await host.json('generate');
     expect(r.code).toBe(0);

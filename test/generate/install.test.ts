@@ -2,7 +2,7 @@
 // place with the tool's path filled in, then generate, then one reload.
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, lutimesSync, mkdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, lutimesSync, mkdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
@@ -23,7 +23,7 @@ describe('ap-persist install', () => {
     expect(host.read(RULE)).toContain('RUN+="/usr/bin/systemctl --no-block start ap-persist-hook@add.service"');
     // Every RUN of the rule is systemctl; node never runs inside udevd.
     const runs = [...host.read(RULE).matchAll(/RUN\+="([^"]*)"/g)].map((m) => m[1]!.split(' ')[0]);
-    expect(runs).toEqual(['/usr/bin/systemctl', '/usr/bin/systemctl', '/usr/bin/systemctl']);
+    expect(runs).toEqual(['/usr/bin/systemctl', '/usr/bin/systemctl']);
     expect(host.read(unit('ap-persist-hook@.service'))).toContain('ExecStart=/opt/node/bin/node /opt/ap/bin/ap-persist hook --event %i\n');
     expect(host.read(unit('ap-persist-mdev@.service'))).toContain(
       'ExecStart=/opt/node/bin/node /opt/ap/bin/ap-persist mdev start %i\nExecStop=/opt/node/bin/node /opt/ap/bin/ap-persist mdev stop %i\n',
@@ -33,32 +33,56 @@ describe('ap-persist install', () => {
       const script = host.read(rel);
       // Without the JIT (udevd's MemoryDenyWriteExecute), and "not my type" (2) once the tool is gone.
       expect(script).toMatch(/^#!\/bin\/sh\n/);
-      expect(script).toContain('[ -x /opt/node/bin/node ] && [ -r /opt/ap/bin/ap-persist ] || exit 2\n');
+      expect(script).toContain('[ -r /opt/ap/bin/ap-persist ] || exit 2\n');
+      expect(script).toContain('if [ ! -x /opt/node/bin/node ]; then\n');
       expect(script).toMatch(/\nexec \/opt\/node\/bin\/node --jitless --no-expose-wasm \/opt\/ap\/bin\/ap-persist callout "\$@"\n$/);
       expect(statSync(join(host.root, rel)).mode & 0o777, rel).toBe(0o755);
     }
   });
 
-  it('the installed callout answers 2 ("not my type") once the tool is gone, so no mdev type is blocked', async () => {
+  it('the installed callout: 2 ("not my type") for other types and once the tool is gone; 1 with a reason when only node is gone', async () => {
     const host = givenHost(threeGuestsHost());
     const bin = join(host.root, 'opt/ap/ap-persist.cjs');
+    const node = join(host.root, 'opt/node/bin/node');
     mkdirSync(dirname(bin), { recursive: true });
+    mkdirSync(dirname(node), { recursive: true });
     writeFileSync(bin, "process.stdout.write('ran:' + process.execArgv.join(' ')); process.exit(0);\n");
-    expect((await host.run('install', '--bin', bin, '--node', realpathSync(process.execPath))).code).toBe(0);
+    symlinkSync(realpathSync(process.execPath), node);
+    expect((await host.run('install', '--bin', bin, '--node', node)).code).toBe(0);
     const callout = join(host.root, CALLOUTS[1]!);
-    const args = ['-t', 'mtty-2', '-e', 'pre', '-a', 'define', '-s', 'none', '-u', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', '-p', 'mtty'];
-    // With the tool there, node runs it without its JIT, under no PATH at all.
-    const present = spawnSync(callout, args, { env: {}, encoding: 'utf8' });
-    expect({ status: present.status, stdout: present.stdout }).toEqual({ status: 0, stdout: 'ran:--jitless --no-expose-wasm' });
+    const call = (type: string): { status: number | null; stdout: string; stderr: string } => {
+      const args = ['-t', type, '-e', 'pre', '-a', 'define', '-s', 'none', '-u', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', '-p', 'matrix'];
+      // No PATH at all, as under udev.
+      const r = spawnSync(callout, args, { env: {}, encoding: 'utf8' });
+      return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+    };
+    // vfio_ap: node runs the tool without its JIT.
+    expect(call('vfio_ap-passthrough')).toEqual({ status: 0, stdout: 'ran:--jitless --no-expose-wasm', stderr: '' });
+    // Another type: not ours, node never starts.
+    expect(call('mtty-2')).toEqual({ status: 2, stdout: '', stderr: '' });
+    // node moved away by an upgrade: refuse, and say how to mend it.
+    rmSync(node);
+    const noNode = call('vfio_ap-passthrough');
+    expect(noNode.status).toBe(1);
+    expect(noNode.stderr).toContain(`ap-persist: cannot check the vfio_ap mdev: ${node} is missing; run 'ap-persist install --node PATH' again`);
+    expect(call('mtty-2').status).toBe(2);
+    // The package removed: never block anything.
     rmSync(bin);
-    const gone = spawnSync(callout, args, { env: {}, encoding: 'utf8' });
-    expect({ status: gone.status, stdout: gone.stdout, stderr: gone.stderr }).toEqual({ status: 2, stdout: '', stderr: '' });
+    expect(call('vfio_ap-passthrough')).toEqual({ status: 2, stdout: '', stderr: '' });
+  });
+
+  it('without --node, names node by the stable path that leads to the running one', async () => {
+    const { defaultNode } = await import('../../src/generate/assets.js');
+    const node = defaultNode();
+    expect(realpathSync(node)).toBe(realpathSync(process.execPath));
+    // /usr/bin/node when that is how this node is reached (no versioned file behind an alternatives link).
+    if (realpathSync('/usr/bin/node') === realpathSync(process.execPath)) expect(node).toBe('/usr/bin/node');
   });
 
   it('without --bin and --node, runs this very package with the node running it', async () => {
     const host = givenHost(threeGuestsHost());
     await host.run('install');
-    const node = realpathSync(process.execPath);
+    const node = (await import('../../src/generate/assets.js')).defaultNode();
     expect(host.read(unit('ap-persist-hook@.service'))).toMatch(new RegExp(`ExecStart=${node} /\\S+/dist/bin/ap-persist\\.cjs hook --event %i`));
   });
 
@@ -72,7 +96,7 @@ describe('ap-persist install', () => {
   it('warns when the tool is not executable on the target system', async () => {
     const host = givenHost(threeGuestsHost());
     const r = await host.run('install', '--bin', '/usr/bin/ap-persist');
-    expect(r.stderr).toContain(`warning: ${join(host.root, 'usr/bin/ap-persist')} is not an executable file`);
+    expect(r.stderr).toContain(`warning: ${join(host.root, 'usr/bin/ap-persist')} is not a readable file`);
   });
 
   it('a second install changes nothing and keeps the mtimes', async () => {

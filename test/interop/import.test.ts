@@ -79,9 +79,9 @@ describe('import from chzdev and mdevctl, then generate', () => {
     const rules = parseChzdevRules(host.read('etc/udev/rules.d/41-ap.rules'));
     expect(rules.apmask!.equals(APMASK)).toBe(true);
     expect(rules.aqmask!.equals(AQMASK)).toBe(true);
-    expect(host.has(`etc/systemd/system/ap-persist-mdevs.target.requires/ap-persist-mdev@${GUEST1}.service`)).toBe(true);
-    expect(host.has(`etc/systemd/system/ap-persist-mdevs.target.requires/ap-persist-mdev@${GUEST2}.service`)).toBe(true);
-    expect(host.has(`etc/systemd/system/ap-persist-mdevs.target.requires/ap-persist-mdev@${GUEST3}.service`)).toBe(false);
+    expect(host.has(`etc/systemd/system/ap-persist-mdevs.target.wants/ap-persist-mdev@${GUEST1}.service`)).toBe(true);
+    expect(host.has(`etc/systemd/system/ap-persist-mdevs.target.wants/ap-persist-mdev@${GUEST2}.service`)).toBe(true);
+    expect(host.has(`etc/systemd/system/ap-persist-mdevs.target.wants/ap-persist-mdev@${GUEST3}.service`)).toBe(false);
 
     // A second import finds nothing new.
     const again = await host.run('import');

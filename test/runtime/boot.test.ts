@@ -45,15 +45,29 @@ for (const flavour of ['5.4', 'current'] as const) {
         expect(second.mdevs.map((m: { outcome: string }) => m.outcome)).toEqual(['already-active', 'already-active', 'already-active']);
       });
 
+      it('an mdev removed by hand while its unit stays active is restarted by the next event, not left for dead', async () => {
+        const host = givenSimulatedHost(threeGuestsHost(), flavour, { onDisk });
+        expect((await host.run(['hook'], BINDINGS_COMPLETE)).code).toBe(0);
+        // RemainAfterExit=yes: the unit stays active when the mdev goes behind its back.
+        host.kernel().write(`devices/vfio_ap/matrix/${GUEST1}/remove`, '1');
+        if (onDisk) host.kernel().saveTo(host.root);
+        expect((await host.run(['hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '2' })).code).toBe(0);
+        expect(host.runner()!.log.filter((l) => l.startsWith('systemctl --no-block'))).toEqual([
+          'systemctl --no-block start ap-persist-mdevs.target',
+          `systemctl --no-block restart ap-persist-mdev@${GUEST1}.service`,
+        ]);
+        expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST1}/matrix`)).toBe('05.0004\n05.00ab\n06.0004\n06.00ab\n');
+      });
+
       it('an intruder auto mdev sharing 05.0004 is skipped, named in the report with the APQN, and fails the hook', async () => {
         const store = `${THREE_GUESTS_STORE}\n[mdev.${INTRUDER}]\nname = intruder\nadapters = 5\ndomains = 4\nstart = auto\n`;
         const host = givenSimulatedHost({ ...threeGuestsHost(), store }, flavour, { onDisk });
         // Exit 1: the hook's unit ends failed, so `systemctl --failed` shows the refusal.
         expect((await host.run(['hook'], BINDINGS_COMPLETE)).code).toBe(1);
         // The target requires the intruder too: only the three that passed are started, one by one.
-        expect(host.runner()!.log.find((l) => l.startsWith('systemctl'))).toBe(
+        expect(host.runner()!.log.filter((l) => l.startsWith('systemctl --no-block'))).toEqual([
           `systemctl --no-block start ap-persist-mdev@${GUEST1}.service ap-persist-mdev@${GUEST2}.service ap-persist-mdev@${GUEST3}.service`,
-        );
+        ]);
         const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
         expect(report.mdevs.find((m: { uuid: string }) => m.uuid === INTRUDER)).toMatchObject({ outcome: 'skipped', apqns: ['05.0004'] });
         expect(host.kernel().exists(`devices/vfio_ap/matrix/${INTRUDER}`)).toBe(false);

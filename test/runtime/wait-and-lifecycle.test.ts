@@ -77,6 +77,16 @@ describe('ap-persist wait', () => {
     expect(r.stderr).toContain(`mdev ${GUEST1} (guest1) is not up: not up after 1 s`);
   });
 
+  it('does not wait for mdevs no one will start: the hook failed before them (the lock), exit 1 at once', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    const report = { time: new Date().toISOString(), event: {}, masks: { applied: false, writes: [], kept_for_active_mdevs: [] }, vfio_ap: 'already-loaded', mdevs: [], commands: [], errors: ['the AP configuration lock is held by pid 4242'], timings_ms: {}, exit_code: 1 };
+    mkdirSync(join(host.root, 'run/ap-persist'), { recursive: true });
+    writeFileSync(join(host.root, 'run/ap-persist/last-hook.json'), JSON.stringify(report));
+    const r = await host.run(['wait', '--timeout', '600']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`mdev ${GUEST1} (guest1) is not up: the hook failed: the AP configuration lock is held by pid 4242`);
+  }, 20_000);
+
   it('refuses a timeout that is not a number of seconds (exit 2)', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), 'current');
     for (const bad of ['abc', '-1', '0', '']) {

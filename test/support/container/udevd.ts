@@ -121,7 +121,8 @@ let unitCounter = 0;
 const unitName = (): string => `ap-persist-udevrun-${process.pid}-${++unitCounter}-${Math.random().toString(36).slice(2, 6)}`;
 
 function systemdRunArgv(unit: string, sandbox: UdevdSandbox, extra: string[], argv: readonly string[]): string[] {
-  return ['systemd-run', '--wait', '--pipe', '--quiet', '--collect', `--unit=${unit}`, ...sandbox.properties.map((p) => `--property=${p}`), ...extra, '--', ...argv];
+  // DefaultDependencies=no: udevd runs programs from early boot on, not only after basic.target.
+  return ['systemd-run', '--wait', '--pipe', '--quiet', '--collect', `--unit=${unit}`, '--property=DefaultDependencies=no', ...sandbox.properties.map((p) => `--property=${p}`), ...extra, '--', ...argv];
 }
 
 async function setup(c: Container): Promise<UdevdSetup> {
