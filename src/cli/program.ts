@@ -18,7 +18,7 @@ export type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
 /** Turns a command implementation into a commander action. */
 export type Wrap = (action: Action) => (...args: unknown[]) => Promise<void>;
 
-/** A sysfs other than the files under --root (the simulated kernel), a runner that is not execa. */
+/** A sysfs other than the files under --root (the simulated kernel), a runner that runs no host command. */
 export type RunOptions = ContextOverrides;
 
 export async function run(argv: readonly string[], io: Io, runOptions: RunOptions = {}): Promise<number> {

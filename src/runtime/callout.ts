@@ -5,7 +5,7 @@
 // can replace it, except that a refusal exits 1 (DESIGN.md), not 255.
 //
 // It runs on every mdevctl call and before every guest start, so it loads no
-// commander, handlebars or execa; and the store (with its INI parser) and the
+// commander or handlebars; and the store (with its INI parser) and the
 // persistent-scope checks only when a definition has to be checked.
 
 import type { Io } from '../cli/context.js';

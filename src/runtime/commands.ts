@@ -1,7 +1,11 @@
 // Host commands (modprobe, systemctl, udevadm, mdevctl) behind one small
-// interface. On `/` (or with --exec) they run through execa, each bounded in
-// time; anywhere else they are only recorded, so every command is testable
-// on a plain folder and says what it would have run.
+// interface. On `/` (or with --exec) they run, each bounded in time, with
+// its whole process group killed at its deadline; anywhere else they are
+// only recorded, so every command is testable on a plain folder and says
+// what it would have run.
+
+import { spawn } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
 
 export interface CommandResult {
   exitCode: number;
@@ -36,27 +40,73 @@ export function recordingRunner(): CommandRunner {
   };
 }
 
-/** Runs through execa, loaded only when a command really runs (it is not cheap to load). */
+/** What a command may print before the rest is dropped: host commands say little. */
+const MAX_OUTPUT = 1 << 20;
+/** After SIGTERM at the deadline, SIGKILL this much later. */
+const KILL_AFTER_MS = 1000;
+/** After the command exited, how long its output may still come from a child that kept the pipe. */
+const DRAIN_MS = 100;
+
+/**
+ * Runs host commands with node's own child_process: loading execa cost about
+ * 90 ms in every process of the boot path (hook, each mdev start, wait). Each
+ * command runs in a process group of its own; at its deadline the whole group
+ * is killed (TERM, then KILL), and we stop waiting for pipes a left-behind
+ * grandchild may hold open.
+ */
 export function hostRunner(): CommandRunner {
   const log: string[] = [];
   return {
     log,
-    async run(file, args, options = {}) {
+    run(file, args, options = {}) {
       log.push(commandLine(file, args));
-      const { execa } = await import('execa');
-      const r = await execa(file, [...args], {
-        reject: false,
-        timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        forceKillAfterDelay: 1000,
-        stdin: 'ignore',
+      const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+      return new Promise((resolve) => {
+        let stdout = '';
+        let stderr = '';
+        let timedOut = false;
+        let settled = false;
+        const timers: NodeJS.Timeout[] = [];
+        const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+        const finish = (exitCode: number, extra = ''): void => {
+          if (settled) return;
+          settled = true;
+          for (const t of timers) clearTimeout(t);
+          child.stdout?.destroy();
+          child.stderr?.destroy();
+          // Killed at the deadline: 124, as timeout(1) says it.
+          if (timedOut) resolve({ exitCode: 124, stdout, stderr: `${stderr}${file}: timed out after ${timeoutMs / 1000} s\n`, timedOut, ran: true });
+          else resolve({ exitCode, stdout, stderr: `${stderr}${extra}`, timedOut, ran: true });
+        };
+        const collect = (which: 'out' | 'err') => (chunk: Buffer) => {
+          if (which === 'out' && stdout.length < MAX_OUTPUT) stdout += chunk.toString();
+          if (which === 'err' && stderr.length < MAX_OUTPUT) stderr += chunk.toString();
+        };
+        child.stdout.on('data', collect('out'));
+        child.stderr.on('data', collect('err'));
+        const group = (signal: NodeJS.Signals): void => {
+          try {
+            if (child.pid) process.kill(-child.pid, signal);
+          } catch {
+            // the group is gone already
+          }
+        };
+        child.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'ENOENT' ? 127 : 126, `${file}: ${err.message}\n`));
+        child.on('exit', (code, signal) => {
+          const exitCode = code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0);
+          // Normally 'close' follows at once; a grandchild holding the pipe must not hold us.
+          child.on('close', () => finish(exitCode));
+          timers.push(setTimeout(() => finish(exitCode), DRAIN_MS));
+        });
+        timers.push(
+          setTimeout(() => {
+            timedOut = true;
+            group('SIGTERM');
+            timers.push(setTimeout(() => group('SIGKILL'), KILL_AFTER_MS));
+            timers.push(setTimeout(() => finish(124), KILL_AFTER_MS + DRAIN_MS));
+          }, timeoutMs),
+        );
       });
-      return {
-        exitCode: typeof r.exitCode === 'number' ? r.exitCode : 1,
-        stdout: String(r.stdout ?? ''),
-        stderr: String(r.stderr ?? r.message ?? ''),
-        timedOut: Boolean(r.timedOut),
-        ran: true,
-      };
     },
   };
 }

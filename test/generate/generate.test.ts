@@ -350,7 +350,7 @@ describe('reloading udev and systemd', () => {
 
   it('runs the reloads through the context\'s runner, and a failing one is exit 1', async () => {
     const host = givenHost({ ...threeGuestsHost(), files: { 'run/udev/control': '', 'run/systemd/system/.running': '' } });
-    // Stands in for execa: says it ran each command, with the given exit code.
+    // Stands in for the host runner: says it ran each command, with the given exit code.
     const fake = (exitCode: number): CommandRunner => {
       const log: string[] = [];
       const ran = async (file: string, args: readonly string[]) => {

@@ -37,6 +37,8 @@ const CHECKOUT = fileURLToPath(new URL('../..', import.meta.url));
 export const TOOL = '/usr/lib/ap-persist/ap-persist.cjs';
 /** The FUSE root (sys/, control, state) inside the container. */
 const SIM = '/ap-sim';
+/** vfio_ap's mdev parent device. */
+const MATRIX_DEVICE = '/devices/vfio_ap/matrix';
 /** A host directory the fake libvirtd writes its records to; it outlives the container. */
 const RECORD = '/var/lib/fake-libvirtd';
 
@@ -192,7 +194,9 @@ export async function bootHost(opts: BootedHostOptions): Promise<BootedHost> {
         if (!kmod) throw new Error(`no emulation for the builtin '${entry}'`);
         // The kmod builtin loads in-process; a failure is only logged by udevd.
         const loaded = await container.exec(['sh', '-c', `printf 'load %s' '${kmod[1]}' > ${SIM}/control`]);
-        if (loaded.code === 0 && kmod[1] === 'vfio_ap') caused.push(parentAddedEvent('/devices/vfio_ap/matrix'));
+        // vfio_ap's matrix device appears (add), and the mdev core announces the new parent
+        // (change, MDEV_STATE=registered): mdevctl's rule starts its autostart mdevs on each.
+        if (loaded.code === 0 && kmod[1] === 'vfio_ap') caused.push(parentAddedEvent(MATRIX_DEVICE), parentRegisteredEvent(MATRIX_DEVICE));
       } else {
         programs.push(await runAsUdevd(container, splitUdevCommand(entry), properties));
       }
@@ -204,6 +208,20 @@ export async function bootHost(opts: BootedHostOptions): Promise<BootedHost> {
   const parentAddedEvent = async (devpath: string): Promise<AppliedEvent> => {
     const at = Date.now();
     const test = await udevTest(container, { action: 'add', devpath });
+    return { at, runs: test.runs, programs: await deliver(test.runs, test.builtins, test.properties) };
+  };
+
+  // mdev_register_parent's change event; its property lives only in the event, so udevadm test
+  // reads it from a uevent file of its own (in its private mount namespace).
+  const parentRegisteredEvent = async (devpath: string): Promise<AppliedEvent> => {
+    const at = Date.now();
+    const dir = `/sys${devpath}`;
+    const test = await udevTest(container, {
+      action: 'change',
+      devpath,
+      sysfsMount: dir,
+      sysfs: { [`${dir}/uevent`]: 'MDEV_STATE=registered\n', [`${dir}/subsystem`]: { symlink: '../../../bus/matrix' } },
+    });
     return { at, runs: test.runs, programs: await deliver(test.runs, test.builtins, test.properties) };
   };
 

@@ -1,0 +1,52 @@
+// Host commands as the hook, mdev units and wait run them: bounded, the whole
+// process group killed at the deadline, and never held by a grandchild that
+// keeps the output pipe open.
+
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { hostRunner } from '../../src/runtime/commands.js';
+
+/** Running: a process that exists and is not a zombie waiting for whoever reaps orphans. */
+const alive = (pid: number): boolean => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+};
+
+describe('running a host command', () => {
+  it('gives its exit code and output', async () => {
+    const r = await hostRunner().run('sh', ['-c', 'echo out; echo err >&2; exit 3']);
+    expect(r).toEqual({ exitCode: 3, stdout: 'out\n', stderr: 'err\n', timedOut: false, ran: true });
+  });
+
+  it('a command that is not there is exit 127 with the reason, as a shell says it', async () => {
+    const r = await hostRunner().run('/nonexistent/modprobe', ['vfio_ap']);
+    expect(r.exitCode).toBe(127);
+    expect(r.stderr).toContain('/nonexistent/modprobe: spawn /nonexistent/modprobe ENOENT');
+  });
+
+  it('at its deadline the command and everything it started are killed (exit 124, timed out)', async () => {
+    // sh prints the pid of a background sleep, then waits on another.
+    const r = await hostRunner().run('sh', ['-c', 'sleep 30 & echo $!; sleep 30'], { timeoutMs: 300 });
+    expect(r.timedOut).toBe(true);
+    expect(r.exitCode).toBe(124);
+    const grandchild = Number(r.stdout.trim());
+    expect(grandchild).toBeGreaterThan(0);
+    // The group got SIGTERM; give the kernel a moment to reap.
+    for (let i = 0; i < 50 && alive(grandchild); i++) await new Promise((res) => setTimeout(res, 20));
+    expect(alive(grandchild)).toBe(false);
+  });
+
+  it('a command that exits but leaves a child holding its output pipe does not hold us', async () => {
+    const r = await hostRunner().run('sh', ['-c', 'sleep 30 & echo $!'], { timeoutMs: 20_000 });
+    expect(r.timedOut).toBe(false);
+    expect(r.exitCode).toBe(0);
+    const grandchild = Number(r.stdout.trim());
+    // We came back while the child that keeps the pipe still runs.
+    expect(alive(grandchild)).toBe(true);
+    process.kill(grandchild, 'SIGKILL');
+  });
+});
