@@ -125,7 +125,12 @@ describe('a Debian container with systemd as PID 1', () => {
     const started = await booted().exec(['systemd-run', '--collect', `--unit=${unit}`, ...sandbox.properties.map((p) => `--property=${p}`), '/bin/sleep', '300']);
     expect(started.code, started.stderr).toBe(0);
     try {
-      const show = async (u: string): Promise<string> => (await booted().systemctl('show', ...keys.map((k) => `--property=${k}`), u)).stdout;
+      // Address lists print in no fixed order (a set in systemd): compare their items sorted.
+      const show = async (u: string): Promise<string> =>
+        (await booted().systemctl('show', ...keys.map((k) => `--property=${k}`), u)).stdout
+          .split('\n')
+          .map((l) => (/^IPAddress(Allow|Deny)=/.test(l) ? `${l.slice(0, l.indexOf('=') + 1)}${l.slice(l.indexOf('=') + 1).split(' ').sort().join(' ')}` : l))
+          .join('\n');
       expect(await show(unit)).toBe(await show('systemd-udevd.service'));
     } finally {
       await booted().systemctl('stop', unit);
