@@ -4,8 +4,14 @@
 // they cannot drift apart. Pure: the template comes compiled, the text comes
 // read.
 //
-// The rule lines are byte-identical to chzdev's for the same masks; only the
-// comment header differs, which zdev's reader skips. A mask the store leaves
+// The rule lines are byte-identical to chzdev's for the same masks, plus one
+// guard: once vfio_ap is loaded (it holds the mdevs) the rule leaves the masks
+// alone, so no replay (udevadm trigger, a rescan) hands an mdev's queues to
+// the host; the hook applies the masks then, keeping active mdevs' APQNs out.
+// (Not "while an mdev exists": udev 252's TEST glob misses entries with
+// names as long as a UUID.) Its first key is TEST, so zdev's reader skips it
+// like the comments. chzdev rewrites
+// the whole file without it; generate reports that as drift. A mask the store leaves
 // unset gets no ATTR line: s390-tools then take that mask from sysfs, just as
 // the hook leaves it as the kernel has it.
 

@@ -15,9 +15,14 @@ const APMASK = '0xf9ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff
 const AQMASK = '0xf7fffffffffffffffeffffffffffffffffffffffffeffffffffffffffffffffe';
 const KERNEL_DEFAULT = `0x${'f'.repeat(64)}`;
 const BIN = '/usr/bin/ap-persist';
+const ACTIVE = 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa';
+/** Every ID but 5 and 4 (as adapter and domain) with the host: 05.0004 is free for vfio_ap. */
+const FREE_MASK = '0xf7ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff';
 
 interface ApBusEvent {
   name: string;
+  /** vfio_ap is loaded and an mdev holds 05.0004; the active masks keep adapter 5 and domain 4 out of the host pool. */
+  activeMdev?: boolean;
   action: 'add' | 'change';
   devpath: '/devices/ap' | '/bus/ap';
   /** /sys/devices/ap/uevent: the properties of the bus's change event. */
@@ -64,8 +69,14 @@ function script(root: string, events: readonly ApBusEvent[]): string {
       'mkdir -p /sys/devices/ap /sys/bus/ap',
       'ln -s ../../bus/ap /sys/devices/ap/subsystem',
       `printf %s ${sh(e.uevent)} > /sys/devices/ap/uevent`,
-      `echo ${KERNEL_DEFAULT} > /sys/bus/ap/apmask`,
-      `echo ${KERNEL_DEFAULT} > /sys/bus/ap/aqmask`,
+      ...(e.activeMdev
+        ? [
+            `mkdir -p /sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough /sys/devices/vfio_ap/matrix/${ACTIVE}`,
+            `echo 05.0004 > /sys/devices/vfio_ap/matrix/${ACTIVE}/matrix`,
+            `echo ${FREE_MASK} > /sys/bus/ap/apmask`,
+            `echo ${FREE_MASK} > /sys/bus/ap/aqmask`,
+          ]
+        : [`echo ${KERNEL_DEFAULT} > /sys/bus/ap/apmask`, `echo ${KERNEL_DEFAULT} > /sys/bus/ap/aqmask`]),
       ...(e.completeCount === undefined ? [] : [`echo ${e.completeCount} > /sys/bus/ap/bindings_complete_count`]),
       `echo ${sh(`=== ${e.name}`)}`,
       `udevadm test --action=${e.action} ${e.devpath} 2>&1 || echo "udevadm exit $?"`,
@@ -126,5 +137,30 @@ describe('the rules under udevadm test', () => {
     expect(event('coldplug-incomplete')).toEqual({ ...untouched, run: [] });
     // Kernels without bindings_complete_count: nothing here; `ap-persist wait` runs the hook at boot.
     expect(event('coldplug-old-kernel')).toEqual({ ...untouched, run: [] });
+  });
+
+  itWith(req, 'no replay of the rule gives an existing mdev\'s queue to the host, whatever the persistent masks say', async () => {
+    // The persistent masks give the host everything, 05.0004 included, while an mdev holds it.
+    const host = givenHost({ ...threeGuestsHost(), store: '[masks]\napmask = 0-255\naqmask = 0-255\n' });
+    expect((await host.run('install', '--bin', BIN)).code).toBe(0);
+    const replays: ApBusEvent[] = [
+      { name: 'trigger-add', action: 'add', devpath: '/bus/ap', uevent: '', completeCount: 1, activeMdev: true },
+      { name: 'complete-1', action: 'change', devpath: '/devices/ap', uevent: 'BINDINGS=complete\nCOMPLETECOUNT=1\n', completeCount: 1, activeMdev: true },
+      { name: 'complete-2', action: 'change', devpath: '/devices/ap', uevent: 'BINDINGS=complete\nCOMPLETECOUNT=2\n', completeCount: 2, activeMdev: true },
+      { name: 'trigger-change', action: 'change', devpath: '/devices/ap', uevent: '', completeCount: 2, activeMdev: true },
+    ];
+    const r = await runInMountNamespace(script(host.root, replays));
+    expect(r.code, r.stderr).toBe(0);
+    const seen = parse(r.stdout);
+    for (const e of replays) {
+      const o = seen.get(e.name);
+      expect(o, e.name).toBeDefined();
+      expect({ writes: o!.writes, apmask: o!.apmask, aqmask: o!.aqmask }, `${e.name}\n${o!.log}`).toEqual({ writes: {}, apmask: FREE_MASK, aqmask: FREE_MASK });
+      // The hook still runs for a BINDINGS=complete: it applies what is safe.
+      if (e.uevent) expect(o!.run, e.name).toEqual([`/usr/bin/systemctl --no-block start ap-persist-hook@change-${e.completeCount}.service`]);
+    }
+    // The check has teeth: the same events without the mdev write the masks.
+    const control = await runInMountNamespace(script(host.root, [{ ...replays[0]!, activeMdev: false }]));
+    expect(parse(control.stdout).get('trigger-add')!.writes).toEqual({ apmask: KERNEL_DEFAULT, aqmask: KERNEL_DEFAULT });
   });
 });
