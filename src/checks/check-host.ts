@@ -7,7 +7,7 @@ import { IdSet } from '../model/idset.js';
 import { mdevApqns, mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import type { HostView, LiveState } from '../host/state.js';
 import type { Store } from '../store/store.js';
-import { conflictKey, findHostOwned, findSharedApqns, mergeConflicts, type ConflictList, type Scope } from './conflicts.js';
+import { conflictKey, findHostOwned, findSharedApqns, mergeConflicts, newlyHostOwned, type ConflictList, type Scope } from './conflicts.js';
 
 export interface CheckWarning {
   scope: Scope;
@@ -56,12 +56,25 @@ export function autostartMdevs(view: Pick<HostView, 'store' | 'mdevctl'>): MdevD
   ];
 }
 
+/**
+ * APQNs of running mdevs (other than the auto ones, already checked) that the
+ * persistent masks give the host: at the next boot those mdevs could not be
+ * made again. 41-ap.rules never applies such masks while vfio_ap is loaded.
+ */
+export function activeGivenAway(view: Pick<HostView, 'live'>, masks: Pick<ResolvedMasks, 'apmask' | 'aqmask'>, autos: readonly MdevDefinition[]): ConflictList {
+  const auto = new Set(autos.map((m) => m.uuid));
+  const running = view.live.mdevs.filter((m) => !auto.has(m.uuid));
+  const none = IdSet.empty();
+  return newlyHostOwned(running, { apmask: none, aqmask: none }, masks, 'persistent', 'active-mdev-host');
+}
+
 export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live'>): CheckResult {
   const masks = persistentMasks(view.store.store, view.live);
   const autos = autostartMdevs(view);
   const conflicts = mergeConflicts(
     findSharedApqns(autos, 'persistent'),
     findHostOwned(autos, masks.apmask, masks.aqmask, 'persistent'),
+    activeGivenAway(view, masks, autos),
   );
   const warnings: CheckWarning[] = [];
   for (const key of ['apmask', 'aqmask'] as const) {

@@ -48,7 +48,9 @@ function describe(kind: ConflictKind, scope: Scope, apqn: Apqn, a: Claim, b: Cla
         ? `${where} of autostart mdev ${mdevLabel(b)} belongs to the host by the persistent masks`
         : `${where} of active mdev ${mdevLabel(b)} belongs to the host by the active masks`;
     case 'active-mdev-host':
-      return `${where} is in use by active mdev ${mdevLabel(b)}; the new masks would give it to the host, and with it the guest's keys`;
+      return scope === 'persistent'
+        ? `${where} is in use by active mdev ${mdevLabel(b)}; the persistent masks give it to the host at the next boot, so the mdev could not be made again there`
+        : `${where} is in use by active mdev ${mdevLabel(b)}; the new masks would give it to the host, and with it the guest's keys`;
   }
 }
 

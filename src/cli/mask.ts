@@ -12,5 +12,6 @@ export function registerMask(program: Command, wrap: Wrap): void {
     .option('--persistent', 'change the store only')
     .option('--active', 'change the running kernel only')
     .option('--dry-run', 'print what would change')
+    .option('--force', "persist masks that give the host queues a running mdev holds (it could not be made again at the next boot)")
     .action(wrap((ctx, specs, opts) => maskSet(ctx, specs, opts)));
 }

@@ -53,6 +53,8 @@ export interface MaskSetOptions {
   persistent?: boolean;
   active?: boolean;
   dryRun?: boolean;
+  /** Persist masks that give the host a running mdev's queues anyway. */
+  force?: boolean;
 }
 
 export function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): number {
@@ -88,15 +90,27 @@ export function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): num
 
     // Refuse what the change would introduce, nothing else: an old conflict is check's business.
     let refusal = mergeConflicts();
+    let forced = mergeConflicts();
     if (doPersistent) {
       const autos = autostartMdevs(view);
       const after = persistentMasks({ ...view.store.store, masks: newPersistent }, view.live);
       refusal = mergeConflicts(refusal, newlyHostOwned(autos, base, after, 'persistent', 'mdev-host'));
+      // A running mdev's queues the persistent masks would give the host: it could not be made at the next boot.
+      const running = newlyHostOwned(view.live.mdevs.filter((m) => !autos.some((a) => a.uuid === m.uuid)), base, after, 'persistent', 'active-mdev-host');
+      if (opts.force) forced = running;
+      else refusal = mergeConflicts(refusal, running);
     }
     if (doActive && live && newActive) {
       refusal = mergeConflicts(refusal, newlyHostOwned(view.live.mdevs, live, newActive, 'active', 'active-mdev-host'));
     }
-    if (refusal.conflicts.length) return reportRefusal(ctx, 'this mask change', refusal);
+    if (refusal.conflicts.length) {
+      const code = reportRefusal(ctx, 'this mask change', refusal);
+      if (!ctx.json && refusal.conflicts.some((c) => c.scope === 'persistent' && c.kind === 'active-mdev-host')) {
+        ctx.warn('  to persist these masks anyway (the running guests keep their queues until they stop): add --force');
+      }
+      return code;
+    }
+    for (const c of forced.conflicts) ctx.warn(`warning: --force: ${c.message}`);
 
     const changes: { scope: string; key: string; from: string | null; to: string }[] = [];
     const note = (scope: string, key: 'apmask' | 'aqmask', from: IdSet | undefined, to: IdSet | undefined): void => {

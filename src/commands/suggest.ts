@@ -10,17 +10,21 @@ import { readHostView } from './view.js';
 export function suggest(ctx: Context): number {
   const view = readHostView(ctx);
   const autos = autostartMdevs(view);
+  // Running mdevs keep their queues too: masks that gave them away could not be applied safely now,
+  // and those mdevs could not be made again at the next boot.
+  const running = view.live.mdevs.filter((m) => !autos.some((a) => a.uuid === m.uuid));
   const present = view.live.apBus && view.live.queues.length ? view.live.queues : undefined;
-  const s = suggestMasks(autos, present);
+  const s = suggestMasks([...autos, ...running], present);
   const apmask = s.apmask.toRanges();
   const aqmask = s.aqmask.toRanges();
   if (ctx.json) {
-    ctx.printJson({ apmask, aqmask, host_queues: s.hostQueues, counted: present ? 'present' : 'all', exhaustive: s.exhaustive, auto_mdevs: autos.length });
+    ctx.printJson({ apmask, aqmask, host_queues: s.hostQueues, counted: present ? 'present' : 'all', exhaustive: s.exhaustive, auto_mdevs: autos.length, running_mdevs: running.length });
     return 0;
   }
   ctx.out(`apmask=${apmask} aqmask=${aqmask}`);
   ctx.info(
     `the host keeps ${s.hostQueues} ${present ? 'present queue(s)' : 'of all 65,536 APQNs'}; ${autos.length} auto mdev(s) get theirs` +
+      `${running.length ? `, ${running.length} other running mdev(s) keep theirs` : ''}` +
       `${s.exhaustive ? '' : ' (a good choice, not proven the best: many adapters)'}`,
   );
   // An empty list is no SPEC; the host owning nothing is the all-zero mask.

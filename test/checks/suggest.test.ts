@@ -1,6 +1,7 @@
 // suggest-masks: free exactly what the auto mdevs need, the host keeps the most.
 
 import { describe, expect, it } from 'vitest';
+import { parseIdList } from '../../src/model/idlist.js';
 import { findHostOwned } from '../../src/checks/conflicts.js';
 import { suggestMasks } from '../../src/checks/suggest.js';
 import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
@@ -51,5 +52,24 @@ describe('ap-persist suggest-masks', () => {
     expect((await host.run('check', '--persistent')).code).toBe(0);
     const json = await host.json('suggest-masks');
     expect(json.doc).toMatchObject({ apmask: '0-4,7-255', aqmask: '0-255', counted: 'present', exhaustive: true, auto_mdevs: 3 });
+  });
+
+  it('keeps a running mdev\'s queues out too, even one the store does not hold', async () => {
+    const free = { apmask: IdSet.full().minus(IdSet.of([5, 6, 7])), aqmask: IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff, 9])) };
+    const host = givenHost({
+      ...threeGuestsHost(),
+      cards: [...threeGuestsHost().cards, { adapter: 7, hwtype: 11 }],
+      store: threeGuestsHost().store!.replace(/\[masks\][^[]*/, ''),
+      masks: free,
+      vfioAp: true,
+      activeMdevs: [{ uuid: 'dddddddd-0000-4000-8000-000000000007', adapters: [7], domains: [9] }],
+    });
+    const json = await host.json('suggest-masks');
+    expect(json.doc).toMatchObject({ auto_mdevs: 3, running_mdevs: 1 });
+    const apmask = parseIdList(json.doc.apmask, 'ID', true);
+    const aqmask = parseIdList(json.doc.aqmask, 'ID', true);
+    expect(apmask.has(7) && aqmask.has(9)).toBe(false);
+    // Applying it persistently is accepted: it gives no running mdev's queue away.
+    expect((await host.run('mask', 'set', '--persistent', `apmask=${json.doc.apmask}`, `aqmask=${json.doc.aqmask}`)).code).toBe(0);
   });
 });

@@ -98,6 +98,35 @@ describe('mask set', () => {
     expect(host.snapshot()).toEqual(before);
   });
 
+  it('refuses persistent masks that give a running mdev\'s queues to the host (it could not be made at the next boot); --force persists them with a warning', async () => {
+    // A guest runs on 05.0004 through an mdev that is no auto mdev of the store (libvirt's, say).
+    const store = '[masks]\napmask = 0-4,7-255\naqmask = 0-3,5-70,72-170,172-254\n';
+    const host = givenHost({
+      ...threeGuestsHost(),
+      store,
+      masks: { apmask: FREE_AP, aqmask: FREE_AQ },
+      vfioAp: true,
+      activeMdevs: [{ uuid: GUEST1, adapters: [5], domains: [4] }],
+    });
+    const before = host.snapshot();
+    const r = await host.run('mask', 'set', '--persistent', 'apmask=+5', 'aqmask=+4');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`APQN 05.0004 (5.4) is in use by active mdev ${GUEST1}; the persistent masks give it to the host at the next boot`);
+    expect(r.stderr).toContain('add --force');
+    expect(host.snapshot()).toEqual(before);
+    const json = await host.json('mask', 'set', '--persistent', 'apmask=+5', 'aqmask=+4');
+    expect(json.doc.conflicts.map((c: { scope: string; kind: string; apqn: string }) => [c.scope, c.kind, c.apqn])).toEqual([['persistent', 'active-mdev-host', '05.0004']]);
+
+    const forced = await host.run('mask', 'set', '--persistent', '--force', 'apmask=+5', 'aqmask=+4');
+    expect(forced.code).toBe(0);
+    expect(forced.stderr).toContain('warning: --force: APQN 05.0004 (5.4) is in use by active mdev');
+    expect(host.storeText()).toContain('apmask = 0-5,7-255');
+    // check says it too, until the guest stops.
+    const check = await host.json('check', '--persistent');
+    expect(check.code).toBe(3);
+    expect(check.doc.conflicts.map((c: { kind: string; apqn: string }) => [c.kind, c.apqn])).toEqual([['active-mdev-host', '05.0004']]);
+  });
+
   const bad: [string[], RegExp][] = [
     [['apmask=5-3'], /reversed/],
     [['apmask=300'], /above 255/],
