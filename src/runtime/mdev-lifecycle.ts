@@ -13,6 +13,7 @@ import { parseMdevctlJson, renderMdevctlJson } from '../store/mdevctl-defs.js';
 import { listActiveMdevs, mdevPath, PASSTHROUGH_CREATE, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
+import { describeHolder, mdevHolders } from './in-use.js';
 
 /** What each errno of vfio_ap's sysfs means for the admin. */
 export const ERRNO_MEANING: Record<string, string> = {
@@ -161,6 +162,14 @@ export async function startMdev(lc: Lifecycle, mdev: MdevDefinition): Promise<St
 
 export async function stopMdev(lc: Lifecycle, uuid: string): Promise<'stopped' | 'not-active'> {
   if (!listActiveMdevs(lc.sysfs).some((m) => m.uuid === uuid)) return 'not-active';
+  // The kernel would not refuse the remove: it would block, unkillably, until the guest lets go.
+  const holders = mdevHolders(lc.paths, lc.sysfs, uuid);
+  if (holders.length) {
+    const domain = holders.find((h) => h.domain)?.domain;
+    throw new RuntimeError(`mdev ${uuid} is in use by ${holders.map(describeHolder).join(', ')}; removing it now would block until the guest releases it`, {
+      hint: `stop the guest first${domain ? ` (virsh shutdown ${domain})` : ''}, then run 'ap-persist mdev stop ${uuid}' again`,
+    });
+  }
   if (lc.mdevctl) await mdevctlRun(lc, ['stop', '-u', uuid], `stopping mdev ${uuid}`);
   else removeViaSysfs(lc.sysfs, uuid);
   return 'stopped';
