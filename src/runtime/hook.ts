@@ -10,12 +10,12 @@ import { writeFileAtomic } from '../fsio/atomic.js';
 import { acquireLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
 import { readActiveState } from '../host/state.js';
-import { formatApqn } from '../model/apqn.js';
+import { formatAdapter, formatApqn, formatDomain } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import { loadStore } from '../store/store.js';
 import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
-import { vfioApLoaded } from '../sysfs/ap-host.js';
+import { listQueues, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
 import { unitStates } from './units.js';
@@ -49,6 +49,32 @@ export function isHookEvent(env: Record<string, string | undefined>): boolean {
   return false;
 }
 
+/**
+ * What the kernel checks when a mask write gives the host more: 'apqn', the
+ * newly host-owned APQNs (6.0-6.18; up to 5.19 nothing, where we check the
+ * same); 'id', every added adapter and domain against any mdev (6.19+).
+ */
+export type MaskCheckRule = 'apqn' | 'id';
+
+/** 6.19 brought the whole-ID check and bindings_complete_count together. */
+export function maskCheckRule(sysfs: Sysfs): MaskCheckRule {
+  return sysfs.exists('bus/ap/bindings_complete_count') ? 'id' : 'apqn';
+}
+
+/**
+ * Queues with a driver_override set: on 6.19+ every mask write is then
+ * refused (EINVAL, ap_bus.c apmask_store), so the hook says which to clear.
+ */
+function overriddenQueues(sysfs: Sysfs): string[] {
+  const out: string[] = [];
+  for (const q of listQueues(sysfs)) {
+    const name = formatApqn(q);
+    const override = readAttr(sysfs, `bus/ap/devices/${name}/driver_override`)?.trim();
+    if (override && override !== '(null)') out.push(`${name} (${override})`);
+  }
+  return out;
+}
+
 export interface KeptApqn {
   apqn: string;
   mdev: string;
@@ -62,11 +88,35 @@ export interface KeptApqn {
  * An APQN the host has already (an old kernel let it happen) is left as it is:
  * there is nothing left to protect. One pass over the mdevs' APQNs, no cap.
  */
-export function protectActiveMdevs(target: MaskPair, current: MaskPair, active: readonly Claim[]): { target: MaskPair; kept: KeptApqn[] } {
+export function protectActiveMdevs(
+  target: MaskPair,
+  current: MaskPair,
+  active: readonly Claim[],
+  rule: MaskCheckRule = 'apqn',
+): { target: MaskPair; kept: KeptApqn[] } {
   let { apmask, aqmask } = target;
   const kept: KeptApqn[] = [];
   // Masks that give the host no adapter and no domain it lacks give it no APQN it lacks.
   if (apmask.minus(current.apmask).isEmpty() && aqmask.minus(current.aqmask).isEmpty()) return { target, kept };
+  if (rule === 'id') {
+    // 6.19+ (ap_bus.c apmask_commit with all-bits-one in_use checks): an added adapter is refused
+    // if any mdev holds it with any domain, an added domain if any mdev holds it with any adapter.
+    const addedAdapters = apmask.minus(current.apmask);
+    const addedDomains = aqmask.minus(current.aqmask);
+    for (const mdev of active) {
+      for (const adapter of mdev.adapters.intersect(addedAdapters).ids()) {
+        if (!apmask.has(adapter)) continue;
+        apmask = apmask.minus(IdSet.of([adapter]));
+        kept.push({ apqn: `${formatAdapter(adapter)}.`, mdev: mdevLabel(mdev), kept: `adapter ${adapter} kept out of apmask (the kernel refuses to add an adapter an mdev holds)` });
+      }
+      for (const domain of mdev.domains.intersect(addedDomains).ids()) {
+        if (!aqmask.has(domain)) continue;
+        aqmask = aqmask.minus(IdSet.of([domain]));
+        kept.push({ apqn: `.${formatDomain(domain)}`, mdev: mdevLabel(mdev), kept: `domain ${domain} kept out of aqmask (the kernel refuses to add a domain an mdev holds)` });
+      }
+    }
+    return { target: { apmask, aqmask }, kept };
+  }
   for (const mdev of active) {
     for (const adapter of mdev.adapters.ids()) {
       for (const domain of mdev.domains.ids()) {
@@ -86,6 +136,12 @@ export function protectActiveMdevs(target: MaskPair, current: MaskPair, active: 
   }
   return { target: { apmask, aqmask }, kept };
 }
+
+/** What a refused mask write means (ap_bus.c apmask_store/aqmask_store). */
+const MASK_ERRNO_MEANING: Record<string, string> = {
+  EBUSY: 'an mdev holds an APQN the write would give the host (ap-persist check --active)',
+  EINVAL: 'the kernel did not take the value, or (6.19+) a queue has driver_override set',
+};
 
 function emptyReport(env: Record<string, string | undefined>): HookReport {
   return {
@@ -120,16 +176,39 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     // 1. Masks: the store's, less what an active mdev holds.
     if (live.masks) {
       const wanted: MaskPair = { apmask: store.masks.apmask ?? live.masks.apmask, aqmask: store.masks.aqmask ?? live.masks.aqmask };
-      const { target, kept } = protectActiveMdevs(wanted, live.masks, live.mdevs);
-      report.masks.kept_for_active_mdevs = kept.map((k) => `${k.apqn} of ${k.mdev}: ${k.kept}`);
-      const writes = planMaskWrites(live.masks, target);
-      try {
-        applyMaskWrites(deps.sysfs, writes);
-        report.masks.applied = true;
-      } catch (err) {
-        if (!isSysfsError(err)) throw err;
-        report.errors.push(`mask write refused: ${err.message}`);
+      let rule = maskCheckRule(deps.sysfs);
+      let { target, kept } = protectActiveMdevs(wanted, live.masks, live.mdevs, rule);
+      let writes = planMaskWrites(live.masks, target);
+      const overridden = writes.length ? overriddenQueues(deps.sysfs) : [];
+      if (overridden.length) {
+        report.errors.push(
+          `mask writes skipped: queue(s) ${overridden.join(', ')} have driver_override set, and the kernel refuses every mask write then (EINVAL); clear it with: echo > /sys/bus/ap/devices/<queue>/driver_override`,
+        );
+      } else {
+        try {
+          applyMaskWrites(deps.sysfs, writes);
+          report.masks.applied = true;
+        } catch (err) {
+          if (!isSysfsError(err)) throw err;
+          if (err.code === 'EBUSY' && rule === 'apqn') {
+            // A kernel with 6.19's whole-ID check but without its other signs (a backport): plan again with it.
+            rule = 'id';
+            const now = readActiveState(deps.sysfs);
+            ({ target, kept } = protectActiveMdevs(wanted, now.masks ?? live.masks, now.mdevs, rule));
+            writes = planMaskWrites(now.masks ?? live.masks, target);
+            try {
+              applyMaskWrites(deps.sysfs, writes);
+              report.masks.applied = true;
+            } catch (again) {
+              if (!isSysfsError(again)) throw again;
+              report.errors.push(`mask write refused: ${again.message}: ${MASK_ERRNO_MEANING[again.code] ?? 'see the kernel log'}`);
+            }
+          } else {
+            report.errors.push(`mask write refused: ${err.message}: ${MASK_ERRNO_MEANING[err.code] ?? 'see the kernel log'}`);
+          }
+        }
       }
+      report.masks.kept_for_active_mdevs = kept.map((k) => `${k.apqn} of ${k.mdev}: ${k.kept}`);
       report.masks.writes = writes;
     } else {
       report.errors.push('no AP bus masks in sysfs (bus/ap/apmask): masks not applied');

@@ -133,4 +133,20 @@ describe('protecting active mdevs at scale', () => {
     expect(target.apmask.has(100)).toBe(false);
     expect(kept).toEqual([{ apqn: '64.0000', mdev: 'm2', kept: 'adapter 100 kept out of apmask' }]);
   });
+
+  it('on 6.19+ kernels an added adapter or domain that any mdev holds is kept out, whole', async () => {
+    const { protectActiveMdevs } = await import('../../src/runtime/hook.js');
+    // guest2 holds 05.0047 and 05.00ff; the host owns adapters 0-4 and domains 0-70.
+    const current = { apmask: IdSet.of([0, 1, 2, 3, 4]), aqmask: IdSet.of(Array.from({ length: 71 }, (_, i) => i)) };
+    const active = [{ uuid: 'guest2', adapters: IdSet.of([5]), domains: IdSet.of([0x47, 0xff]) }];
+    // The store adds domain 0x47 and adapter 7: no APQN of guest2 would go to the host (adapter 5 stays out)...
+    const wanted = { apmask: IdSet.of([0, 1, 2, 3, 4, 7]), aqmask: current.aqmask.union(IdSet.of([0x47])) };
+    const apqnRule = protectActiveMdevs(wanted, current, active, 'apqn');
+    expect(apqnRule.kept).toEqual([]);
+    // ...but 6.19's check refuses any added domain an mdev holds: 0x47 stays out, adapter 7 goes to the host.
+    const idRule = protectActiveMdevs(wanted, current, active, 'id');
+    expect(idRule.target.aqmask.has(0x47)).toBe(false);
+    expect(idRule.target.apmask.has(7)).toBe(true);
+    expect(idRule.kept).toEqual([{ apqn: '.0047', mdev: 'guest2', kept: 'domain 71 kept out of aqmask (the kernel refuses to add a domain an mdev holds)' }]);
+  });
 });
