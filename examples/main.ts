@@ -27,7 +27,7 @@ for (const args of [['status'], ['check'], ['generate', '--dry-run']]) {
 const copy = mkdtempSync(join(tmpdir(), 'ap-persist-example-'));
 try {
   cpSync(exampleRoot, copy, { recursive: true });
-  const kernel = SimKernel.fromDisk(copy, 'current');
+  const kernel = SimKernel.fromDisk(copy, '6.0');
   const quiet: Io = { stdout: () => {}, stderr: (t) => void process.stderr.write(t), env: {} };
   const runner = simulatedRunner(kernel, (verb, uuid) => run(['--root', copy, '--exec', 'mdev', verb, uuid], quiet, { sysfs: kernel }));
   const event = { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', COMPLETECOUNT: '1' };

@@ -69,7 +69,7 @@ export function buildFakeHost(root: string, host: FakeHost): void {
     // The simulated kernel decides the bindings and the mdev files, so a fake
     // host on disk looks exactly like what the runtime sees through it.
     const kernel = new SimKernel({
-      kernel: 'current',
+      kernel: '6.0',
       cards: host.cards,
       domains: host.domains,
       maxAdapterId: host.maxAdapterId,

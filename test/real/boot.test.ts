@@ -37,7 +37,7 @@ afterEach(async () => {
 });
 
 async function boot(opts: Partial<Parameters<typeof bootHost>[0]> = {}): Promise<BootedHost> {
-  const host = await bootHost({ host: threeGuestsHost(), kernel: 'current', store: THREE_GUESTS_STORE, ...opts });
+  const host = await bootHost({ host: threeGuestsHost(), kernel: '6.0', store: THREE_GUESTS_STORE, ...opts });
   booted.push(host);
   return host;
 }

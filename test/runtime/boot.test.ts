@@ -1,8 +1,10 @@
 // Boot simulations: the AP bus reports BINDINGS=complete, udev runs the hook,
 // and the host must end with the store's masks, vfio_ap loaded and the auto
-// mdevs up, on the 5.4 kernel of the seeds and on current kernels, in memory
+// mdevs up, on the 5.4 kernel of the seeds and on 6.0 and 6.19 kernels, in memory
 // and through a fake root on disk.
 
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { IdSet } from '../../src/model/idset.js';
@@ -11,7 +13,7 @@ import { BINDINGS_COMPLETE, givenSimulatedHost } from '../support/sim-host.js';
 const INTRUDER = 'deadbeef-0000-4000-8000-000000000001';
 const FREE = { apmask: IdSet.full().minus(IdSet.of([5, 6])), aqmask: IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff])) };
 
-for (const flavour of ['5.4', 'current'] as const) {
+for (const flavour of ['5.4', '6.0', '6.19'] as const) {
   for (const onDisk of [false, true]) {
     describe(`boot on a ${flavour} kernel${onDisk ? ', fake root on disk' : ', in memory'}`, () => {
       it('the three-guest host boots to masks applied, vfio_ap loaded and three mdevs with the right matrix', async () => {
@@ -88,7 +90,16 @@ for (const flavour of ['5.4', 'current'] as const) {
         expect(k.read('bus/ap/devices/05.0047/driver').trim()).toBe('vfio_ap');
         expect(k.read(`devices/vfio_ap/matrix/${GUEST2}/matrix`)).toBe('05.0047\n05.00ff\n');
         const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
-        expect(report.masks.kept_for_active_mdevs).toEqual([`05.0047 of ${GUEST2}: adapter 5 kept out of apmask`]);
+        // 6.19 refuses adding any adapter or domain an mdev holds (in_use with all-ones masks): more stays out.
+        expect(report.masks.kept_for_active_mdevs).toEqual(
+          flavour === '6.19'
+            ? [
+                `05. of ${GUEST2}: adapter 5 kept out of apmask (the kernel refuses to add an adapter an mdev holds)`,
+                `.0047 of ${GUEST2}: domain 71 kept out of aqmask (the kernel refuses to add a domain an mdev holds)`,
+                `.00ff of ${GUEST2}: domain 255 kept out of aqmask (the kernel refuses to add a domain an mdev holds)`,
+              ]
+            : [`05.0047 of ${GUEST2}: adapter 5 kept out of apmask`],
+        );
       });
 
       it('a broken store changes nothing', async () => {
@@ -144,14 +155,21 @@ for (const flavour of ['5.4', 'current'] as const) {
       expect(report.mdevs.map((m: { outcome: string }) => m.outcome)).toEqual(['skipped', 'skipped', 'skipped']);
     });
 
-    it('mdev stop is refused while the guest runs', async () => {
+    it('mdev stop is refused while the guest runs, without the remove the kernel would block on', async () => {
       const host = givenSimulatedHost(threeGuestsHost(), flavour);
       await host.run(['hook'], BINDINGS_COMPLETE);
       host.kernel().setGuestRunning(GUEST3, true);
+      // QEMU holds the mdev's VFIO group open, as /proc shows it (the kernel never answers EBUSY: its remove would hang).
+      const group = host.kernel().read(`devices/vfio_ap/matrix/${GUEST3}/iommu_group`);
+      mkdirSync(join(host.root, 'proc/4242/fd'), { recursive: true });
+      symlinkSync(`/dev/vfio/${group}`, join(host.root, 'proc/4242/fd/31'));
+      writeFileSync(join(host.root, 'proc/4242/comm'), 'qemu-system-s39\n');
       const r = await host.run(['mdev', 'stop', GUEST3]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain('EBUSY');
+      expect(r.stderr).toContain(`mdev ${GUEST3} is in use by process 4242`);
+      expect(host.kernel().hungRemoves).toEqual([]);
       host.kernel().setGuestRunning(GUEST3, false);
+      rmSync(join(host.root, 'proc/4242'), { recursive: true });
       expect((await host.run(['mdev', 'stop', GUEST3])).code).toBe(0);
       expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST3}`)).toBe(false);
     });
@@ -160,7 +178,7 @@ for (const flavour of ['5.4', 'current'] as const) {
 
 describe('status after a boot', () => {
   it('--matrix draws which mdev owns each present APQN', async () => {
-    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     await host.run(['hook'], BINDINGS_COMPLETE);
     const r = await host.run(['status', '--matrix']);
     expect(r.code).toBe(0);

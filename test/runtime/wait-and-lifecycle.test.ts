@@ -15,7 +15,7 @@ const FREE = { apmask: IdSet.full().minus(IdSet.of([5, 6])), aqmask: IdSet.full(
 
 describe('ap-persist wait', () => {
   it('returns at once when the hook ran and every mdev it started is up', async () => {
-    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     await host.run(['hook'], BINDINGS_COMPLETE);
     const r = await host.run(['wait', '--timeout', '5']);
     expect(r.code).toBe(0);
@@ -23,7 +23,7 @@ describe('ap-persist wait', () => {
   });
 
   it('runs the hook itself when no BINDINGS=complete came (older kernels)', async () => {
-    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     const r = await host.run(['wait', '--timeout', '3']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('no BINDINGS=complete event seen; running the hook now');
@@ -31,14 +31,14 @@ describe('ap-persist wait', () => {
   }, 20_000);
 
   it('is not ready when its own hook failed before the mdevs (a broken store): exit 1 at once', async () => {
-    const host = givenSimulatedHost({ ...threeGuestsHost(), store: THREE_GUESTS_STORE.replace('adapters = 5\n', 'adapters = 5-3\n') }, 'current');
+    const host = givenSimulatedHost({ ...threeGuestsHost(), store: THREE_GUESTS_STORE.replace('adapters = 5\n', 'adapters = 5-3\n') }, '6.0');
     const r = await host.run(['wait', '--timeout', '3']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/not ready: the hook failed \(.*range '5-3' is reversed/);
   }, 20_000);
 
   it('ends as soon as a refused mdev\'s unit has failed (exit 1), naming it, with the other two up', async () => {
-    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     host.kernel().failWrite(`devices/vfio_ap/matrix/${GUEST2}/assign_adapter`, 'EADDRNOTAVAIL');
     await host.run(['hook'], BINDINGS_COMPLETE);
     // A bound far beyond the test's own timeout: only the failed unit can end it in time.
@@ -49,7 +49,7 @@ describe('ap-persist wait', () => {
   }, 20_000);
 
   it('ends at once when vfio_ap did not load (exit 1): no mdev can come', async () => {
-    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     host.kernel().failLoad('vfio_ap');
     const hook = await host.run(['hook'], BINDINGS_COMPLETE);
     expect(hook.code).toBe(1);
@@ -60,7 +60,7 @@ describe('ap-persist wait', () => {
   }, 20_000);
 
   it('gives up after the timeout (exit 1), naming the mdevs whose units never finished', async () => {
-    const host = givenSimulatedHost(threeGuestsHost(), 'current', { runUnits: false });
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0', { runUnits: false });
     await host.run(['hook'], BINDINGS_COMPLETE);
     const r = await host.run(['wait', '--timeout', '1']);
     expect(r.code).toBe(1);
@@ -68,7 +68,7 @@ describe('ap-persist wait', () => {
   });
 
   it('does not take a half-made mdev (created, its matrix not yet or never assigned) for one that is up', async () => {
-    const host = givenSimulatedHost(threeGuestsHost(), 'current', { runUnits: false });
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0', { runUnits: false });
     await host.run(['hook'], BINDINGS_COMPLETE);
     // What mdevctl leaves for a moment before an assignment is refused and it removes the device again.
     host.kernel().write('devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create', GUEST1);
@@ -78,7 +78,7 @@ describe('ap-persist wait', () => {
   });
 
   it('does not wait for mdevs no one will start: the hook failed before them (the lock), exit 1 at once', async () => {
-    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     const report = { time: new Date().toISOString(), event: {}, masks: { applied: false, writes: [], kept_for_active_mdevs: [] }, vfio_ap: 'already-loaded', mdevs: [], commands: [], errors: ['the AP configuration lock is held by pid 4242'], timings_ms: {}, exit_code: 1 };
     mkdirSync(join(host.root, 'run/ap-persist'), { recursive: true });
     writeFileSync(join(host.root, 'run/ap-persist/last-hook.json'), JSON.stringify(report));
@@ -88,7 +88,7 @@ describe('ap-persist wait', () => {
   }, 20_000);
 
   it('refuses a timeout that is not a number of seconds (exit 2)', async () => {
-    const host = givenSimulatedHost(threeGuestsHost(), 'current');
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     for (const bad of ['abc', '-1', '0', '']) {
       const r = await host.run(['wait', '--timeout', bad]);
       expect(r.code, bad).toBe(2);
@@ -137,7 +137,7 @@ describe('mdev start when mdevctl defines the mdev differently', () => {
         mdevctl: [{ uuid: GUEST2, start: 'manual', adapters: [5], domains: [0x47] }],
         files: { 'usr/sbin/mdevctl': '#!/bin/sh\n' },
       },
-      'current',
+      '6.0',
     );
     chmodSync(join(host.root, 'usr/sbin/mdevctl'), 0o755);
     const before = host.read(`etc/mdevctl.d/matrix/${GUEST2}`);

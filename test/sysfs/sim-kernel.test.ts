@@ -1,6 +1,8 @@
 // The simulated kernel, told as the admin's story from the kernel's vfio-ap
 // documentation (Documentation/s390/vfio-ap.rst, 5.4): every example there is
-// replayed here through sysfs reads and writes, on 5.4 and on current kernels.
+// replayed here through sysfs reads and writes, on every kernel flavour ('5.4':
+// up to 5.19, '6.0': 6.0-6.18, '6.19': 6.19 and later). The last part tests
+// each modelled kernel function by name, per flavour.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,12 +23,20 @@ import {
   parseKernelMask,
 } from '../../src/sysfs/ap-host.js';
 import { FileSysfs } from '../../src/sysfs/file-sysfs.js';
-import { KernelEventError, SimKernel, parseMaskWrite, type KernelFlavour, type SimKernelOptions } from '../../src/sysfs/sim-kernel.js';
+import {
+  KERNEL_FLAVOURS,
+  KernelEventError,
+  SimKernel,
+  WouldBlockError,
+  parseMaskWrite,
+  type KernelFlavour,
+  type SimKernelOptions,
+} from '../../src/sysfs/sim-kernel.js';
 import { isSysfsError, type Sysfs } from '../../src/sysfs/sysfs.js';
 
 const APMASK = `${AP_BUS}/apmask`;
 const AQMASK = `${AP_BUS}/aqmask`;
-const KERNELS: KernelFlavour[] = ['5.4', 'current'];
+const KERNELS = KERNEL_FLAVOURS;
 
 // The doc's three-guest mask strings, and what the secured example host reads.
 const DOC_APMASK = '0xf9ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff';
@@ -103,13 +113,13 @@ function tempRoot(): string {
 
 describe('the AP masks (step 2: securing queues)', () => {
   it('read as 0x and 64 hex digits; a freshly booted host owns everything', () => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     expect(k.read(APMASK)).toBe(`0x${'f'.repeat(64)}\n`);
     expect(k.read(AQMASK)).toBe(`0x${'f'.repeat(64)}\n`);
   });
 
   it('0x7dff… gives adapters 0 and 6 to vfio_ap and keeps 1-5 and 7-255 for the host', () => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     k.write(APMASK, `0x7d${'f'.repeat(62)}`);
     const host = maskIds(k, APMASK);
     expect(host.has(0)).toBe(false);
@@ -118,7 +128,7 @@ describe('the AP masks (step 2: securing queues)', () => {
   });
 
   it('0x41 is shorter than the mask: padded with zeros on the right, it means IDs 1 and 7', () => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     k.write(APMASK, '0x41');
     expect(k.read(APMASK)).toBe(`0x41${'0'.repeat(62)}\n`);
     expect(maskIds(k, APMASK).ids()).toEqual([1, 7]);
@@ -130,7 +140,7 @@ describe('the AP masks (step 2: securing queues)', () => {
     ['+0x41', 65, true],
     ['-0xff', 255, false],
   ])('the bit switch "%s" sets bit %i to %s and leaves the others', (text, bit, on) => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     const start = on ? IdSet.full().minus(IdSet.of([bit])) : IdSet.full();
     k.write(APMASK, start.toKernelHex());
     k.write(APMASK, text);
@@ -140,7 +150,7 @@ describe('the AP masks (step 2: securing queues)', () => {
   });
 
   it('+0,-6,+0x47,-0xf0 switches 0 and 71 on, 6 and 240 off, and nothing else', () => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     const before = IdSet.of([1, 6, 7, 100, 240]);
     k.write(AQMASK, before.toKernelHex());
     k.write(AQMASK, '+0,-6,+0x47,-0xf0');
@@ -149,7 +159,7 @@ describe('the AP masks (step 2: securing queues)', () => {
 
   it('ap.apmask=0xffff ap.aqmask=0x40: the host keeps adapters 0-15 on domain 1, vfio_ap gets the rest', () => {
     const k = new SimKernel({
-      kernel: 'current',
+      kernel: '6.0',
       cards: [
         { adapter: 0x0f, hwtype: 11 },
         { adapter: 0x10, hwtype: 11 },
@@ -167,7 +177,7 @@ describe('the AP masks (step 2: securing queues)', () => {
   });
 
   it('a hex string longer than the mask is EINVAL, and the mask stays as it was', () => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     k.write(APMASK, DOC_APMASK);
     expect(errnoOf(k, APMASK, `0x${'f'.repeat(65)}`)).toBe('EINVAL');
     expect(k.read(APMASK)).toBe(`${DOC_APMASK}\n`);
@@ -176,7 +186,7 @@ describe('the AP masks (step 2: securing queues)', () => {
   it.each(['garbage', '5,6', '0x12345g', '+256', '-0x100', '+0,x', '+-1', '-5--6', '+0,-6,+300', '+08'])(
     '"%s" is EINVAL and nothing of it is applied',
     (text) => {
-      const k = docHost('current');
+      const k = docHost('6.0');
       expect(errnoOf(k, AQMASK, text)).toBe('EINVAL');
       expect(k.read(AQMASK)).toBe(`0x${'f'.repeat(64)}\n`);
     },
@@ -226,7 +236,7 @@ describe('which driver gets each queue', () => {
   });
 
   it('the host keeps only apmask × aqmask: a queue needs both bits to stay with cex4queue', () => {
-    const k = securedDocHost('current', {
+    const k = securedDocHost('6.0', {
       cards: [5, 6, 7].map((adapter) => ({ adapter, hwtype: 11 })),
       domains: [0x04, 0x05, 0x47, 0xab, 0xff],
     });
@@ -237,7 +247,7 @@ describe('which driver gets each queue', () => {
   });
 
   it('freed queues wait unbound until vfio_ap is loaded; loading it creates the matrix device', () => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     k.write(APMASK, '-5,-6');
     expect(driverOf(k, '05.0004')).toBeUndefined();
     expect(k.exists(`${AP_DEVICES}/05.0004`)).toBe(true);
@@ -296,7 +306,7 @@ describe('mediated devices for the three guests (steps 3 and 4)', () => {
   });
 
   it('matrix shows AA. lines before any domain and .DDDD lines before any adapter; unassign undoes a mistake', () => {
-    const k = securedDocHost('current');
+    const k = securedDocHost('6.0');
     configure(k, GUEST1, [
       ['assign_adapter', '6'],
       ['assign_adapter', '5'],
@@ -310,7 +320,7 @@ describe('mediated devices for the three guests (steps 3 and 4)', () => {
   });
 
   it('create takes a UUID once: not a UUID is EINVAL, the same one again EEXIST', () => {
-    const k = securedDocHost('current');
+    const k = securedDocHost('6.0');
     expect(errnoOf(k, PASSTHROUGH_CREATE, 'guest1')).toBe('EINVAL');
     expect(errnoOf(k, PASSTHROUGH_CREATE, `${GUEST1}-x`)).toBe('EINVAL');
     expect(errnoOf(k, PASSTHROUGH_CREATE, `${GUEST1.toUpperCase()}\n`)).toBe('ok');
@@ -319,12 +329,12 @@ describe('mediated devices for the three guests (steps 3 and 4)', () => {
   });
 
   it('no create before vfio_ap is loaded: there is no matrix device yet', () => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     expect(errnoOf(k, PASSTHROUGH_CREATE, GUEST1)).toBe('ENOENT');
   });
 
   it('IDs are read like kstrtoul: decimal, 0x hex or leading-0 octal; anything else is EINVAL', () => {
-    const k = securedDocHost('current');
+    const k = securedDocHost('6.0');
     k.write(PASSTHROUGH_CREATE, GUEST1);
     const cd = mdevPath(GUEST1, 'assign_control_domain');
     for (const id of ['171', '0xab', '0XAB\n', '010']) k.write(cd, id);
@@ -362,7 +372,7 @@ describe('mediated devices for the three guests (steps 3 and 4)', () => {
 
   it('5.4: an adapter with no queue bound to vfio_ap is EADDRNOTAVAIL; current kernels take it (over-provisioning)', () => {
     const old = wider('5.4');
-    const now = wider('current');
+    const now = wider('6.0');
     for (const k of [old, now]) k.write(PASSTHROUGH_CREATE, GUEST1);
     expect(errnoOf(old, mdevPath(GUEST1, 'assign_adapter'), '9')).toBe('EADDRNOTAVAIL');
     expect(errnoOf(now, mdevPath(GUEST1, 'assign_adapter'), '9')).toBe('ok');
@@ -402,24 +412,32 @@ describe('mediated devices for the three guests (steps 3 and 4)', () => {
     expect(example2.read(mdevPath(GUEST2, 'matrix'))).toBe('03.0005\n03.0006\n04.0005\n04.0006\n');
   });
 
-  it.each([
-    ['5.4', 'EADDRINUSE'],
-    ['current', 'EBUSY'],
-  ] as const)('%s: example 3 shares APQN (1,6) with guest1, refused with %s', (kernel, errno) => {
+  // vfio_ap_mdev_verify_no_sharing answers EADDRINUSE in every version (the model's old
+  // EBUSY for 6.0+ was wrong: EBUSY is the AP bus's answer to a mask change, not vfio_ap's).
+  it.each(KERNELS)('%s: example 3 shares APQN (1,6) with guest1, refused with EADDRINUSE (vfio_ap_mdev_verify_no_sharing)', (kernel) => {
     const k = sieHost(kernel);
-    expect(assignAll(k, [1], [6, 7])).toEqual(['ok', errno, 'ok']);
+    expect(assignAll(k, [1], [6, 7])).toEqual(['ok', 'EADDRINUSE', 'ok']);
     expect(k.read(mdevPath(GUEST2, 'matrix'))).toBe('01.0007\n');
     expect(k.read(mdevPath(GUEST1, 'matrix'))).toBe('01.0005\n01.0006\n02.0005\n02.0006\n');
   });
 });
 
 describe('a running guest (step 5 and removing the mdev)', () => {
-  it.each(KERNELS)('%s: remove is refused (EBUSY) while the guest runs, and works once it is shut down', (kernel) => {
+  // The old model answered EBUSY; the kernel never does: vfio_unregister_group_dev waits.
+  it.each(KERNELS)('%s: remove of a guest-held mdev would hang (WouldBlockError, listed in hungRemoves), and works once the guest is shut down', (kernel) => {
     const k = securedDocHost(kernel);
     configure(k, GUEST1, [['assign_adapter', '5']]);
     k.setGuestRunning(GUEST1, true);
-    expect(errnoOf(k, mdevPath(GUEST1, 'remove'), '1\n')).toBe('EBUSY');
+    expect(() => k.write(mdevPath(GUEST1, 'remove'), '1\n')).toThrow(WouldBlockError);
+    expect(errnoOf(k, mdevPath(GUEST1, 'remove'), '1')).toBe('EWOULDHANG');
+    expect(k.hungRemoves).toEqual([
+      { path: mdevPath(GUEST1, 'remove'), uuid: GUEST1, data: '1\n' },
+      { path: mdevPath(GUEST1, 'remove'), uuid: GUEST1, data: '1' },
+    ]);
+    expect(k.state().hungRemoves).toHaveLength(2);
+    expect(k.writes.filter((w) => w.path.endsWith('/remove'))).toEqual([]);
     expect(k.exists(mdevPath(GUEST1))).toBe(true);
+    expect(errnoOf(k, mdevPath(GUEST1, 'remove'), '0')).toBe('ok'); // 0 removes nothing, and does not wait
     k.setGuestRunning(GUEST1, false);
     expect(errnoOf(k, mdevPath(GUEST1, 'remove'), '0')).toBe('ok'); // 0 removes nothing
     expect(k.exists(mdevPath(GUEST1))).toBe(true);
@@ -431,7 +449,7 @@ describe('a running guest (step 5 and removing the mdev)', () => {
 
   it('5.4 cannot change a running guest’s matrix (EBUSY); current kernels hot-plug', () => {
     const old = securedDocHost('5.4');
-    const now = securedDocHost('current');
+    const now = securedDocHost('6.0');
     for (const k of [old, now]) {
       configure(k, GUEST1, [['assign_adapter', '5']]);
       k.setGuestRunning(GUEST1, true);
@@ -441,8 +459,8 @@ describe('a running guest (step 5 and removing the mdev)', () => {
     expect(errnoOf(now, mdevPath(GUEST1, 'assign_domain'), '4')).toBe('ok');
   });
 
-  it('current kernels refuse (EBUSY) a mask change that gives the host an mdev’s APQN; 5.4 gives it away silently', () => {
-    const run = (kernel: KernelFlavour): SimKernel => {
+  it('6.0 and 6.19 refuse (EBUSY) a mask change that gives the host an mdev’s APQN; 5.4 gives it away silently', () => {
+    const run = (kernel: KernelFlavour): { k: SimKernel; plus5: string } => {
       const k = securedDocHost(kernel);
       configure(k, GUEST1, [
         ['assign_adapter', '5'],
@@ -452,16 +470,21 @@ describe('a running guest (step 5 and removing the mdev)', () => {
       ]);
       k.setGuestRunning(GUEST1, true);
       // Adapter 5 back to the host takes no APQN yet: the host has none of guest1's domains.
-      k.write(APMASK, '+5');
-      return k;
+      // 6.19 checks adapter 5 against every domain, so guest1's 05.0004 makes it EBUSY.
+      return { k, plus5: errnoOf(k, APMASK, '+5') };
     };
-    const now = run('current');
-    expect(errnoOf(now, AQMASK, '+4')).toBe('EBUSY');
-    expect(now.read(AQMASK)).toBe(`${DOC_AQMASK}\n`);
-    expect(driverOf(now, '05.0004')).toBe('vfio_ap');
-    expect(errnoOf(now, AQMASK, `0x${'f'.repeat(64)}`)).toBe('EBUSY');
+    for (const kernel of ['6.0', '6.19'] as const) {
+      const { k: now, plus5 } = run(kernel);
+      expect(plus5).toBe(kernel === '6.0' ? 'ok' : 'EBUSY');
+      if (kernel === '6.19') now.write(APMASK, '+7'); // an adapter no mdev has: allowed
+      expect(errnoOf(now, AQMASK, '+4')).toBe('EBUSY');
+      expect(now.read(AQMASK)).toBe(`${DOC_AQMASK}\n`);
+      expect(driverOf(now, '05.0004')).toBe('vfio_ap');
+      expect(errnoOf(now, AQMASK, `0x${'f'.repeat(64)}`)).toBe('EBUSY');
+    }
 
-    const old = run('5.4');
+    const { k: old, plus5 } = run('5.4');
+    expect(plus5).toBe('ok');
     expect(errnoOf(old, AQMASK, '+4')).toBe('ok');
     // The doc's "Limitations": the host now has the queue of a running guest.
     expect(driverOf(old, '05.0004')).toBe('cex4queue');
@@ -471,7 +494,7 @@ describe('a running guest (step 5 and removing the mdev)', () => {
 
 describe('sysfs semantics', () => {
   it('write-only and read-only attributes, missing paths, listings', () => {
-    const k = securedDocHost('current');
+    const k = securedDocHost('6.0');
     k.write(PASSTHROUGH_CREATE, GUEST1);
     const codeOf = (fn: () => unknown): string | undefined => {
       try {
@@ -497,7 +520,7 @@ describe('sysfs semantics', () => {
   });
 
   it('keeps a log of the writes it accepted, not of those it refused', () => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     k.write(APMASK, '-5');
     expect(errnoOf(k, APMASK, 'garbage')).toBe('EINVAL');
     expect(k.writes).toEqual([{ path: APMASK, data: '-5' }]);
@@ -506,7 +529,7 @@ describe('sysfs semantics', () => {
 
 describe('fault injection', () => {
   it('the next matching write fails with the given errno and changes nothing; the one after works', () => {
-    const k = securedDocHost('current');
+    const k = securedDocHost('6.0');
     k.failWrite(PASSTHROUGH_CREATE, 'EIO');
     expect(errnoOf(k, PASSTHROUGH_CREATE, GUEST1)).toBe('EIO');
     expect(k.exists(mdevPath(GUEST1))).toBe(false);
@@ -515,7 +538,7 @@ describe('fault injection', () => {
   });
 
   it('a pattern and a count: two assigns fail, the third goes through, other paths are untouched', () => {
-    const k = securedDocHost('current');
+    const k = securedDocHost('6.0');
     k.write(PASSTHROUGH_CREATE, GUEST1);
     k.failWrite(/\/assign_domain$/, 'ENOMEM', 2);
     k.write(mdevPath(GUEST1, 'assign_adapter'), '5');
@@ -540,7 +563,7 @@ describe('the tree a real sysfs has, for a filesystem face (mdevctl, libvirt, a 
   const SERIAL = '7e9d0989-8c3e-4c4e-9a5b-0123456789ab';
 
   it('bus/ap/devices links to the devices under devices/ap, a queue’s driver links to the driver’s directory, and reads as its name', () => {
-    const k = securedDocHost('current');
+    const k = securedDocHost('6.0');
     expect(k.stat(AP_DEVICES)).toEqual({ kind: 'dir' });
     expect(k.stat(`${AP_DEVICES}/card05`)).toEqual({ kind: 'link', target: '../../../devices/ap/card05' });
     expect(k.stat(`${AP_DEVICES}/05.0004`)).toEqual({ kind: 'link', target: '../../../devices/ap/card05/05.0004' });
@@ -560,7 +583,7 @@ describe('the tree a real sysfs has, for a filesystem face (mdevctl, libvirt, a 
   });
 
   it('every device has the driver core’s uevent and subsystem link, so udev (sd-device) takes it for a device', () => {
-    const k = securedDocHost('current');
+    const k = securedDocHost('6.0');
     expect(k.stat('devices/ap/subsystem')).toEqual({ kind: 'link', target: '../../bus/ap' });
     expect(k.stat('devices/ap/card05/05.0004/subsystem')).toEqual({ kind: 'link', target: '../../../../bus/ap' });
     expect(k.read('devices/ap/card05/uevent')).toBe('DEVTYPE=ap_card\nDEV_TYPE=000B\nMODALIAS=ap:t0B\n');
@@ -577,7 +600,7 @@ describe('the tree a real sysfs has, for a filesystem face (mdevctl, libvirt, a 
   });
 
   it('bindings counts bound queues as ap_bus.c prints them; devices/ap has an empty uevent that takes a synthetic event', () => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     expect(k.read(`${AP_BUS}/bindings`)).toBe('8/8 (complete)\n');
     k.write(APMASK, '-5'); // freed, and vfio_ap is not there to take them
     expect(k.read(`${AP_BUS}/bindings`)).toBe('4/8\n');
@@ -591,7 +614,7 @@ describe('the tree a real sysfs has, for a filesystem face (mdevctl, libvirt, a 
   });
 
   it('loading vfio_ap registers the matrix with the mdev core: class/mdev_bus, the type’s files, module/vfio_ap', () => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     expect(k.list('class')).toEqual([]);
     expect(k.list('module')).toEqual([]);
     expect(k.list('bus')).toEqual(['ap']);
@@ -609,16 +632,19 @@ describe('the tree a real sysfs has, for a filesystem face (mdevctl, libvirt, a 
   });
 
   it('an mdev as mdevctl finds it: bus/mdev/devices links to it, mdev_type links to its type, the type lists it; remove through the link', () => {
-    const k = securedDocHost('current');
+    const k = securedDocHost('6.0');
     k.write(PASSTHROUGH_CREATE, GUEST1);
     expect(k.stat(`bus/mdev/devices/${GUEST1}`)).toEqual({ kind: 'link', target: `../../../devices/vfio_ap/matrix/${GUEST1}` });
     expect(k.stat(mdevPath(GUEST1, 'mdev_type'))).toEqual({ kind: 'link', target: '../mdev_supported_types/vfio_ap-passthrough' });
     expect(k.read(mdevPath(GUEST1, 'mdev_type'))).toBe('vfio_ap-passthrough');
     expect(k.list(mdevPath(GUEST1))).toEqual([
+      'ap_config',
       'assign_adapter',
       'assign_control_domain',
       'assign_domain',
       'control_domains',
+      'guest_matrix',
+      'iommu_group',
       'matrix',
       'mdev_type',
       'remove',
@@ -642,7 +668,7 @@ describe('the tree a real sysfs has, for a filesystem face (mdevctl, libvirt, a 
   });
 
   it('mtty, a second parent of another type: create and remove only; a UUID is unique over every parent; ports run out', () => {
-    const k = securedDocHost('current', { mtty: true });
+    const k = securedDocHost('6.0', { mtty: true });
     expect(k.list('class/mdev_bus')).toEqual(['matrix', 'mtty']);
     expect(k.stat('class/mdev_bus/mtty')).toEqual({ kind: 'link', target: '../../devices/virtual/mtty/mtty' });
     expect(k.list(MTTY_TYPES)).toEqual(['mtty-1', 'mtty-2']);
@@ -656,7 +682,7 @@ describe('the tree a real sysfs has, for a filesystem face (mdevctl, libvirt, a 
     expect(errnoOf(k, `${MTTY_TYPES}/mtty-1/create`, 'serial-1')).toBe('EINVAL');
     expect(errnoOf(k, `${MTTY_TYPES}/mtty-2/create`, SERIAL)).toBe('ok');
     expect(errnoOf(k, PASSTHROUGH_CREATE, SERIAL)).toBe('EEXIST');
-    expect(k.list(`devices/virtual/mtty/mtty/${SERIAL}`)).toEqual(['mdev_type', 'remove', 'subsystem', 'uevent']);
+    expect(k.list(`devices/virtual/mtty/mtty/${SERIAL}`)).toEqual(['iommu_group', 'mdev_type', 'remove', 'subsystem', 'uevent']);
     expect(k.read(`bus/mdev/devices/${SERIAL}/mdev_type`)).toBe('mtty-2');
     expect(k.read(`${MTTY_TYPES}/mtty-1/available_instances`)).toBe('22\n');
     // 24 ports: eleven more dual-port devices fit, a twelfth does not.
@@ -668,7 +694,7 @@ describe('the tree a real sysfs has, for a filesystem face (mdevctl, libvirt, a 
   });
 
   it('a module load can be made to fail, as a fake modprobe must; the next one works', () => {
-    const k = docHost('current');
+    const k = docHost('6.0');
     k.failLoad('vfio_ap');
     expect(() => k.loadVfioAp()).toThrow(expect.objectContaining({ code: 'ENODEV' }));
     expect(k.vfioApLoaded).toBe(false);
@@ -681,7 +707,7 @@ describe('the tree a real sysfs has, for a filesystem face (mdevctl, libvirt, a 
   });
 
   it('a card added while guests run brings its queues, bound by the masks; a card that is there already is EEXIST', () => {
-    const k = securedDocHost('current');
+    const k = securedDocHost('6.0');
     configure(k, GUEST1, [['assign_adapter', '7'], ['assign_domain', '4']]); // over-provisioned: no card 07 yet
     k.addCard(7, 12);
     expect(k.list('devices/ap/card07')).toEqual(['07.0004', '07.0047', '07.00ab', '07.00ff', 'hwtype', 'subsystem', 'uevent']);
@@ -707,14 +733,14 @@ describe('a fake root on disk', () => {
     const out: Record<string, string> = {};
     // What the tree shows twice is walked once: a driver lists its queues, a type its mdevs,
     // a card its queues (bus/ap/devices has them all).
-    const links = new Set(['driver', 'drivers', 'subsystem', 'mdev_type', 'mdev_supported_types']);
+    const links = new Set(['driver', 'drivers', 'subsystem', 'mdev_type', 'mdev_supported_types', 'iommu_group']);
     const walked = (dir: string, name: string): boolean => !links.has(name) && !(/card[0-9a-f]{2}$/.test(dir) && name.includes('.'));
     const walk = (dir: string): void => {
       for (const name of s.list(dir)) {
         const path = dir ? `${dir}/${name}` : name;
         const children = walked(dir, name) ? s.list(path) : [];
         if (children.length > 0) walk(path);
-        else if (/(mask|_id|hwtype|matrix|control_domains)$/.test(name) || (name === 'driver' && dir.startsWith(AP_DEVICES))) out[path] = s.read(path).trim();
+        else if (/(mask|_id|hwtype|^matrix|control_domains)$/.test(name) || (name === 'driver' && dir.startsWith(AP_DEVICES))) out[path] = s.read(path).trim();
       }
     };
     for (const top of ['bus/ap', 'devices/vfio_ap']) walk(top);
@@ -734,7 +760,7 @@ describe('a fake root on disk', () => {
 
   it('saveTo lays out what FileSysfs reads back as the same host, and fromDisk restores it', () => {
     const root = tempRoot();
-    const k = guestsRunning('current');
+    const k = guestsRunning('6.0');
     k.saveTo(root);
     const disk = new FileSysfs(root);
     expect(disk.read(`${AP_DEVICES}/05.0004/driver`)).toBe('vfio_ap\n');
@@ -746,12 +772,12 @@ describe('a fake root on disk', () => {
     ]);
     expect(view(disk)).toEqual(view(k));
 
-    const back = SimKernel.fromDisk(root, 'current');
+    const back = SimKernel.fromDisk(root, '6.0');
     expect(view(back)).toEqual(view(k));
     expect(back.list(AP_DEVICES)).toEqual(k.list(AP_DEVICES));
-    // The restored kernel keeps enforcing: guest1's 05.0004 is taken.
+    // The restored kernel keeps enforcing: guest1's 05.0004 is taken (EADDRINUSE, not the old model's EBUSY).
     expect(errnoOf(back, mdevPath(GUEST2, 'assign_domain'), '4')).toBe('ok');
-    expect(errnoOf(back, mdevPath(GUEST2, 'assign_adapter'), '5')).toBe('EBUSY');
+    expect(errnoOf(back, mdevPath(GUEST2, 'assign_adapter'), '5')).toBe('EADDRINUSE');
   });
 
   it('saveTo removes what is gone: a removed mdev’s dir, the driver of a queue no one binds, vfio_ap’s tree', () => {
@@ -804,6 +830,405 @@ describe('a fake root on disk', () => {
     expect(disk.read(mdevPath(ON_HOST, 'matrix'))).toBe('05.0004\n05.0047\n07.0004\n07.0047\n');
     expect(disk.read(`${AP_DEVICES}/05.0047/driver`)).toBe('vfio_ap\n');
     expect(disk.read(`${AP_BUS}/bindings`)).toBe('complete (8/8)\n');
-    expect(view(disk)).toEqual(view(SimKernel.fromDisk(root, 'current')));
+    expect(view(disk)).toEqual(view(SimKernel.fromDisk(root, '6.0')));
+  });
+});
+
+describe('kernel functions, per flavour', () => {
+  const FULL = `0x${'f'.repeat(64)}`;
+  const ZERO = `0x${'0'.repeat(64)}`;
+  const hex = (ids: number[]): string => IdSet.of(ids).toKernelHex();
+  const bindingsEvents = (k: SimKernel): string[] =>
+    k
+      .takeEvents()
+      .filter((e) => e.properties['BINDINGS'] === 'complete')
+      .map((e) => `${e.action} ${e.devpath} ${e.properties['COMPLETECOUNT']}`);
+
+  describe('ap_bus.c apmask_store/aqmask_store: ap_parse_bitmap_str (hex2bitmap, modify_bitmap)', () => {
+    it.each(KERNELS)('%s: absolute hex: optional lower-case 0x or x, upper- or lower-case digits, padded right; "\\n" and "0x" clear the mask', (kernel) => {
+      const k = docHost(kernel);
+      for (const [text, ids] of [
+        ['x41', [1, 7]],
+        ['0xFF\n', range(0, 7)],
+        ['80', [0]],
+        ['\n', []],
+        ['0x', []],
+        [`${'f'.repeat(64)}\n`, range(0, 255)],
+      ] as const) {
+        k.write(APMASK, text);
+        expect(maskIds(k, APMASK).ids(), text).toEqual(ids);
+      }
+      for (const bad of ['0X41', ' 41', '41 ', '41,42', '0x41\n\n', 'xx41', `0x${'0'.repeat(65)}`, '4\n1']) {
+        expect(errnoOf(k, APMASK, bad), JSON.stringify(bad)).toBe('EINVAL');
+      }
+      expect(k.read(APMASK)).toBe(`${FULL}\n`);
+    });
+
+    it.each(KERNELS)('%s: relative terms +n, +n-m, -n, -n-m, base 0, each followed by any run of , and \\n; anything else EINVAL, all or nothing', (kernel) => {
+      const k = docHost(kernel);
+      k.write(AQMASK, ZERO);
+      k.write(AQMASK, '+1,,+0x10-0x12\n,+010,+255,\n');
+      expect(maskIds(k, AQMASK).ids()).toEqual([1, 8, 16, 17, 18, 255]);
+      k.write(AQMASK, '-0-16,+3');
+      expect(maskIds(k, AQMASK).ids()).toEqual([3, 17, 18, 255]);
+      for (const bad of ['+1 +2', '+1;+2', '+', '-', '+0x', '+5-3', '+256', '+0-256', '+1,x', '+1-', '++1', '+1,-2,+999']) {
+        expect(errnoOf(k, AQMASK, bad), bad).toBe('EINVAL');
+      }
+      expect(maskIds(k, AQMASK).ids()).toEqual([3, 17, 18, 255]);
+    });
+
+    it.each(KERNELS)('%s: a zero-length write never reaches the store (sysfs_kf_write)', (kernel) => {
+      const k = docHost(kernel);
+      expect(errnoOf(k, APMASK, '')).toBe('ok');
+      expect(k.read(APMASK)).toBe(`${FULL}\n`);
+    });
+
+    it('since 5.19 a mask equal to the current one is not committed: no rebind, no event; 6.0 and 6.19 send APMASK=/AQMASK= on a change, 5.4 nothing', () => {
+      for (const kernel of KERNELS) {
+        const k = docHost(kernel, { vfioAp: true });
+        k.takeEvents();
+        k.write(APMASK, FULL);
+        expect(k.takeEvents(), kernel).toEqual([]);
+        k.write(AQMASK, '-4');
+        const events = k.takeEvents().filter((e) => !e.properties['BINDINGS']);
+        expect(events, kernel).toEqual(
+          kernel === '5.4' ? [] : [{ action: 'change', devpath: '/devices/ap', properties: { AQMASK: `${IdSet.full().minus(IdSet.of([4])).toKernelHex()}\n` } }],
+        );
+      }
+    });
+  });
+
+  describe('ap_bus.c apmask_commit/aqmask_commit -> vfio_ap in_use (vfio_ap_mdev_resource_in_use)', () => {
+    /** guest1 holds 05.0004 (no guest runs); apmask lacks 5 and 6, aqmask lacks 4, 0x47, 0xab, 0xff. */
+    function held(kernel: KernelFlavour): SimKernel {
+      const k = securedDocHost(kernel);
+      configure(k, GUEST1, [
+        ['assign_adapter', '5'],
+        ['assign_domain', '4'],
+      ]);
+      return k;
+    }
+
+    it('5.4: no check at all; 6.0: only APQNs the host gains (added adapters x current aqmask), of every mdev, running or not', () => {
+      expect(errnoOf(held('5.4'), APMASK, FULL)).toBe('ok');
+      const k = held('6.0');
+      // Adapter 5 back: the host gains 05.xxxx only for domains in aqmask, and 4 is not: allowed.
+      expect(errnoOf(k, APMASK, '+5')).toBe('ok');
+      expect(errnoOf(k, AQMASK, '+4')).toBe('EBUSY'); // now 05.0004 would go to the host
+      expect(errnoOf(k, AQMASK, '+0x47')).toBe('ok');
+      expect(k.read(AQMASK)).toBe(`${IdSet.full().minus(IdSet.of([4, 0xab, 0xff])).toKernelHex()}\n`);
+    });
+
+    it('6.19: added adapters x all 256 domains and all adapters x added domains: EBUSY for any mdev holding one, even if the APQN stays with vfio_ap', () => {
+      const k = held('6.19');
+      expect(errnoOf(k, APMASK, '+5')).toBe('EBUSY'); // 05.0004 would not go to the host (aqmask lacks 4), still refused
+      expect(errnoOf(k, APMASK, '+6')).toBe('ok');
+      expect(errnoOf(k, APMASK, '-6')).toBe('ok');
+      expect(errnoOf(k, AQMASK, '+4')).toBe('EBUSY'); // adapter 5 is not the host's: refused all the same
+      expect(errnoOf(k, AQMASK, '+0x47')).toBe('ok');
+      // An mdev with an adapter but no domain holds no APQN: nothing to refuse.
+      configure(k, GUEST2, [['assign_adapter', '6']]);
+      expect(errnoOf(k, APMASK, '+6')).toBe('ok');
+    });
+
+    it.each(KERNELS)('%s: clearing bits (host -> vfio_ap) is never checked', (kernel) => {
+      const k = held(kernel);
+      expect(errnoOf(k, APMASK, '-0-255')).toBe('ok');
+      expect(errnoOf(k, AQMASK, ZERO)).toBe('ok');
+    });
+  });
+
+  describe('ap_bus.c ap_device_probe, ap_bus_revise_bindings', () => {
+    it.each(KERNELS)('%s: a mask change reprobes the queues whose ownership changed, CEX4 and newer to vfio_ap, older ones unbound', (kernel) => {
+      const k = docHost(kernel, { vfioAp: true, cards: [{ adapter: 5, hwtype: 11 }, { adapter: 6, hwtype: 7 }] });
+      k.write(AQMASK, '-4');
+      expect(driverOf(k, '05.0004')).toBe('vfio_ap');
+      expect(driverOf(k, '06.0004')).toBeUndefined();
+      expect(driverOf(k, '05.0047')).toBe('cex4queue');
+      k.write(AQMASK, '+4');
+      expect(driverOf(k, '06.0004')).toBe('cex4queue');
+      if (kernel !== '5.4') expect(k.read(`${AP_BUS}/bindings`)).toBe('8/8 (complete)\n');
+    });
+  });
+
+  describe('BINDINGS=complete (ap_check_bindings_complete, ap_send_bindings_complete_uevent) and bus attributes', () => {
+    it('5.4: no BINDINGS=complete, no bindings attribute', () => {
+      const k = docHost('5.4');
+      k.write(APMASK, '-5,-6');
+      k.loadVfioAp();
+      k.addCard(7, 12);
+      k.scan();
+      expect(bindingsEvents(k)).toEqual([]);
+      expect(k.list(AP_BUS)).toEqual(['apmask', 'aqmask', 'devices', 'drivers']);
+    });
+
+    it('6.0 (as up to 6.8): after every probe that leaves all bound, COMPLETECOUNT counting; a rebind of k queues sends k', () => {
+      const k = docHost('6.0', { vfioAp: true });
+      k.write(APMASK, '-5'); // four queues, each reprobed to vfio_ap with all bound after it
+      expect(bindingsEvents(k)).toEqual(['change /devices/ap 2', 'change /devices/ap 3', 'change /devices/ap 4', 'change /devices/ap 5']);
+      k.addCard(7, 12); // each new queue probed as it is added
+      expect(bindingsEvents(k)).toEqual(['change /devices/ap 6', 'change /devices/ap 7', 'change /devices/ap 8', 'change /devices/ap 9']);
+      k.scan();
+      expect(bindingsEvents(k)).toEqual([]);
+      expect(k.exists(`${AP_BUS}/bindings_complete_count`)).toBe(false);
+    });
+
+    it('6.0: loading vfio_ap binds the freed queues; only the last probe leaves all bound', () => {
+      const k = docHost('6.0');
+      k.write(APMASK, '-5,-6');
+      k.takeEvents();
+      k.loadVfioAp();
+      expect(k.takeEvents()).toEqual([
+        { action: 'add', devpath: '/devices/vfio_ap/matrix', properties: {} },
+        { action: 'change', devpath: '/devices/ap', properties: { BINDINGS: 'complete', COMPLETECOUNT: '2' } },
+        { action: 'change', devpath: '/devices/vfio_ap/matrix', properties: { MDEV_STATE: 'registered' } },
+      ]);
+      k.loadVfioAp(); // loaded already: nothing happens
+      expect(k.takeEvents()).toEqual([]);
+    });
+
+    it('6.19 (as from 6.10): once per transition to all bound, at the end of a bus scan; bindings_complete_count counts them', () => {
+      const k = docHost('6.19', { vfioAp: true });
+      expect(k.read(`${AP_BUS}/bindings_complete_count`)).toBe('1\n'); // the boot's
+      k.write(APMASK, '-5,-6');
+      expect(bindingsEvents(k)).toEqual([]);
+      k.scan();
+      expect(bindingsEvents(k)).toEqual(['change /devices/ap 2']);
+      k.scan();
+      expect(bindingsEvents(k)).toEqual([]);
+      k.addCard(7, 12);
+      expect(k.scanPending).toBe(true);
+      expect(bindingsEvents(k)).toEqual([]);
+      k.scan();
+      expect(k.scanPending).toBe(false);
+      expect(bindingsEvents(k)).toEqual(['change /devices/ap 3']);
+      expect(k.read(`${AP_BUS}/bindings_complete_count`)).toBe('3\n');
+      expect(k.list(AP_BUS)).toEqual(['ap_max_adapter_id', 'ap_max_domain_id', 'apmask', 'aqmask', 'bindings', 'bindings_complete_count', 'devices', 'drivers']);
+    });
+
+    it('6.19: a scan while a queue is unbound sends nothing; the scan after vfio_ap bound it does', () => {
+      const k = docHost('6.19');
+      k.write(APMASK, '-5');
+      k.scan();
+      expect(bindingsEvents(k)).toEqual([]);
+      k.loadVfioAp();
+      expect(bindingsEvents(k)).toEqual([]);
+      k.scan();
+      expect(bindingsEvents(k)).toEqual(['change /devices/ap 2']);
+    });
+
+    it('ap_max_adapter_id/ap_max_domain_id: shown on 6.0 and 6.19, on 5.4 only with maxIdAttrs; the limits hold either way', () => {
+      expect(docHost('6.0').read(`${AP_BUS}/ap_max_domain_id`)).toBe('255\n');
+      expect(docHost('6.19', { maxAdapterId: 63 }).read(`${AP_BUS}/ap_max_adapter_id`)).toBe('63\n');
+      const old = securedDocHost('5.4', { maxAdapterId: 63 });
+      expect(old.exists(`${AP_BUS}/ap_max_adapter_id`)).toBe(false);
+      expect(old.exists(`${AP_BUS}/ap_max_domain_id`)).toBe(false);
+      old.write(PASSTHROUGH_CREATE, GUEST1);
+      expect(errnoOf(old, mdevPath(GUEST1, 'assign_adapter'), '64')).toBe('ENODEV');
+      expect(docHost('5.4', { maxIdAttrs: true }).read(`${AP_BUS}/ap_max_adapter_id`)).toBe('255\n');
+      expect(docHost('6.0', { maxIdAttrs: false }).exists(`${AP_BUS}/ap_max_adapter_id`)).toBe(false);
+    });
+
+    it.each(KERNELS)('%s: a write to a device’s uevent sends a synthetic event (kobject_synth_uevent) with its variables', (kernel) => {
+      const k = securedDocHost(kernel);
+      k.takeEvents();
+      k.write(`${AP_DEVICES}/05.0004/uevent`, 'change\n');
+      k.write('devices/ap/uevent', 'add 0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9 A=1\n');
+      expect(k.takeEvents()).toEqual([
+        { action: 'change', devpath: '/devices/ap/card05/05.0004', properties: { DEVTYPE: 'ap_queue', DRIVER: 'vfio_ap', SYNTH_UUID: '0' } },
+        { action: 'add', devpath: '/devices/ap', properties: { SYNTH_UUID: '0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9', SYNTH_ARG_A: '1' } },
+      ]);
+    });
+  });
+
+  describe('6.19 driver_override (ap_queue.c driver_override_store, ap_device_probe; "Restrict driver_override versus apmask and aqmask use")', () => {
+    it('only 6.19 queues have it; it reads "\\n" while unset', () => {
+      expect(docHost('5.4').exists(`${AP_DEVICES}/05.0004/driver_override`)).toBe(false);
+      expect(docHost('6.0').exists(`${AP_DEVICES}/05.0004/driver_override`)).toBe(false);
+      const k = docHost('6.19');
+      expect(k.list(`${AP_DEVICES}/05.0004`)).toEqual(['driver', 'driver_override', 'subsystem', 'uevent']);
+      expect(k.read(`${AP_DEVICES}/05.0004/driver_override`)).toBe('\n');
+    });
+
+    it('is EINVAL while apmask or aqmask is not all ones; while one is set, every mask write is EINVAL, even an unchanged one', () => {
+      const k = docHost('6.19', { vfioAp: true });
+      const override = `${AP_DEVICES}/05.0004/driver_override`;
+      k.write(APMASK, '-9');
+      expect(errnoOf(k, override, 'vfio_ap\n')).toBe('EINVAL');
+      k.write(APMASK, '+9');
+      expect(errnoOf(k, override, 'vfio_ap\n')).toBe('ok');
+      expect(k.read(override)).toBe('vfio_ap\n');
+      expect(errnoOf(k, APMASK, '-5')).toBe('EINVAL');
+      expect(errnoOf(k, AQMASK, FULL)).toBe('EINVAL');
+      expect(errnoOf(k, APMASK, 'garbage')).toBe('EINVAL');
+      expect(k.state().queues).toContainEqual({ apqn: '05.0004', driver: 'cex4queue', driverOverride: 'vfio_ap' });
+      expect(errnoOf(k, override, '\n')).toBe('ok'); // clears
+      expect(k.read(override)).toBe('\n');
+      expect(errnoOf(k, APMASK, '-5')).toBe('ok');
+    });
+
+    it('the queue keeps its driver until it is reprobed; then only the named driver takes it, the masks aside', () => {
+      const k = docHost('6.19', { vfioAp: true });
+      k.write(`${AP_DEVICES}/05.0004/driver_override`, 'vfio_ap\n');
+      k.write(`${AP_DEVICES}/05.0047/driver_override`, 'none');
+      expect(driverOf(k, '05.0004')).toBe('cex4queue');
+      k.reprobeQueue('05.0004');
+      k.reprobeQueue('05.0047');
+      expect(driverOf(k, '05.0004')).toBe('vfio_ap');
+      expect(driverOf(k, '05.0047')).toBeUndefined();
+      expect(k.read(`${AP_BUS}/bindings`)).toBe('7/8\n');
+      expect(() => k.reprobeQueue('09.0004')).toThrow(KernelEventError);
+    });
+
+    it('assign (ap_owned_by_def_drv): a queue with an override counts by its binding, the others by the (all-ones) masks', () => {
+      const k = docHost('6.19', { vfioAp: true });
+      k.write(`${AP_DEVICES}/05.0004/driver_override`, 'vfio_ap\n');
+      k.write(`${AP_DEVICES}/05.0047/driver_override`, 'cex4queue\n');
+      k.reprobeQueue('05.0004');
+      k.write(PASSTHROUGH_CREATE, GUEST1);
+      k.write(mdevPath(GUEST1, 'assign_adapter'), '5');
+      expect(errnoOf(k, mdevPath(GUEST1, 'assign_domain'), '4')).toBe('ok');
+      expect(errnoOf(k, mdevPath(GUEST1, 'assign_domain'), '0x47')).toBe('EADDRNOTAVAIL'); // override names the default driver
+      expect(errnoOf(k, mdevPath(GUEST1, 'assign_domain'), '0xab')).toBe('EADDRNOTAVAIL'); // no override: the masks give it to the host
+      expect(k.read(mdevPath(GUEST1, 'matrix'))).toBe('05.0004\n');
+    });
+  });
+
+  describe('mdev_sysfs.c create_store and remove_store', () => {
+    it.each(KERNELS)('%s: create takes 36 or 37 bytes (the 37th not looked at), a UUID in the first 36 (guid_parse), else EINVAL; once (EEXIST)', (kernel) => {
+      const k = securedDocHost(kernel);
+      expect(errnoOf(k, PASSTHROUGH_CREATE, GUEST1.slice(0, 35))).toBe('EINVAL');
+      expect(errnoOf(k, PASSTHROUGH_CREATE, `${GUEST1}\n\n`)).toBe('EINVAL');
+      expect(errnoOf(k, PASSTHROUGH_CREATE, ` ${GUEST1}`)).toBe('EINVAL');
+      expect(errnoOf(k, PASSTHROUGH_CREATE, GUEST1.replace(/-/g, '_'))).toBe('EINVAL');
+      expect(errnoOf(k, PASSTHROUGH_CREATE, `${GUEST1} `)).toBe('ok');
+      expect(errnoOf(k, PASSTHROUGH_CREATE, GUEST2.toUpperCase())).toBe('ok');
+      expect(k.exists(mdevPath(GUEST2))).toBe(true);
+      expect(errnoOf(k, PASSTHROUGH_CREATE, `${GUEST1}\n`)).toBe('EEXIST');
+    });
+
+    it.each(KERNELS)('%s: remove reads kstrtoul base 0 (EINVAL otherwise); 0 does nothing; a guest-held mdev blocks, never EBUSY', (kernel) => {
+      const k = securedDocHost(kernel);
+      configure(k, GUEST1, [['assign_adapter', '5']]);
+      configure(k, GUEST2, [['assign_adapter', '6']]);
+      expect(errnoOf(k, mdevPath(GUEST1, 'remove'), '1 ')).toBe('EINVAL');
+      expect(errnoOf(k, mdevPath(GUEST1, 'remove'), '00')).toBe('ok');
+      expect(k.exists(mdevPath(GUEST1))).toBe(true);
+      k.setGuestRunning(GUEST2, true);
+      expect(errnoOf(k, mdevPath(GUEST2, 'remove'), '0x1')).toBe('EWOULDHANG');
+      expect(k.hungRemoves).toEqual([{ path: mdevPath(GUEST2, 'remove'), uuid: GUEST2, data: '0x1' }]);
+      expect(errnoOf(k, mdevPath(GUEST1, 'remove'), '0x1\n')).toBe('ok');
+      expect(k.exists(mdevPath(GUEST1))).toBe(false);
+    });
+  });
+
+  describe('vfio_ap_ops.c assign_*/unassign_*', () => {
+    it('6.0 and 6.19: an ID assigned already is a success that checks nothing; 5.4 checks it again', () => {
+      for (const kernel of KERNELS) {
+        // Cards 5, 6, 7; 07.0005 stays the host's. An mdev left on it (adopted) has adapter 7 already.
+        const k = securedDocHost(kernel, { cards: [5, 6, 7].map((adapter) => ({ adapter, hwtype: 11 })), domains: [4, 5, 0x47, 0xab, 0xff] });
+        k.adoptMdev(GUEST1, [7], [5]);
+        expect(errnoOf(k, mdevPath(GUEST1, 'assign_adapter'), '7'), kernel).toBe(kernel === '5.4' ? 'EADDRNOTAVAIL' : 'ok');
+      }
+    });
+
+    it('6.0 and 6.19: the whole new matrix must be free of host APQNs (EADDRNOTAVAIL), then of other mdevs’ (EADDRINUSE); over-provisioning and hot plug are fine', () => {
+      for (const kernel of ['6.0', '6.19'] as const) {
+        const k = securedDocHost(kernel);
+        configure(k, GUEST1, [
+          ['assign_adapter', '5'],
+          ['assign_domain', '4'],
+        ]);
+        k.setGuestRunning(GUEST1, true);
+        configure(k, GUEST2, [['assign_domain', '4']]);
+        expect(errnoOf(k, mdevPath(GUEST2, 'assign_adapter'), '5')).toBe('EADDRINUSE');
+        expect(errnoOf(k, mdevPath(GUEST2, 'assign_adapter'), '0x20')).toBe('ok'); // no card 0x20: over-provisioned
+        // Domain 1 is in aqmask, adapter 0x20 in apmask: 20.0001 is the host's.
+        expect(errnoOf(k, mdevPath(GUEST2, 'assign_domain'), '1')).toBe('EADDRNOTAVAIL');
+        k.write(APMASK, '-0x20');
+        expect(errnoOf(k, mdevPath(GUEST2, 'assign_domain'), '1')).toBe('ok');
+        expect(k.read(mdevPath(GUEST2, 'matrix'))).toBe('20.0001\n20.0004\n');
+        expect(errnoOf(k, mdevPath(GUEST1, 'assign_domain'), '0xab')).toBe('ok'); // guest1 runs: hot plug
+        expect(errnoOf(k, mdevPath(GUEST1, 'unassign_adapter'), '5')).toBe('ok');
+        expect(errnoOf(k, mdevPath(GUEST1, 'unassign_domain'), '0x99')).toBe('ok'); // never assigned: nothing to check
+      }
+    });
+  });
+
+  describe('vfio_ap_ops.c guest_matrix_show (vfio_ap_mdev_filter_matrix)', () => {
+    it('absent on 5.4', () => {
+      const k = securedDocHost('5.4');
+      k.write(PASSTHROUGH_CREATE, GUEST1);
+      expect(k.exists(mdevPath(GUEST1, 'guest_matrix'))).toBe(false);
+      expect(k.exists(mdevPath(GUEST1, 'ap_config'))).toBe(false);
+    });
+
+    it.each(['6.0', '6.19'] as const)('%s: the matrix less IDs the host lacks and every adapter with a queue not bound to vfio_ap', (kernel) => {
+      // Card 6 is a CEX3 (hwtype 7): its freed queues stay unbound.
+      const k = securedDocHost(kernel, { cards: [{ adapter: 5, hwtype: 11 }, { adapter: 6, hwtype: 7 }] });
+      k.write(APMASK, '-7');
+      k.write(AQMASK, '-0x10');
+      configure(k, GUEST1, [
+        ['assign_adapter', '5'],
+        ['assign_adapter', '6'],
+        ['assign_adapter', '7'], // no card 07
+        ['assign_domain', '4'],
+        ['assign_domain', '0xab'],
+        ['assign_domain', '0x10'], // no queue has domain 0x10
+      ]);
+      expect(k.read(mdevPath(GUEST1, 'matrix'))).toContain('07.0010\n');
+      expect(k.read(mdevPath(GUEST1, 'guest_matrix'))).toBe('05.0004\n05.00ab\n');
+      configure(k, GUEST2, [['assign_domain', '0x47']]);
+      expect(k.read(mdevPath(GUEST2, 'guest_matrix'))).toBe('.0047\n');
+    });
+  });
+
+  describe('vfio_ap_ops.c ap_config_show/ap_config_store (6.10+, in 6.0 and 6.19)', () => {
+    it.each(['6.0', '6.19'] as const)('%s: reads apm,aqm,adm; a write sets all three, validated first, the old matrix kept on any error', (kernel) => {
+      const k = securedDocHost(kernel, { maxDomainId: 0xfe });
+      configure(k, GUEST1, [
+        ['assign_adapter', '5'],
+        ['assign_domain', '4'],
+        ['assign_control_domain', '4'],
+      ]);
+      configure(k, GUEST2, [
+        ['assign_adapter', '6'],
+        ['assign_domain', '0x47'],
+      ]);
+      const config = mdevPath(GUEST1, 'ap_config');
+      expect(k.read(config)).toBe(`${hex([5])},${hex([4])},${hex([4])}\n`);
+      const before = k.read(config);
+      expect(errnoOf(k, config, `${hex([5])},${hex([4])}`)).toBe('EINVAL'); // the third is missing
+      expect(errnoOf(k, config, `${hex([5])},0xzz,${hex([4])}\n`)).toBe('EINVAL');
+      expect(errnoOf(k, config, `${hex([5, 1])},${hex([4, 1])},${hex([])}\n`)).toBe('EADDRNOTAVAIL'); // 01.0001 is the host's
+      expect(errnoOf(k, config, `${hex([5, 6])},${hex([4, 0x47])},${hex([])}\n`)).toBe('EADDRINUSE'); // 06.0047 is guest2's
+      k.write(APMASK, '-0x20');
+      k.write(AQMASK, '-0xfe');
+      expect(errnoOf(k, config, `${hex([5])},${hex([4])},${hex([0xff])}\n`)).toBe('ENODEV'); // above ap_max_domain_id
+      expect(k.read(config)).toBe(before);
+      k.setGuestRunning(GUEST1, true);
+      expect(errnoOf(k, config, `${hex([5, 0x20])},${hex([4, 0xab])},${hex([0xab])}\n`)).toBe('ok');
+      expect(k.read(mdevPath(GUEST1, 'matrix'))).toBe('05.0004\n05.00ab\n20.0004\n20.00ab\n');
+      expect(k.read(mdevPath(GUEST1, 'control_domains'))).toBe('00ab\n');
+      // strsep: "A,B\n" has an empty third field, an empty mask.
+      expect(errnoOf(k, config, `${hex([5])},${hex([4])}\n`)).toBe('ok');
+      expect(k.read(mdevPath(GUEST1, 'control_domains'))).toBe('');
+    });
+  });
+});
+
+describe('the mdev’s emulated IOMMU group (mdev_attach_iommu; vfio_register_emulated_iommu_dev)', () => {
+  it.each(KERNELS)('%s: each mdev gets the lowest free group, linked both ways; a removed mdev frees it', (kernel) => {
+    const k = securedDocHost(kernel, { mtty: true });
+    k.write(PASSTHROUGH_CREATE, GUEST1);
+    k.write(PASSTHROUGH_CREATE, GUEST2);
+    expect(k.stat(mdevPath(GUEST2, 'iommu_group'))).toEqual({ kind: 'link', target: '../../../../kernel/iommu_groups/1' });
+    expect(k.read(mdevPath(GUEST1, 'iommu_group'))).toBe('0');
+    expect(k.list('kernel/iommu_groups')).toEqual(['0', '1']);
+    expect(k.list('kernel/iommu_groups/1/devices')).toEqual([GUEST2]);
+    expect(k.stat(`kernel/iommu_groups/1/devices/${GUEST2}`)).toEqual({ kind: 'link', target: `../../../../devices/vfio_ap/matrix/${GUEST2}` });
+    k.write(mdevPath(GUEST1, 'remove'), '1');
+    k.write('devices/virtual/mtty/mtty/mdev_supported_types/mtty-1/create', GUEST3);
+    expect(k.read(`bus/mdev/devices/${GUEST3}/iommu_group`)).toBe('0');
   });
 });
