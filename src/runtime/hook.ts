@@ -177,7 +177,10 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     if (live.masks) {
       const wanted: MaskPair = { apmask: store.masks.apmask ?? live.masks.apmask, aqmask: store.masks.aqmask ?? live.masks.aqmask };
       let rule = maskCheckRule(deps.sysfs);
-      let { target, kept } = protectActiveMdevs(wanted, live.masks, live.mdevs, rule);
+      // The store's names, so the report says guest2, not only a UUID.
+      const names = new Map(store.mdevs.map((m) => [m.uuid as string, m.name]));
+      const named = (mdevs: typeof live.mdevs): Claim[] => mdevs.map((m) => ({ ...m, name: names.get(m.uuid) }));
+      let { target, kept } = protectActiveMdevs(wanted, live.masks, named(live.mdevs), rule);
       let writes = planMaskWrites(live.masks, target);
       const overridden = writes.length ? overriddenQueues(deps.sysfs) : [];
       if (overridden.length) {
@@ -194,7 +197,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
             // A kernel with 6.19's whole-ID check but without its other signs (a backport): plan again with it.
             rule = 'id';
             const now = readActiveState(deps.sysfs);
-            ({ target, kept } = protectActiveMdevs(wanted, now.masks ?? live.masks, now.mdevs, rule));
+            ({ target, kept } = protectActiveMdevs(wanted, now.masks ?? live.masks, named(now.mdevs), rule));
             writes = planMaskWrites(now.masks ?? live.masks, target);
             try {
               applyMaskWrites(deps.sysfs, writes);

@@ -94,11 +94,11 @@ for (const flavour of ['5.4', '6.0', '6.19'] as const) {
         expect(report.masks.kept_for_active_mdevs).toEqual(
           flavour === '6.19'
             ? [
-                `05. of ${GUEST2}: adapter 5 kept out of apmask (the kernel refuses to add an adapter an mdev holds)`,
-                `.0047 of ${GUEST2}: domain 71 kept out of aqmask (the kernel refuses to add a domain an mdev holds)`,
-                `.00ff of ${GUEST2}: domain 255 kept out of aqmask (the kernel refuses to add a domain an mdev holds)`,
+                `05. of ${GUEST2} (guest2): adapter 5 kept out of apmask (the kernel refuses to add an adapter an mdev holds)`,
+                `.0047 of ${GUEST2} (guest2): domain 71 kept out of aqmask (the kernel refuses to add a domain an mdev holds)`,
+                `.00ff of ${GUEST2} (guest2): domain 255 kept out of aqmask (the kernel refuses to add a domain an mdev holds)`,
               ]
-            : [`05.0047 of ${GUEST2}: adapter 5 kept out of apmask`],
+            : [`05.0047 of ${GUEST2} (guest2): adapter 5 kept out of apmask`],
         );
       });
 

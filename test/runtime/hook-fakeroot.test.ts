@@ -72,8 +72,8 @@ start = auto
     );
     const r = await host.json('hook');
     expect(r.doc.masks.kept_for_active_mdevs).toEqual([
-      `05.0004 of ${GUEST1}: adapter 5 kept out of apmask`,
-      `06.0004 of ${GUEST1}: adapter 6 kept out of apmask`,
+      `05.0004 of ${GUEST1} (guest1): adapter 5 kept out of apmask`,
+      `06.0004 of ${GUEST1} (guest1): adapter 6 kept out of apmask`,
     ]);
     expect(host.read('sys/bus/ap/apmask').trim()).toBe(free.apmask.toKernelHex());
     expect(host.read('sys/bus/ap/aqmask').trim()).toBe(IdSet.full().toKernelHex());
