@@ -61,11 +61,15 @@ export function autostartMdevs(view: Pick<HostView, 'store' | 'mdevctl'>): MdevD
  * persistent masks give the host: at the next boot those mdevs could not be
  * made again. 41-ap.rules never applies such masks while vfio_ap is loaded.
  */
-export function activeGivenAway(view: Pick<HostView, 'live'>, masks: Pick<ResolvedMasks, 'apmask' | 'aqmask'>, autos: readonly MdevDefinition[]): ConflictList {
-  const auto = new Set(autos.map((m) => m.uuid));
-  const running = view.live.mdevs.filter((m) => !auto.has(m.uuid));
+export function activeGivenAway(view: Pick<HostView, 'live'>, masks: Pick<ResolvedMasks, 'apmask' | 'aqmask'>, autos: readonly MdevDefinition[], before?: Pick<ResolvedMasks, 'apmask' | 'aqmask'>): ConflictList {
   const none = IdSet.empty();
-  return newlyHostOwned(running, { apmask: none, aqmask: none }, masks, 'persistent', 'active-mdev-host');
+  return newlyHostOwned(runningNotAuto(view, autos), before ?? { apmask: none, aqmask: none }, masks, 'persistent', 'active-mdev-host');
+}
+
+/** The running mdevs that are no auto mdev (ours or mdevctl's). */
+export function runningNotAuto(view: Pick<HostView, 'live'>, autos: readonly MdevDefinition[]): HostView['live']['mdevs'] {
+  const auto = new Set(autos.map((m) => m.uuid));
+  return view.live.mdevs.filter((m) => !auto.has(m.uuid));
 }
 
 export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live'>): CheckResult {
@@ -74,9 +78,15 @@ export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live
   const conflicts = mergeConflicts(
     findSharedApqns(autos, 'persistent'),
     findHostOwned(autos, masks.apmask, masks.aqmask, 'persistent'),
-    activeGivenAway(view, masks, autos),
   );
-  const warnings: CheckWarning[] = [];
+  // A warning, not a conflict: generate and install must still write the guarded 41-ap.rules
+  // (an upgrade from an unguarded one most of all); mask set refuses to introduce it.
+  const warnings: CheckWarning[] = activeGivenAway(view, masks, autos).conflicts.map((c) => ({
+    scope: 'persistent',
+    kind: 'running-mdev-given-away',
+    uuid: c.owners[1]!.uuid,
+    message: c.message,
+  }));
   for (const key of ['apmask', 'aqmask'] as const) {
     if (masks.source[key] !== 'store') {
       warnings.push({

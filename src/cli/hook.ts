@@ -6,7 +6,7 @@ export function registerHook(program: Command, wrap: Wrap): void {
   program
     .command('hook')
     .description('the AP bus hook (ap-persist-hook@.service): applies masks, loads vfio_ap, checks and starts the auto mdevs')
-    .option('--event <instance>', 'the AP bus event the unit was queued for: change-<COMPLETECOUNT> or add (default: ACTION, DEVPATH, BINDINGS, COMPLETECOUNT from the environment)')
+    .option('--event <instance>', 'the AP bus event the unit was queued for: change-<COMPLETECOUNT>, change or add (default: ACTION, DEVPATH, BINDINGS, COMPLETECOUNT from the environment)')
     .action(wrap((ctx, opts) => hook(ctx, opts)));
   program
     .command('wait')

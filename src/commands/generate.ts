@@ -187,7 +187,9 @@ export function reportStoreRefusal(ctx: Context, plan: GeneratePlan): number {
   return code;
 }
 
-export function missingUnitsWarning(ctx: Context, plan: GeneratePlan): void {
+/** What the admin must hear after a generate: units not installed, running mdevs the persistent masks give away. */
+export function generateWarnings(ctx: Context, plan: GeneratePlan): void {
+  for (const w of plan.check.warnings) if (w.kind === 'running-mdev-given-away') ctx.warn(`warning: ${w.message}`);
   if (plan.missingUnits.length === 0) return;
   const units = plan.missingUnits.map((u) => ctx.paths.at(u)).join(', ');
   ctx.warn(`warning: not installed: ${units}; run 'ap-persist install' (the generated links point there)`);
@@ -210,7 +212,7 @@ export async function generate(ctx: Context, opts: GenerateOptions): Promise<num
   if (opts.force && plan.check.conflicts.length) {
     ctx.warn(`warning: --force: generated from a store with ${plan.check.conflicts.length} conflict(s); 'ap-persist check' lists them`);
   }
-  missingUnitsWarning(ctx, plan);
+  generateWarnings(ctx, plan);
 
   const wouldChange = plan.steps.filter((s) => s.op !== 'keep').map(stepPath);
   const commands = opts.reload === false ? [] : reloadCommands(g.status === 'done' && !dryRun ? g.changed : wouldChange, ctx.paths);

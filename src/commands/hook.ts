@@ -35,7 +35,7 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
   if (opts.event !== undefined) {
     const props = eventProperties(opts.event);
     if (!props) {
-      throw new InputError(`unknown AP bus event '${opts.event}'`, { where: '--event', hint: 'give change-<COMPLETECOUNT> or add, as 42-ap-persist.rules names the hook instances' });
+      throw new InputError(`unknown AP bus event '${opts.event}'`, { where: '--event', hint: 'give change-<COMPLETECOUNT>, change or add, as 42-ap-persist.rules names the hook instances' });
     }
     env = props;
   }

@@ -10,7 +10,7 @@ import type { FileEntry, RootPath } from '../generate/host-files.js';
 import { reloadCommands, reloadLines } from '../generate/reload.js';
 import { generateJson, stepLines } from '../generate/report.js';
 import { checkBin, checkNode, staticEntries, SYSTEMCTL_CANDIDATES, type InstalledPrograms } from '../generate/static-files.js';
-import { fileConflictError, generateFiles, missingUnitsWarning, observe, planGenerate, putEntry, reload, reportStoreRefusal } from './generate.js';
+import { fileConflictError, generateFiles, generateWarnings, observe, planGenerate, putEntry, reload, reportStoreRefusal } from './generate.js';
 
 export interface InstallOptions {
   bin?: string;
@@ -111,6 +111,6 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
   for (const line of stepLines(ctx.paths, g.plan.steps, { dryRun: false, verbose: ctx.verbose })) ctx.info(line);
   if (statics.written.length === 0 && generated.length === 0) ctx.info('nothing to change: installed and generated files are up to date');
   for (const line of reloadLines(reloads)) ctx.info(line);
-  missingUnitsWarning(ctx, g.plan);
+  generateWarnings(ctx, g.plan);
   return 0;
 }

@@ -1,14 +1,14 @@
 // mask show / mask set.
 
 import type { Context } from '../cli/context.js';
-import { autostartMdevs, persistentMasks } from '../checks/check-host.js';
+import { activeGivenAway, autostartMdevs, persistentMasks } from '../checks/check-host.js';
 import { mergeConflicts, newlyHostOwned } from '../checks/conflicts.js';
 import { RuntimeError } from '../errors.js';
 import { withLock } from '../host/lock.js';
 import type { IdSet } from '../model/idset.js';
 import { applyMaskSpec } from '../model/maskspec.js';
 import type { HostMasks } from '../model/mdev.js';
-import { applyMaskWrites, planMaskWrites } from '../runtime/masks.js';
+import { applyMaskWrites, MASK_ERRNO_MEANING, planMaskWrites } from '../runtime/masks.js';
 import { putMasks, saveStore } from '../store/store.js';
 import { isSysfsError } from '../sysfs/sysfs.js';
 import { parseMaskArgs } from './masks-arg.js';
@@ -96,7 +96,7 @@ export function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): num
       const after = persistentMasks({ ...view.store.store, masks: newPersistent }, view.live);
       refusal = mergeConflicts(refusal, newlyHostOwned(autos, base, after, 'persistent', 'mdev-host'));
       // A running mdev's queues the persistent masks would give the host: it could not be made at the next boot.
-      const running = newlyHostOwned(view.live.mdevs.filter((m) => !autos.some((a) => a.uuid === m.uuid)), base, after, 'persistent', 'active-mdev-host');
+      const running = activeGivenAway(view, after, autos, base);
       if (opts.force) forced = running;
       else refusal = mergeConflicts(refusal, running);
     }
@@ -105,7 +105,8 @@ export function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): num
     }
     if (refusal.conflicts.length) {
       const code = reportRefusal(ctx, 'this mask change', refusal);
-      if (!ctx.json && refusal.conflicts.some((c) => c.scope === 'persistent' && c.kind === 'active-mdev-host')) {
+      const onlyForcible = refusal.conflicts.every((c) => c.scope === 'persistent' && c.kind === 'active-mdev-host');
+      if (!ctx.json && onlyForcible) {
         ctx.warn('  to persist these masks anyway (the running guests keep their queues until they stop): add --force');
       }
       return code;
@@ -127,12 +128,11 @@ export function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): num
           applyMaskWrites(ctx.sysfs, planMaskWrites(live, newActive));
         } catch (err) {
           if (!isSysfsError(err)) throw err;
+          const now = readHostView(ctx).live.masks;
+          const inEffect = now ? ` now in effect: apmask "${now.apmask.toRanges()}", aqmask "${now.aqmask.toRanges()}";` : '';
           throw new RuntimeError(`the kernel refused the mask write: ${err.message}`, {
             where: ctx.paths.at(`sys/${err.path}`),
-            hint:
-              err.code === 'EBUSY'
-                ? 'an mdev holds queues the new mask gives to the host; stop it first'
-                : 'nothing was written to the store; check the value and the kernel log',
+            hint: `${MASK_ERRNO_MEANING[err.code] ?? 'see the kernel log'};${inEffect} nothing was written to the store`,
           });
         }
       }

@@ -2,7 +2,7 @@
 // their queues and the host keeps the most.
 
 import type { Context } from '../cli/context.js';
-import { autostartMdevs } from '../checks/check-host.js';
+import { autostartMdevs, runningNotAuto } from '../checks/check-host.js';
 import { suggestMasks } from '../checks/suggest.js';
 import { IdSet } from '../model/idset.js';
 import { readHostView } from './view.js';
@@ -12,7 +12,7 @@ export function suggest(ctx: Context): number {
   const autos = autostartMdevs(view);
   // Running mdevs keep their queues too: masks that gave them away could not be applied safely now,
   // and those mdevs could not be made again at the next boot.
-  const running = view.live.mdevs.filter((m) => !autos.some((a) => a.uuid === m.uuid));
+  const running = runningNotAuto(view, autos);
   const present = view.live.apBus && view.live.queues.length ? view.live.queues : undefined;
   const s = suggestMasks([...autos, ...running], present);
   const apmask = s.apmask.toRanges();

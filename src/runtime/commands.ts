@@ -68,10 +68,19 @@ export function hostRunner(): CommandRunner {
         let settled = false;
         const timers: NodeJS.Timeout[] = [];
         const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+        const group = (signal: NodeJS.Signals): void => {
+          try {
+            if (child.pid) process.kill(-child.pid, signal);
+          } catch {
+            // the group is gone already
+          }
+        };
         const finish = (exitCode: number, extra = ''): void => {
           if (settled) return;
           settled = true;
           for (const t of timers) clearTimeout(t);
+          // Timed out: whatever of the group outlived TERM (a child that ignores it) is killed now.
+          if (timedOut) group('SIGKILL');
           child.stdout?.destroy();
           child.stderr?.destroy();
           // Killed at the deadline: 124, as timeout(1) says it.
@@ -84,13 +93,6 @@ export function hostRunner(): CommandRunner {
         };
         child.stdout.on('data', collect('out'));
         child.stderr.on('data', collect('err'));
-        const group = (signal: NodeJS.Signals): void => {
-          try {
-            if (child.pid) process.kill(-child.pid, signal);
-          } catch {
-            // the group is gone already
-          }
-        };
         child.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'ENOENT' ? 127 : 126, `${file}: ${err.message}\n`));
         child.on('exit', (code, signal) => {
           const exitCode = code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0);

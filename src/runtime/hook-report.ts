@@ -25,7 +25,9 @@ export interface HookReport {
 export function describeHookReport(r: HookReport): string[] {
   const lines = [`last hook: ${r.time}, ${r.event.action ?? '?'} ${r.event.devpath ?? ''}${r.event.bindings ? ` BINDINGS=${r.event.bindings}` : ''}, exit ${r.exit_code}, ${Math.round(r.timings_ms['total'] ?? 0)} ms`];
   const writes = r.masks.writes.length;
-  lines.push(`  masks: ${!writes ? 'already right' : r.masks.applied ? `${writes} write(s)` : `${writes} write(s) planned, refused (see errors)`}`);
+  // `writes` are the ones the kernel took: after a refusal they say what is in effect.
+  const masks = r.masks.applied ? (writes ? `${writes} write(s)` : 'already right') : `not applied${writes ? ` after ${writes} write(s) the kernel took` : ''} (see errors)`;
+  lines.push(`  masks: ${masks}`);
   if (r.masks.kept_for_active_mdevs.length) {
     lines.push(`  kept out of the host pool because active mdevs hold them: ${r.masks.kept_for_active_mdevs.join(', ')}`);
   }

@@ -16,11 +16,11 @@ import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import { loadStore } from '../store/store.js';
 import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
 import { listQueues, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
-import { isSysfsError, type Sysfs } from '../sysfs/sysfs.js';
+import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
 import { unitStates } from './units.js';
 import type { HookMdevOutcome, HookReport } from './hook-report.js';
-import { applyMaskWrites, planMaskWrites, type MaskPair } from './masks.js';
+import { applyMaskWrites, MASK_ERRNO_MEANING, planMaskWrites, type MaskPair, type MaskWrite } from './masks.js';
 
 export interface HookDeps {
   paths: HostPaths;
@@ -31,13 +31,14 @@ export interface HookDeps {
 
 /**
  * The AP bus event a hook unit was queued for, from its instance name
- * (42-ap-persist.rules): `change-<COMPLETECOUNT>` or `add`, as the udev
- * properties the hook would have had if udev had run it.
+ * (42-ap-persist.rules): `change-<COMPLETECOUNT>`, `change` (5.11-5.13 send
+ * no count) or `add`, as the udev properties the hook would have had if udev
+ * had run it.
  */
 export function eventProperties(instance: string): Record<string, string> | undefined {
   if (instance === 'add') return { ACTION: 'add', DEVPATH: '/bus/ap' };
-  const m = /^change-([0-9]+)$/.exec(instance);
-  return m ? { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', COMPLETECOUNT: m[1]! } : undefined;
+  const m = /^change(?:-([0-9]+))?$/.exec(instance);
+  return m ? { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', ...(m[1] ? { COMPLETECOUNT: m[1] } : {}) } : undefined;
 }
 
 /** The events the hook acts on; anything else (a plain change) is ignored. */
@@ -67,7 +68,10 @@ export function maskCheckRule(sysfs: Sysfs): MaskCheckRule {
  */
 function overriddenQueues(sysfs: Sysfs): string[] {
   const out: string[] = [];
-  for (const q of listQueues(sysfs)) {
+  const queues = listQueues(sysfs);
+  // Only 6.19 has the attribute: one look, not one per queue, on older kernels.
+  if (!queues[0] || !sysfs.exists(`bus/ap/devices/${formatApqn(queues[0])}/driver_override`)) return out;
+  for (const q of queues) {
     const name = formatApqn(q);
     const override = readAttr(sysfs, `bus/ap/devices/${name}/driver_override`)?.trim();
     if (override && override !== '(null)') out.push(`${name} (${override})`);
@@ -104,6 +108,8 @@ export function protectActiveMdevs(
     const addedAdapters = apmask.minus(current.apmask);
     const addedDomains = aqmask.minus(current.aqmask);
     for (const mdev of active) {
+      // An mdev with nothing on the other axis holds no APQN: the kernel lets its IDs go.
+      if (mdev.adapters.isEmpty() || mdev.domains.isEmpty()) continue;
       for (const adapter of mdev.adapters.intersect(addedAdapters).ids()) {
         if (!apmask.has(adapter)) continue;
         apmask = apmask.minus(IdSet.of([adapter]));
@@ -136,12 +142,6 @@ export function protectActiveMdevs(
   }
   return { target: { apmask, aqmask }, kept };
 }
-
-/** What a refused mask write means (ap_bus.c apmask_store/aqmask_store). */
-const MASK_ERRNO_MEANING: Record<string, string> = {
-  EBUSY: 'an mdev holds an APQN the write would give the host (ap-persist check --active)',
-  EINVAL: 'the kernel did not take the value, or (6.19+) a queue has driver_override set',
-};
 
 function emptyReport(env: Record<string, string | undefined>): HookReport {
   return {
@@ -181,15 +181,24 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       const names = new Map(store.mdevs.map((m) => [m.uuid as string, m.name]));
       const named = (mdevs: typeof live.mdevs): Claim[] => mdevs.map((m) => ({ ...m, name: names.get(m.uuid) }));
       let { target, kept } = protectActiveMdevs(wanted, live.masks, named(live.mdevs), rule);
-      let writes = planMaskWrites(live.masks, target);
-      const overridden = writes.length ? overriddenQueues(deps.sysfs) : [];
+      const planned = planMaskWrites(live.masks, target);
+      // The writes the kernel took, in order: what is in effect, even after a refusal.
+      const done = report.masks.writes;
+      const apply = (writes: MaskWrite[]): void => {
+        for (const w of writes) {
+          applyMaskWrites(deps.sysfs, [w]);
+          done.push(w);
+        }
+      };
+      const refused = (err: SysfsError): void => void report.errors.push(`mask write refused: ${err.message}: ${MASK_ERRNO_MEANING[err.code] ?? 'see the kernel log'}`);
+      const overridden = planned.length ? overriddenQueues(deps.sysfs) : [];
       if (overridden.length) {
         report.errors.push(
           `mask writes skipped: queue(s) ${overridden.join(', ')} have driver_override set, and the kernel refuses every mask write then (EINVAL); clear it with: echo > /sys/bus/ap/devices/<queue>/driver_override`,
         );
       } else {
         try {
-          applyMaskWrites(deps.sysfs, writes);
+          apply(planned);
           report.masks.applied = true;
         } catch (err) {
           if (!isSysfsError(err)) throw err;
@@ -198,21 +207,19 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
             rule = 'id';
             const now = readActiveState(deps.sysfs);
             ({ target, kept } = protectActiveMdevs(wanted, now.masks ?? live.masks, named(now.mdevs), rule));
-            writes = planMaskWrites(now.masks ?? live.masks, target);
             try {
-              applyMaskWrites(deps.sysfs, writes);
+              apply(planMaskWrites(now.masks ?? live.masks, target));
               report.masks.applied = true;
             } catch (again) {
               if (!isSysfsError(again)) throw again;
-              report.errors.push(`mask write refused: ${again.message}: ${MASK_ERRNO_MEANING[again.code] ?? 'see the kernel log'}`);
+              refused(again);
             }
           } else {
-            report.errors.push(`mask write refused: ${err.message}: ${MASK_ERRNO_MEANING[err.code] ?? 'see the kernel log'}`);
+            refused(err);
           }
         }
       }
       report.masks.kept_for_active_mdevs = kept.map((k) => `${k.apqn} of ${k.mdev}: ${k.kept}`);
-      report.masks.writes = writes;
     } else {
       report.errors.push('no AP bus masks in sysfs (bus/ap/apmask): masks not applied');
     }

@@ -14,13 +14,11 @@ import type { HostPaths } from '../host/paths.js';
 import { readAttr } from '../sysfs/ap-host.js';
 import type { Sysfs } from '../sysfs/sysfs.js';
 
-export interface MdevHolder {
-  pid: number;
-  /** The process's name (/proc/<pid>/comm). */
-  command: string;
-  /** The libvirt domain whose status names the mdev, when one does. */
-  domain?: string;
-}
+/** Who holds it, or what we could not look at: either way the remove must not be written. */
+export type MdevHolder =
+  | { kind: 'process'; pid: number; /** /proc/<pid>/comm */ command: string }
+  | { kind: 'domain'; /** a running libvirt domain whose live XML names the mdev */ name: string }
+  | { kind: 'unknown'; /** what could not be read, and why */ what: string };
 
 /** The device files through which a process can hold the mdev. */
 function deviceFiles(sysfs: Sysfs, uuid: string): string[] {
@@ -51,25 +49,33 @@ function libvirtDomains(paths: HostPaths, uuid: string): string[] {
   }).map((n) => n.slice(0, -4));
 }
 
-/** Every process holding the mdev's VFIO device open; empty when none does. */
+/**
+ * Every holder of the mdev: processes with its VFIO device open, running
+ * libvirt domains that name it, and anything we could not look at. Fails
+ * closed: a process whose open files we may not read (not root, hidepid)
+ * might be the guest, and a remove it holds would hang.
+ */
 export function mdevHolders(paths: HostPaths, sysfs: Sysfs, uuid: string): MdevHolder[] {
   const files = new Set(deviceFiles(sysfs, uuid));
-  const domains = libvirtDomains(paths, uuid);
-  const holders: MdevHolder[] = [];
+  const holders: MdevHolder[] = libvirtDomains(paths, uuid).map((name): MdevHolder => ({ kind: 'domain', name }));
+  // No VFIO device: the mdev is not bound to vfio, so nothing can hold it open.
   if (files.size > 0) {
     const proc = paths.at('proc');
     let pids: string[] = [];
     try {
       pids = readdirSync(proc).filter((n) => /^\d+$/.test(n));
-    } catch {
-      // no /proc under this root: nothing to see
+    } catch (err) {
+      // A test root describes no processes; the host always has /proc.
+      if (paths.isRealRoot) holders.push({ kind: 'unknown', what: `${proc}: ${(err as NodeJS.ErrnoException).code}` });
     }
     for (const pid of pids) {
       let fds: string[];
       try {
         fds = readdirSync(join(proc, pid, 'fd'));
-      } catch {
-        continue; // gone, or not ours to read
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ESRCH') holders.push({ kind: 'unknown', what: `the open files of process ${pid} (${code})` });
+        continue; // gone meanwhile
       }
       const holds = fds.some((fd) => {
         try {
@@ -85,13 +91,15 @@ export function mdevHolders(paths: HostPaths, sysfs: Sysfs, uuid: string): MdevH
       } catch {
         // gone meanwhile
       }
-      holders.push({ pid: Number(pid), command, ...(domains[0] ? { domain: domains[0] } : {}) });
+      holders.push({ kind: 'process', pid: Number(pid), command });
     }
   }
   return holders;
 }
 
-/** `process 4242 (qemu-system-s390x, libvirt domain guest1)` */
+/** `process 4242 (qemu-system-s390x)`, `libvirt domain guest1`, `unreadable: ...` */
 export function describeHolder(h: MdevHolder): string {
-  return `process ${h.pid} (${h.command}${h.domain ? `, libvirt domain ${h.domain}` : ''})`;
+  if (h.kind === 'process') return `process ${h.pid} (${h.command})`;
+  if (h.kind === 'domain') return `libvirt domain ${h.name}`;
+  return `possibly whatever holds ${h.what}, which could not be read`;
 }

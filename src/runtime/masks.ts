@@ -32,6 +32,12 @@ export function planMaskWrites(current: MaskPair, target: MaskPair): MaskWrite[]
   return writes;
 }
 
+/** What a refused mask write means (ap_bus.c apmask_store/aqmask_store). */
+export const MASK_ERRNO_MEANING: Record<string, string> = {
+  EBUSY: 'an mdev holds an APQN the write would give the host, or (6.19+) an adapter or domain the write adds (ap-persist check --active)',
+  EINVAL: 'the kernel did not take the value, or (6.19+) a queue has driver_override set',
+};
+
 export function applyMaskWrites(sysfs: Sysfs, writes: readonly MaskWrite[]): void {
   for (const w of writes) sysfs.write(`${AP_BUS}/${w.file}`, w.value);
 }

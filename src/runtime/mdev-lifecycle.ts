@@ -165,7 +165,7 @@ export async function stopMdev(lc: Lifecycle, uuid: string): Promise<'stopped' |
   // The kernel would not refuse the remove: it would block, unkillably, until the guest lets go.
   const holders = mdevHolders(lc.paths, lc.sysfs, uuid);
   if (holders.length) {
-    const domain = holders.find((h) => h.domain)?.domain;
+    const domain = holders.flatMap((h) => (h.kind === 'domain' ? [h.name] : []))[0];
     throw new RuntimeError(`mdev ${uuid} is in use by ${holders.map(describeHolder).join(', ')}; removing it now would block until the guest releases it`, {
       hint: `stop the guest first${domain ? ` (virsh shutdown ${domain})` : ''}, then run 'ap-persist mdev stop ${uuid}' again`,
     });

@@ -66,6 +66,11 @@ export interface SimKernelOptions {
    * added them is not verified), true on the others. The limits hold either way.
    */
   maxIdAttrs?: boolean;
+  /**
+   * 6.19 shows `bindings_complete_count`. false: a kernel with 6.19's mask
+   * checks but not that attribute (a distribution's backport).
+   */
+  bindingsCompleteCountAttr?: boolean;
 }
 
 /** A uevent the kernel sent, as udev gets it. */
@@ -266,12 +271,15 @@ export class SimKernel implements Sysfs {
   readonly writes: { path: string; data: string }[] = [];
   /** Every `remove` of a guest-held mdev: writes that would never have returned (see WouldBlockError). */
   readonly hungRemoves: HungRemove[] = [];
+  /** Every write the kernel refused, with its errno: a tool that knows the kernel makes none. */
+  readonly refusedWrites: { path: string; data: string; errno: string }[] = [];
 
   private apmask: IdSet;
   private aqmask: IdSet;
   private readonly maxAdapterId: number;
   private readonly maxDomainId: number;
   private readonly maxIdAttrs: boolean;
+  private readonly bindingsCompleteCountAttr: boolean;
   /** adapter -> hwtype */
   private readonly cards = new Map<number, number>();
   /** Usage domains a card added later brings (the AP configuration's domains). */
@@ -306,6 +314,7 @@ export class SimKernel implements Sysfs {
     this.maxAdapterId = options.maxAdapterId ?? MAX_ID;
     this.maxDomainId = options.maxDomainId ?? MAX_ID;
     this.maxIdAttrs = options.maxIdAttrs ?? options.kernel !== '5.4';
+    this.bindingsCompleteCountAttr = options.bindingsCompleteCountAttr ?? true;
     if (options.vfioAp) this.modules.add('vfio_ap');
     if (options.mtty) this.modules.add('mtty');
     for (const card of options.cards) this.cards.set(card.adapter, card.hwtype);
@@ -348,7 +357,10 @@ export class SimKernel implements Sysfs {
       try {
         node.store(data);
       } catch (err) {
-        if (err instanceof Refusal) throw new SysfsError(err.code, p, 'write', err.detail);
+        if (err instanceof Refusal) {
+          this.refusedWrites.push({ path: found.path, data, errno: err.code });
+          throw new SysfsError(err.code, p, 'write', err.detail);
+        }
         if (err instanceof Hang) {
           this.hungRemoves.push({ path: found.path, uuid: err.uuid, data });
           throw new WouldBlockError(p, err.uuid);
@@ -548,7 +560,7 @@ export class SimKernel implements Sysfs {
    * driver_override is set, and the boot's BINDINGS=complete (if all are
    * bound) counts as sent.
    */
-  static fromDisk(root: string, kernel: KernelFlavour, more: Pick<SimKernelOptions, 'mtty' | 'maxIdAttrs'> = {}): SimKernel {
+  static fromDisk(root: string, kernel: KernelFlavour, more: Pick<SimKernelOptions, 'mtty' | 'maxIdAttrs' | 'bindingsCompleteCountAttr'> = {}): SimKernel {
     const disk = new FileSysfs(root);
     const masks = readActiveMasks(disk);
     const max = readMaxIds(disk);
@@ -564,6 +576,7 @@ export class SimKernel implements Sysfs {
       vfioAp: vfioApLoaded(disk),
       mtty: more.mtty,
       maxIdAttrs: more.maxIdAttrs ?? (max ? true : undefined),
+      bindingsCompleteCountAttr: more.bindingsCompleteCountAttr,
     });
     // The queues the disk has: a fake host need not give every card every domain.
     // A card added later gets the domains the others have.
@@ -703,7 +716,7 @@ export class SimKernel implements Sysfs {
           return this.since60 ? { kind: 'attr', show: () => this.bindingsText() } : undefined;
         case 'bindings_complete_count':
           // ap_bus.c bindings_complete_count_show: "%llu\n" of ap_bindings_complete_count, 6.19 only.
-          return this.kernel === '6.19' ? { kind: 'attr', show: () => `${this.completeCount}\n` } : undefined;
+          return this.kernel === '6.19' && this.bindingsCompleteCountAttr ? { kind: 'attr', show: () => `${this.completeCount}\n` } : undefined;
         case 'devices':
           return dir(() => [...[...this.cards.keys()].map(cardName), ...[...this.queues].map(formatApqn)]);
         case 'drivers':
@@ -1040,7 +1053,7 @@ export class SimKernel implements Sysfs {
       'apmask',
       'aqmask',
       ...(this.since60 ? ['bindings'] : []),
-      ...(this.kernel === '6.19' ? ['bindings_complete_count'] : []),
+      ...(this.kernel === '6.19' && this.bindingsCompleteCountAttr ? ['bindings_complete_count'] : []),
     ];
   }
 

@@ -23,7 +23,7 @@ describe('ap-persist install', () => {
     expect(host.read(RULE)).toContain('RUN+="/usr/bin/systemctl --no-block start ap-persist-hook@add.service"');
     // Every RUN of the rule is systemctl; node never runs inside udevd.
     const runs = [...host.read(RULE).matchAll(/RUN\+="([^"]*)"/g)].map((m) => m[1]!.split(' ')[0]);
-    expect(runs).toEqual(['/usr/bin/systemctl', '/usr/bin/systemctl']);
+    expect(runs).toEqual(['/usr/bin/systemctl', '/usr/bin/systemctl', '/usr/bin/systemctl']);
     expect(host.read(unit('ap-persist-hook@.service'))).toContain('ExecStart=/opt/node/bin/node /opt/ap/bin/ap-persist hook --event %i\n');
     expect(host.read(unit('ap-persist-mdev@.service'))).toContain(
       'ExecStart=/opt/node/bin/node /opt/ap/bin/ap-persist mdev start %i\nExecStop=/opt/node/bin/node /opt/ap/bin/ap-persist mdev stop %i\n',

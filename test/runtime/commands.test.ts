@@ -42,11 +42,23 @@ describe('running a host command', () => {
 
   it('a command that exits but leaves a child holding its output pipe does not hold us', async () => {
     const r = await hostRunner().run('sh', ['-c', 'sleep 30 & echo $!'], { timeoutMs: 20_000 });
-    expect(r.timedOut).toBe(false);
-    expect(r.exitCode).toBe(0);
     const grandchild = Number(r.stdout.trim());
-    // We came back while the child that keeps the pipe still runs.
-    expect(alive(grandchild)).toBe(true);
-    process.kill(grandchild, 'SIGKILL');
+    try {
+      expect(r.timedOut).toBe(false);
+      expect(r.exitCode).toBe(0);
+      // We came back while the child that keeps the pipe still runs.
+      expect(alive(grandchild)).toBe(true);
+    } finally {
+      if (grandchild > 0) process.kill(grandchild, 'SIGKILL');
+    }
+  });
+
+  it('a child that ignores SIGTERM is killed all the same once the deadline passed', async () => {
+    const r = await hostRunner().run('sh', ['-c', `sh -c 'trap "" TERM; echo $$; while :; do sleep 1; done' & wait`], { timeoutMs: 300 });
+    expect(r.timedOut).toBe(true);
+    const stubborn = Number(r.stdout.trim());
+    expect(stubborn).toBeGreaterThan(0);
+    for (let i = 0; i < 100 && alive(stubborn); i++) await new Promise((res) => setTimeout(res, 20));
+    expect(alive(stubborn)).toBe(false);
   });
 });

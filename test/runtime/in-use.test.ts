@@ -41,7 +41,7 @@ describe('stopping an mdev a guest holds', () => {
     const before = host.snapshot();
     const r = await host.run('mdev', 'stop', GUEST3);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`mdev ${GUEST3} is in use by process 4242 (qemu-system-s39, libvirt domain guest3); removing it now would block until the guest releases it`);
+    expect(r.stderr).toContain(`mdev ${GUEST3} is in use by libvirt domain guest3, process 4242 (qemu-system-s39); removing it now would block until the guest releases it`);
     expect(r.stderr).toContain('stop the guest first (virsh shutdown guest3)');
     expect(host.snapshot()).toEqual(before);
 
@@ -73,5 +73,16 @@ describe('stopping an mdev a guest holds', () => {
     expect((await host.run('mdev', 'stop', GUEST3)).code).toBe(0);
     // An mdev that is not active is no remove at all.
     expect((await host.run('mdev', 'stop', GUEST1)).stdout).toContain('is not active');
+  });
+
+  it('fails closed: a running libvirt domain naming the mdev refuses the stop, even before QEMU opened it', async () => {
+    const host = runningGuest3();
+    link(host, `sys/bus/mdev/devices/${GUEST3}`, `../../../devices/vfio_ap/matrix/${GUEST3}`);
+    link(host, `sys/devices/vfio_ap/matrix/${GUEST3}/iommu_group`, '../../../../kernel/iommu_groups/12');
+    // QEMU has not opened the group (yet), but libvirt runs the domain with it.
+    put(host, 'run/libvirt/qemu/guest3.xml', `<domstatus><domain><devices><hostdev mode='subsystem' type='mdev'><source><address uuid='${GUEST3}'/></source></hostdev></devices></domain></domstatus>\n`);
+    const byDomain = await host.run('mdev', 'stop', GUEST3);
+    expect(byDomain.code).toBe(1);
+    expect(byDomain.stderr).toContain(`mdev ${GUEST3} is in use by libvirt domain guest3`);
   });
 });

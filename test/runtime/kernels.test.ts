@@ -4,11 +4,11 @@
 // guest's APQN goes to the host, and every mask write the hook makes is one
 // the kernel accepts.
 
+import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { KERNEL_FLAVOURS, type KernelEvent, type SimKernel } from '../../src/sysfs/sim-kernel.js';
-import { givenSimulatedHost, type SimHost } from '../support/sim-host.js';
-import { BINDINGS_COMPLETE } from '../support/sim-host.js';
+import { BINDINGS_COMPLETE, givenSimulatedHost, type SimHost, type SimHostOptions } from '../support/sim-host.js';
 
 const GUESTS = [GUEST1, GUEST2, GUEST3];
 
@@ -37,8 +37,8 @@ function expectGuestsKeepTheirQueues(kernel: SimKernel): void {
   }
 }
 
-async function bootedWithGuestsRunning(flavour: (typeof KERNEL_FLAVOURS)[number], store = THREE_GUESTS_STORE): Promise<SimHost> {
-  const host = givenSimulatedHost({ ...threeGuestsHost(), store }, flavour);
+async function bootedWithGuestsRunning(flavour: (typeof KERNEL_FLAVOURS)[number], options: SimHostOptions = {}): Promise<SimHost> {
+  const host = givenSimulatedHost(threeGuestsHost(), flavour, options);
   expect((await host.run(['hook'], BINDINGS_COMPLETE)).code).toBe(0);
   for (const uuid of GUESTS) host.kernel().setGuestRunning(uuid, true);
   host.kernel().takeEvents();
@@ -70,12 +70,12 @@ for (const flavour of KERNEL_FLAVOURS) {
     it('the store gives the host domain 0x47 while guest2 and guest3 run on it: every write the hook makes is accepted', async () => {
       const store = THREE_GUESTS_STORE.replace('aqmask = 0-3,5-70,72-170,172-254', 'aqmask = 0-3,5-170,172-254');
       const host = await bootedWithGuestsRunning(flavour);
-      const { writeFileSync } = await import('node:fs');
       writeFileSync(`${host.root}/etc/ap-persist/ap-persist.conf`, store);
       const r = await host.run(['--json', 'hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '2' });
       const report = JSON.parse(r.stdout);
-      // No write refused (on 6.19 one adding domain 0x47 would be, EBUSY), no error at all.
+      // No write refused (on 6.19 one adding domain 0x47 would be, EBUSY): the hook knew the kernel's rule.
       expect(report.errors).toEqual([]);
+      expect(host.kernel().refusedWrites).toEqual([]);
       expect(report.masks.applied).toBe(true);
       const aqmask = BigInt(host.kernel().state().aqmask.trim());
       const hostHas0x47 = ((aqmask >> BigInt(255 - 0x47)) & 1n) === 1n;
@@ -100,6 +100,19 @@ for (const flavour of KERNEL_FLAVOURS) {
     }, 20_000);
   });
 }
+
+describe('a kernel with 6.19\'s mask checks but no bindings_complete_count (a backport)', () => {
+  it('the first write is refused (EBUSY), the hook plans again with the whole-ID rule, and the rest is accepted', async () => {
+    const host = await bootedWithGuestsRunning('6.19', { kernel: { bindingsCompleteCountAttr: false } });
+    writeFileSync(`${host.root}/etc/ap-persist/ap-persist.conf`, THREE_GUESTS_STORE.replace('aqmask = 0-3,5-70,72-170,172-254', 'aqmask = 0-3,5-170,172-254'));
+    const r = await host.run(['--json', 'hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '2' });
+    const report = JSON.parse(r.stdout);
+    expect(report.errors).toEqual([]);
+    expect(host.kernel().refusedWrites.map((w) => [w.path, w.errno])).toEqual([['bus/ap/aqmask', 'EBUSY']]);
+    expect(report.masks.kept_for_active_mdevs).toEqual([`.0047 of ${GUEST2} (guest2): domain 71 kept out of aqmask (the kernel refuses to add a domain an mdev holds)`]);
+    expectGuestsKeepTheirQueues(host.kernel());
+  });
+});
 
 describe('a 6.19 kernel with a driver_override set', () => {
   it('the hook writes no mask (the kernel would refuse every one) and names the queue to clear', async () => {

@@ -6,7 +6,7 @@
 import { buildFakeHost, type FakeHost } from '../../src/fakehost/builder.js';
 import { simulatedRunner, type SimulatedRunner } from '../../src/fakehost/sim-runner.js';
 import { run } from '../../src/cli/program.js';
-import { SimKernel, type KernelFlavour } from '../../src/sysfs/sim-kernel.js';
+import { SimKernel, type KernelFlavour, type SimKernelOptions } from '../../src/sysfs/sim-kernel.js';
 import { tempDir, snapshotTree, type RunResult } from './host.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,12 +27,14 @@ export interface SimHostOptions {
   onDisk?: boolean;
   /** false: systemd queues the mdev units but never runs them (a hung start). */
   runUnits?: boolean;
+  /** What else the kernel is like (a 6.19 backport without bindings_complete_count). */
+  kernel?: Pick<SimKernelOptions, 'bindingsCompleteCountAttr'>;
 }
 
 export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, options: SimHostOptions = {}): SimHost {
   const root = tempDir();
   buildFakeHost(root, spec);
-  let kernel = SimKernel.fromDisk(root, flavour);
+  let kernel = SimKernel.fromDisk(root, flavour, options.kernel);
   let last: SimulatedRunner | undefined;
   // systemd outlives each command: what the units did stays known.
   const units = new Map<string, number>();
@@ -54,7 +56,7 @@ export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, optio
     kernel: () => kernel,
     runner: () => last,
     async run(args, env = {}) {
-      if (options.onDisk) kernel = SimKernel.fromDisk(root, flavour);
+      if (options.onDisk) kernel = SimKernel.fromDisk(root, flavour, options.kernel);
       const result = await cli(args, env);
       if (options.onDisk) kernel.saveTo(root);
       return result;
