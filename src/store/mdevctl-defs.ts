@@ -3,8 +3,8 @@
 // attribute list arrives on the callout's stdin.
 
 import { InputError } from '../errors.js';
-import { IdSet } from '../model/idset.js';
-import { parseIdList } from '../model/idlist.js';
+import { IdSet, MAX_ID } from '../model/idset.js';
+import { kstrtoul } from '../model/kstrtoul.js';
 import type { MdevDefinition, StartMode } from '../model/mdev.js';
 import type { Uuid } from '../model/uuid.js';
 
@@ -66,14 +66,26 @@ export function parseMdevctlJson(text: string, where: string): MdevctlDevice {
         device.otherAttrs.push({ [key]: value });
         continue;
       }
-      try {
-        device[field] = device[field].union(parseIdList(value, key.replace('assign_', '').replace('_', ' ')));
-      } catch (err) {
-        throw new InputError(`attrs[${i}].${key}: ${(err as Error).message}`, { where });
-      }
+      device[field] = device[field].union(IdSet.of([attributeId(value, key.replace('assign_', '').replace('_', ' '), `attrs[${i}].${key}`, where)]));
     }
   });
   return device;
+}
+
+/**
+ * An assign_* value as the kernel will read it when mdevctl writes it to
+ * sysfs (kstrtoul base 0): "0010" is 8, "08", "5,6" and " 5" are no number.
+ */
+function attributeId(value: string, what: string, attr: string, where: string): number {
+  const id = kstrtoul(value);
+  if (typeof id !== 'bigint') {
+    throw new InputError(`${attr}: '${value}' is not a valid ${what}: the kernel reads it with kstrtoul (decimal, 0x hex, a leading 0 as octal) and would refuse it (${id})`, {
+      where,
+      hint: 'one ID per attribute, e.g. "5" or "0x5"',
+    });
+  }
+  if (id > BigInt(MAX_ID)) throw new InputError(`${attr}: ${what} '${value}' (${id}) is above 255`, { where });
+  return Number(id);
 }
 
 export function toDefinition(uuid: Uuid, device: MdevctlDevice): MdevDefinition {

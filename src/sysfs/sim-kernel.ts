@@ -15,6 +15,7 @@
 // links, the mdev core's files), so that the same model can also be mounted
 // as a filesystem (test/support/sim-sysfs) for real tools such as mdevctl.
 
+import { KERNEL_NUMBER, kernelNumber, kstrtoul } from '../model/kstrtoul.js';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ApqnSet, formatApqn, parseApqn, type Apqn, formatAdapter, formatDomain } from '../model/apqn.js';
@@ -1496,10 +1497,7 @@ function apConfigFields(data: string): [IdSet, IdSet, IdSet] | undefined {
   return [out[0]!, out[1]!, out[2]!];
 }
 
-const NUMBER = '(0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)';
-const SWITCH = new RegExp(`^([+-])${NUMBER}(?:-${NUMBER})?[,\\n]*`, 'i');
-const ULONG = new RegExp(`^\\+?${NUMBER}\\n?$`, 'i');
-const ULONG_MAX = 2n ** 64n - 1n;
+const SWITCH = new RegExp(`^([+-])${KERNEL_NUMBER}(?:-${KERNEL_NUMBER})?[,\\n]*`, 'i');
 
 function switchBits(data: string, current: IdSet): IdSet | undefined {
   const next = current.clone();
@@ -1518,22 +1516,12 @@ function switchBits(data: string, current: IdSet): IdSet | undefined {
   return next;
 }
 
-/**
- * kstrtoul(buf, 0): an optional `+`, then decimal, `0x` hex or leading-0
- * octal, one optional newline; anything else EINVAL, above 2^64-1 ERANGE.
- */
+/** kstrtoul(buf, 0) (lib/kstrtox.c), refusing as the store functions pass its errno on. */
 function parseUlong(data: string): number {
-  const m = ULONG.exec(data);
-  if (!m) throw new Refusal('EINVAL', `not a number: ${JSON.stringify(data)}`);
-  const value = kernelNumber(m[1]!);
-  if (value > ULONG_MAX) throw new Refusal('ERANGE', `${m[1]} does not fit in an unsigned long`);
+  const value = kstrtoul(data);
+  if (value === 'EINVAL') throw new Refusal('EINVAL', `not a number: ${JSON.stringify(data)}`);
+  if (value === 'ERANGE') throw new Refusal('ERANGE', `${JSON.stringify(data)} does not fit in an unsigned long`);
   return Number(value);
-}
-
-/** A number as the kernel's strtoul with base 0 reads it. */
-function kernelNumber(text: string): bigint {
-  if (/^0x/i.test(text)) return BigInt(`0x${text.slice(2)}`);
-  return text.length > 1 && text.startsWith('0') ? BigInt(`0o${text.slice(1)}`) : BigInt(text);
 }
 
 // --- small helpers ---------------------------------------------------------

@@ -40,7 +40,8 @@ function s390toolsHost() {
       ]),
       [`etc/mdevctl.d/matrix/${GUEST3}`]: mdevctlFile('manual', [
         ['assign_adapter', '6'],
-        ['assign_domain', '0x47,0xff'],
+        ['assign_domain', '0x47'],
+        ['assign_domain', '0xff'],
       ]),
     },
   };
