@@ -1,6 +1,8 @@
 // ID lists in chzdev's grammar: comma-separated IDs 0-255, decimal or `0x`
 // hex, and ranges `a-b`. Unlike chzdev, a reversed range is an error: chzdev
-// turns `5-3` into nothing and so gives every queue away.
+// turns `5-3` into nothing and so gives every queue away; and a decimal with
+// a leading zero is refused: chzdev reads `010` as octal 8, a reader of our
+// store might read 10.
 
 import { InputError } from '../errors.js';
 import { IdSet, MAX_ID } from './idset.js';
@@ -11,6 +13,11 @@ const ID_HINT = 'IDs are 0-255, decimal or 0x hex';
 export function parseId(token: string, what = 'ID'): number {
   const t = token.trim();
   let value: number;
+  if (/^0[0-9]+$/.test(t)) {
+    // chzdev (strtoul base 0) and the kernel read a leading 0 as octal: never a third meaning.
+    const octal = /^0[0-7]+$/.test(t) ? ` (chzdev and the kernel read it as octal ${parseInt(t, 8)})` : '';
+    throw new InputError(`'${t}' has a leading zero${octal}; refused so that it means one thing`, { hint: `write ${octal ? `${parseInt(t, 8)} or 0x${parseInt(t, 8).toString(16)}` : 'the number without the leading zero'} (${ID_HINT})` });
+  }
   if (/^[0-9]+$/.test(t)) value = parseInt(t, 10);
   else if (/^0x[0-9a-f]+$/i.test(t)) value = parseInt(t.slice(2), 16);
   else throw new InputError(`'${token}' is not a valid ${what}: use a decimal number or 0x hex`, { hint: ID_HINT });

@@ -130,6 +130,9 @@ describe('mask set', () => {
 
   const bad: [string[], RegExp][] = [
     [['apmask=5-3'], /reversed/],
+    // chzdev reads 010 as octal 8: never a third meaning.
+    [['apmask=010'], /'010' has a leading zero \(chzdev and the kernel read it as octal 8\); refused so that it means one thing/],
+    [['aqmask=-08'], /'08' has a leading zero; refused/],
     [['apmask=300'], /above 255/],
     [['apmask='], /empty/],
     [['apmask=1,+2'], /mixes/],
