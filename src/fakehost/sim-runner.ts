@@ -37,8 +37,7 @@ export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new
       if (file === 'systemctl' && args[0] === 'show') {
         // Each unit as systemd shows it: its last run active or failed, never run inactive.
         const blocks = args.filter((a) => !a.startsWith('-') && a !== 'show').map((name) => {
-          const uuid = mdevUnitUuid(name);
-          const code = uuid ? units.get(uuid) : undefined;
+          const code = units.get(mdevUnitUuid(name) ?? name);
           const state = code === undefined ? 'inactive' : code === 0 ? 'active' : 'failed';
           return `Id=${name}\nActiveState=${state}\nResult=${code ? 'exit-code' : 'success'}\n`;
         });
@@ -50,7 +49,11 @@ export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new
           // --no-block: systemctl returns once the jobs are queued; the units' results show later.
           for (const name of args) {
             const uuid = mdevUnitUuid(name);
-            if (!uuid) continue;
+            // Other units (the target) have nothing to run: only their state is kept.
+            if (!uuid) {
+              if (name.endsWith('.target')) verb === 'stop' ? units.delete(name) : units.set(name, 0);
+              continue;
+            }
             // restart: ExecStop, then ExecStart.
             if (verb === 'restart') await unit('stop', uuid);
             const code = await unit(verb === 'restart' ? 'start' : verb, uuid);

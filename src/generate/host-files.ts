@@ -48,11 +48,14 @@ export function desiredHostFiles(input: HostFilesInput): HostEntry[] {
     // Wanted, not required: with Requires= stopping or restarting one mdev would stop the target and so, through PartOf=, every other.
     entries.push({ kind: 'symlink', path: `${units}/${MDEVS_TARGET}.wants/${mdevUnit(m.uuid)}`, target: installed(MDEV_TEMPLATE) });
   }
-  // Every mdev also as an mdevctl definition, so mdevctl and libvirt list it; start
-  // manual, so mdevctl's own autostart never races our units.
+  // Every mdev also as an mdevctl definition with its real start mode, so mdevctl,
+  // libvirt, chzdev and ap-check see our auto mdevs and refuse what conflicts with
+  // them. mdevctl's own autostart and our units do not fight: whichever comes
+  // second finds the mdev up with its matrix, which is success, and both go
+  // through the callout and the AP lock.
   const mdevctlDir = rootPath(paths, paths.mdevctlMatrixDir);
   for (const m of store.mdevs) {
-    entries.push({ kind: 'file', path: `${mdevctlDir}/${m.uuid}`, content: renderMdevctlJson(m, 'manual'), mode: 0o644 });
+    entries.push({ kind: 'file', path: `${mdevctlDir}/${m.uuid}`, content: renderMdevctlJson(m, m.start), mode: 0o644 });
   }
   // The boot waits only when the store has something to apply or start.
   if (rules !== undefined || autos.length > 0) {

@@ -241,13 +241,16 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     // 3. Checks, then 4. start what passes, in store order: the first claimant wins.
     // After any write or module load, even a failed one, check against what sysfs shows now.
     if (report.masks.writes.length || report.commands.length) live = readActiveState(deps.sysfs);
+    const activeUuids = new Set<string>(live.mdevs.map((m) => m.uuid));
     const claimed: MdevDefinition[] = [];
     const toStart: string[] = [];
+    const alreadyActive: string[] = [];
     for (const mdev of store.mdevs.filter((m) => m.start === 'auto')) {
       const outcome: HookMdevOutcome = { uuid: mdev.uuid, ...(mdev.name ? { name: mdev.name } : {}), outcome: 'started' };
       report.mdevs.push(outcome);
-      if (live.mdevs.some((a) => a.uuid === mdev.uuid)) {
+      if (activeUuids.has(mdev.uuid)) {
         outcome.outcome = 'already-active';
+        alreadyActive.push(mdev.uuid);
         continue;
       }
       const found = checkStart(mdev, live, claimed);
@@ -261,21 +264,26 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       toStart.push(mdev.uuid);
     }
     t = lap('check', t);
-    if (toStart.length) {
+    if (toStart.length || alreadyActive.length) {
       if (report.vfio_ap === 'failed') {
         for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: 'vfio_ap is not loaded' });
       } else {
         // The target wants every auto mdev, so it would start the refused ones too: only when all passed.
         const allPass = report.mdevs.every((m) => m.outcome !== 'skipped');
         const units = toStart.map(mdevUnit);
+        const adopted = alreadyActive.map(mdevUnit);
+        const states = await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]);
+        const state = (u: string): string => states.get(u)?.active ?? 'inactive';
         // A unit still active whose mdev is gone (removed by hand) does nothing on start: restart it.
         // One still activating (an earlier event's) is left to finish: start merges with its job.
-        const states = await unitStates(deps.runner, units);
-        const restart = units.filter((u) => states.get(u)?.active === 'active');
+        const restart = units.filter((u) => state(u) === 'active');
+        // An mdev mdevctl's own autostart made: its unit starts too (ExecStart finds it up), so
+        // that systemd stops it after libvirt at shutdown, as every other.
+        const start = [...units.filter((u) => !restart.includes(u)), ...adopted.filter((u) => state(u) === 'inactive' || state(u) === 'failed')];
         const calls: string[][] = [
-          ...(allPass ? [['start', MDEVS_TARGET]] : []),
+          ...(allPass && state(MDEVS_TARGET) !== 'active' ? [['start', MDEVS_TARGET]] : []),
           ...(restart.length ? [['restart', ...restart]] : []),
-          ...(restart.length < units.length ? [['start', ...units.filter((u) => !restart.includes(u))]] : []),
+          ...(start.length ? [['start', ...start]] : []),
         ];
         let failure: string | undefined;
         let ran = true;

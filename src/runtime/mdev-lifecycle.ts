@@ -124,8 +124,8 @@ export function mdevctlDefinition(paths: HostPaths, mdev: MdevDefinition): 'abse
 }
 
 /**
- * Makes mdevctl know the device, start manual (our units start it, not
- * mdevctl), when it does not yet; `ap-persist generate` writes the same file.
+ * Makes mdevctl know the device, with the store's start mode, when it does
+ * not yet; `ap-persist generate` writes the same file.
  * A definition that differs is generate's to update, never ours: the caller
  * starts such an mdev through sysfs.
  */
@@ -134,7 +134,7 @@ async function defineInMdevctl(lc: Lifecycle, mdev: MdevDefinition): Promise<voi
   const dir = mkdtempSync(join(tmpdir(), 'ap-persist-'));
   try {
     const json = join(dir, `${mdev.uuid}.json`);
-    writeFileSync(json, renderMdevctlJson(mdev, 'manual'));
+    writeFileSync(json, renderMdevctlJson(mdev, mdev.start));
     await mdevctlRun(lc, ['define', '-u', mdev.uuid, '-p', 'matrix', '--jsonfile', json], `defining mdev ${mdevLabel(mdev)} in mdevctl`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -153,7 +153,14 @@ export async function startMdev(lc: Lifecycle, mdev: MdevDefinition): Promise<St
   }
   if (lc.mdevctl) {
     await defineInMdevctl(lc, mdev);
-    await mdevctlRun(lc, ['start', '-u', mdev.uuid], `starting mdev ${mdevLabel(mdev)}`);
+    try {
+      await mdevctlRun(lc, ['start', '-u', mdev.uuid], `starting mdev ${mdevLabel(mdev)}`);
+    } catch (err) {
+      // mdevctl's own autostart made it meanwhile: up with our matrix is what we wanted.
+      const now = listActiveMdevs(lc.sysfs).find((m) => m.uuid === mdev.uuid);
+      if (now && sameMatrix(now, mdev)) return 'already-active';
+      throw err;
+    }
   } else {
     createViaSysfs(lc.sysfs, mdev);
   }

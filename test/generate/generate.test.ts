@@ -297,7 +297,8 @@ describe('looking before leaping', () => {
     writeFileSync(join(host.root, 'etc/ap-persist/ap-persist.conf'), THREE_GUESTS_STORE.replace(/(name = guest2\n(?:.*\n){2})start = auto/, '$1start = manual'));
     const before = host.snapshot();
     const r = await host.run('generate', '--dry-run');
-    expect(r.stdout).toBe(`would remove ${join(host.root, mdevLink(GUEST2))}\nwould run: systemctl daemon-reload\n`);
+    // guest2's mdevctl definition follows its start mode too.
+    expect(r.stdout).toBe(`would write ${join(host.root, `etc/mdevctl.d/matrix/${GUEST2}`)}\nwould remove ${join(host.root, mdevLink(GUEST2))}\nwould run: systemctl daemon-reload\n`);
     expect(host.snapshot()).toEqual(before);
   });
 

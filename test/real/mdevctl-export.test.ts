@@ -1,6 +1,6 @@
-// generate exports the store's mdevs as mdevctl definitions (start manual,
-// so mdevctl's own autostart never races our units); the real mdevctl then
-// lists them, and so would libvirt's nodedev API through it.
+// generate exports the store's mdevs as mdevctl definitions with their real
+// start mode; the real mdevctl then lists them, and so would libvirt's
+// nodedev API through it, and ap-check and chzdev see our auto mdevs.
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { itWithTools, runInNamespace } from '../support/namespace.js';
 
 describe('export to mdevctl', () => {
   itWithTools(
-    'mdevctl list -d shows the store’s mdevs after generate, as manual',
+    'mdevctl list -d shows the store’s mdevs after generate, auto ones as auto',
     ['mdevctl', 'bash'],
     async () => {
       const host = givenHost(threeGuestsHost());
@@ -19,7 +19,7 @@ describe('export to mdevctl', () => {
       const exported = JSON.parse(host.read(`etc/mdevctl.d/matrix/${GUEST2}`));
       expect(exported).toEqual({
         mdev_type: 'vfio_ap-passthrough',
-        start: 'manual',
+        start: 'auto',
         attrs: [{ assign_adapter: '5' }, { assign_domain: '71' }, { assign_domain: '255' }],
       });
 
@@ -40,7 +40,7 @@ step list mdevctl list -d
       expect(readFileSync(join(out, 'list.rc'), 'utf8').trim(), readFileSync(join(out, 'list.err'), 'utf8')).toBe('0');
       const lines = readFileSync(join(out, 'list.out'), 'utf8').trim().split('\n').sort();
       expect(lines).toEqual(
-        [GUEST1, GUEST2, GUEST3].map((u) => `${u} matrix vfio_ap-passthrough manual`).sort(),
+        [GUEST1, GUEST2, GUEST3].map((u) => `${u} matrix vfio_ap-passthrough auto`).sort(),
       );
     },
     60_000,

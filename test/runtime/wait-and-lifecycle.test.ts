@@ -98,7 +98,7 @@ describe('ap-persist wait', () => {
 });
 
 describe('mdev start on a host with mdevctl', () => {
-  it('defines the mdev in mdevctl as manual, then starts it through mdevctl', async () => {
+  it('defines the mdev in mdevctl with its start mode (auto), then starts it through mdevctl', async () => {
     const host = givenHost({ ...threeGuestsHost(), masks: FREE, vfioAp: true, store: THREE_GUESTS_STORE });
     // An executable mdevctl on the root's PATH.
     mkdirSync(join(host.root, 'usr/sbin'), { recursive: true });
@@ -121,9 +121,31 @@ describe('mdev start on a host with mdevctl', () => {
     expect(seen).toEqual([`/usr/sbin/mdevctl define -u ${GUEST2} -p matrix --jsonfile ${seen[0]!.split('--jsonfile ')[1]}`, `/usr/sbin/mdevctl start -u ${GUEST2}`]);
     expect(JSON.parse(definition)).toEqual({
       mdev_type: 'vfio_ap-passthrough',
-      start: 'manual',
+      start: 'auto',
       attrs: [{ assign_adapter: '5' }, { assign_domain: '71' }, { assign_domain: '255' }],
     });
+  });
+
+  it('mdevctl\'s own autostart made it meanwhile: up with the store\'s matrix is success, not a failed unit', async () => {
+    const host = givenHost({ ...threeGuestsHost(), masks: FREE, vfioAp: true, store: THREE_GUESTS_STORE });
+    mkdirSync(join(host.root, 'usr/sbin'), { recursive: true });
+    writeFileSync(join(host.root, 'usr/sbin/mdevctl'), '#!/bin/sh\n');
+    chmodSync(join(host.root, 'usr/sbin/mdevctl'), 0o755);
+    // mdevctl start loses the race: the device exists by the time it writes create.
+    const runner: CommandRunner = {
+      log: [],
+      async run(_file, args) {
+        if (args[0] !== 'start') return { exitCode: 0, stdout: '', stderr: '', timedOut: false, ran: true };
+        const dir = join(host.root, `sys/devices/vfio_ap/matrix/${GUEST2}`);
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(join(dir, 'matrix'), '05.0047\n05.00ff\n');
+        return { exitCode: 1, stdout: '', stderr: `Error: Device ${GUEST2} already exists`, timedOut: false, ran: true };
+      },
+    };
+    let stdout = '';
+    const code = await run(['--root', host.root, '--exec', 'mdev', 'start', GUEST2], { stdout: (t) => void (stdout += t), stderr: () => {}, env: { PATH: '/usr/sbin' } }, { runner });
+    expect(code).toBe(0);
+    expect(stdout).toContain(`mdev ${GUEST2} (guest2) is already active`);
   });
 });
 
