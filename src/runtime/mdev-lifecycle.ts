@@ -156,15 +156,30 @@ export async function startMdev(lc: Lifecycle, mdev: MdevDefinition): Promise<St
     try {
       await mdevctlRun(lc, ['start', '-u', mdev.uuid], `starting mdev ${mdevLabel(mdev)}`);
     } catch (err) {
-      // mdevctl's own autostart made it meanwhile: up with our matrix is what we wanted.
-      const now = listActiveMdevs(lc.sysfs).find((m) => m.uuid === mdev.uuid);
-      if (now && sameMatrix(now, mdev)) return 'already-active';
+      // mdevctl's own autostart made it meanwhile: up with our matrix is what we wanted. It may
+      // still be assigning (it holds the AP lock until its post callout): give it a moment.
+      if (await becomesActive(lc, mdev)) return 'already-active';
       throw err;
     }
   } else {
     createViaSysfs(lc.sysfs, mdev);
   }
   return 'started';
+}
+
+/** How long a start that lost the race waits for the winner to finish the mdev. */
+const RACE_WAIT_MS = 10_000;
+
+/** Whether the mdev exists with the store's matrix now, or does within RACE_WAIT_MS while someone makes it. */
+async function becomesActive(lc: Lifecycle, mdev: MdevDefinition): Promise<boolean> {
+  const deadline = Date.now() + RACE_WAIT_MS;
+  for (;;) {
+    const now = listActiveMdevs(lc.sysfs).find((m) => m.uuid === mdev.uuid);
+    if (now && sameMatrix(now, mdev)) return true;
+    // Nobody is making it (gone, or not ours and finished): no use waiting.
+    if (!now || Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 export async function stopMdev(lc: Lifecycle, uuid: string): Promise<'stopped' | 'not-active'> {

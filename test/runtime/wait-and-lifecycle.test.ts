@@ -136,9 +136,11 @@ describe('mdev start on a host with mdevctl', () => {
       log: [],
       async run(_file, args) {
         if (args[0] !== 'start') return { exitCode: 0, stdout: '', stderr: '', timedOut: false, ran: true };
+        // The winner is still assigning: one domain so far, the other a moment later.
         const dir = join(host.root, `sys/devices/vfio_ap/matrix/${GUEST2}`);
         mkdirSync(dir, { recursive: true });
-        writeFileSync(join(dir, 'matrix'), '05.0047\n05.00ff\n');
+        writeFileSync(join(dir, 'matrix'), '05.0047\n');
+        setTimeout(() => writeFileSync(join(dir, 'matrix'), '05.0047\n05.00ff\n'), 300);
         return { exitCode: 1, stdout: '', stderr: `Error: Device ${GUEST2} already exists`, timedOut: false, ran: true };
       },
     };
