@@ -146,7 +146,8 @@ export type StartOutcome = 'started' | 'already-active';
 export async function startMdev(lc: Lifecycle, mdev: MdevDefinition): Promise<StartOutcome> {
   const active = listActiveMdevs(lc.sysfs).find((m) => m.uuid === mdev.uuid);
   if (active) {
-    if (sameMatrix(active, mdev)) return 'already-active';
+    // mdevctl's own autostart may be making it right now (without mdevctl we hold the lock: no one is).
+    if (sameMatrix(active, mdev) || (lc.mdevctl && (await becomesActive(lc, mdev)))) return 'already-active';
     throw new RuntimeError(`mdev ${mdevLabel(mdev)} is active with another matrix than the store's`, {
       hint: `stop it (ap-persist mdev stop ${mdev.uuid}) once its guest is down, then start it again`,
     });
@@ -170,14 +171,19 @@ export async function startMdev(lc: Lifecycle, mdev: MdevDefinition): Promise<St
 /** How long a start that lost the race waits for the winner to finish the mdev. */
 const RACE_WAIT_MS = 10_000;
 
-/** Whether the mdev exists with the store's matrix now, or does within RACE_WAIT_MS while someone makes it. */
+/**
+ * Whether the mdev exists with the store's matrix now, or does within
+ * RACE_WAIT_MS while someone makes it: mdevctl holds the AP configuration
+ * lock from its pre callout (before create) to its post callout (after the
+ * last assignment), so a half-made mdev under the lock is still being made.
+ */
 async function becomesActive(lc: Lifecycle, mdev: MdevDefinition): Promise<boolean> {
   const deadline = Date.now() + RACE_WAIT_MS;
   for (;;) {
     const now = listActiveMdevs(lc.sysfs).find((m) => m.uuid === mdev.uuid);
     if (now && sameMatrix(now, mdev)) return true;
-    // Nobody is making it (gone, or not ours and finished): no use waiting.
-    if (!now || Date.now() >= deadline) return false;
+    // Gone, or finished with another matrix (no one holds the lock): no use waiting.
+    if (!now || !existsSync(lc.paths.lock) || Date.now() >= deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }

@@ -1,7 +1,7 @@
 // ap-persist wait (what ap-persist-wait.service runs before libvirt) and
 // mdev start on a host with mdevctl.
 
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/program.js';
@@ -140,7 +140,13 @@ describe('mdev start on a host with mdevctl', () => {
         const dir = join(host.root, `sys/devices/vfio_ap/matrix/${GUEST2}`);
         mkdirSync(dir, { recursive: true });
         writeFileSync(join(dir, 'matrix'), '05.0047\n');
-        setTimeout(() => writeFileSync(join(dir, 'matrix'), '05.0047\n05.00ff\n'), 300);
+        // It holds the AP lock from its pre callout to its post callout.
+        mkdirSync(join(host.root, 'run/lock'), { recursive: true });
+        writeFileSync(join(host.root, 'run/lock/s390apconfig.lock'), '4242\n');
+        setTimeout(() => {
+          writeFileSync(join(dir, 'matrix'), '05.0047\n05.00ff\n');
+          rmSync(join(host.root, 'run/lock/s390apconfig.lock'));
+        }, 300);
         return { exitCode: 1, stdout: '', stderr: `Error: Device ${GUEST2} already exists`, timedOut: false, ran: true };
       },
     };
