@@ -3,6 +3,7 @@
 // `journalctl -p err` shows what needs the admin.
 
 import { fstatSync } from 'node:fs';
+import type { Priority } from '../runtime/hook-report.js';
 
 /** True when `fd` is the journal stream systemd gave us (JOURNAL_STREAM names its device:inode). */
 export function isJournal(fd: number, env: Record<string, string | undefined>): boolean {
@@ -16,7 +17,6 @@ export function isJournal(fd: number, env: Record<string, string | undefined>): 
   }
 }
 
-export type Priority = 'err' | 'warning' | 'info';
 const LEVEL: Record<Priority, number> = { err: 3, warning: 4, info: 6 };
 
 /** Each line of `text` with the priority prefix. */

@@ -7,8 +7,8 @@ import { describeFailure, InputError } from '../errors.js';
 import { mdevUnit } from '../generate/unit-names.js';
 import { loadStore } from '../store/store.js';
 import { listActiveMdevs, type ActiveMdev } from '../sysfs/ap-host.js';
-import { sameMatrix, type MdevDefinition } from '../model/mdev.js';
-import { describeHookReport, readHookReport, type HookReport } from '../runtime/hook-report.js';
+import { mdevLabel, sameMatrix, type MdevDefinition } from '../model/mdev.js';
+import { hookReportLines, readHookReport, type HookReport } from '../runtime/hook-report.js';
 import { eventProperties, isHookEvent, runHook } from '../runtime/hook.js';
 import { unitStates } from '../runtime/units.js';
 
@@ -18,16 +18,6 @@ export const HOOK_BUDGET_MS = 60_000;
 export interface HookOptions {
   /** The unit's instance (`change-3`, `add`): the AP bus event it was queued for. */
   event?: string;
-}
-
-/**
- * The journal's priority prefixes (sd-daemon(3)), used when stdout is the
- * journal: what needs the admin is an error, what was kept back a warning.
- */
-function journalLine(line: string): string {
-  if (/^ {2}(error: |mdev .*: (skipped|failed))/.test(line)) return withPriority(line, 'err');
-  if (/^ {2}kept out of the host pool/.test(line)) return withPriority(line, 'warning');
-  return withPriority(line, 'info');
 }
 
 export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number> {
@@ -52,7 +42,8 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
     const report = await runHook({ paths: ctx.paths, sysfs: ctx.sysfs, runner: ctx.runner, env });
     if (ctx.json) ctx.printJson(report);
     else if (!ctx.quiet) {
-      for (const line of describeHookReport(report)) ctx.out(ctx.io.journal ? journalLine(line) : line);
+      // To the journal with sd-daemon(3) priority prefixes: `journalctl -p err` shows the refusals.
+      for (const line of hookReportLines(report)) ctx.out(ctx.io.journal ? withPriority(line.text, line.priority) : line.text);
     }
     if (!ctx.exec && ctx.runner.log.length && !ctx.json) {
       ctx.info(`not run under --root ${ctx.paths.root} (use --exec to run them): ${ctx.runner.log.join('; ')}`);
@@ -121,7 +112,6 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     report = fresh();
     if (!report) return code || 1;
   }
-  const label = (uuid: string, name?: string): string => (name ? `${uuid} (${name})` : uuid);
   // The store says what "up" means: created with its whole matrix. A half-made mdev
   // (created, then an assignment refused and rolled back) is not up.
   let store: MdevDefinition[] | undefined;
@@ -132,7 +122,7 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     storeError = err;
   }
   let awaited: Awaited[] = report.mdevs.map((m) => {
-    const a: Awaited = { uuid: m.uuid, label: label(m.uuid, m.name) };
+    const a: Awaited = { uuid: m.uuid, label: mdevLabel(m) };
     if (m.outcome === 'skipped' || m.outcome === 'failed') Object.assign(a, { result: 'failed', reason: m.reason ?? m.outcome });
     return a;
   });
@@ -142,7 +132,7 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
       ctx.warn(`not ready: the hook failed (${report.errors[0] ?? `exit ${report.exit_code}`}) and ${describeFailure(storeError).message}`);
       return 1;
     }
-    awaited = store.filter((m) => m.start === 'auto').map((m) => ({ uuid: m.uuid, label: label(m.uuid, m.name) }));
+    awaited = store.filter((m) => m.start === 'auto').map((m) => ({ uuid: m.uuid, label: mdevLabel(m) }));
   }
   // Without a hook that got as far as the mdevs, no one starts those not up yet: do not wait for them.
   const nobodyStarts = report.exit_code !== 0 && report.mdevs.length === 0 ? `the hook failed: ${report.errors[0] ?? `exit ${report.exit_code}`}` : undefined;

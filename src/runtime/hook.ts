@@ -9,18 +9,18 @@ import { describeFailure } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { acquireLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
-import { readActiveState } from '../host/state.js';
+import { readActiveState, type ActiveState } from '../host/state.js';
 import { formatAdapter, formatApqn, formatDomain } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
-import { loadStore } from '../store/store.js';
+import { loadStore, type Store } from '../store/store.js';
 import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
 import { listQueues, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
 import { unitStates } from './units.js';
 import type { HookMdevOutcome, HookReport } from './hook-report.js';
-import { applyMaskWrites, MASK_ERRNO_MEANING, planMaskWrites, type MaskPair, type MaskWrite } from './masks.js';
+import { applyMaskWrites, MASK_ERRNO_MEANING, planMaskWrites, type MaskPair } from './masks.js';
 
 export interface HookDeps {
   paths: HostPaths;
@@ -157,6 +157,56 @@ function emptyReport(env: Record<string, string | undefined>): HookReport {
   };
 }
 
+/**
+ * Converges the active masks on the store's without giving the host an
+ * active mdev's APQN, by the rule of the kernel at hand (6.19's whole-ID rule
+ * when the bus shows it, or after an EBUSY from a backport). Records in the
+ * report the writes the kernel took, what was kept out, and any refusal.
+ */
+function applyStoreMasks(sysfs: Sysfs, store: Store, live: ActiveState, report: HookReport): void {
+  if (!live.masks) {
+    report.errors.push('no AP bus masks in sysfs (bus/ap/apmask): masks not applied');
+    return;
+  }
+  const wanted: MaskPair = { apmask: store.masks.apmask ?? live.masks.apmask, aqmask: store.masks.aqmask ?? live.masks.aqmask };
+  // The store's names, so the report says guest2, not only a UUID.
+  const names = new Map(store.mdevs.map((m) => [m.uuid as string, m.name]));
+  const named = (mdevs: ActiveState['mdevs']): Claim[] => mdevs.map((m) => ({ ...m, name: names.get(m.uuid) }));
+  const rule = maskCheckRule(sysfs);
+  let { target, kept } = protectActiveMdevs(wanted, live.masks, named(live.mdevs), rule);
+  const planned = planMaskWrites(live.masks, target);
+  const refused = (err: SysfsError): void => void report.errors.push(`mask write refused: ${err.message}: ${MASK_ERRNO_MEANING[err.code] ?? 'see the kernel log'}`);
+  const overridden = planned.length ? overriddenQueues(sysfs) : [];
+  if (overridden.length) {
+    report.errors.push(
+      `mask writes skipped: queue(s) ${overridden.join(', ')} have driver_override set, and the kernel refuses every mask write then (EINVAL); clear it with: echo > /sys/bus/ap/devices/<queue>/driver_override`,
+    );
+  } else {
+    try {
+      applyMaskWrites(sysfs, planned, report.masks.writes);
+      report.masks.applied = true;
+    } catch (err) {
+      if (!isSysfsError(err)) throw err;
+      if (err.code === 'EBUSY' && rule === 'apqn') {
+        // A kernel with 6.19's whole-ID check but without its other signs (a backport): plan again with it.
+        const now = readActiveState(sysfs);
+        const current = now.masks ?? live.masks;
+        ({ target, kept } = protectActiveMdevs(wanted, current, named(now.mdevs), 'id'));
+        try {
+          applyMaskWrites(sysfs, planMaskWrites(current, target), report.masks.writes);
+          report.masks.applied = true;
+        } catch (again) {
+          if (!isSysfsError(again)) throw again;
+          refused(again);
+        }
+      } else {
+        refused(err);
+      }
+    }
+  }
+  report.masks.kept_for_active_mdevs = kept.map((k) => `${k.apqn} of ${k.mdev}: ${k.kept}`);
+}
+
 export async function runHook(deps: HookDeps): Promise<HookReport> {
   const t0 = performance.now();
   const report = emptyReport(deps.env);
@@ -174,55 +224,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     t = lap('read', t);
 
     // 1. Masks: the store's, less what an active mdev holds.
-    if (live.masks) {
-      const wanted: MaskPair = { apmask: store.masks.apmask ?? live.masks.apmask, aqmask: store.masks.aqmask ?? live.masks.aqmask };
-      let rule = maskCheckRule(deps.sysfs);
-      // The store's names, so the report says guest2, not only a UUID.
-      const names = new Map(store.mdevs.map((m) => [m.uuid as string, m.name]));
-      const named = (mdevs: typeof live.mdevs): Claim[] => mdevs.map((m) => ({ ...m, name: names.get(m.uuid) }));
-      let { target, kept } = protectActiveMdevs(wanted, live.masks, named(live.mdevs), rule);
-      const planned = planMaskWrites(live.masks, target);
-      // The writes the kernel took, in order: what is in effect, even after a refusal.
-      const done = report.masks.writes;
-      const apply = (writes: MaskWrite[]): void => {
-        for (const w of writes) {
-          applyMaskWrites(deps.sysfs, [w]);
-          done.push(w);
-        }
-      };
-      const refused = (err: SysfsError): void => void report.errors.push(`mask write refused: ${err.message}: ${MASK_ERRNO_MEANING[err.code] ?? 'see the kernel log'}`);
-      const overridden = planned.length ? overriddenQueues(deps.sysfs) : [];
-      if (overridden.length) {
-        report.errors.push(
-          `mask writes skipped: queue(s) ${overridden.join(', ')} have driver_override set, and the kernel refuses every mask write then (EINVAL); clear it with: echo > /sys/bus/ap/devices/<queue>/driver_override`,
-        );
-      } else {
-        try {
-          apply(planned);
-          report.masks.applied = true;
-        } catch (err) {
-          if (!isSysfsError(err)) throw err;
-          if (err.code === 'EBUSY' && rule === 'apqn') {
-            // A kernel with 6.19's whole-ID check but without its other signs (a backport): plan again with it.
-            rule = 'id';
-            const now = readActiveState(deps.sysfs);
-            ({ target, kept } = protectActiveMdevs(wanted, now.masks ?? live.masks, named(now.mdevs), rule));
-            try {
-              apply(planMaskWrites(now.masks ?? live.masks, target));
-              report.masks.applied = true;
-            } catch (again) {
-              if (!isSysfsError(again)) throw again;
-              refused(again);
-            }
-          } else {
-            refused(err);
-          }
-        }
-      }
-      report.masks.kept_for_active_mdevs = kept.map((k) => `${k.apqn} of ${k.mdev}: ${k.kept}`);
-    } else {
-      report.errors.push('no AP bus masks in sysfs (bus/ap/apmask): masks not applied');
-    }
+    applyStoreMasks(deps.sysfs, store, live, report);
     t = lap('masks', t);
 
     // 2. vfio_ap.

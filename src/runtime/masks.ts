@@ -38,6 +38,10 @@ export const MASK_ERRNO_MEANING: Record<string, string> = {
   EINVAL: 'the kernel did not take the value, or (6.19+) a queue has driver_override set',
 };
 
-export function applyMaskWrites(sysfs: Sysfs, writes: readonly MaskWrite[]): void {
-  for (const w of writes) sysfs.write(`${AP_BUS}/${w.file}`, w.value);
+/** Writes in order; each one the kernel takes goes to `taken` (after a refusal: what is in effect). */
+export function applyMaskWrites(sysfs: Sysfs, writes: readonly MaskWrite[], taken: MaskWrite[] = []): void {
+  for (const w of writes) {
+    sysfs.write(`${AP_BUS}/${w.file}`, w.value);
+    taken.push(w);
+  }
 }

@@ -334,7 +334,8 @@ class NspawnContainer implements Container {
         const early = this.opts.until === 'manager';
         const r = await this.exec(['systemctl', 'is-system-running', ...(early ? [] : ['--wait'])], { timeoutMs: Math.max(left, 1) });
         const state = r.stdout.trim();
-        if (state === '' || (!early && (state === 'starting' || state === 'initializing'))) throw new Error(r.stderr.trim() || 'no answer');
+        // "offline": systemctl could not reach PID 1 yet (its private socket is not up): ask again.
+        if (state === '' || state === 'offline' || (!early && (state === 'starting' || state === 'initializing'))) throw new Error(r.stderr.trim() || `no answer (${state || 'empty'})`);
         return state;
       },
       { timeoutMs, intervalMs: 50, what: 'the boot to finish', hopeless },
