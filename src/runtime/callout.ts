@@ -17,12 +17,11 @@ import { describeApqn } from '../model/apqn.js';
 import type { IdSet } from '../model/idset.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import { isUuid, parseUuid, type Uuid } from '../model/uuid.js';
-import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition, type MdevctlDevice } from '../store/mdevctl-defs.js';
+import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition } from '../store/mdevctl-defs.js';
 import {
   listActiveMatrices,
   mdevPath,
   parseControlDomains,
-  parseKernelMask,
   parseMatrix,
   readActiveMasks,
   vfioApLoaded,
@@ -232,33 +231,9 @@ function readDevice(s: Session): MdevDefinition {
   if (device.mdevType !== PASSTHROUGH_TYPE) {
     throw new Refusal([`the device JSON has mdev_type '${device.mdevType}', not '${PASSTHROUGH_TYPE}'`]);
   }
-  return withApConfig(toDefinition(s.call.uuid, device), device);
+  return toDefinition(s.call.uuid, device);
 }
 
-/**
- * An `ap_config` attribute ("apmask,aqmask,admask") sets all three lists at
- * once. mdevctl writes attributes in order, so it replaces what came before
- * it; the union with the assign_ attributes is a superset of what the mdev
- * gets, so checking the union never lets a conflict through.
- */
-function withApConfig(mdev: MdevDefinition, device: MdevctlDevice): MdevDefinition {
-  const out = { ...mdev };
-  for (const attr of device.otherAttrs) {
-    const value = attr['ap_config'];
-    if (value === undefined) continue;
-    const masks = value.split(',').map(parseKernelMask);
-    const [adapters, domains, controlDomains] = masks;
-    if (masks.length !== 3 || !adapters || !domains || !controlDomains) {
-      throw new InputError(`ap_config '${value}' is not three masks of 0x and 64 hex digits separated by commas`, {
-        where: 'the device JSON on stdin',
-      });
-    }
-    out.adapters = out.adapters.union(adapters);
-    out.domains = out.domains.union(domains);
-    out.controlDomains = out.controlDomains.union(controlDomains);
-  }
-  return out;
-}
 
 /**
  * define/modify: an auto mdev starts at boot, so it must not share an APQN with

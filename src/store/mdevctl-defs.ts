@@ -4,6 +4,7 @@
 
 import { InputError } from '../errors.js';
 import { IdSet, MAX_ID } from '../model/idset.js';
+import { apConfigFields } from '../model/ap-config.js';
 import { kstrtoul } from '../model/kstrtoul.js';
 import type { MdevDefinition, StartMode } from '../model/mdev.js';
 import type { Uuid } from '../model/uuid.js';
@@ -18,16 +19,22 @@ export interface MdevctlDevice {
   controlDomains: IdSet;
   /** Attributes we do not interpret, kept for round trips. */
   otherAttrs: Record<string, string>[];
+  /** The definition sets the matrix through `ap_config`, which only kernels 6.10 and later have. */
+  usesApConfig: boolean;
+  /** It removes IDs again (`unassign_*`): its matrix is not the plain list of its assign_ values. */
+  usesUnassign: boolean;
 }
 
-const ATTR_KEYS = {
-  assign_adapter: 'adapters',
-  assign_domain: 'domains',
-  assign_control_domain: 'controlDomains',
-} as const;
+/** The attributes that change the matrix, in vfio_ap's sysfs names. */
+const MATRIX_ATTR = /^(un)?assign_(adapter|domain|control_domain)$/;
+const FIELD = { adapter: 'adapters', domain: 'domains', control_domain: 'controlDomains' } as const;
 
 /**
- * Parses a device JSON document. Garbage (an ID like `zz`, a number where a
+ * Parses a device JSON document. mdevctl creates the mdev empty and writes the
+ * attributes to sysfs in their order, so the matrix is what those writes
+ * build in vfio_ap: `assign_*` adds an ID, `unassign_*` removes it,
+ * `ap_config` replaces all three lists. Each value is read as the kernel
+ * reads it. Garbage (an ID like `zz`, a number where a
  * string belongs) is an InputError naming the attribute, never adapter 0.
  */
 export function parseMdevctlJson(text: string, where: string): MdevctlDevice {
@@ -50,6 +57,8 @@ export function parseMdevctlJson(text: string, where: string): MdevctlDevice {
     domains: IdSet.empty(),
     controlDomains: IdSet.empty(),
     otherAttrs: [],
+    usesApConfig: false,
+    usesUnassign: false,
   };
   const attrs = obj['attrs'] ?? [];
   if (!Array.isArray(attrs)) throw new InputError('attrs is not a list', { where });
@@ -61,15 +70,38 @@ export function parseMdevctlJson(text: string, where: string): MdevctlDevice {
       if (typeof value !== 'string') {
         throw new InputError(`attrs[${i}].${key} is ${JSON.stringify(value)}, not a string`, { where });
       }
-      const field = ATTR_KEYS[key as keyof typeof ATTR_KEYS];
-      if (!field) {
-        device.otherAttrs.push({ [key]: value });
-        continue;
-      }
-      device[field] = device[field].union(IdSet.of([attributeId(value, key.replace('assign_', '').replace('_', ' '), `attrs[${i}].${key}`, where)]));
+      applyAttribute(device, key, value, `attrs[${i}].${key}`, where);
     }
   });
   return device;
+}
+
+/** One attribute write, as vfio_ap's store function for it would take it. */
+function applyAttribute(device: MdevctlDevice, key: string, value: string, attr: string, where: string): void {
+  const change = MATRIX_ATTR.exec(key);
+  if (change) {
+    const axis = change[2] as keyof typeof FIELD;
+    const id = attributeId(value, axis.replace('_', ' '), attr, where);
+    const field = FIELD[axis];
+    if (change[1]) {
+      device[field] = device[field].minus(IdSet.of([id]));
+      device.usesUnassign = true;
+    } else device[field] = device[field].union(IdSet.of([id]));
+    return;
+  }
+  if (key === 'ap_config') {
+    const fields = apConfigFields(value);
+    if (!fields) {
+      throw new InputError(`${attr}: '${value}' is not what vfio_ap's ap_config takes (three hex masks: adapters, usage domains, control domains, separated by commas); the kernel would refuse it (EINVAL)`, {
+        where,
+        hint: 'e.g. "0x0600...,0x0800...,0x0800..." with at most 64 hex digits each',
+      });
+    }
+    [device.adapters, device.domains, device.controlDomains] = fields;
+    device.usesApConfig = true;
+    return;
+  }
+  device.otherAttrs.push({ [key]: value });
 }
 
 /**

@@ -15,6 +15,7 @@
 // links, the mdev core's files), so that the same model can also be mounted
 // as a filesystem (test/support/sim-sysfs) for real tools such as mdevctl.
 
+import { apConfigFields, hex2bitmap } from '../model/ap-config.js';
 import { KERNEL_NUMBER, kernelNumber, kstrtoul } from '../model/kstrtoul.js';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -1467,34 +1468,6 @@ export class SimKernel implements Sysfs {
 export function parseMaskWrite(data: string, current: IdSet): IdSet | undefined {
   if (data.startsWith('+') || data.startsWith('-')) return switchBits(data, current);
   return hex2bitmap(data);
-}
-
-/** ap_bus.c hex2bitmap (ap_hex2bitmap since 6.10). */
-function hex2bitmap(text: string): IdSet | undefined {
-  const m = /^(?:0?x)?([0-9a-fA-F]*)\n?$/.exec(text);
-  if (!m || m[1]!.length > 64) return undefined;
-  return m[1] ? IdSet.fromHexDigits(m[1]) : IdSet.empty();
-}
-
-/**
- * vfio_ap_ops.c ap_config_store's fields (parse_bitmap): three strsep(",\n")
- * tokens, each an absolute mask; a missing one (the string ended) or a bad
- * one is undefined. An empty token is an empty mask, so `A,B\n` leaves no
- * control domains; anything after the third token is not looked at.
- */
-function apConfigFields(data: string): [IdSet, IdSet, IdSet] | undefined {
-  let rest: string | undefined = data;
-  const out: IdSet[] = [];
-  for (let i = 0; i < 3; i++) {
-    if (rest === undefined) return undefined;
-    const at: number = rest.search(/[,\n]/);
-    const token: string = at < 0 ? rest : rest.slice(0, at);
-    rest = at < 0 ? undefined : rest.slice(at + 1);
-    const mask = hex2bitmap(token);
-    if (!mask) return undefined;
-    out.push(mask);
-  }
-  return [out[0]!, out[1]!, out[2]!];
 }
 
 const SWITCH = new RegExp(`^([+-])${KERNEL_NUMBER}(?:-${KERNEL_NUMBER})?[,\\n]*`, 'i');
