@@ -4,8 +4,9 @@
 
 import { formatAdapter, formatApqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
-import { mdevApqns, mdevLabel, type MdevDefinition } from '../model/mdev.js';
-import type { HostView, LiveState } from '../host/state.js';
+import { mdevApqns, mdevLabel, type HostMasks, type MdevDefinition } from '../model/mdev.js';
+import type { HostView, LiveState, MdevctlView } from '../host/state.js';
+import { DRIFT_WAYS_OUT, driftLines, effectiveConfig, type EffectiveConfig } from './drift.js';
 import type { Store } from '../store/store.js';
 import { conflictKey, findHostOwned, findSharedApqns, mergeConflicts, newlyHostOwned, type ConflictList, type Scope } from './conflicts.js';
 
@@ -29,14 +30,25 @@ export interface ResolvedMasks {
 
 export type MaskSource = 'store' | 'active' | 'kernel-default';
 
+/** The configuration the next boot uses: the store with the peers' changes (drift) in their place. */
+export function persistentConfig(view: Pick<HostView, 'store' | 'boot'>): EffectiveConfig {
+  return effectiveConfig(view.store.store, view.boot);
+}
+
+/** The store alone, as generate writes it (over any drift). */
+export function storeConfig(store: Store): EffectiveConfig {
+  return { masks: store.masks, mdevs: store.mdevs, drift: [] };
+}
+
 /**
- * The masks the host will have after boot: the store's; a side the store does
- * not set stays as the kernel has it (the active value; the kernel's default,
- * everything to the host, when there is none).
+ * The masks the host will have after boot: the configuration's (41-ap.rules'
+ * where chzdev changed them, else the store's), read as ap-check reads them;
+ * a side neither sets stays as the kernel has it (the active value; the
+ * kernel's default, everything to the host, when there is none).
  */
-export function persistentMasks(store: Store, live: LiveState | undefined): ResolvedMasks {
+export function persistentMasks(config: { masks: HostMasks }, live: LiveState | undefined): ResolvedMasks {
   const side = (key: 'apmask' | 'aqmask'): [IdSet, MaskSource] => {
-    const own = store.masks[key];
+    const own = config.masks[key];
     if (own) return [own, 'store'];
     const active = live?.masks?.[key];
     return active ? [active, 'active'] : [IdSet.full(), 'kernel-default'];
@@ -46,14 +58,11 @@ export function persistentMasks(store: Store, live: LiveState | undefined): Reso
   return { apmask, aqmask, source: { apmask: apSource, aqmask: aqSource } };
 }
 
-/** Auto mdevs of the store plus mdevctl's auto definitions the store does not hold. */
-export function autostartMdevs(view: Pick<HostView, 'store' | 'mdevctl'>): MdevDefinition[] {
-  const ours = view.store.store.mdevs;
+/** Auto mdevs of the configuration plus mdevctl's auto definitions it does not hold. */
+export function autostartMdevs(config: Pick<EffectiveConfig, 'mdevs'>, mdevctl: Pick<MdevctlView, 'definitions'>): MdevDefinition[] {
+  const ours = config.mdevs;
   const known = new Set(ours.map((m) => m.uuid));
-  return [
-    ...ours.filter((m) => m.start === 'auto'),
-    ...view.mdevctl.definitions.filter((m) => m.start === 'auto' && !known.has(m.uuid)),
-  ];
+  return [...ours.filter((m) => m.start === 'auto'), ...mdevctl.definitions.filter((m) => m.start === 'auto' && !known.has(m.uuid))];
 }
 
 /**
@@ -72,9 +81,13 @@ export function runningNotAuto(view: Pick<HostView, 'live'>, autos: readonly Mde
   return view.live.mdevs.filter((m) => !auto.has(m.uuid));
 }
 
-export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live'>): CheckResult {
-  const masks = persistentMasks(view.store.store, view.live);
-  const autos = autostartMdevs(view);
+/**
+ * The persistent scope: `config` (by default what the next boot uses, drift
+ * included and reported) with mdevctl's own auto definitions.
+ */
+export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live' | 'boot'>, config: EffectiveConfig = persistentConfig(view)): CheckResult {
+  const masks = persistentMasks(config, view.live);
+  const autos = autostartMdevs(config, view.mdevctl);
   const conflicts = mergeConflicts(
     findSharedApqns(autos, 'persistent'),
     findHostOwned(autos, masks.apmask, masks.aqmask, 'persistent'),
@@ -87,19 +100,24 @@ export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live
     uuid: c.owners[1]!.uuid,
     message: c.message,
   }));
+  for (const d of config.drift) {
+    const [head, ...diff] = driftLines(d);
+    warnings.push({ scope: 'persistent', kind: 'drift', ...('uuid' in d ? { uuid: d.uuid } : {}), message: [head, ...diff.map((l) => `  ${l}`), `  ${DRIFT_WAYS_OUT}`].join('\n') });
+  }
+  if (view.boot.recordError) warnings.push({ scope: 'persistent', kind: 'record-damaged', message: `${view.boot.recordError}: every generated file is taken for a peer's` });
   for (const key of ['apmask', 'aqmask'] as const) {
     if (masks.source[key] !== 'store') {
       warnings.push({
         scope: 'persistent',
         kind: 'mask-not-set',
-        message: `the store sets no ${key}; the check assumes the ${masks.source[key] === 'active' ? 'active' : "kernel's default (all IDs to the host)"} value`,
+        message: `no persistent ${key} is set; the check assumes the ${masks.source[key] === 'active' ? 'active' : "kernel's default (all IDs to the host)"} value`,
       });
     }
   }
   for (const u of view.mdevctl.unreadable) {
     warnings.push({ scope: 'persistent', kind: 'mdevctl-unreadable', message: `skipped mdevctl definition ${u.path}: ${u.reason}` });
   }
-  warnings.push(...mdevWarnings(view.store.store.mdevs, view.live, 'persistent'));
+  warnings.push(...mdevWarnings(config.mdevs, view.live, 'persistent'));
   return { ...conflicts, warnings };
 }
 

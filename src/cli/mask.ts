@@ -13,5 +13,6 @@ export function registerMask(program: Command, wrap: Wrap): void {
     .option('--active', 'change the running kernel only')
     .option('--dry-run', 'print what would change')
     .option('--force', "persist masks that give the host queues a running mdev holds (it could not be made again at the next boot)")
+    .option('--no-generate', 'change the store only; leave the boot files (41-ap.rules) for a later generate')
     .action(wrap((ctx, specs, opts) => maskSet(ctx, specs, opts)));
 }

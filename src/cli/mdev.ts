@@ -11,7 +11,8 @@ export function registerMdev(program: Command, wrap: Wrap): void {
       .option('--domains <list>', 'usage domain IDs, e.g. 4,0xab')
       .option('--control-domains <list>', 'control domain IDs')
       .option('--name <name>', 'a name for the admin (the guest, say)')
-      .addOption(new Option('--start <mode>', 'auto: started at boot; manual: defined only').choices(['auto', 'manual']));
+      .addOption(new Option('--start <mode>', 'auto: started at boot; manual: defined only').choices(['auto', 'manual']))
+      .option('--no-generate', "change the store only; leave the boot files for a later generate");
   mdev
     .command('list')
     .description('defined and active mdevs')
@@ -28,7 +29,8 @@ export function registerMdev(program: Command, wrap: Wrap): void {
     .command('undefine')
     .description('remove an mdev from the store')
     .argument('<uuid>')
-    .action(wrap((ctx, uuid) => mdevUndefine(ctx, uuid)));
+    .option('--no-generate', "change the store only; leave the boot files for a later generate")
+    .action(wrap((ctx, uuid, opts) => mdevUndefine(ctx, uuid, opts)));
   mdev
     .command('start')
     .description('create the mdev from the store (through mdevctl where there is one), refusing any conflict')

@@ -4,22 +4,25 @@
 // The decisions and the words are pure (src/generate); this module reads and
 // writes the disk and runs the daemons' reloads.
 
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Context } from '../cli/context.js';
-import { checkPersistent } from '../checks/check-host.js';
+import { checkPersistent, persistentConfig, storeConfig } from '../checks/check-host.js';
 import { HOST } from '../checks/conflicts.js';
 import { conflictOwners } from '../checks/report.js';
 import { ConflictError, RuntimeError } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
+import { saveStore, type LoadedStore } from '../store/store.js';
 import type { HostPaths } from '../host/paths.js';
 import { mdevLabel } from '../model/mdev.js';
 import { chzdevRulesTemplate } from '../generate/assets.js';
+import { MDEV_TEMPLATE } from '../generate/unit-names.js';
 import { ownedDirs, storeLabel, type HostEntry, type RootPath } from '../generate/host-files.js';
 import { parseManifest, renderManifest, type ManifestEntry } from '../generate/manifest.js';
 import { makePlan, type GeneratePlan } from '../generate/plan.js';
-import { conflictsOf, stepPath, type Observed } from '../generate/reconcile.js';
+import { conflictsOf, stepPath } from '../generate/reconcile.js';
+import { observe } from '../fsio/observe.js';
 import { commandText, reloadCommands, reloadLines, type ReloadCommand, type ReloadOutcome } from '../generate/reload.js';
 import { FILE_CONFLICT_HINT, fileConflictLines, generateJson, stepDiff, stepLines } from '../generate/report.js';
 import { readHostView, reportRefusal } from './view.js';
@@ -33,19 +36,6 @@ export interface GenerateOptions {
 }
 
 // ---- the disk
-
-export function observe(path: string): Observed {
-  let st;
-  try {
-    st = lstatSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'absent' };
-    throw new RuntimeError(`cannot read: ${(err as Error).message}`, { where: path });
-  }
-  if (st.isSymbolicLink()) return { kind: 'symlink', target: readlinkSync(path) };
-  if (st.isFile()) return { kind: 'file', content: readFileSync(path, 'utf8') };
-  return { kind: 'other', what: st.isDirectory() ? 'a directory' : 'not a regular file' };
-}
 
 /** Writes a file or a symlink so that a crash leaves the old one or the new one. */
 export function putEntry(paths: HostPaths, entry: HostEntry): void {
@@ -87,7 +77,9 @@ export function planGenerate(ctx: Context): GeneratePlan {
   const view = readHostView(ctx);
   return makePlan({
     store: view.store.store,
-    check: checkPersistent(view),
+    // Generate writes the store over any drift: check the store as it will be.
+    check: checkPersistent(view, storeConfig(view.store.store)),
+    drift: persistentConfig(view).drift,
     paths: ctx.paths,
     storeLabel: storeLabel(ctx.paths),
     renderChzdevRules: chzdevRulesTemplate(),
@@ -137,6 +129,80 @@ export function generateFiles(ctx: Context, opts: { dryRun: boolean; force: bool
   });
 }
 
+// ---- edits persist at once
+
+/** A host where generate has run (or install has): there an edit regenerates the boot files at once. */
+export function hasBootFiles(paths: HostPaths): boolean {
+  return existsSync(paths.generatedManifest) || existsSync(join(paths.staticUnitsDir, MDEV_TEMPLATE));
+}
+
+export type Persisted =
+  /** Only the store was written (--no-generate, or no boot files on this host). */
+  | { status: 'store-only' }
+  /** The store and the boot files it needs. */
+  | { status: 'generated'; plan: GeneratePlan; changed: RootPath[] }
+  /** The store was written; the boot files were not, for conflicts the store had before this edit. */
+  | { status: 'store-conflicts'; plan: GeneratePlan }
+  /** A peer changed boot files the regeneration would overwrite; `storeRestored`: the edit was undone. */
+  | { status: 'drift'; plan: GeneratePlan; storeRestored: boolean };
+
+/** Regenerates after the store was written, inside the caller's lock. */
+export function persistGenerated(ctx: Context): Persisted {
+  const g = generateFiles(ctx, { dryRun: false, force: false });
+  if (g.status === 'file-conflicts') return { status: 'drift', plan: g.plan, storeRestored: false };
+  return g.status === 'done' ? { status: 'generated', plan: g.plan, changed: g.changed } : { status: 'store-conflicts', plan: g.plan };
+}
+
+/**
+ * Saves an edited store and, where the host has boot files, regenerates them
+ * in the same lock, as chzdev persists at once. A peer's change in the way
+ * (drift) puts the store back as it was: nothing is changed.
+ */
+export function saveAndGenerate(ctx: Context, loaded: LoadedStore, opts: { generate?: boolean }): Persisted {
+  return withLock(ctx.paths.lock, (): Persisted => {
+    const before = loaded.exists ? readFileSync(loaded.path, 'utf8') : undefined;
+    saveStore(loaded);
+    if (opts.generate === false || !hasBootFiles(ctx.paths)) return { status: 'store-only' };
+    const p = persistGenerated(ctx);
+    if (p.status === 'drift') {
+      if (before === undefined) unlinkSync(loaded.path);
+      else writeFileAtomic(loaded.path, before, { mode: 0o644 });
+      return { ...p, storeRestored: true };
+    }
+    return p;
+  });
+}
+
+/**
+ * What the admin hears after an edit: the files regenerated and reloaded, or
+ * why not. Returns the exit code the edit ends with (3: refused for drift).
+ */
+export async function reportPersisted(ctx: Context, p: Persisted): Promise<number> {
+  if (p.status === 'store-only') return 0;
+  if (p.status === 'drift') {
+    const lines = fileConflictLines(ctx.paths, p.plan).join('\n  ');
+    if (!p.storeRestored) {
+      ctx.warn(`warning: the store is updated, but the boot files were not regenerated: another tool changed some since ap-persist wrote them\n  ${lines}\n  ${FILE_CONFLICT_HINT}`);
+      return 0;
+    }
+    ctx.warn(`refused: the edit would regenerate boot files that another tool changed; the store is unchanged\n  ${lines}`);
+    ctx.warn(`  ${FILE_CONFLICT_HINT}; or edit the store alone with --no-generate`);
+    return 3;
+  }
+  if (p.status === 'store-conflicts') {
+    ctx.warn(`warning: the boot files were not regenerated: the store has ${p.plan.check.conflicts.length} conflict(s) from before this edit ('ap-persist check' lists them); 'ap-persist generate' writes them once they are fixed`);
+    return 0;
+  }
+  generateWarnings(ctx, p.plan);
+  const commands = reloadCommands(p.changed, ctx.paths);
+  const reloads = await reload(ctx, commands);
+  if (!ctx.json) {
+    for (const line of stepLines(ctx.paths, p.plan.steps, { dryRun: false, verbose: ctx.verbose })) ctx.info(line);
+    for (const line of reloadLines(reloads)) ctx.info(line);
+  }
+  return 0;
+}
+
 // ---- the daemons
 
 /** Runs the reloads through `ctx.runner`, which only records them unless host commands run. */
@@ -168,7 +234,7 @@ export async function reload(ctx: Context, commands: readonly ReloadCommand[]): 
 
 export function fileConflictError(ctx: Context, plan: GeneratePlan): ConflictError {
   const lines = fileConflictLines(ctx.paths, plan);
-  return new ConflictError(`refused: ${lines.length} file(s) in the way that ap-persist did not write; nothing was changed\n  ${lines.join('\n  ')}`, {
+  return new ConflictError(`refused: ${lines.length} file(s) in the way that another tool wrote, changed or removed; nothing was changed\n  ${lines.join('\n  ')}`, {
     hint: FILE_CONFLICT_HINT,
   });
 }

@@ -6,6 +6,8 @@ import { withPriority } from '../cli/journal.js';
 import { describeFailure, InputError } from '../errors.js';
 import { mdevUnit } from '../generate/unit-names.js';
 import { loadStore } from '../store/store.js';
+import { effectiveConfig } from '../checks/drift.js';
+import { readBootFiles, readMdevctlDefinitions } from '../host/state.js';
 import { listActiveMdevs, type ActiveMdev } from '../sysfs/ap-host.js';
 import { mdevLabel, sameMatrix, type MdevDefinition } from '../model/mdev.js';
 import { hookReportLines, readHookReport, type HookReport } from '../runtime/hook-report.js';
@@ -112,12 +114,14 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     report = fresh();
     if (!report) return code || 1;
   }
-  // The store says what "up" means: created with its whole matrix. A half-made mdev
-  // (created, then an assignment refused and rolled back) is not up.
+  // The boot's configuration says what "up" means: created with its whole matrix (mdevctl's
+  // where it changed one of ours). A half-made mdev (created, then an assignment refused
+  // and rolled back) is not up.
   let store: MdevDefinition[] | undefined;
   let storeError: unknown;
   try {
-    store = loadStore(ctx.paths.store).store.mdevs;
+    const mdevctl = readMdevctlDefinitions(ctx.paths);
+    store = effectiveConfig(loadStore(ctx.paths.store).store, readBootFiles(ctx.paths, mdevctl)).mdevs;
   } catch (err) {
     storeError = err;
   }

@@ -3,21 +3,21 @@
 // Precedence for one item from several sources: persistent over active,
 // chzdev's masks over sysfs', mdevctl's definitions over sysfs' matrices.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Context } from '../cli/context.js';
-import { checkPersistent, newConflicts } from '../checks/check-host.js';
+import { checkPersistent, newConflicts, persistentConfig } from '../checks/check-host.js';
 import { conflictKey, type ConflictList } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
-import { parseChzdevRules } from '../generate/chzdev-rules.js';
 import { rootPath } from '../generate/host-files.js';
-import { parseManifest, renderManifest, sha256 } from '../generate/manifest.js';
+import { renderManifest, sha256, type ManifestEntry } from '../generate/manifest.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import type { HostView } from '../host/state.js';
 import type { IdSet } from '../model/idset.js';
 import { mdevLabel, sameMatrix, type HostMasks, type MdevDefinition, type StartMode } from '../model/mdev.js';
-import { putMasks, putMdev, saveStore, type Store } from '../store/store.js';
+import { putMasks, putMdev, removeMdev, saveStore, unsetMask, type Store } from '../store/store.js';
+import { hasBootFiles, persistGenerated, reportPersisted, type Persisted } from './generate.js';
 import { describeMdev } from './mdev.js';
 import { readHostView, reportRefusal } from './view.js';
 
@@ -30,51 +30,16 @@ export interface ImportOptions {
   prefer?: 'store' | 'imported';
   /** Start mode for mdevs taken from sysfs, which has none. */
   start?: StartMode;
-}
-
-interface Found {
-  masks: Partial<Record<'apmask' | 'aqmask', { mask: IdSet; source: ImportSource }>>;
-  mdevs: Map<string, { mdev: MdevDefinition; source: ImportSource }>;
+  /** commander's --no-generate sets this false. */
+  generate?: boolean;
 }
 
 function sources(from: string | undefined): ImportSource[] {
   if (from === undefined || from === 'all') return SOURCES;
-  if ((SOURCES as string[]).includes(from)) return [from as ImportSource];
-  throw new InputError(`--from '${from}' is not chzdev, mdevctl, sysfs or all`, { where: '--from' });
-}
-
-/** Reads each source; later sources fill only what earlier ones left open. */
-function gather(ctx: Context, view: HostView, from: ImportSource[], startForSysfs: StartMode): Found {
-  const found: Found = { masks: {}, mdevs: new Map() };
-  for (const source of from) {
-    if (source === 'chzdev') {
-      const file = ctx.paths.chzdevRules;
-      if (!existsSync(file)) continue;
-      const parsed = parseChzdevRules(readFileSync(file, 'utf8'));
-      const problem = parsed.problems[0];
-      if (problem) {
-        throw new InputError(problem.message, { where: `${file}:${problem.line}`, hint: 'fix the line (chzdev -t ap rewrites the file), or import --from mdevctl,sysfs' });
-      }
-      for (const key of ['apmask', 'aqmask'] as const) {
-        const mask = parsed[key];
-        if (mask && !found.masks[key]) found.masks[key] = { mask, source };
-      }
-    } else if (source === 'mdevctl') {
-      for (const u of view.mdevctl.unreadable) ctx.warn(`warning: skipped ${u.path}: ${u.reason}`);
-      for (const mdev of view.mdevctl.definitions) if (!found.mdevs.has(mdev.uuid)) found.mdevs.set(mdev.uuid, { mdev, source });
-    } else {
-      const live = view.live;
-      for (const key of ['apmask', 'aqmask'] as const) {
-        const mask = live.masks?.[key];
-        if (mask && !found.masks[key]) found.masks[key] = { mask, source };
-      }
-      for (const a of live.mdevs) {
-        if (found.mdevs.has(a.uuid)) continue;
-        found.mdevs.set(a.uuid, { mdev: { uuid: a.uuid, adapters: a.adapters, domains: a.domains, controlDomains: a.controlDomains, start: startForSysfs }, source });
-      }
-    }
-  }
-  return found;
+  const list = from.split(',').map((f) => f.trim());
+  const bad = list.find((f) => !(SOURCES as string[]).includes(f));
+  if (bad !== undefined) throw new InputError(`--from '${bad}' is not chzdev, mdevctl, sysfs or all`, { where: '--from' });
+  return list as ImportSource[];
 }
 
 interface Plan {
@@ -82,26 +47,106 @@ interface Plan {
   mdevs: MdevDefinition[];
   /** UUIDs whose definition came from the import (new or replaced). */
   imported: Set<string>;
-  /** Store mdevs the import would replace with another matrix. */
-  differing: { uuid: string; text: string }[];
+  /** Store mdevs a source defines differently with no record of which is newer. */
+  differing: { uuid: string; text: string; mdev: MdevDefinition }[];
+  /** Masks chzdev's file sets otherwise than the store, with no record of which is newer. */
+  differingMasks: { key: 'apmask' | 'aqmask'; text: string; mask: IdSet | undefined }[];
+  /** Where each imported item came from. */
+  source: Map<string, ImportSource>;
+  /** Files taken over (recorded as generate's) and records dropped (the peer removed the file). */
+  adopt: string[];
+  forget: string[];
 }
 
-function plan(store: Store, found: Found): Plan {
-  const p: Plan = { masks: { ...store.masks }, mdevs: [...store.mdevs], imported: new Set(), differing: [] };
-  for (const key of ['apmask', 'aqmask'] as const) {
-    const f = found.masks[key];
-    if (f) p.masks[key] = f.mask;
+/**
+ * What each source says, against the store. A peer's change to a file
+ * generate wrote (drift) is taken as it is: at boot it rules already. Where
+ * nothing records which side is newer, the import fills only what the store
+ * leaves open and asks (--prefer) about the rest. sysfs only ever fills.
+ */
+function plan(ctx: Context, view: HostView, from: ImportSource[], startForSysfs: StartMode): Plan {
+  const store = view.store.store;
+  const p: Plan = { masks: { ...store.masks }, mdevs: [...store.mdevs], imported: new Set(), differing: [], differingMasks: [], source: new Map(), adopt: [], forget: [] };
+  const drift = persistentConfig(view).drift;
+  const rulesFile = ctx.paths.chzdevRules;
+  if (from.includes('chzdev')) {
+    for (const d of drift) {
+      if (d.kind === 'rules-unreadable') {
+        const first = d.problems[0]!;
+        throw new InputError(first.message, { where: first.line ? `${rulesFile}:${first.line}` : rulesFile, hint: 'fix the file (chzdev -t ap rewrites it), or import --from mdevctl,sysfs' });
+      }
+      if (d.kind === 'rules-removed') {
+        for (const c of d.changes) p.masks[c.key] = undefined;
+        p.forget.push(d.path);
+      }
+      if (d.kind === 'masks') {
+        for (const c of d.changes) {
+          if (d.generated || !c.store) {
+            p.masks[c.key] = c.disk;
+            p.source.set(c.key, 'chzdev');
+          } else p.differingMasks.push({ key: c.key, mask: c.disk, text: `${c.key}: store ${c.store.toRanges()}; chzdev's 41-ap.rules ${c.disk ? c.disk.toRanges() : 'not set'}` });
+        }
+      }
+    }
+    if (view.boot.rules.kind === 'file') p.adopt.push(rulesFile);
   }
-  for (const { mdev, source } of found.mdevs.values()) {
-    const i = p.mdevs.findIndex((m) => m.uuid === mdev.uuid);
-    if (i < 0) {
-      p.mdevs.push(mdev);
-      p.imported.add(mdev.uuid);
-    } else if (!sameMatrix(p.mdevs[i]!, mdev)) {
-      // Same UUID, other matrix: the store's stays unless the import is preferred.
-      p.differing.push({ uuid: mdev.uuid, text: `mdev ${mdev.uuid}: store has ${describeMdev(p.mdevs[i]!)}; ${source} has ${describeMdev(mdev)}` });
-      p.mdevs[i] = { ...mdev, name: p.mdevs[i]!.name, start: p.mdevs[i]!.start };
-      p.imported.add(mdev.uuid);
+  if (from.includes('mdevctl')) {
+    for (const u of view.mdevctl.unreadable) ctx.warn(`warning: skipped ${u.path}: ${u.reason}`);
+    for (const d of drift) {
+      if (d.kind === 'mdev-unreadable') throw new InputError(`mdevctl's definition of ${d.label} cannot be read: ${d.reason}`, { where: ctx.paths.at(d.path) });
+      if (d.kind === 'mdev-undefined') {
+        p.mdevs = p.mdevs.filter((m) => m.uuid !== d.uuid);
+        p.source.set(d.uuid, 'mdevctl');
+        p.forget.push(d.path);
+      }
+      if (d.kind === 'mdev-changed') {
+        if (d.otherAttrs.length) {
+          throw new InputError(
+            `mdevctl's definition of mdev ${d.label} sets ${d.otherAttrs.map((a) => JSON.stringify(a)).join(', ')}, which the store cannot hold; importing it would change what the definition means`,
+            { where: ctx.paths.at(d.path), hint: `remove the attribute (mdevctl modify -u ${d.uuid} --delattr --index N), or leave the mdev to mdevctl alone ('ap-persist mdev undefine ${d.uuid} --no-generate')` },
+          );
+        }
+        const i = p.mdevs.findIndex((m) => m.uuid === d.uuid);
+        if (d.generated) {
+          p.mdevs[i] = d.disk;
+          p.imported.add(d.uuid);
+          p.source.set(d.uuid, 'mdevctl');
+        } else p.differing.push({ uuid: d.uuid, mdev: d.disk, text: `mdev ${d.uuid}: store has ${describeMdev(p.mdevs[i]!)}; mdevctl has ${describeMdev(d.disk)}` });
+      }
+    }
+    const known = new Set(store.mdevs.map((m) => m.uuid as string));
+    for (const m of view.mdevctl.definitions) {
+      const file = view.mdevctl.files.get(m.uuid);
+      if (file?.device?.otherAttrs.length) {
+        throw new InputError(`mdevctl's definition of mdev ${m.uuid} sets ${file.device.otherAttrs.map((a) => JSON.stringify(a)).join(', ')}, which the store cannot hold`, {
+          where: ctx.paths.at(file.path),
+          hint: `remove the attribute with mdevctl modify --delattr, or import --from chzdev,sysfs to leave mdevctl's definitions alone`,
+        });
+      }
+      if (!known.has(m.uuid)) {
+        p.mdevs.push(m);
+        p.imported.add(m.uuid);
+        p.source.set(m.uuid, 'mdevctl');
+      }
+      if (p.mdevs.some((x) => x.uuid === m.uuid)) p.adopt.push(join(ctx.paths.mdevctlMatrixDir, m.uuid));
+    }
+  }
+  if (from.includes('sysfs')) {
+    const live = view.live;
+    for (const key of ['apmask', 'aqmask'] as const) {
+      const mask = live.masks?.[key];
+      // Only what neither the store nor a persistent source sets: the running masks never replace those.
+      if (mask && !p.masks[key] && !p.differingMasks.some((d) => d.key === key)) {
+        p.masks[key] = mask;
+        p.source.set(key, 'sysfs');
+      }
+    }
+    const defined = new Set([...p.mdevs.map((m) => m.uuid as string), ...view.mdevctl.definitions.map((m) => m.uuid as string)]);
+    for (const a of live.mdevs) {
+      if (defined.has(a.uuid)) continue;
+      p.mdevs.push({ uuid: a.uuid, adapters: a.adapters, domains: a.domains, controlDomains: a.controlDomains, start: startForSysfs });
+      p.imported.add(a.uuid);
+      p.source.set(a.uuid, 'sysfs');
     }
   }
   return p;
@@ -111,27 +156,46 @@ function plan(store: Store, found: Found): Plan {
  * What the final plan changes in the store, read off the plan itself (after
  * --prefer and the resolution) so that nothing is reported that was not done.
  */
-function changesOf(store: Store, found: Found, p: Plan): { imports: string[]; demoted: string[] } {
+function changesOf(store: Store, p: Plan): { imports: string[]; demoted: string[] } {
   const imports: string[] = [];
   const demoted: string[] = [];
   for (const key of ['apmask', 'aqmask'] as const) {
     const now = p.masks[key];
     const was = store.masks[key];
-    if (!now || was?.equals(now)) continue;
-    imports.push(`${key} "${now.toRanges()}" from ${found.masks[key]!.source} (store: ${was ? `"${was.toRanges()}"` : 'not set'})`);
+    if (now && was ? now.equals(was) : now === was) continue;
+    const from = p.source.get(key) ?? 'chzdev';
+    if (!now) imports.push(`removal of ${key} from ${from} (store: "${was!.toRanges()}"; now not set: the kernel's value stays)`);
+    else imports.push(`${key} "${now.toRanges()}" from ${from} (store: ${was ? `"${was.toRanges()}"` : 'not set'})`);
   }
   for (const m of p.mdevs) {
     const was = store.mdevs.find((s) => s.uuid === m.uuid);
-    const source = found.mdevs.get(m.uuid)?.source;
+    const source = p.source.get(m.uuid);
     if (!was) imports.push(`mdev ${describeMdev(m)} from ${source}`);
     else if (!sameMatrix(was, m)) imports.push(`mdev ${describeMdev(m)} from ${source} (replaces the store's)`);
-    else if (was.start !== m.start) demoted.push(`mdev ${mdevLabel(m)}: start ${m.start} (was ${was.start})`);
+    else if (was.start !== m.start) (p.imported.has(m.uuid) ? imports : demoted).push(`mdev ${mdevLabel(m)}: start ${m.start} (was ${was.start})${p.imported.has(m.uuid) ? ` from ${source}` : ''}`);
+  }
+  for (const was of store.mdevs) {
+    if (!p.mdevs.some((m) => m.uuid === was.uuid)) imports.push(`undefine of mdev ${mdevLabel(was)} from mdevctl`);
   }
   return { imports, demoted };
 }
 
-function conflictsOf(view: HostView, masks: HostMasks, mdevs: MdevDefinition[]): ConflictList {
-  return checkPersistent({ ...view, store: { ...view.store, store: { masks, mdevs } } });
+/** The generate record once the import has taken over (or dropped) the files it read. */
+function recordAfter(ctx: Context, view: HostView, p: Plan): Map<string, ManifestEntry> {
+  const recorded = new Map(view.boot.recorded);
+  for (const path of p.forget) recorded.delete(path);
+  for (const file of p.adopt) {
+    const path = rootPath(ctx.paths, file);
+    const text = path === view.boot.rulesPath ? (view.boot.rules.kind === 'file' ? view.boot.rules.content : undefined) : view.mdevctl.files.get(path.split('/').pop()!)?.text;
+    if (text !== undefined) recorded.set(path, { path, sha256: sha256(text) });
+  }
+  return recorded;
+}
+
+/** The persistent conflicts of the host as the import leaves it. */
+function conflictsAfter(ctx: Context, view: HostView, p: Plan): ConflictList {
+  const boot = { ...view.boot, recorded: recordAfter(ctx, view, p) };
+  return checkPersistent({ ...view, store: { ...view.store, store: { masks: p.masks, mdevs: p.mdevs } }, boot });
 }
 
 /**
@@ -140,7 +204,7 @@ function conflictsOf(view: HostView, masks: HostMasks, mdevs: MdevDefinition[]):
  * store's, and a conflict with them is the import's doing.
  */
 function baseline(view: HostView, from: ImportSource[]): ConflictList {
-  return checkPersistent(from.includes('mdevctl') ? { ...view, mdevctl: { definitions: [], unreadable: [] } } : view);
+  return checkPersistent(from.includes('mdevctl') ? { ...view, mdevctl: { ...view.mdevctl, definitions: [] } } : view);
 }
 
 function sameMasks(a: HostMasks, b: HostMasks): boolean {
@@ -154,11 +218,11 @@ function sameMasks(a: HostMasks, b: HostMasks): boolean {
  * imported masks, by keeping the store's masks. Each conflict is handled at
  * most once; what is left the caller refuses.
  */
-function resolve(view: HostView, before: ConflictList, p: Plan, prefer: 'store' | 'imported'): string[] {
+function resolve(ctx: Context, view: HostView, before: ConflictList, p: Plan, prefer: 'store' | 'imported'): string[] {
   const notes: string[] = [];
   const handled = new Set<string>();
   for (;;) {
-    const c = newConflicts(before, conflictsOf(view, p.masks, p.mdevs)).conflicts.find((x) => !handled.has(conflictKey(x)));
+    const c = newConflicts(before, conflictsAfter(ctx, view, p)).conflicts.find((x) => !handled.has(conflictKey(x)));
     if (!c) return notes;
     handled.add(conflictKey(c));
     const [a, b] = c.owners;
@@ -182,65 +246,60 @@ function resolve(view: HostView, before: ConflictList, p: Plan, prefer: 'store' 
   }
 }
 
-export function importCommand(ctx: Context, opts: ImportOptions): number {
+export async function importCommand(ctx: Context, opts: ImportOptions): Promise<number> {
   const from = sources(opts.from);
   if (opts.prefer && opts.prefer !== 'store' && opts.prefer !== 'imported') {
     throw new InputError(`--prefer '${opts.prefer}' is neither store nor imported`, { where: '--prefer' });
   }
-  return withLock(ctx.paths.lock, () => {
+  const outcome = withLock(ctx.paths.lock, (): number | Persisted => {
     const view = readHostView(ctx);
-    const found = gather(ctx, view, from, opts.start ?? 'auto');
-    const p = plan(view.store.store, found);
-    if (p.differing.length && !opts.prefer) {
+    // Before the import records the files it takes over: only a host that had boot files gets them regenerated.
+    const installed = hasBootFiles(ctx.paths);
+    const p = plan(ctx, view, from, opts.start ?? 'auto');
+    const differing = [...p.differingMasks.map((d) => ({ uuid: d.key, text: d.text })), ...p.differing];
+    if (differing.length && !opts.prefer) {
       if (ctx.json) {
-        ctx.printJson({ ok: false, refused: 'differing', differing: p.differing.map((d) => ({ uuid: d.uuid, message: d.text })) });
+        ctx.printJson({ ok: false, refused: 'differing', differing: differing.map((d) => ({ uuid: d.uuid, message: d.text })) });
         return 3;
       }
-      ctx.warn('refused: the import would replace mdevs that the store defines differently; nothing was changed');
-      for (const d of p.differing) ctx.warn(`  ${d.text}`);
+      ctx.warn('refused: the store and the imported files differ, and nothing records which is newer; nothing was changed');
+      for (const d of differing) ctx.warn(`  ${d.text}`);
       ctx.warn('  say which side wins: --prefer store (keep the store) or --prefer imported');
       return 3;
     }
+    let notes: string[] = [];
     if (opts.prefer === 'store') {
-      // The store's definitions stay as they are.
-      for (const { uuid } of p.differing) {
-        const i = p.mdevs.findIndex((m) => m.uuid === uuid);
-        p.mdevs[i] = view.store.store.mdevs.find((m) => m.uuid === uuid)!;
-        p.imported.delete(uuid);
+      for (const d of p.differingMasks) notes.push(`kept the store's ${d.key} over chzdev's (--prefer store): ${d.text}`);
+      for (const d of p.differing) notes.push(`kept the store's definition over mdevctl's (--prefer store): ${d.text}`);
+    }
+    if (opts.prefer === 'imported') {
+      for (const d of p.differing) {
+        p.mdevs[p.mdevs.findIndex((m) => m.uuid === d.uuid)] = d.mdev;
+        p.imported.add(d.uuid);
+        p.source.set(d.uuid, 'mdevctl');
+      }
+      for (const d of p.differingMasks) {
+        p.masks[d.key] = d.mask;
+        p.source.set(d.key, 'chzdev');
       }
     }
-    let notes: string[] = [];
     const before = baseline(view, from);
-    const introduced = newConflicts(before, conflictsOf(view, p.masks, p.mdevs));
+    const introduced = newConflicts(before, conflictsAfter(ctx, view, p));
     if (introduced.conflicts.length) {
       if (!opts.prefer) {
         const code = reportRefusal(ctx, 'this import', introduced);
         if (!ctx.json) ctx.warn('  say which side wins: --prefer store or --prefer imported (the losing mdevs become start = manual)');
         return code;
       }
-      notes = resolve(view, before, p, opts.prefer);
-      const left = newConflicts(before, conflictsOf(view, p.masks, p.mdevs));
+      notes.push(...resolve(ctx, view, before, p, opts.prefer));
+      const left = newConflicts(before, conflictsAfter(ctx, view, p));
       if (left.conflicts.length) {
         const code = reportRefusal(ctx, `this import, even with --prefer ${opts.prefer},`, left);
         if (!ctx.json) ctx.warn('  no start = manual or kept mask resolves these; fix the store or the imported source first');
         return code;
       }
     }
-    const { imports, demoted } = changesOf(view.store.store, found, p);
-    if (!opts.dryRun) {
-      for (const m of p.mdevs) {
-        const previous = view.store.store.mdevs.find((s) => s.uuid === m.uuid);
-        if (!previous || !sameMatrix(previous, m) || previous.start !== m.start) putMdev(view.store.doc, m, previous);
-      }
-      putMasks(view.store.doc, p.masks, view.store.store.masks);
-      saveStore(view.store);
-      // Taken over: the next generate may replace these files with its own.
-      const adopted = [
-        ...(from.includes('chzdev') && existsSync(ctx.paths.chzdevRules) ? [ctx.paths.chzdevRules] : []),
-        ...(from.includes('mdevctl') ? view.mdevctl.definitions.map((m) => join(ctx.paths.mdevctlMatrixDir, m.uuid)) : []),
-      ];
-      adoptFiles(ctx, adopted);
-    }
+    const { imports, demoted } = changesOf(view.store.store, p);
     if (ctx.json) ctx.printJson({ dry_run: Boolean(opts.dryRun), changes: [...imports, ...demoted], resolved: notes });
     else {
       // The notes say which mdevs were made manual and why; the demotions need no line of their own.
@@ -249,19 +308,23 @@ export function importCommand(ctx: Context, opts: ImportOptions): number {
       for (const c of imports) ctx.info(`${verb} ${c}`);
       for (const n of notes) ctx.info(`${opts.dryRun ? 'would have ' : ''}${n}`);
     }
-    return 0;
+    if (opts.dryRun) return 0;
+    for (const was of view.store.store.mdevs) if (!p.mdevs.some((m) => m.uuid === was.uuid)) removeMdev(view.store.doc, was.uuid);
+    for (const m of p.mdevs) {
+      const previous = view.store.store.mdevs.find((s) => s.uuid === m.uuid);
+      if (!previous || !sameMatrix(previous, m) || previous.start !== m.start) putMdev(view.store.doc, m, previous);
+    }
+    putMasks(view.store.doc, p.masks, view.store.store.masks);
+    for (const key of ['apmask', 'aqmask'] as const) if (!p.masks[key]) unsetMask(view.store.doc, key);
+    saveStore(view.store);
+    // Taken over: the next generate may replace these files with its own; removed ones are no longer ours.
+    const manifestPath = ctx.paths.generatedManifest;
+    const after = renderManifest([...recordAfter(ctx, view, p).values()]);
+    if (after !== renderManifest([...view.boot.recorded.values()]) || (p.adopt.length && !existsSync(manifestPath))) writeFileAtomic(manifestPath, after, { mode: 0o644 });
+    // The boot files follow at once where the host has them (the guard line back in 41-ap.rules, say).
+    return opts.generate === false || !installed ? 0 : persistGenerated(ctx);
   });
+  if (typeof outcome === 'number') return outcome;
+  return reportPersisted(ctx, outcome);
 }
 
-/**
- * Records chzdev's 41-ap.rules and mdevctl's definitions as taken over, so
- * that the next generate may replace them: what they hold is in the store now.
- */
-function adoptFiles(ctx: Context, files: string[]): void {
-  if (files.length === 0) return;
-  const manifestPath = ctx.paths.generatedManifest;
-  const entries = existsSync(manifestPath) ? parseManifest(readFileSync(manifestPath, 'utf8'), manifestPath) : [];
-  const adopted = files.map((file) => ({ path: rootPath(ctx.paths, file), sha256: sha256(readFileSync(file, 'utf8')) }));
-  const paths = new Set(adopted.map((a) => a.path));
-  writeFileAtomic(manifestPath, renderManifest([...entries.filter((e) => !paths.has(e.path)), ...adopted]));
-}

@@ -10,7 +10,8 @@ import type { FileEntry, RootPath } from '../generate/host-files.js';
 import { reloadCommands, reloadLines } from '../generate/reload.js';
 import { generateJson, stepLines } from '../generate/report.js';
 import { checkBin, checkNode, staticEntries, SYSTEMCTL_CANDIDATES, type InstalledPrograms } from '../generate/static-files.js';
-import { fileConflictError, generateFiles, generateWarnings, observe, planGenerate, putEntry, reload, reportStoreRefusal } from './generate.js';
+import { fileConflictError, generateFiles, generateWarnings, planGenerate, putEntry, reload, reportStoreRefusal } from './generate.js';
+import { observe } from '../fsio/observe.js';
 
 export interface InstallOptions {
   bin?: string;

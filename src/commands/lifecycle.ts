@@ -4,7 +4,8 @@ import type { Context } from '../cli/context.js';
 import { checkStart } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { acquireLock } from '../host/lock.js';
-import { readLiveState } from '../host/state.js';
+import { readBootFiles, readLiveState, readMdevctlDefinitions } from '../host/state.js';
+import { effectiveConfig } from '../checks/drift.js';
 import { mdevLabel } from '../model/mdev.js';
 import { parseUuid } from '../model/uuid.js';
 import { findMdevctl, mdevctlDefinition, startMdev, stopMdev, type Lifecycle } from '../runtime/mdev-lifecycle.js';
@@ -24,8 +25,17 @@ function lifecycle(ctx: Context): Lifecycle {
 export async function mdevStart(ctx: Context, uuidText: string): Promise<number> {
   const uuid = parseUuid(uuidText);
   const loaded = loadStore(ctx.paths.store);
-  const mdev = loaded.store.mdevs.find((m) => m.uuid === uuid);
+  // The definition the boot uses: mdevctl's where it changed one of ours since generate.
+  const mdevctl = readMdevctlDefinitions(ctx.paths);
+  const config = effectiveConfig(loaded.store, readBootFiles(ctx.paths, mdevctl));
+  const mdev = config.mdevs.find((m) => m.uuid === uuid);
   if (!mdev) {
+    if (loaded.store.mdevs.some((m) => m.uuid === uuid)) {
+      throw new InputError(`mdev ${uuid} was undefined in mdevctl since ap-persist generated it; not starting it`, {
+        where: ctx.paths.at(`etc/mdevctl.d/matrix/${uuid}`),
+        hint: "'ap-persist import' takes the undefine into the store; 'ap-persist generate --force' defines it again",
+      });
+    }
     throw new InputError(`no mdev ${uuid} in the store`, { where: loaded.path, hint: "define it first: 'ap-persist mdev define'" });
   }
   const lc = lifecycle(ctx);

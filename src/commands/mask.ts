@@ -1,7 +1,7 @@
 // mask show / mask set.
 
 import type { Context } from '../cli/context.js';
-import { activeGivenAway, autostartMdevs, persistentMasks } from '../checks/check-host.js';
+import { activeGivenAway, autostartMdevs, persistentConfig, persistentMasks } from '../checks/check-host.js';
 import { mergeConflicts, newlyHostOwned } from '../checks/conflicts.js';
 import { RuntimeError } from '../errors.js';
 import { withLock } from '../host/lock.js';
@@ -9,7 +9,9 @@ import type { IdSet } from '../model/idset.js';
 import { applyMaskSpec } from '../model/maskspec.js';
 import type { HostMasks } from '../model/mdev.js';
 import { applyMaskWrites, MASK_ERRNO_MEANING, planMaskWrites } from '../runtime/masks.js';
-import { putMasks, saveStore } from '../store/store.js';
+import { putMasks } from '../store/store.js';
+import { conflictsOf } from '../generate/reconcile.js';
+import { hasBootFiles, planGenerate, reportPersisted, saveAndGenerate, type Persisted } from './generate.js';
 import { isSysfsError } from '../sysfs/sysfs.js';
 import { parseMaskArgs } from './masks-arg.js';
 import { readHostView, reportRefusal } from './view.js';
@@ -18,8 +20,9 @@ import type { HostView } from '../host/state.js';
 type Side = { apmask: string | null; aqmask: string | null } | null;
 
 /** Both sides as chzdev prints masks; a side (or a persistent mask) that is not there is null. */
+/** Persistent: what the next boot applies (41-ap.rules where chzdev changed it), as lszdev shows it. */
 export function maskSides(view: HostView): { persistent: Side; active: Side } {
-  const { apmask, aqmask } = view.store.store.masks;
+  const { apmask, aqmask } = persistentConfig(view).masks;
   const live = view.live.masks;
   return {
     persistent: { apmask: apmask?.toRanges() ?? null, aqmask: aqmask?.toRanges() ?? null },
@@ -55,16 +58,23 @@ export interface MaskSetOptions {
   dryRun?: boolean;
   /** Persist masks that give the host a running mdev's queues anyway. */
   force?: boolean;
+  /** commander's --no-generate sets this false: the store only, no boot files. */
+  generate?: boolean;
 }
 
-export function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): number {
+export async function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): Promise<number> {
   const specs = parseMaskArgs(args);
   const both = !opts.persistent && !opts.active;
   const doPersistent = both || Boolean(opts.persistent);
   let doActive = both || Boolean(opts.active);
-  return withLock(ctx.paths.lock, () => {
+  const edited = withLock(ctx.paths.lock, (): number | Persisted => {
     const view = readHostView(ctx);
     const live = view.live.masks;
+    // The regeneration would stop on a peer's change: refuse before the kernel's masks change.
+    if (doPersistent && !opts.dryRun && opts.generate !== false && hasBootFiles(ctx.paths)) {
+      const plan = planGenerate(ctx);
+      if (conflictsOf(plan.steps).length) return { status: 'drift', plan, storeRestored: true };
+    }
     if (doActive && !live) {
       if (opts.active) {
         throw new RuntimeError('the active masks cannot be read', {
@@ -77,7 +87,8 @@ export function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): num
     }
 
     const oldStoreMasks = view.store.store.masks;
-    const base = persistentMasks(view.store.store, view.live);
+    const config = persistentConfig(view);
+    const base = persistentMasks(config, view.live);
     const newPersistent: HostMasks = { ...oldStoreMasks };
     const newActive = live ? { ...live } : undefined;
     for (const key of ['apmask', 'aqmask'] as const) {
@@ -92,8 +103,8 @@ export function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): num
     let refusal = mergeConflicts();
     let forced = mergeConflicts();
     if (doPersistent) {
-      const autos = autostartMdevs(view);
-      const after = persistentMasks({ ...view.store.store, masks: newPersistent }, view.live);
+      const autos = autostartMdevs(config, view.mdevctl);
+      const after = persistentMasks({ masks: newPersistent }, view.live);
       refusal = mergeConflicts(refusal, newlyHostOwned(autos, base, after, 'persistent', 'mdev-host'));
       // A running mdev's queues the persistent masks would give the host: it could not be made at the next boot.
       const running = activeGivenAway(view, after, autos, base);
@@ -136,17 +147,16 @@ export function maskSet(ctx: Context, args: string[], opts: MaskSetOptions): num
           });
         }
       }
-      if (doPersistent) {
-        putMasks(view.store.doc, newPersistent, oldStoreMasks);
-        saveStore(view.store);
-      }
     }
     if (ctx.json) ctx.printJson({ dry_run: Boolean(opts.dryRun), changes });
     else {
       const verb = opts.dryRun ? 'would set' : 'set';
-      if (changes.length === 0) ctx.info('masks unchanged');
+      if (changes.length === 0) ctx.info(`masks unchanged: ${doPersistent && doActive ? 'the store and the kernel have' : doPersistent ? 'the store has' : 'the kernel has'} them already`);
       for (const c of changes) ctx.info(`${verb} ${c.scope} ${c.key} "${c.to}" (was ${c.from === null ? 'not set' : `"${c.from}"`})`);
     }
-    return 0;
+    if (opts.dryRun || !doPersistent) return 0;
+    putMasks(view.store.doc, newPersistent, oldStoreMasks);
+    return saveAndGenerate(ctx, view.store, opts);
   });
+  return typeof edited === 'number' ? edited : reportPersisted(ctx, edited);
 }

@@ -2,7 +2,7 @@
 
 import { randomUUID } from 'node:crypto';
 import type { Context } from '../cli/context.js';
-import { autostartMdevs, mdevWarnings, persistentMasks } from '../checks/check-host.js';
+import { autostartMdevs, mdevWarnings, persistentConfig, persistentMasks } from '../checks/check-host.js';
 import { checkClaim } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { withLock } from '../host/lock.js';
@@ -11,11 +11,17 @@ import { parseIdList } from '../model/idlist.js';
 import { IdSet } from '../model/idset.js';
 import { mdevLabel, type MdevDefinition, type StartMode } from '../model/mdev.js';
 import { parseUuid, type Uuid } from '../model/uuid.js';
-import { putMdev, removeMdev, saveStore } from '../store/store.js';
+import { putMdev, removeMdev } from '../store/store.js';
+import { reportPersisted, saveAndGenerate, type Persisted } from './generate.js';
 import type { ActiveMdev } from '../sysfs/ap-host.js';
 import { printWarnings, readHostView, reportRefusal } from './view.js';
 
-export interface MdevOptions {
+/** Edits regenerate the boot files at once; commander's --no-generate sets `generate` false. */
+export interface EditOptions {
+  generate?: boolean;
+}
+
+export interface MdevOptions extends EditOptions {
   adapters?: string;
   domains?: string;
   controlDomains?: string;
@@ -56,22 +62,36 @@ function findDefined(view: HostView, uuidText: string): { uuid: Uuid; mdev: Mdev
   return { uuid, mdev };
 }
 
-/** Checks the edited store; conflicts that involve `uuid` refuse the edit. */
-function commit(ctx: Context, view: HostView, mdev: MdevDefinition, previous: MdevDefinition | undefined, what: string): number {
+/** Whether an edit went through: an exit code when it was refused, else how it was persisted. */
+type Edited = number | Persisted;
+
+function refusedForDrift(p: Edited): boolean {
+  return typeof p !== 'number' && p.status === 'drift' && p.storeRestored;
+}
+
+/** After the lock: the boot files' report, or the refusal's code. */
+async function finish(ctx: Context, edited: Edited): Promise<number> {
+  return typeof edited === 'number' ? edited : reportPersisted(ctx, edited);
+}
+
+/** Checks the edited store; conflicts that involve `uuid` refuse the edit. Then saves and regenerates. */
+function commit(ctx: Context, view: HostView, mdev: MdevDefinition, previous: MdevDefinition | undefined, what: string, opts: EditOptions): Edited {
   putMdev(view.store.doc, mdev, previous);
   if (mdev.start === 'auto') {
     // Only what this mdev meets: other auto mdevs (ours and mdevctl's) and the persistent masks.
-    const others = autostartMdevs(view).filter((m) => m.uuid !== mdev.uuid);
-    const found = checkClaim(mdev, others, persistentMasks(view.store.store, view.live), 'persistent');
+    const config = persistentConfig(view);
+    const others = autostartMdevs(config, view.mdevctl).filter((m) => m.uuid !== mdev.uuid);
+    const found = checkClaim(mdev, others, persistentMasks(config, view.live), 'persistent');
     if (found.conflicts.length) return reportRefusal(ctx, what, found);
   }
-  saveStore(view.store);
+  const persisted = saveAndGenerate(ctx, view.store, opts);
+  if (refusedForDrift(persisted)) return persisted;
   if (ctx.json) ctx.printJson(mdevJson(mdev, true, view.live.mdevs.some((a) => a.uuid === mdev.uuid)));
   printWarnings(ctx, mdevWarnings([mdev], view.live, 'persistent'));
-  return 0;
+  return persisted;
 }
 
-export function mdevDefine(ctx: Context, uuidText: string | undefined, opts: MdevOptions): number {
+export async function mdevDefine(ctx: Context, uuidText: string | undefined, opts: MdevOptions): Promise<number> {
   const adapters = ids(opts.adapters, '--adapters', 'adapter', false);
   const domains = ids(opts.domains, '--domains', 'domain', false);
   if (!adapters || !domains) {
@@ -87,21 +107,22 @@ export function mdevDefine(ctx: Context, uuidText: string | undefined, opts: Mde
     controlDomains: ids(opts.controlDomains, '--control-domains', 'control domain', true) ?? IdSet.empty(),
     start: startMode(opts.start) ?? 'auto',
   };
-  return withLock(ctx.paths.lock, () => {
+  const edited = withLock(ctx.paths.lock, (): Edited => {
     const view = readHostView(ctx);
     if (view.store.store.mdevs.some((m) => m.uuid === uuid)) {
       throw new InputError(`mdev ${uuid} is already defined`, { where: view.store.path, hint: `use 'ap-persist mdev modify ${uuid}' to change it` });
     }
-    const code = commit(ctx, view, mdev, undefined, `defining mdev ${mdevLabel(mdev)}`);
-    if (code === 0 && !ctx.json) {
+    const result = commit(ctx, view, mdev, undefined, `defining mdev ${mdevLabel(mdev)}`, opts);
+    if (typeof result !== 'number' && !refusedForDrift(result) && !ctx.json) {
       if (generated) ctx.out(uuid);
       ctx.info(`defined mdev ${describeMdev(mdev)}`);
     }
-    return code;
+    return result;
   });
+  return finish(ctx, edited);
 }
 
-export function mdevModify(ctx: Context, uuidText: string, opts: MdevOptions): number {
+export async function mdevModify(ctx: Context, uuidText: string, opts: MdevOptions): Promise<number> {
   const changes = {
     adapters: ids(opts.adapters, '--adapters', 'adapter', false),
     domains: ids(opts.domains, '--domains', 'domain', false),
@@ -112,7 +133,7 @@ export function mdevModify(ctx: Context, uuidText: string, opts: MdevOptions): n
   if (Object.values(changes).every((v) => v === undefined)) {
     throw new InputError('mdev modify needs at least one of --adapters, --domains, --control-domains, --name, --start');
   }
-  return withLock(ctx.paths.lock, () => {
+  const edited = withLock(ctx.paths.lock, (): Edited => {
     const view = readHostView(ctx);
     const { mdev: previous } = findDefined(view, uuidText);
     const mdev: MdevDefinition = {
@@ -123,30 +144,33 @@ export function mdevModify(ctx: Context, uuidText: string, opts: MdevOptions): n
       name: changes.name === undefined ? previous.name : changes.name || undefined,
       start: changes.start ?? previous.start,
     };
-    const code = commit(ctx, view, mdev, previous, `modifying mdev ${mdevLabel(mdev)}`);
-    if (code === 0 && !ctx.json) {
+    const result = commit(ctx, view, mdev, previous, `modifying mdev ${mdevLabel(mdev)}`, opts);
+    if (typeof result !== 'number' && !refusedForDrift(result) && !ctx.json) {
       ctx.info(`modified mdev ${describeMdev(mdev)}`);
       if (view.live.mdevs.some((a) => a.uuid === mdev.uuid)) {
         ctx.info('  it is active: the change takes effect when it is next started');
       }
     }
-    return code;
+    return result;
   });
+  return finish(ctx, edited);
 }
 
-export function mdevUndefine(ctx: Context, uuidText: string): number {
-  return withLock(ctx.paths.lock, () => {
+export async function mdevUndefine(ctx: Context, uuidText: string, opts: EditOptions = {}): Promise<number> {
+  const edited = withLock(ctx.paths.lock, (): Edited => {
     const view = readHostView(ctx);
     const { uuid, mdev } = findDefined(view, uuidText);
     removeMdev(view.store.doc, uuid);
-    saveStore(view.store);
+    const persisted = saveAndGenerate(ctx, view.store, opts);
+    if (refusedForDrift(persisted)) return persisted;
     if (ctx.json) ctx.printJson({ undefined: uuid });
     else ctx.info(`undefined mdev ${mdevLabel(mdev)}`);
     if (view.live.mdevs.some((a) => a.uuid === uuid)) {
       ctx.warn(`note: mdev ${uuid} is still active; 'ap-persist mdev stop ${uuid}' removes it once its guest is down`);
     }
-    return 0;
+    return persisted;
   });
+  return finish(ctx, edited);
 }
 
 export interface MdevJson {

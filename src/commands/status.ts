@@ -7,6 +7,11 @@ import { mdevApqns } from '../model/mdev.js';
 import { mdevPath, parseMatrix, readAttr } from '../sysfs/ap-host.js';
 import { mdevRows, mdevTable } from './mdev.js';
 import { readHostView } from './view.js';
+import type { HostView } from '../host/state.js';
+import { persistentConfig } from '../checks/check-host.js';
+import { DRIFT_WAYS_OUT, driftJson, driftLines, type Drift } from '../checks/drift.js';
+import { stepPath } from '../generate/reconcile.js';
+import { hasBootFiles, planGenerate } from './generate.js';
 import { describeHookReport, readHookReport } from '../runtime/hook-report.js';
 
 export function status(ctx: Context, opts: { matrix?: boolean }): number {
@@ -15,6 +20,7 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
   const mdevs = mdevRows(view);
   const hook = readHookReport(ctx.paths.lastHook);
   const shortfalls = guestShortfalls(view, ctx.sysfs);
+  const boot = bootFilesState(ctx, view);
   if (ctx.json) {
     ctx.printJson({
       store: view.store.exists ? view.store.path : null,
@@ -22,6 +28,7 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
       vfio_ap_loaded: view.live.vfioAp,
       mdevs,
       guest_shortfalls: shortfalls.map((s) => ({ uuid: s.uuid, assigned: s.assigned, guest_gets: s.guestGets, missing: s.missing })),
+      boot_files: { installed: boot.installed, drift: boot.drift.map(driftJson), stale: boot.stale },
       last_hook: hook ?? null,
     });
     return 0;
@@ -37,12 +44,47 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
     ctx.out(`mdev ${s.label}: its guest gets ${s.guestGets.length} of ${s.assigned.length} assigned APQN(s); missing ${s.missing.join(' ')} (guest_matrix: an adapter with a queue not bound to vfio_ap, or not present, is left out)`);
   }
   if (shortfalls.length) ctx.out();
+  for (const line of bootFilesLines(boot)) ctx.out(line);
+  ctx.out();
   if (opts.matrix) {
     for (const line of matrixGrid(view)) ctx.out(line);
     ctx.out();
   }
   ctx.out(hook ? describeHookReport(hook).join('\n') : 'last hook: none recorded since boot');
   return 0;
+}
+
+interface BootFilesState {
+  installed: boolean;
+  drift: Drift[];
+  /** Files the store would change (the store was edited with --no-generate, or generate refused). */
+  stale: string[];
+}
+
+/** How the boot files stand against the store: changed by other tools (drift), or behind it (stale). */
+function bootFilesState(ctx: Context, view: HostView): BootFilesState {
+  const installed = hasBootFiles(ctx.paths);
+  const drift = persistentConfig(view).drift;
+  if (!installed) return { installed, drift, stale: [] };
+  const plan = planGenerate(ctx);
+  const stale = plan.steps.filter((s) => s.op !== 'keep' && !s.conflict).map((s) => ctx.paths.at(stepPath(s)));
+  return { installed, drift, stale };
+}
+
+function bootFilesLines(b: BootFilesState): string[] {
+  const lines: string[] = [];
+  if (b.drift.length) {
+    lines.push(`boot files: ${b.drift.length} change(s) by other tools since ap-persist wrote them; the boot uses them:`);
+    for (const d of b.drift) {
+      const [head, ...diff] = driftLines(d);
+      lines.push(`  ${head}`, ...diff.map((l) => `    ${l}`));
+    }
+    lines.push(`  ${DRIFT_WAYS_OUT}`);
+  }
+  if (b.stale.length) lines.push(`boot files: stale, ${b.stale.length} file(s) behind the store (${b.stale.join(', ')}); run 'ap-persist generate'`);
+  if (!b.installed) lines.push("boot files: not installed ('ap-persist install' writes them)");
+  else if (!b.drift.length && !b.stale.length) lines.push('boot files: up to date with the store');
+  return lines;
 }
 
 interface Shortfall {

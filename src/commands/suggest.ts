@@ -2,14 +2,14 @@
 // their queues and the host keeps the most.
 
 import type { Context } from '../cli/context.js';
-import { autostartMdevs, runningNotAuto } from '../checks/check-host.js';
+import { autostartMdevs, persistentConfig, runningNotAuto } from '../checks/check-host.js';
 import { suggestMasks } from '../checks/suggest.js';
 import { IdSet } from '../model/idset.js';
 import { readHostView } from './view.js';
 
 export function suggest(ctx: Context): number {
   const view = readHostView(ctx);
-  const autos = autostartMdevs(view);
+  const autos = autostartMdevs(persistentConfig(view), view.mdevctl);
   // Running mdevs keep their queues too: masks that gave them away could not be applied safely now,
   // and those mdevs could not be made again at the next boot.
   const running = runningNotAuto(view, autos);

@@ -4,14 +4,16 @@ import type { Context } from '../cli/context.js';
 import { checkJson, checkLines } from '../checks/report.js';
 import type { CheckWarning } from '../checks/check-host.js';
 import type { ConflictList } from '../checks/conflicts.js';
-import { readLiveState, readMdevctlDefinitions, type HostView } from '../host/state.js';
+import { readBootFiles, readLiveState, readMdevctlDefinitions, type HostView } from '../host/state.js';
 import { loadStore } from '../store/store.js';
 
 export function readHostView(ctx: Context): HostView {
+  const mdevctl = readMdevctlDefinitions(ctx.paths);
   return {
     store: loadStore(ctx.paths.store),
-    mdevctl: readMdevctlDefinitions(ctx.paths),
+    mdevctl,
     live: readLiveState(ctx.sysfs),
+    boot: readBootFiles(ctx.paths, mdevctl),
   };
 }
 

@@ -3,6 +3,7 @@
 // passes in what it read.
 
 import type { CheckResult } from '../checks/check-host.js';
+import type { Drift } from '../checks/drift.js';
 import type { HostPaths } from '../host/paths.js';
 import type { Store } from '../store/store.js';
 import type { RenderChzdevRules } from './chzdev-rules.js';
@@ -20,6 +21,8 @@ export interface GeneratePlan {
   manifest: ManifestEntry[];
   /** Unit files the links point to that are not installed. */
   missingUnits: RootPath[];
+  /** What the peers changed in the boot files, to explain the conflicts. */
+  drift: Drift[];
 }
 
 export interface PlanInput {
@@ -32,6 +35,7 @@ export interface PlanInput {
   recorded: readonly ManifestEntry[];
   observe: (path: RootPath) => Observed;
   exists: (path: RootPath) => boolean;
+  drift: Drift[];
 }
 
 export function makePlan(input: PlanInput): GeneratePlan {
@@ -43,5 +47,6 @@ export function makePlan(input: PlanInput): GeneratePlan {
     steps,
     manifest,
     missingUnits: linkedUnits(desired).filter((u) => !input.exists(u)),
+    drift: input.drift,
   };
 }

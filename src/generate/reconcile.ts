@@ -7,15 +7,11 @@
 import type { HostEntry, RootPath } from './host-files.js';
 import { manifestEntry, sha256, type ManifestEntry } from './manifest.js';
 
-/** What a path holds on disk now. */
-export type Observed =
-  | { kind: 'absent' }
-  | { kind: 'file'; content: string }
-  | { kind: 'symlink'; target: string }
-  | { kind: 'other'; what: string };
+export type { Observed } from '../fsio/observe.js';
+import type { Observed } from '../fsio/observe.js';
 
 /** Why a path is not generate's to change. */
-export type ConflictReason = 'changed-since-generated' | 'not-generated';
+export type ConflictReason = 'changed-since-generated' | 'removed-since-generated' | 'not-generated';
 
 /** A step that changes the disk; `conflict` when the path is not generate's to change. */
 export type Change =
@@ -45,7 +41,8 @@ function holdsRecorded(observed: Observed, recorded: ManifestEntry): boolean {
 
 /** Conflict reason for changing `observed`, or undefined when generate may. */
 function ownership(observed: Observed, recorded: ManifestEntry | undefined): ConflictReason | undefined {
-  if (observed.kind === 'absent') return undefined;
+  // Gone since generate wrote it: chzdev -r, mdevctl undefine or an admin removed it on purpose.
+  if (observed.kind === 'absent') return recorded ? 'removed-since-generated' : undefined;
   if (!recorded) return 'not-generated';
   return holdsRecorded(observed, recorded) ? undefined : 'changed-since-generated';
 }

@@ -7,6 +7,7 @@ import { parseChzdevRules } from './chzdev-rules.js';
 import { unifiedDiff } from './diff.js';
 import { rootPath, type HostEntry } from './host-files.js';
 import type { GeneratePlan } from './plan.js';
+import { driftLines } from '../checks/drift.js';
 import { conflictsOf, stepPath, type Observed, type Step } from './reconcile.js';
 
 /** The files part of the --json document of generate (and of install). */
@@ -59,18 +60,32 @@ const masksText = (m: { apmask: IdSet | undefined; aqmask: IdSet | undefined }):
 /** One line per file generate may not touch: whose it is and, for 41-ap.rules, whose masks differ how. */
 export function fileConflictLines(paths: HostPaths, plan: GeneratePlan): string[] {
   const chzdevRules = rootPath(paths, paths.chzdevRules);
-  return conflictsOf(plan.steps).map((step) => {
+  const explained = new Set<string>();
+  return conflictsOf(plan.steps).flatMap((step) => {
     const path = stepPath(step);
-    const since = step.conflict === 'changed-since-generated' ? 'was changed since ap-persist generated it' : 'was not written by ap-persist';
+    // The exact difference, where the drift check has it: one explanation per file.
+    const drift = plan.drift.find((d) => d.path === path);
+    if (drift) {
+      if (explained.has(path)) return [];
+      explained.add(path);
+      const [head, ...diff] = driftLines(drift, (p) => paths.at(p));
+      return [[head, ...diff.map((l) => `  ${l}`)].join('\n  ')];
+    }
+    const since =
+      step.conflict === 'changed-since-generated'
+        ? 'was changed since ap-persist generated it'
+        : step.conflict === 'removed-since-generated'
+          ? 'was removed since ap-persist generated it'
+          : 'was not written by ap-persist';
     const seen = step.observed;
     if (path === chzdevRules && seen.kind === 'file') {
-      return `${paths.at(path)} ${since} (chzdev -t ap writes this file): it sets ${masksText(parseChzdevRules(seen.content))}; the store has ${masksText(plan.store.masks)}`;
+      return [`${paths.at(path)} ${since} (chzdev -t ap writes this file): it sets ${masksText(parseChzdevRules(seen.content))}; the store has ${masksText(plan.store.masks)}`];
     }
     const what = seen.kind === 'symlink' ? ` (a link to ${seen.target})` : seen.kind === 'other' ? ` (${seen.what})` : '';
-    return `${paths.at(path)}${what} ${since}`;
+    return [`${paths.at(path)}${what} ${since}`];
   });
 }
 
 export const FILE_CONFLICT_HINT =
-  "to keep chzdev's masks, run 'ap-persist import --from chzdev' and then generate; " +
-  "to replace what is there with the store's files, run 'ap-persist generate --force'";
+  "to keep the other tool's change, run 'ap-persist import' (the store then holds it); " +
+  "to put the store's files back, run 'ap-persist generate --force'";

@@ -25,6 +25,10 @@ import {
 } from '../sysfs/ap-host.js';
 import type { Sysfs } from '../sysfs/sysfs.js';
 import type { HostPaths } from './paths.js';
+import type { BootFiles, DefinitionFile } from '../checks/drift.js';
+import { observe } from '../fsio/observe.js';
+import { rootPath } from '../generate/host-files.js';
+import { parseManifest, type ManifestEntry } from '../generate/manifest.js';
 
 export interface LiveState {
   /** False when the AP bus is not there (not an IBM Z host, or a bare fake root). */
@@ -41,6 +45,8 @@ export interface MdevctlView {
   definitions: MdevDefinition[];
   /** Files that could not be read, with the reason. */
   unreadable: { path: string; reason: string }[];
+  /** Every vfio_ap definition file (readable or not), by UUID, for the drift checks. */
+  files: Map<string, DefinitionFile>;
 }
 
 export function readLiveState(sysfs: Sysfs): LiveState {
@@ -69,24 +75,56 @@ export function readActiveState(sysfs: Sysfs): ActiveState {
 /** mdevctl's vfio_ap-passthrough definitions for parent `matrix`. */
 export function readMdevctlDefinitions(paths: HostPaths): MdevctlView {
   const dir = paths.mdevctlMatrixDir;
-  const view: MdevctlView = { definitions: [], unreadable: [] };
+  const view: MdevctlView = { definitions: [], unreadable: [], files: new Map() };
   if (!existsSync(dir)) return view;
   for (const name of readdirSync(dir).sort()) {
     if (!isUuid(name)) continue;
     const path = join(dir, name);
+    const file: DefinitionFile = { path: rootPath(paths, path), text: '', device: undefined };
     try {
-      const device = parseMdevctlJson(readFileSync(path, 'utf8'), path);
+      file.text = readFileSync(path, 'utf8');
+      const device = parseMdevctlJson(file.text, path);
       if (device.mdevType !== PASSTHROUGH_TYPE) continue;
+      file.device = device;
       view.definitions.push(toDefinition(parseUuid(name), device));
     } catch (err) {
-      view.unreadable.push({ path, reason: err instanceof ApPersistError ? err.message : String(err) });
+      file.reason = err instanceof ApPersistError ? err.message : String(err);
+      view.unreadable.push({ path, reason: file.reason });
     }
+    view.files.set(name, file);
   }
   return view;
+}
+
+/**
+ * What the boot reads besides mdevctl's definitions: chzdev's 41-ap.rules
+ * and generate's record of what it wrote. A damaged record counts as none
+ * (every file then looks like a peer's), with the reason in `recordError`.
+ */
+export function readBootFiles(paths: HostPaths, mdevctl: MdevctlView): BootFiles & { recordError?: string } {
+  let recorded = new Map<string, ManifestEntry>();
+  let recordError: string | undefined;
+  try {
+    if (existsSync(paths.generatedManifest)) {
+      const entries = parseManifest(readFileSync(paths.generatedManifest, 'utf8'), paths.generatedManifest);
+      recorded = new Map(entries.map((e) => [e.path, e]));
+    }
+  } catch (err) {
+    recordError = err instanceof ApPersistError ? err.message : String(err);
+  }
+  return {
+    recorded,
+    rulesPath: rootPath(paths, paths.chzdevRules),
+    rules: observe(paths.chzdevRules),
+    mdevctlDir: rootPath(paths, paths.mdevctlMatrixDir),
+    definitions: mdevctl.files,
+    ...(recordError ? { recordError } : {}),
+  };
 }
 
 export interface HostView {
   store: LoadedStore;
   mdevctl: MdevctlView;
   live: LiveState;
+  boot: BootFiles & { recordError?: string };
 }

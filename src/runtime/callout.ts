@@ -242,7 +242,7 @@ function readDevice(s: Session): MdevDefinition {
  */
 async function checkAutostart(s: Session, mdev: MdevDefinition): Promise<void> {
   if (mdev.start !== 'auto') return;
-  const [{ loadStore }, { readLiveState, readMdevctlDefinitions }, { autostartMdevs, persistentMasks }] = await Promise.all([
+  const [{ loadStore }, { readBootFiles, readLiveState, readMdevctlDefinitions }, { autostartMdevs, persistentConfig, persistentMasks }] = await Promise.all([
     import('../store/store.js'),
     import('../host/state.js'),
     import('../checks/check-host.js'),
@@ -250,8 +250,10 @@ async function checkAutostart(s: Session, mdev: MdevDefinition): Promise<void> {
   const store = loadStore(s.paths.store);
   const mdevctl = readMdevctlDefinitions(s.paths);
   for (const u of mdevctl.unreadable) s.io.stderr(`warning: skipped ${u.path}: ${u.reason}\n`);
-  const others = autostartMdevs({ store, mdevctl }).filter((m) => m.uuid !== mdev.uuid);
-  const masks = persistentMasks(store.store, readLiveState(s.sysfs));
+  // What the next boot uses: 41-ap.rules as ap-check reads it, mdevctl's changes to our mdevs.
+  const config = persistentConfig({ store, boot: readBootFiles(s.paths, mdevctl) });
+  const others = autostartMdevs(config, mdevctl).filter((m) => m.uuid !== mdev.uuid);
+  const masks = persistentMasks(config, readLiveState(s.sysfs));
   const reasons = reasonsFor(checkClaim(mdev, others, masks, 'persistent'), 'is defined for autostart by', 'persistent');
   if (reasons.length) {
     throw new Refusal(reasons, "give the mdev other APQNs, define it with start manual, or free the APQNs ('ap-persist check' shows all conflicts)");

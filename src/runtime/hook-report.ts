@@ -17,6 +17,8 @@ export interface HookReport {
   masks: { applied: boolean; writes: MaskWrite[]; kept_for_active_mdevs: string[] };
   vfio_ap: 'loaded' | 'already-loaded' | 'would-load' | 'failed';
   mdevs: HookMdevOutcome[];
+  /** What chzdev or mdevctl changed in the boot files since generate: the hook applied theirs. */
+  drift?: string[];
   commands: { command: string; ran: boolean; exit_code?: number; error?: string }[];
   errors: string[];
   timings_ms: Record<string, number>;
@@ -43,6 +45,7 @@ export function hookReportLines(r: HookReport): ReportLine[] {
   if (r.masks.kept_for_active_mdevs.length) {
     add(`  kept out of the host pool because active mdevs hold them: ${r.masks.kept_for_active_mdevs.join(', ')}`, 'warning');
   }
+  for (const d of r.drift ?? []) add(`  drift (applied as on disk; 'ap-persist import' keeps it, 'ap-persist generate --force' undoes it): ${d}`, 'warning');
   add(`  vfio_ap: ${r.vfio_ap}`);
   for (const m of r.mdevs) {
     const refused = m.outcome === 'skipped' || m.outcome === 'failed';

@@ -9,7 +9,10 @@ import { describeFailure } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { acquireLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
-import { readActiveState, type ActiveState } from '../host/state.js';
+import { readActiveState, readBootFiles, readMdevctlDefinitions, type ActiveState } from '../host/state.js';
+import { changesBoot, driftLines, effectiveConfig } from '../checks/drift.js';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { formatAdapter, formatApqn, formatDomain } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
@@ -163,7 +166,7 @@ function emptyReport(env: Record<string, string | undefined>): HookReport {
  * when the bus shows it, or after an EBUSY from a backport). Records in the
  * report the writes the kernel took, what was kept out, and any refusal.
  */
-function applyStoreMasks(sysfs: Sysfs, store: Store, live: ActiveState, report: HookReport): void {
+function applyStoreMasks(sysfs: Sysfs, store: Pick<Store, 'masks' | 'mdevs'>, live: ActiveState, report: HookReport): void {
   if (!live.masks) {
     report.errors.push('no AP bus masks in sysfs (bus/ap/apmask): masks not applied');
     return;
@@ -220,11 +223,18 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     lock = acquireLock(deps.paths.lock, { timeoutMs: 10_000 });
     let t = lap('lock', t0);
     const store = loadStore(deps.paths.store).store; // broken: throws, nothing touched
+    // At boot the files the peers act on rule: chzdev's or mdevctl's change since generate is applied, and reported.
+    const mdevctl = readMdevctlDefinitions(deps.paths);
+    const boot = readBootFiles(deps.paths, mdevctl);
+    const config = effectiveConfig(store, boot);
+    const drift = config.drift.filter(changesBoot);
+    if (drift.length) report.drift = drift.map((d) => driftLines(d).join('; '));
+    if (boot.recordError) report.errors.push(`${boot.recordError}: drift cannot be told from the store's own files`);
     let live = readActiveState(deps.sysfs);
     t = lap('read', t);
 
-    // 1. Masks: the store's, less what an active mdev holds.
-    applyStoreMasks(deps.sysfs, store, live, report);
+    // 1. Masks: the boot's (41-ap.rules where chzdev changed them), less what an active mdev holds.
+    applyStoreMasks(deps.sysfs, { masks: config.masks, mdevs: store.mdevs }, live, report);
     t = lap('masks', t);
 
     // 2. vfio_ap.
@@ -247,7 +257,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     const claimed: MdevDefinition[] = [];
     const toStart: string[] = [];
     const alreadyActive: string[] = [];
-    for (const mdev of store.mdevs.filter((m) => m.start === 'auto')) {
+    for (const mdev of config.mdevs.filter((m) => m.start === 'auto')) {
       const outcome: HookMdevOutcome = { uuid: mdev.uuid, ...(mdev.name ? { name: mdev.name } : {}), outcome: 'started' };
       report.mdevs.push(outcome);
       if (activeUuids.has(mdev.uuid)) {
@@ -270,8 +280,10 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       if (report.vfio_ap === 'failed') {
         for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: 'vfio_ap is not loaded' });
       } else {
-        // The target wants every auto mdev, so it would start the refused ones too: only when all passed.
-        const allPass = report.mdevs.every((m) => m.outcome !== 'skipped');
+        // The target wants every mdev generate linked, so it would start the refused ones too, and
+        // those mdevctl made manual or undefined since: only when all passed and nothing else is linked.
+        const autoUnits = new Set(report.mdevs.map((m) => mdevUnit(m.uuid)));
+        const allPass = report.mdevs.every((m) => m.outcome !== 'skipped') && linkedMdevUnits(deps.paths).every((u) => autoUnits.has(u));
         const units = toStart.map(mdevUnit);
         const adopted = alreadyActive.map(mdevUnit);
         const states = await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]);
@@ -318,6 +330,15 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
   lap('total', t0);
   writeReport(deps.paths, report);
   return report;
+}
+
+/** The mdev units generate linked into ap-persist-mdevs.target.wants. */
+function linkedMdevUnits(paths: HostPaths): string[] {
+  try {
+    return readdirSync(join(paths.generatedUnitsDir, `${MDEVS_TARGET}.wants`));
+  } catch {
+    return [];
+  }
 }
 
 function writeReport(paths: HostPaths, report: HookReport): void {

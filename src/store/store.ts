@@ -208,6 +208,11 @@ export function putMasks(doc: IniDocument, masks: HostMasks, previous: HostMasks
   }
 }
 
+/** Drops a mask: the store no longer sets it, so it stays as the kernel has it. */
+export function unsetMask(doc: IniDocument, key: 'apmask' | 'aqmask'): void {
+  if (doc.get('masks', key) !== undefined) doc.delete('masks', key);
+}
+
 /** Validates the edited text as a store, then replaces the file atomically. */
 export function saveStore(loaded: LoadedStore): Store {
   const text = loaded.doc.toString();

@@ -117,7 +117,7 @@ describe('import from chzdev and mdevctl, then generate', () => {
     expect(list.find((m) => m.uuid === INTRUDER)!.start).toBe('auto');
   });
 
-  it('--prefer store that keeps the store\'s masks does not report them as imported', async () => {
+  it('--prefer store keeps the store\'s masks over a chzdev file nothing records as newer, and does not report them as imported', async () => {
     // chzdev gives adapter 5 and domain 0x47 back to the host, so APQN 05.0047, which the store's auto mdev uses.
     const host = givenHost({
       ...threeGuestsHost(),
@@ -127,8 +127,10 @@ describe('import from chzdev and mdevctl, then generate', () => {
     const r = await host.json('import', '--from', 'chzdev', '--prefer', 'store');
     expect(r.code, r.stderr).toBe(0);
     expect(r.doc.changes).toEqual([]);
-    expect(r.doc.resolved).toHaveLength(1);
-    expect(r.doc.resolved[0]).toContain("kept the store's masks");
+    expect(r.doc.resolved).toEqual([
+      expect.stringContaining("kept the store's apmask over chzdev's (--prefer store): apmask: store 0-4,7-255; chzdev's 41-ap.rules 0-5,7-255"),
+      expect.stringContaining("kept the store's aqmask over chzdev's"),
+    ]);
     expect((await host.json('mask', 'show')).doc.persistent.apmask).toBe('0-4,7-255');
   });
 
@@ -145,7 +147,18 @@ describe('import from chzdev and mdevctl, then generate', () => {
     });
     const r = await host.run('import', '--from', 'chzdev', '--prefer', 'store');
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.trim().split('\n')).toEqual(['imported apmask "0-4,6-255" from chzdev (store: "0-4,7-255")']);
+    expect(r.stdout.trim().split('\n')).toEqual([
+      'nothing to import: the store already holds it',
+      "kept the store's apmask over chzdev's (--prefer store): apmask: store 0-4,7-255; chzdev's 41-ap.rules 0-4,6-255",
+    ]);
+    // Without a preference, chzdev's masks are taken: the store sets none.
+    const fresh = givenHost({ ...threeGuestsHost(), store: '', files: { 'etc/udev/rules.d/41-ap.rules': chzdevRulesText(IdSet.full().minus(IdSet.of([5])), AQMASK) } });
+    const taken = await fresh.run('import', '--from', 'chzdev');
+    expect(taken.code, taken.stderr).toBe(0);
+    expect(taken.stdout.trim().split('\n')).toEqual([
+      'imported apmask "0-4,6-255" from chzdev (store: not set)',
+      `imported aqmask "${AQMASK.toRanges()}" from chzdev (store: not set)`,
+    ]);
   });
 
   it('--prefer imported lists the store mdevs it made manual among the changes', async () => {
@@ -156,7 +169,7 @@ describe('import from chzdev and mdevctl, then generate', () => {
     expect((await host.run('check', '--persistent')).code).toBe(0);
   });
 
-  it('--json: refusing an mdev that the store defines differently prints one document', async () => {
+  it('--json: refusing mdevs that the store defines differently (matrix, start mode) prints one document', async () => {
     const host = givenHost({ ...s390toolsHost(), store: THREE_GUESTS_STORE.replace(/(name = guest2\nadapters = )5/, '$16') });
     const before = host.snapshot();
     const r = await host.json('import', '--from', 'mdevctl');
@@ -164,7 +177,11 @@ describe('import from chzdev and mdevctl, then generate', () => {
     expect(r.doc).toEqual({
       ok: false,
       refused: 'differing',
-      differing: [{ uuid: GUEST2, message: expect.stringContaining(`mdev ${GUEST2}: store has`) }],
+      // guest2's adapter was edited in the store; mdevctl's guest3 is manual where the store's is auto.
+      differing: [
+        { uuid: GUEST2, message: expect.stringContaining(`mdev ${GUEST2}: store has ${GUEST2} (guest2): adapters 6,`) },
+        { uuid: GUEST3, message: expect.stringMatching(/store has .*start auto; mdevctl has .*start manual$/) },
+      ],
     });
     expect(host.snapshot()).toEqual(before);
   });

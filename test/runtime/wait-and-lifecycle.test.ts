@@ -1,7 +1,7 @@
 // ap-persist wait (what ap-persist-wait.service runs before libvirt) and
 // mdev start on a host with mdevctl.
 
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/program.js';
@@ -158,25 +158,45 @@ describe('mdev start on a host with mdevctl', () => {
 });
 
 describe('mdev start when mdevctl defines the mdev differently', () => {
-  it("leaves mdevctl's file to generate and starts the store's matrix through sysfs, saying so", async () => {
+  it("with the store edited since generate (--no-generate): starts the store's matrix through sysfs and leaves mdevctl's file to generate, saying so", async () => {
     const host = givenSimulatedHost(
-      {
-        ...threeGuestsHost(),
-        masks: FREE,
-        vfioAp: true,
-        mdevctl: [{ uuid: GUEST2, start: 'manual', adapters: [5], domains: [0x47] }],
-        files: { 'usr/sbin/mdevctl': '#!/bin/sh\n' },
-      },
+      { ...threeGuestsHost(), masks: FREE, vfioAp: true, files: { 'usr/sbin/mdevctl': '#!/bin/sh\n' } },
       '6.0',
     );
     chmodSync(join(host.root, 'usr/sbin/mdevctl'), 0o755);
+    expect((await host.run(['generate'])).code).toBe(0);
+    expect((await host.run(['mdev', 'modify', GUEST2, '--domains', '0x47', '--no-generate'])).code).toBe(0);
     const before = host.read(`etc/mdevctl.d/matrix/${GUEST2}`);
     const r = await host.run(['mdev', 'start', GUEST2], { PATH: '/usr/sbin' });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain("mdevctl's definition of");
     expect(host.runner()!.log).toEqual([]);
     expect(host.read(`etc/mdevctl.d/matrix/${GUEST2}`)).toBe(before);
-    expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST2}/matrix`)).toBe('05.0047\n05.00ff\n');
+    expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST2}/matrix`)).toBe('05.0047\n');
+  });
+
+  it("changed by mdevctl since generate: starts mdevctl's definition, the one the boot uses", async () => {
+    const host = givenSimulatedHost({ ...threeGuestsHost(), masks: FREE, vfioAp: true }, '6.0');
+    expect((await host.run(['generate'])).code).toBe(0);
+    // As `mdevctl modify -u GUEST2 --delattr --index 2` leaves it: domain 0xff gone.
+    const file = join(host.root, `etc/mdevctl.d/matrix/${GUEST2}`);
+    const def = JSON.parse(readFileSync(file, 'utf8')) as { attrs: Record<string, string>[] };
+    def.attrs = def.attrs.filter((a) => a['assign_domain'] !== '255');
+    writeFileSync(file, JSON.stringify(def, null, 2));
+    const r = await host.run(['mdev', 'start', GUEST2]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST2}/matrix`)).toBe('05.0047\n');
+  });
+
+  it('undefined by mdevctl since generate: refuses to start it, naming both ways out', async () => {
+    const host = givenSimulatedHost({ ...threeGuestsHost(), masks: FREE, vfioAp: true }, '6.0');
+    expect((await host.run(['generate'])).code).toBe(0);
+    rmSync(join(host.root, `etc/mdevctl.d/matrix/${GUEST2}`));
+    const r = await host.run(['mdev', 'start', GUEST2]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`mdev ${GUEST2} was undefined in mdevctl since ap-persist generated it`);
+    expect(r.stderr).toContain("'ap-persist import'");
+    expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST2}`)).toBe(false);
   });
 });
 

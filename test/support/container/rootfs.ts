@@ -56,14 +56,20 @@ export function rootfsStamp(path: string): string {
   return join(path, STAMP);
 }
 
+/** One enabled `deb` entry of the machine's apt sources. */
+export interface AptSource {
+  uri: string;
+  suites: string[];
+  /** The keyring its Signed-By names, when it names a file. */
+  signedBy: string | undefined;
+}
+
 /**
- * The mirror for debootstrap, from the machine's own apt sources (deb822
- * `.sources` files, then one-line `.list` files): the first URI of an enabled
- * `deb` entry that lists the suite.
+ * The machine's enabled `deb` sources, in apt's order: deb822 `.sources`
+ * files, then one-line `.list` files (`/etc/apt/sources.list` first).
  */
-export function debianMirror(suite = SUITE): string {
-  const override = process.env[MIRROR_ENV];
-  if (override) return override;
+export function aptSources(): AptSource[] {
+  const sources: AptSource[] = [];
   const dir = '/etc/apt/sources.list.d';
   const files = existsSync(dir) ? readdirSync(dir).sort().map((f) => join(dir, f)) : [];
   for (const file of files.filter((f) => f.endsWith('.sources'))) {
@@ -74,18 +80,59 @@ export function debianMirror(suite = SUITE): string {
       };
       if (!field('Types').includes('deb') || field('Enabled')[0]?.toLowerCase() === 'no') continue;
       const uri = field('URIs')[0];
-      if (uri && field('Suites').includes(suite)) return uri;
+      const signedBy = field('Signed-By')[0];
+      if (uri) sources.push({ uri, suites: field('Suites'), signedBy: signedBy?.startsWith('/') ? signedBy : undefined });
     }
   }
   for (const file of ['/etc/apt/sources.list', ...files.filter((f) => f.endsWith('.list'))]) {
     if (!existsSync(file)) continue;
     for (const line of readFileSync(file, 'utf8').split('\n')) {
       // deb [options] URI suite component...
-      const m = /^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)/.exec(line);
-      if (m && m[2] === suite) return m[1]!;
+      const m = /^\s*deb\s+(?:\[([^\]]*)\]\s+)?(\S+)\s+(\S+)/.exec(line);
+      if (!m) continue;
+      const signedBy = /(?:^|\s)signed-by=(\S+)/.exec(m[1] ?? '')?.[1];
+      sources.push({ uri: m[2]!, suites: [m[3]!], signedBy: signedBy?.startsWith('/') ? signedBy : undefined });
     }
   }
+  return sources;
+}
+
+/**
+ * The mirror for debootstrap, from the machine's own apt sources (deb822
+ * `.sources` files, then one-line `.list` files): the first URI of an enabled
+ * `deb` entry that lists the suite.
+ */
+export function debianMirror(suite = SUITE): string {
+  const override = process.env[MIRROR_ENV];
+  if (override) return override;
+  const source = aptSources().find((s) => s.suites.includes(suite));
+  if (source) return source.uri;
   throw new Error(`no apt source of this machine serves Debian ${suite}; set ${MIRROR_ENV} to a Debian mirror`);
+}
+
+/** The machine's own Debian release (VERSION_CODENAME of /etc/os-release), else the containers' suite. */
+function ownSuite(): string {
+  try {
+    return /^VERSION_CODENAME=["']?([^"'\n]+)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? SUITE;
+  } catch {
+    return SUITE;
+  }
+}
+
+/**
+ * The Debian archive to fetch `suite` from, for a suite this machine need
+ * not have in its sources (say forky on a bookworm host): the apt source that
+ * lists the suite, else the one this machine's own release comes from (a
+ * Debian archive serves every suite). `keyring` is that source's Signed-By
+ * file, if any. AP_PERSIST_TEST_MIRROR overrides the URI.
+ */
+export function debianArchive(suite: string): { uri: string; keyring: string | undefined } {
+  const override = process.env[MIRROR_ENV];
+  if (override) return { uri: override, keyring: undefined };
+  const sources = aptSources();
+  const source = sources.find((s) => s.suites.includes(suite)) ?? sources.find((s) => s.suites.includes(ownSuite()));
+  if (source) return { uri: source.uri, keyring: source.signedBy };
+  throw new Error(`no apt source of this machine serves Debian ${suite} or ${ownSuite()}; set ${MIRROR_ENV} to a Debian mirror`);
 }
 
 /**
