@@ -11,7 +11,7 @@ import { parseChzdevRules } from '../generate/chzdev-rules.js';
 import type { RootPath } from '../generate/host-files.js';
 import { sha256, type ManifestEntry } from '../generate/manifest.js';
 import type { IdSet } from '../model/idset.js';
-import { mdevLabel, sameMatrix, type HostMasks, type MdevDefinition } from '../model/mdev.js';
+import { mdevLabel, type HostMasks, type MdevDefinition } from '../model/mdev.js';
 import type { Uuid } from '../model/uuid.js';
 import type { MdevctlDevice } from '../store/mdevctl-defs.js';
 import type { Store } from '../store/store.js';
@@ -114,7 +114,7 @@ function rulesDrift(store: Store, files: BootFiles): { drift?: Drift; masks: Hos
 }
 
 /** What differs between the store's definition and mdevctl's, in words. */
-export function definitionChanges(store: MdevDefinition, disk: MdevctlDevice): string[] {
+function definitionChanges(store: MdevDefinition, disk: MdevctlDevice): string[] {
   const out: string[] = [];
   if (store.start !== disk.start) out.push(`start ${store.start} -> ${disk.start}`);
   const axis = (what: string, a: IdSet, b: IdSet): void => {
@@ -207,9 +207,4 @@ export function driftLines(d: Drift, show: (path: RootPath) => string = (p) => `
 /** Drift as the JSON documents carry it. */
 export function driftJson(d: Drift): { kind: string; path: RootPath; uuid?: string; changes_boot: boolean; lines: string[] } {
   return { kind: d.kind, path: d.path, ...('uuid' in d ? { uuid: d.uuid } : {}), changes_boot: changesBoot(d), lines: driftLines(d) };
-}
-
-/** Whether two definitions are the same mdev as the boot makes it. */
-export function sameDefinition(a: MdevDefinition, b: MdevDefinition): boolean {
-  return a.start === b.start && sameMatrix(a, b);
 }
