@@ -82,7 +82,8 @@ function ownership(observed: Observed, recorded: ManifestEntry | undefined): Own
   return observed.kind === 'symlink' && observed.target === recorded.symlink ? 'ours' : 'changed';
 }
 
-function sameMask(a: IdSet | undefined, b: IdSet | undefined): boolean {
+/** Two masks alike, "not set" included. */
+export function sameMask(a: IdSet | undefined, b: IdSet | undefined): boolean {
   return a && b ? a.equals(b) : a === b;
 }
 
@@ -141,6 +142,11 @@ function mdevDrift(mdev: MdevDefinition, files: BootFiles): { drift?: Drift; eff
   if (changes.length === 0) return owner === 'changed' ? { drift: { kind: 'mdev-rewritten', uuid: mdev.uuid, label, path }, effective: mdev } : { effective: mdev };
   const disk: MdevDefinition = { ...mdev, adapters: device.adapters, domains: device.domains, controlDomains: device.controlDomains, start: device.start };
   return { drift: { kind: 'mdev-changed', uuid: mdev.uuid, label, path, changes, disk, otherAttrs: device.otherAttrs, generated: owner === 'changed' }, effective: disk };
+}
+
+/** One store mdev as the boot makes it: mdevctl's definition where it changed ours; undefined once undefined there. */
+export function effectiveMdev(mdev: MdevDefinition, files: BootFiles): MdevDefinition | undefined {
+  return mdevDrift(mdev, files).effective;
 }
 
 /** The store with every peer's change in its place, and the list of those changes. */

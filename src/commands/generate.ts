@@ -15,6 +15,7 @@ import { writeFileAtomic } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import { saveStore, type LoadedStore } from '../store/store.js';
 import type { HostPaths } from '../host/paths.js';
+import type { HostView } from '../host/state.js';
 import { mdevLabel } from '../model/mdev.js';
 import { chzdevRulesTemplate } from '../generate/assets.js';
 import { MDEV_TEMPLATE } from '../generate/unit-names.js';
@@ -73,8 +74,8 @@ function readManifest(paths: HostPaths): { text: string | undefined; entries: Ma
   return { text, entries: parseManifest(text, paths.generatedManifest) };
 }
 
-export function planGenerate(ctx: Context): GeneratePlan {
-  const view = readHostView(ctx);
+/** `view`: the host as the caller already read it, so it is not read twice. */
+export function planGenerate(ctx: Context, view: HostView = readHostView(ctx)): GeneratePlan {
   return makePlan({
     store: view.store.store,
     // Generate writes the store over any drift: check the store as it will be.

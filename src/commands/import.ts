@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { checkPersistent, newConflicts, persistentConfig } from '../checks/check-host.js';
+import { sameMask } from '../checks/drift.js';
 import { conflictKey, type ConflictList } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { rootPath } from '../generate/host-files.js';
@@ -162,7 +163,7 @@ function changesOf(store: Store, p: Plan): { imports: string[]; demoted: string[
   for (const key of ['apmask', 'aqmask'] as const) {
     const now = p.masks[key];
     const was = store.masks[key];
-    if (now && was ? now.equals(was) : now === was) continue;
+    if (sameMask(now, was)) continue;
     const from = p.source.get(key) ?? 'chzdev';
     if (!now) imports.push(`removal of ${key} from ${from} (store: "${was!.toRanges()}"; now not set: the kernel's value stays)`);
     else imports.push(`${key} "${now.toRanges()}" from ${from} (store: ${was ? `"${was.toRanges()}"` : 'not set'})`);
@@ -208,8 +209,7 @@ function baseline(view: HostView, from: ImportSource[]): ConflictList {
 }
 
 function sameMasks(a: HostMasks, b: HostMasks): boolean {
-  const same = (x: IdSet | undefined, y: IdSet | undefined): boolean => (x && y ? x.equals(y) : x === y);
-  return same(a.apmask, b.apmask) && same(a.aqmask, b.aqmask);
+  return sameMask(a.apmask, b.apmask) && sameMask(a.aqmask, b.aqmask);
 }
 
 /**

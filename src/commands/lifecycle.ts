@@ -5,7 +5,7 @@ import { checkStart } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { acquireLock } from '../host/lock.js';
 import { readBootFiles, readLiveState, readMdevctlDefinitions } from '../host/state.js';
-import { effectiveConfig } from '../checks/drift.js';
+import { effectiveMdev } from '../checks/drift.js';
 import { mdevLabel } from '../model/mdev.js';
 import { parseUuid } from '../model/uuid.js';
 import { findMdevctl, mdevctlDefinition, startMdev, stopMdev, type Lifecycle } from '../runtime/mdev-lifecycle.js';
@@ -26,11 +26,10 @@ export async function mdevStart(ctx: Context, uuidText: string): Promise<number>
   const uuid = parseUuid(uuidText);
   const loaded = loadStore(ctx.paths.store);
   // The definition the boot uses: mdevctl's where it changed one of ours since generate.
-  const mdevctl = readMdevctlDefinitions(ctx.paths);
-  const config = effectiveConfig(loaded.store, readBootFiles(ctx.paths, mdevctl));
-  const mdev = config.mdevs.find((m) => m.uuid === uuid);
+  const stored = loaded.store.mdevs.find((m) => m.uuid === uuid);
+  const mdev = stored && effectiveMdev(stored, readBootFiles(ctx.paths, readMdevctlDefinitions(ctx.paths, uuid)));
   if (!mdev) {
-    if (loaded.store.mdevs.some((m) => m.uuid === uuid)) {
+    if (stored) {
       throw new InputError(`mdev ${uuid} was undefined in mdevctl since ap-persist generated it; not starting it`, {
         where: ctx.paths.at(`etc/mdevctl.d/matrix/${uuid}`),
         hint: "'ap-persist import' takes the undefine into the store; 'ap-persist generate --force' defines it again",

@@ -72,7 +72,7 @@ export async function maskSet(ctx: Context, args: string[], opts: MaskSetOptions
     const live = view.live.masks;
     // The regeneration would stop on a peer's change: refuse before the kernel's masks change.
     if (doPersistent && !opts.dryRun && opts.generate !== false && hasBootFiles(ctx.paths)) {
-      const plan = planGenerate(ctx);
+      const plan = planGenerate(ctx, view);
       if (conflictsOf(plan.steps).length) return { status: 'drift', plan, storeRestored: true };
     }
     if (doActive && !live) {

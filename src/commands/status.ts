@@ -64,11 +64,10 @@ interface BootFilesState {
 /** How the boot files stand against the store: changed by other tools (drift), or behind it (stale). */
 function bootFilesState(ctx: Context, view: HostView): BootFilesState {
   const installed = hasBootFiles(ctx.paths);
-  const drift = persistentConfig(view).drift;
-  if (!installed) return { installed, drift, stale: [] };
-  const plan = planGenerate(ctx);
+  if (!installed) return { installed, drift: persistentConfig(view).drift, stale: [] };
+  const plan = planGenerate(ctx, view);
   const stale = plan.steps.filter((s) => s.op !== 'keep' && !s.conflict).map((s) => ctx.paths.at(stepPath(s)));
-  return { installed, drift, stale };
+  return { installed, drift: plan.drift, stale };
 }
 
 function bootFilesLines(b: BootFilesState): string[] {

@@ -72,12 +72,16 @@ export function readActiveState(sysfs: Sysfs): ActiveState {
   return { masks: readActiveMasks(sysfs), mdevs: listActiveMatrices(sysfs), vfioAp: vfioApLoaded(sysfs) };
 }
 
-/** mdevctl's vfio_ap-passthrough definitions for parent `matrix`. */
-export function readMdevctlDefinitions(paths: HostPaths): MdevctlView {
+/**
+ * mdevctl's vfio_ap-passthrough definitions for parent `matrix`; with `only`,
+ * just that one (an mdev unit at boot needs its own, not all of them).
+ */
+export function readMdevctlDefinitions(paths: HostPaths, only?: string): MdevctlView {
   const dir = paths.mdevctlMatrixDir;
   const view: MdevctlView = { definitions: [], unreadable: [], files: new Map() };
   if (!existsSync(dir)) return view;
-  for (const name of readdirSync(dir).sort()) {
+  const names = only === undefined ? readdirSync(dir).sort() : existsSync(join(dir, only)) ? [only] : [];
+  for (const name of names) {
     if (!isUuid(name)) continue;
     const path = join(dir, name);
     const file: DefinitionFile = { path: rootPath(paths, path), text: '', device: undefined };
