@@ -5,6 +5,7 @@
 import { formatAdapter, formatApqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { mdevApqns, mdevLabel, type HostMasks, type MdevDefinition } from '../model/mdev.js';
+import type { CalloutsView } from '../host/callouts.js';
 import type { HostView, LiveState, MdevctlView } from '../host/state.js';
 import { DRIFT_WAYS_OUT, driftLines, effectiveConfig, type EffectiveConfig } from './drift.js';
 import type { Store } from '../store/store.js';
@@ -167,9 +168,17 @@ export function mdevWarnings(mdevs: readonly MdevDefinition[], live: LiveState |
   return out;
 }
 
+/** What mdevctl may ask instead of our callout, in one line; undefined when only ours answers. */
+export function apCheckWarning(callouts: CalloutsView): string | undefined {
+  if (!callouts.ours.length || !callouts.apCheck.length) return undefined;
+  return `s390-tools' ap-check is installed as an mdevctl callout too (${callouts.apCheck.join(', ')}): mdevctl takes the answer of the first callout that handles vfio_ap, so ap-persist's checks may never run; run 'ap-persist install' to set it aside again`;
+}
+
 /** Runs the scopes asked for. */
 export function checkHost(view: HostView, scopes: { persistent: boolean; active: boolean }): CheckResult {
   const parts: CheckResult[] = [];
+  const apCheck = apCheckWarning(view.callouts);
+  if (apCheck) parts.push({ conflicts: [], omitted: 0, warnings: [{ scope: 'persistent', kind: 'ap-check-present', message: apCheck }] });
   if (scopes.persistent) parts.push(checkPersistent(view));
   if (scopes.active) parts.push(checkActive(view.live));
   const merged = mergeConflicts(...parts);

@@ -1,4 +1,4 @@
-// generate and install. Their modules (and handlebars) load only when one of
+// generate, install and uninstall. Their modules (and handlebars) load only when one of
 // them runs: the boot-time hook goes through the same program.
 
 import type { Command } from 'commander';
@@ -20,4 +20,10 @@ export function registerGenerate(program: Command, wrap: Wrap): void {
     .option('--node <path>', 'the node binary they run it with (default: the one running now, symlinks resolved)')
     .option('--no-reload', 'do not run udevadm control --reload and systemctl daemon-reload')
     .action(wrap(async (ctx, opts) => (await import('../commands/install.js')).install(ctx, opts)));
+  program
+    .command('uninstall')
+    .description("remove what install and generate wrote (files changed since by chzdev or mdevctl stay) and put back s390-tools' ap-check: the removal step; the store stays")
+    .option('--purge', 'delete the store too')
+    .option('--no-reload', 'do not run udevadm control --reload and systemctl daemon-reload')
+    .action(wrap(async (ctx, opts) => (await import('../commands/uninstall.js')).uninstall(ctx, opts)));
 }

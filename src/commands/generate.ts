@@ -68,7 +68,7 @@ function removeEntry(paths: HostPaths, path: RootPath): void {
   }
 }
 
-function readManifest(paths: HostPaths): { text: string | undefined; entries: ManifestEntry[] } {
+export function readManifest(paths: HostPaths): { text: string | undefined; entries: ManifestEntry[] } {
   if (!existsSync(paths.generatedManifest)) return { text: undefined, entries: [] };
   const text = readFileSync(paths.generatedManifest, 'utf8');
   return { text, entries: parseManifest(text, paths.generatedManifest) };

@@ -12,6 +12,7 @@ import { generateJson, stepLines } from '../generate/report.js';
 import { checkBin, checkNode, staticEntries, SYSTEMCTL_CANDIDATES, type InstalledPrograms } from '../generate/static-files.js';
 import { fileConflictError, generateFiles, generateWarnings, planGenerate, putEntry, reload, reportStoreRefusal } from './generate.js';
 import { observe } from '../fsio/observe.js';
+import { setApCheckAside, type MoveResult } from '../host/callouts.js';
 
 export interface InstallOptions {
   bin?: string;
@@ -82,12 +83,15 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
   warnIfMissing(ctx, programs.bin, '--bin');
   warnIfMissing(ctx, programs.node, '--node');
 
+  // Only now that ours is in place: mdevctl is never without a vfio_ap callout.
+  const aside = setApCheckAside(ctx.paths);
   const g = generateFiles(ctx, { dryRun: false, force: false });
   const generated = g.status === 'done' ? g.changed : [];
   const commands = opts.reload === false ? [] : reloadCommands([...statics.written, ...generated], ctx.paths);
   const reloads = await reload(ctx, commands);
+  asideErrors(ctx, aside);
 
-  const staticLines = statics.written.map((p) => `installed ${ctx.paths.at(p)}`);
+  const staticLines = [...statics.written.map((p) => `installed ${ctx.paths.at(p)}`), ...asideLines(aside)];
   if (g.status === 'store-conflicts') {
     for (const line of staticLines) ctx.info(line);
     return reportStoreRefusal(ctx, g.plan);
@@ -105,13 +109,28 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
       systemctl: programs.systemctl,
       generate: generateJson(ctx.paths, g.plan),
       reload: reloads,
+      ap_check_set_aside: aside.moved,
+      ap_check_not_set_aside: aside.failed,
     });
-    return 0;
+    return aside.failed.length ? 1 : 0;
   }
   for (const line of staticLines) ctx.info(line);
   for (const line of stepLines(ctx.paths, g.plan.steps, { dryRun: false, verbose: ctx.verbose })) ctx.info(line);
-  if (statics.written.length === 0 && generated.length === 0) ctx.info('nothing to change: installed and generated files are up to date');
+  if (statics.written.length === 0 && generated.length === 0 && aside.moved.length === 0) ctx.info('nothing to change: installed and generated files are up to date');
   for (const line of reloadLines(reloads)) ctx.info(line);
   generateWarnings(ctx, g.plan);
-  return 0;
+  return aside.failed.length ? 1 : 0;
+}
+
+function asideLines(aside: MoveResult): string[] {
+  return aside.moved.map(
+    (m) => `set aside s390-tools' ap-check callout ${m.from} -> ${m.to}: mdevctl takes the answer of the first callout, and ap-persist's refuses everything ap-check refuses; 'ap-persist uninstall' puts it back`,
+  );
+}
+
+/** A callout left in place is an error (exit 1): mdevctl may still ask it first. */
+function asideErrors(ctx: Context, aside: MoveResult): void {
+  for (const m of aside.failed) {
+    ctx.warn(`error: could not set aside s390-tools' ap-check callout ${m.from}: ${m.reason}; mdevctl may ask it instead of ap-persist (move it out of the callout directory by hand)`);
+  }
 }

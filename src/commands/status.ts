@@ -8,7 +8,8 @@ import { mdevPath, parseMatrix, readAttr } from '../sysfs/ap-host.js';
 import { mdevRows, mdevTable } from './mdev.js';
 import { readHostView } from './view.js';
 import type { HostView } from '../host/state.js';
-import { persistentConfig } from '../checks/check-host.js';
+import { apCheckWarning, persistentConfig } from '../checks/check-host.js';
+import type { CalloutsView } from '../host/callouts.js';
 import { DRIFT_WAYS_OUT, driftJson, driftLines, type Drift } from '../checks/drift.js';
 import { stepPath } from '../generate/reconcile.js';
 import { hasBootFiles, planGenerate } from './generate.js';
@@ -29,6 +30,7 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
       mdevs,
       guest_shortfalls: shortfalls.map((s) => ({ uuid: s.uuid, assigned: s.assigned, guest_gets: s.guestGets, missing: s.missing })),
       boot_files: { installed: boot.installed, drift: boot.drift.map(driftJson), stale: boot.stale },
+      callouts: { ap_persist: view.callouts.ours, ap_check: view.callouts.apCheck, ap_check_set_aside: view.callouts.setAside },
       last_hook: hook ?? null,
     });
     return 0;
@@ -45,6 +47,7 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
   }
   if (shortfalls.length) ctx.out();
   for (const line of bootFilesLines(boot)) ctx.out(line);
+  ctx.out(calloutLine(view.callouts));
   ctx.out();
   if (opts.matrix) {
     for (const line of matrixGrid(view)) ctx.out(line);
@@ -84,6 +87,14 @@ function bootFilesLines(b: BootFilesState): string[] {
   if (!b.installed) lines.push("boot files: not installed ('ap-persist install' writes them)");
   else if (!b.drift.length && !b.stale.length) lines.push('boot files: up to date with the store');
   return lines;
+}
+
+function calloutLine(c: CalloutsView): string {
+  const warning = apCheckWarning(c);
+  if (warning) return `mdevctl callout: warning: ${warning}`;
+  if (!c.ours.length) return c.apCheck.length ? `mdevctl callout: s390-tools' ap-check only (${c.apCheck.join(', ')})` : 'mdevctl callout: none installed';
+  const aside = c.setAside.length ? `; s390-tools' ap-check set aside (${c.setAside.join(', ')}), 'ap-persist uninstall' puts it back` : '';
+  return `mdevctl callout: ap-persist (${c.ours.join(', ')})${aside}`;
 }
 
 interface Shortfall {

@@ -5,6 +5,7 @@ import { checkJson, checkLines } from '../checks/report.js';
 import type { CheckWarning } from '../checks/check-host.js';
 import type { ConflictList } from '../checks/conflicts.js';
 import { readBootFiles, readLiveState, readMdevctlDefinitions, type HostView } from '../host/state.js';
+import { readCallouts } from '../host/callouts.js';
 import { loadStore } from '../store/store.js';
 
 export function readHostView(ctx: Context): HostView {
@@ -14,6 +15,7 @@ export function readHostView(ctx: Context): HostView {
     mdevctl,
     live: readLiveState(ctx.sysfs),
     boot: readBootFiles(ctx.paths, mdevctl),
+    callouts: readCallouts(ctx.paths),
   };
 }
 

@@ -45,6 +45,10 @@ export class HostPaths {
   get calloutDirs(): string[] {
     return [this.at('etc/mdevctl.d/scripts.d/callouts'), this.at('usr/lib/mdevctl/scripts.d/callouts')];
   }
+  /** Files install moved out of the way (s390-tools' ap-check), at their own paths, for uninstall. */
+  get setAsideDir(): string {
+    return this.at('var/lib/ap-persist/set-aside');
+  }
   get lock(): string {
     return this.at('run/lock/s390apconfig.lock');
   }

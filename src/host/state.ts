@@ -1,6 +1,7 @@
 // Reads what the checks need from a host: the store, mdevctl's definitions and
 // the live AP state. The only I/O on the check path; everything after is pure.
 
+import type { CalloutsView } from './callouts.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApPersistError } from '../errors.js';
@@ -131,4 +132,5 @@ export interface HostView {
   mdevctl: MdevctlView;
   live: LiveState;
   boot: BootFiles & { recordError?: string };
+  callouts: CalloutsView;
 }

@@ -1,0 +1,117 @@
+// ap-persist uninstall: the package's removal step. Takes away what install
+// and generate wrote and nothing else: the package's rules, units and callout
+// by name, the generated files the record names while they still hold what
+// generate wrote (a file chzdev or mdevctl changed since is the admin's now,
+// and stays), then puts back s390-tools' ap-check. The store stays (Debian
+// policy: configuration goes on purge); --purge deletes it too. Running mdevs
+// are left alone: their guests keep their queues.
+
+import { existsSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import type { Context } from '../cli/context.js';
+import { RuntimeError } from '../errors.js';
+import { observe } from '../fsio/observe.js';
+import { packageAssets } from '../generate/assets.js';
+import { ownedDirs, rootPath, type RootPath } from '../generate/host-files.js';
+import { reconcile } from '../generate/reconcile.js';
+import { reloadCommands, reloadLines } from '../generate/reload.js';
+import { staticEntries, SYSTEMCTL_CANDIDATES } from '../generate/static-files.js';
+import { restoreApCheck } from '../host/callouts.js';
+import { withLock } from '../host/lock.js';
+import { readManifest, reload } from './generate.js';
+
+export interface UninstallOptions {
+  purge?: boolean;
+  /** commander's --no-reload sets this false. */
+  reload?: boolean;
+}
+
+interface Outcome {
+  removed: RootPath[];
+  /** Generated files changed since generate wrote them: not ours to delete. */
+  kept: RootPath[];
+}
+
+function remove(ctx: Context, path: RootPath): void {
+  try {
+    unlinkSync(ctx.paths.at(path));
+  } catch (err) {
+    throw new RuntimeError(`cannot remove: ${(err as Error).message}`, { where: ctx.paths.at(path) });
+  }
+}
+
+function removeIfEmpty(dir: string): void {
+  if (existsSync(dir) && readdirSync(dir).length === 0) rmdirSync(dir);
+}
+
+/** The package's files are ours by name, whatever --bin they were installed with. */
+function staticPaths(ctx: Context): RootPath[] {
+  const programs = { bin: '/', node: '/', systemctl: SYSTEMCTL_CANDIDATES[0]! };
+  return staticEntries(packageAssets(), programs, ctx.paths).map((e) => e.path);
+}
+
+function removeGenerated(ctx: Context, outcome: Outcome): void {
+  const record = readManifest(ctx.paths).entries;
+  withLock(ctx.paths.lock, () => {
+    // Generate's own rule with nothing wanted: remove what holds the record, keep what changed.
+    for (const step of reconcile([], record, (p) => observe(ctx.paths.at(p))).steps) {
+      if (step.op !== 'remove') continue;
+      if (step.conflict) outcome.kept.push(step.path);
+      else {
+        remove(ctx, step.path);
+        outcome.removed.push(step.path);
+      }
+    }
+    for (const dir of ownedDirs(ctx.paths)) removeIfEmpty(ctx.paths.at(dir));
+    if (existsSync(ctx.paths.generatedManifest)) remove(ctx, rootPath(ctx.paths, ctx.paths.generatedManifest));
+  });
+}
+
+export async function uninstall(ctx: Context, opts: UninstallOptions): Promise<number> {
+  // A damaged record stops uninstall (exit 2) before any file is touched.
+  readManifest(ctx.paths);
+  const outcome: Outcome = { removed: [], kept: [] };
+  // ap-check first: mdevctl is never without a vfio_ap callout.
+  const restored = restoreApCheck(ctx.paths);
+  for (const path of staticPaths(ctx)) {
+    if (observe(ctx.paths.at(path)).kind === 'absent') continue;
+    remove(ctx, path);
+    outcome.removed.push(path);
+  }
+  removeGenerated(ctx, outcome);
+  const purged: string[] = [];
+  if (opts.purge) {
+    for (const path of [ctx.paths.store, ctx.paths.lastHook]) {
+      if (observe(path).kind === 'absent') continue;
+      unlinkSync(path);
+      purged.push(path);
+    }
+    for (const dir of [ctx.paths.at('etc/ap-persist'), ctx.paths.at('run/ap-persist')]) removeIfEmpty(dir);
+  }
+  removeIfEmpty(ctx.paths.at('var/lib/ap-persist'));
+  const commands = opts.reload === false ? [] : reloadCommands(outcome.removed, ctx.paths);
+  const reloads = await reload(ctx, commands);
+
+  if (ctx.json) {
+    ctx.printJson({
+      removed: outcome.removed.map((p) => ctx.paths.at(p)),
+      kept: outcome.kept.map((p) => ctx.paths.at(p)),
+      ap_check_restored: restored.moved,
+      ap_check_not_restored: restored.failed,
+      ap_check_copies_dropped: restored.dropped,
+      store: opts.purge ? null : ctx.paths.store,
+      purged,
+      reload: reloads,
+    });
+  } else {
+    for (const p of outcome.removed) ctx.info(`removed ${ctx.paths.at(p)}`);
+    for (const p of outcome.kept) ctx.warn(`warning: kept ${ctx.paths.at(p)}: changed by another tool since ap-persist wrote it, so it is the admin's now; the next boot still uses it (remove it by hand if it should not)`);
+    for (const m of restored.moved) ctx.info(`put back s390-tools' ap-check callout ${m.to}`);
+    for (const d of restored.dropped) ctx.info(`dropped ${d}: s390-tools has installed a newer ap-check in its place`);
+    for (const p of purged) ctx.info(`deleted ${p}`);
+    if (!opts.purge && existsSync(ctx.paths.store)) ctx.info(`kept the store ${ctx.paths.store} ('uninstall --purge' deletes it)`);
+    if (!outcome.removed.length && !restored.moved.length && !purged.length) ctx.info('nothing to remove: ap-persist is not installed here');
+    for (const line of reloadLines(reloads)) ctx.info(line);
+  }
+  for (const m of restored.failed) ctx.warn(`error: could not put back s390-tools' ap-check callout ${m.to} from ${m.from}: ${m.reason}`);
+  return restored.failed.length ? 1 : 0;
+}
