@@ -1,9 +1,11 @@
 // The configuration lock shared with s390-tools (chzdev, ap-check) and so with
 // mdevctl: run/lock/s390apconfig.lock holds the owner's PID in decimal. It is
 // made with link() so that taking it is atomic, and is stale when that PID is
-// gone (or, empty, older than two minutes).
+// gone (or, holding no PID, older than two minutes). /run/lock is
+// world-writable: see readOwner and writeTemp for what a user may plant there.
 
-import { linkSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fstatSync, linkSync, mkdirSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { RuntimeError } from '../errors.js';
 
@@ -24,6 +26,8 @@ export interface HeldLock {
 }
 
 function pidAlive(pid: number): boolean {
+  // No process has a larger PID; kill() would take it for another number.
+  if (pid > PID_MAX) return false;
   try {
     process.kill(pid, 0);
     return true;
@@ -32,36 +36,81 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-function readOwner(path: string): number | undefined | 'gone' {
+/** What the lock file says: a live owner, a file to break, or nothing there. */
+type Owner = { pid: number } | { invalid: string; breakNow: boolean } | 'gone';
+
+const PID = /^[1-9][0-9]{0,9}\n?$/;
+const PID_MAX = 4_194_304; // PID_MAX_LIMIT on 64-bit kernels
+
+/**
+ * Reads the lock without following a link or blocking on a FIFO. Only a file
+ * owned by root (or by us, when not root) can be a lock: /run/lock is
+ * world-writable, and a file any user left there (garbage, "0", "-1", a
+ * user's own PID, a FIFO) is no owner and is broken at once. A lock file of
+ * ours that holds no valid PID is stale after two minutes, as in libap.
+ */
+function readOwner(path: string): Owner {
+  let fd: number;
   try {
-    const text = readFileSync(path, 'utf8').trim();
-    return text === '' ? undefined : parseInt(text, 10);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // ELOOP: a symlink, never a lock.
+    return code === 'ELOOP' ? { invalid: 'a symbolic link', breakNow: true } : 'gone';
+  }
+  try {
+    const st = fstatSync(fd);
+    const trusted = st.uid === 0 || st.uid === process.geteuid?.();
+    if (!st.isFile()) return { invalid: 'not a regular file', breakNow: true };
+    if (!trusted) return { invalid: `owned by uid ${st.uid}`, breakNow: true };
+    const buf = Buffer.alloc(40);
+    const text = buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)).toString('latin1');
+    if (PID.test(text)) return { pid: Number.parseInt(text, 10) };
+    return { invalid: text === '' ? 'empty' : 'not a PID', breakNow: Date.now() - st.mtimeMs > EMPTY_STALE_MS };
   } catch {
     return 'gone';
+  } finally {
+    closeSync(fd);
   }
 }
 
-function isStale(path: string, owner: number | undefined): boolean {
-  if (owner === undefined) {
-    try {
-      return Date.now() - statSync(path).mtimeMs > EMPTY_STALE_MS;
-    } catch {
-      return true;
-    }
-  }
-  return Number.isNaN(owner) || !pidAlive(owner);
+function isStale(owner: Exclude<Owner, 'gone'>): boolean {
+  return 'pid' in owner ? !pidAlive(owner.pid) : owner.breakNow;
 }
+
+const sameOwner = (a: Owner, b: Owner): boolean => (a === 'gone' || b === 'gone' ? a === b : 'pid' in a && 'pid' in b ? a.pid === b.pid : !('pid' in a) && !('pid' in b));
 
 function sleep(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+/**
+ * The temporary file libap links to the lock, made with O_EXCL (a name
+ * someone planted, link or file, is never opened) and a random suffix.
+ */
+function writeTemp(path: string, owner: number): string {
+  for (let attempt = 0; ; attempt++) {
+    const tmp = `${path}${String(process.pid).padStart(5, '0')}${randomBytes(8).toString('hex')}`;
+    try {
+      const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      try {
+        writeSync(fd, `${owner}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      return tmp;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 8) throw err;
+    }
+  }
+}
+
 /** Tries once; true when the lock is now ours. */
 export function tryLock(path: string, owner = process.pid): boolean | 'held-by-owner' {
-  const tmp = `${path}${String(process.pid).padStart(5, '0')}${Math.floor(Math.random() * 256).toString(16).padStart(2, '0')}`;
+  let tmp: string;
   try {
     mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(tmp, `${owner}\n`);
+    tmp = writeTemp(path, owner);
   } catch (err) {
     throw new RuntimeError(`cannot take the AP configuration lock: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
       where: path,
@@ -82,15 +131,13 @@ export function tryLock(path: string, owner = process.pid): boolean | 'held-by-o
   }
   const current = readOwner(path);
   if (current === 'gone') return false;
-  if (current === owner) return 'held-by-owner';
-  if (isStale(path, current)) {
-    // Remove only if it still names the same dead owner.
-    if (readOwner(path) === current) {
-      try {
-        unlinkSync(path);
-      } catch {
-        // someone else cleaned it
-      }
+  if ('pid' in current && current.pid === owner) return 'held-by-owner';
+  // Remove only if it still says the same: another process may have broken it and taken it meanwhile.
+  if (isStale(current) && sameOwner(readOwner(path), current)) {
+    try {
+      unlinkSync(path);
+    } catch {
+      // someone else cleaned it
     }
   }
   return false;
@@ -105,7 +152,7 @@ export function acquireLock(path: string, options: LockOptions = {}): HeldLock {
     if (got) return { acquired: true, release: () => releaseLock(path, owner) };
     if (Date.now() >= deadline) {
       const holder = readOwner(path);
-      throw new RuntimeError(`the AP configuration lock is held by PID ${holder === 'gone' ? '?' : holder}`, {
+      throw new RuntimeError(`the AP configuration lock is held by ${holder !== 'gone' && 'pid' in holder ? `PID ${holder.pid}` : holder === 'gone' ? 'a process that just left' : `a lock file that is ${holder.invalid}`}`, {
         where: path,
         hint: 'another ap-persist, chzdev or mdevctl is changing the AP configuration; retry when it is done',
       });
@@ -116,7 +163,8 @@ export function acquireLock(path: string, options: LockOptions = {}): HeldLock {
 
 /** Removes the lock when `owner` holds it. */
 export function releaseLock(path: string, owner = process.pid): void {
-  if (readOwner(path) === owner) {
+  const current = readOwner(path);
+  if (current !== 'gone' && 'pid' in current && current.pid === owner) {
     try {
       unlinkSync(path);
     } catch {
