@@ -66,10 +66,12 @@ function validateStore(doc: IniDocument): Store {
     if (section.name === '') {
       throw new InputError('a key = value before any [section]', { where, hint: 'put it under [masks] or [mdev.UUID]' });
     }
-    const key = section.name.startsWith(MDEV_PREFIX) ? section.name.toLowerCase() : section.name;
+    // One mdev, one section: [mdev.U], [mdev. U] and [mdev.u] are the same UUID.
+    const uuidText = section.name.startsWith(MDEV_PREFIX) ? section.name.slice(MDEV_PREFIX.length) : undefined;
+    const key = uuidText !== undefined && isUuid(uuidText) ? `${MDEV_PREFIX}${parseUuid(uuidText)}` : section.name;
     const first = seen.get(key);
     if (first !== undefined) {
-      throw new InputError(`section [${section.name}] appears twice (first at line ${first})`, {
+      throw new InputError(`section [${section.name}] defines ${uuidText !== undefined ? `mdev ${key.slice(MDEV_PREFIX.length)}` : `[${section.name}]`} a second time (first at line ${first})`, {
         where,
         hint: 'merge the two sections into one',
       });
@@ -170,7 +172,7 @@ export function findMdevSection(doc: IniDocument, uuid: Uuid): string | undefine
   return doc
     .sections()
     .map((s) => s.name)
-    .find((n) => n.startsWith(MDEV_PREFIX) && n.slice(MDEV_PREFIX.length).toLowerCase() === uuid);
+    .find((n) => n.startsWith(MDEV_PREFIX) && isUuid(n.slice(MDEV_PREFIX.length)) && parseUuid(n.slice(MDEV_PREFIX.length)) === uuid);
 }
 
 /**

@@ -42,7 +42,10 @@ describe('reading the store', () => {
     ['unknown section', '[mask]\napmask = 1\n', 1, /unknown section \[mask\]/],
     ['unknown key', `[mdev.${U}]\nadapter = 5\n`, 2, /unknown key 'adapter'/],
     ['duplicate key', '[masks]\napmask = 1\napmask = 2\n', 3, /set twice \(first at line 2\)/],
-    ['duplicate section', `[mdev.${U}]\nadapters = 5\n[mdev.${U.toUpperCase()}]\n`, 3, /appears twice/],
+    ['duplicate section', `[mdev.${U}]\nadapters = 5\n[mdev.${U.toUpperCase()}]\n`, 3, new RegExp(`defines mdev ${U} a second time \\(first at line 1\\)`)],
+    // The unit would start one section's matrix while check passed the other's.
+    ['same UUID spelled with a space', `[mdev.${U}]\nadapters = 5\n[mdev. ${U}]\nadapters = 6\n`, 3, new RegExp(`\\[mdev\\. ${U}\\] defines mdev ${U} a second time`)],
+    ['duplicate [masks]', '[masks]\napmask = 1\n[masks]\naqmask = 2\n', 3, /defines \[masks\] a second time/],
     ['bad UUID', '[mdev.guest1]\nadapters = 5\n', 1, /not a UUID/],
     ['bad ID', `[mdev.${U}]\nadapters = 5,300\n`, 2, /above 255/],
     ['reversed range', `[mdev.${U}]\ndomains = 9-3\n`, 2, /reversed/],
