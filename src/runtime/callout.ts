@@ -17,7 +17,7 @@ import { describeApqn } from '../model/apqn.js';
 import type { IdSet } from '../model/idset.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import { isUuid, parseUuid, type Uuid } from '../model/uuid.js';
-import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition } from '../store/mdevctl-defs.js';
+import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition, type MdevctlDevice } from '../store/mdevctl-defs.js';
 import {
   listActiveMatrices,
   mdevPath,
@@ -191,7 +191,7 @@ async function pre(s: Session): Promise<number> {
   try {
     acquireLock(s.paths.lock, { owner: s.owner, timeoutMs: s.lockTimeoutMs });
     if (action === 'define' || action === 'modify') await checkAutostart(s, readDevice(s));
-    if (action === 'start') checkAgainstActive(s, readDevice(s));
+    if (action === 'start') checkAgainstActive(s, readDevice(s).claims);
     return ACCEPT;
   } catch (err) {
     releaseLock(s.paths.lock, s.owner);
@@ -209,7 +209,7 @@ function liveModify(s: Session): number {
     if (!s.sysfs.exists(mdevPath(s.call.uuid, 'ap_config'))) {
       throw new Refusal(['this kernel does not support live updates of vfio_ap mdevs (no ap_config attribute)'], 'stop the mdev, modify its definition and start it again');
     }
-    checkAgainstActive(s, mdev);
+    checkAgainstActive(s, mdev.claims);
     const masks = [mdev.adapters, mdev.domains, mdev.controlDomains].map((ids) => ids.toKernelHex());
     s.sysfs.write(mdevPath(s.call.uuid, 'ap_config'), `${masks.join(',')}\n`);
     return ACCEPT;
@@ -225,13 +225,45 @@ function requireVfioAp(s: Session): void {
   }
 }
 
-/** The device JSON mdevctl writes on stdin, as a definition of this call's UUID. */
-function readDevice(s: Session): MdevDefinition {
-  const device = parseMdevctlJson(s.stdin, 'the device JSON on stdin');
+/** The device JSON mdevctl writes on stdin, as a definition of this call's UUID, with what it claims on the way. */
+function readDevice(s: Session): MdevDefinition & { claims: MdevDefinition[] } {
+  const where = 'the device JSON on stdin';
+  const device = parseMdevctlJson(s.stdin, where);
   if (device.mdevType !== PASSTHROUGH_TYPE) {
     throw new Refusal([`the device JSON has mdev_type '${device.mdevType}', not '${PASSTHROUGH_TYPE}'`]);
   }
-  return toDefinition(s.call.uuid, device);
+  // vfio_ap has no other writable attribute: mdevctl would fail to write it at every start.
+  const unknown = device.otherAttrs.flatMap((a) => Object.keys(a));
+  if (unknown.length) {
+    throw new Refusal(
+      unknown.map((key) => `attribute '${key}' is not one of vfio_ap's (assign_*, unassign_* and ap_config are): the mdev would fail to start`),
+      "remove it ('mdevctl modify --delattr --index N')",
+    );
+  }
+  const mdev = toDefinition(s.call.uuid, device);
+  return { ...mdev, claims: claimsOnTheWay(mdev, s.stdin, device, where) };
+}
+
+/**
+ * The matrices to check for an mdev whose attributes mdevctl writes in order:
+ * vfio_ap checks each assign_* write on its own (EADDRNOTAVAIL on an APQN of
+ * the host, EADDRINUSE on one of another mdev), so an ID assigned and then
+ * unassigned again, or replaced by an ap_config, is held on the way; and
+ * ap-check counts every assign_* (it ignores unassign_*). So each stretch up
+ * to an ap_config (which replaces the matrix) and the whole list count with
+ * their unassign_* left out. Plain assign_* lists only grow: just the mdev.
+ */
+function claimsOnTheWay(mdev: MdevDefinition, text: string, device: MdevctlDevice, where: string): MdevDefinition[] {
+  if (!device.usesUnassign && !device.usesApConfig) return [mdev];
+  // Parsed without error just now.
+  const doc = JSON.parse(text) as Record<string, unknown> & { attrs: Record<string, unknown>[] };
+  const assignsOnly = (attr: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(attr).filter(([key]) => !key.startsWith('unassign_')));
+  const ends = [...doc.attrs.flatMap((attr, i) => ('ap_config' in attr ? [i] : [])), doc.attrs.length];
+  const held = ends.map((end) => {
+    const stretch = parseMdevctlJson(JSON.stringify({ ...doc, attrs: doc.attrs.slice(0, end).map(assignsOnly) }), where);
+    return { ...toDefinition(mdev.uuid, stretch), name: mdev.name, start: mdev.start };
+  });
+  return [mdev, ...held];
 }
 
 
@@ -240,7 +272,7 @@ function readDevice(s: Session): MdevDefinition {
  * any other auto mdev (ours or mdevctl's) nor own one the persistent masks
  * give to the host. A manual mdev is checked when it starts.
  */
-async function checkAutostart(s: Session, mdev: MdevDefinition): Promise<void> {
+async function checkAutostart(s: Session, mdev: MdevDefinition & { claims: MdevDefinition[] }): Promise<void> {
   if (mdev.start !== 'auto') return;
   const [{ loadStore }, { readBootFiles, readLiveState, readMdevctlDefinitions }, { autostartMdevs, persistentConfig, persistentMasks }] = await Promise.all([
     import('../store/store.js'),
@@ -252,24 +284,46 @@ async function checkAutostart(s: Session, mdev: MdevDefinition): Promise<void> {
   for (const u of mdevctl.unreadable) s.io.stderr(`warning: skipped ${u.path}: ${u.reason}\n`);
   // What the next boot uses: 41-ap.rules as ap-check reads it, mdevctl's changes to our mdevs.
   const config = persistentConfig({ store, boot: readBootFiles(s.paths, mdevctl) });
-  const others = autostartMdevs(config, mdevctl).filter((m) => m.uuid !== mdev.uuid);
+  // Another auto mdev that mdevctl starts from a definition with unassign_* or ap_config holds more on the way.
+  const others = autostartMdevs(config, mdevctl)
+    .filter((m) => m.uuid !== mdev.uuid)
+    .flatMap((m) => {
+      const file = mdevctl.files.get(m.uuid);
+      return file?.device ? claimsOnTheWay(m, file.text, file.device, file.path) : [m];
+    });
   const masks = persistentMasks(config, readLiveState(s.sysfs));
-  const reasons = reasonsFor(checkClaim(mdev, others, masks, 'persistent'), 'is defined for autostart by', 'persistent');
+  const reasons = claimReasons(mdev.claims, (claim) => checkClaim(claim, others, masks, 'persistent'), 'is defined for autostart by', 'persistent');
   if (reasons.length) {
     throw new Refusal(reasons, "give the mdev other APQNs, define it with start manual, or free the APQNs ('ap-persist check' shows all conflicts)");
   }
 }
 
-/** start and live modify: against the mdevs running now and the masks in force now. */
-function checkAgainstActive(s: Session, mdev: MdevDefinition): void {
+/** start and live modify: against the mdevs running now and the masks in force now. `claims[0]` is the mdev. */
+function checkAgainstActive(s: Session, claims: MdevDefinition[]): void {
+  const mdev = claims[0]!;
   if (mdev.domains.isEmpty() && !mdev.controlDomains.isEmpty()) {
     throw new Refusal(['it has control domains but no usage domain; assign at least one usage domain']);
   }
   const masks = readActiveMasks(s.sysfs);
   if (!masks) throw new Refusal(['the active AP masks (/sys/bus/ap/apmask, aqmask) cannot be read']);
   const others = listActiveMatrices(s.sysfs).filter((m) => m.uuid !== mdev.uuid);
-  const reasons = reasonsFor(checkClaim(mdev, others, masks, 'active'), 'is in use by active mdev', 'active');
+  const reasons = claimReasons(claims, (claim) => checkClaim(claim, others, masks, 'active'), 'is in use by active mdev', 'active');
   if (reasons.length) throw new Refusal(reasons, "stop the other mdev, or free the APQNs for vfio_ap ('ap-persist mask set')");
+}
+
+/**
+ * The reasons of every claim (the mdev first, then what it holds on the way),
+ * each line once; a note when some stand only on the way.
+ */
+function claimReasons(claims: MdevDefinition[], check: (claim: MdevDefinition) => ConflictList, sharedWith: string, scope: Scope): string[] {
+  const [own, ...onTheWay] = claims.map((claim) => reasonsFor(check(claim), sharedWith, scope));
+  const lines = new Set(own);
+  const before = lines.size;
+  for (const line of onTheWay.flat()) lines.add(line);
+  if (lines.size > before) {
+    lines.add('(its attributes assign APQNs that a later unassign_* or ap_config takes away again: vfio_ap checks each assign_* write on its own)');
+  }
+  return [...lines];
 }
 
 /** One line per conflicting APQN, in ap-check's words, naming the other owner. */

@@ -359,6 +359,8 @@ step g3-add-4-early mdevctl modify -u ${GUEST3} --addattr assign_domain --value 
 keep after-early
 step g1-unassign-6 mdevctl modify -u ${GUEST1} --addattr unassign_adapter --value 6
 step g3-unassign-first mdevctl modify -u ${GUEST3} --addattr unassign_adapter --value 6 --index 0
+step g3-add-4-held mdevctl modify -u ${GUEST3} --addattr assign_domain --value 0x04
+step g1-drop-6 mdevctl modify -u ${GUEST1} --delattr --index 1
 step g3-add-4 mdevctl modify -u ${GUEST3} --addattr assign_domain --value 0x04
 `,
       );
@@ -378,12 +380,18 @@ step g3-add-4 mdevctl modify -u ${GUEST3} --addattr assign_domain --value 0x04
       expect(JSON.parse(r.kept('after-early', GUEST3))).toEqual(generated.get(GUEST3));
       expect(r.step('g1-unassign-6')).toEqual(ok);
       expect(r.step('g3-unassign-first')).toEqual(ok);
-      // The callout checks against mdevctl's guest1 (adapter 5 only) now.
+      // guest1 still writes assign_adapter 6 before its unassign_adapter 6 at every start, and
+      // vfio_ap checks each write: whichever of the two starts second could fail. ap-check refuses too.
+      const held = r.step('g3-add-4-held');
+      expect(held.rc).not.toBe(0);
+      expect(held.err).toContain(`ap-persist: refused to modify mdev ${GUEST3}: APQN 06.0004 (6.4) is defined for autostart by ${GUEST1} (guest1)\n`);
+      // Deleting guest1's assign_adapter 6 really gives it up; the callout checks mdevctl's guest1 now.
+      expect(r.step('g1-drop-6')).toEqual(ok);
       expect(r.step('g3-add-4')).toEqual(ok);
 
       // mdevctl keeps the values as given and the attributes in order.
       const attrs = (uuid: string): Record<string, string>[] => JSON.parse(host.read(def(uuid))).attrs;
-      expect(attrs(GUEST1)).toEqual([...generated.get(GUEST1).attrs, { unassign_adapter: '6' }]);
+      expect(attrs(GUEST1)).toEqual([...generated.get(GUEST1).attrs.filter((a: Record<string, string>) => a['assign_adapter'] !== '6'), { unassign_adapter: '6' }]);
       expect(attrs(GUEST2)).toEqual([{ assign_adapter: '5' }, { assign_domain: '71' }, { assign_domain: '0x10' }, { assign_domain: '010' }]);
       expect(attrs(GUEST3)).toEqual([{ unassign_adapter: '6' }, { assign_adapter: '6' }, { assign_domain: '71' }, { assign_domain: '255' }, { assign_domain: '0x04' }]);
 
@@ -521,15 +529,20 @@ step list mdevctl list -d
   );
 
   itWithTools(
-    'an attribute the store cannot hold (--addattr foo): reported, and import refuses it (2) naming it, with no file changed',
+    'an attribute vfio_ap does not have (--addattr foo): the callout refuses it; written by hand, it is reported and import refuses it (2) naming it, with no file changed',
     TOOLS,
     async () => {
       const host = await generatedHost();
       const generated = host.read(def(GUEST2));
       const r = await mdevctl(host, `step foo mdevctl modify -u ${GUEST2} --addattr foo --value bar\n`);
-      // mdevctl 1.2 takes any attribute name; the callout checks only the matrix, which did not change.
-      expect(r.step('foo')).toEqual({ rc: 0, out: '', err: '' });
-      expect(JSON.parse(host.read(def(GUEST2)))).toEqual({ ...JSON.parse(generated), attrs: [...JSON.parse(generated).attrs, { foo: 'bar' }] });
+      // mdevctl 1.2 takes any attribute name; vfio_ap has no such file, so every start would fail.
+      const foo = r.step('foo');
+      expect(foo.rc).not.toBe(0);
+      expect(foo.err).toContain(`ap-persist: refused to modify mdev ${GUEST2}: attribute 'foo' is not one of vfio_ap's (assign_*, unassign_* and ap_config are): the mdev would fail to start\n`);
+      expect(host.read(def(GUEST2))).toBe(generated);
+
+      // An admin's editor (or mdevctl with no callout) writes it all the same.
+      writeFileSync(join(host.root, def(GUEST2)), JSON.stringify({ ...JSON.parse(generated), attrs: [...JSON.parse(generated).attrs, { foo: 'bar' }] }, null, 2));
 
       const drift = [changedHead(GUEST2, 'guest2'), 'attribute {"foo":"bar"} the store cannot hold'];
       const status = await host.run('status');

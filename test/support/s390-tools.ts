@@ -42,7 +42,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join, posix, resolve } from 'node:path';
+import { dirname, join, posix, resolve } from 'node:path';
 import { debianArchive } from './container/rootfs.js';
 import { isAlive } from './container/process.js';
 import { tempDir } from './host.js';
@@ -65,7 +65,7 @@ const TRIPLET = 's390x-linux-gnu';
 // Bump when the steps of a build change.
 const RECIPE_VERSION = 4;
 const STAMP = '.ap-persist-test-s390-tools.json';
-const DEFAULT_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
+export const DEFAULT_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 const FETCH_TIMEOUT_MS = 120_000;
 
 /** The programs, as paths in the package (upstream's install locations). */
@@ -114,21 +114,31 @@ interface PackageEntry {
   sha256: string;
 }
 
-async function download(url: string): Promise<Buffer> {
+/** A download that failed (no network, an HTTP error): the archive could not be asked, not a failed check. */
+export class FetchError extends Error {}
+
+export async function download(url: string): Promise<Buffer> {
   let res: Response;
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
   } catch (e) {
-    throw new Error(`cannot fetch ${url}: ${(e as Error).cause ?? (e as Error).message}`);
+    throw new FetchError(`cannot fetch ${url}: ${(e as Error).cause ?? (e as Error).message}`);
   }
-  if (!res.ok) throw new Error(`cannot fetch ${url}: HTTP ${res.status}`);
+  if (!res.ok) throw new FetchError(`cannot fetch ${url}: HTTP ${res.status}`);
   return Buffer.from(await res.arrayBuffer());
 }
 
-const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+export const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
-/** The suite's s390x package index, verified: InRelease by gpgv, Packages.xz by InRelease. */
-async function packageIndex(archive: string, keyring: string, suite: string, work: string): Promise<Map<string, PackageEntry>> {
+/** A single-line field of a Debian control stanza. */
+export const stanzaField = (stanza: string, name: string): string | undefined => new RegExp(`^${name}: *(.*)$`, 'm').exec(stanza)?.[1]?.trim();
+
+/**
+ * One xz-compressed index of the suite (e.g. main/source/Sources.xz), as
+ * text, verified: InRelease by gpgv against the keyring, the index by the
+ * SHA256 the signed part of InRelease gives for it.
+ */
+export async function verifiedIndex(archive: string, keyring: string, suite: string, indexPath: string, work: string): Promise<string> {
   const base = archive.replace(/\/+$/, '');
   const inRelease = join(work, `${suite}.InRelease`);
   writeFileSync(inRelease, await download(`${base}/dists/${suite}/InRelease`));
@@ -136,18 +146,22 @@ async function packageIndex(archive: string, keyring: string, suite: string, wor
   if (gpgv.status !== 0) throw new Error(`${base}/dists/${suite}/InRelease: bad or unknown signature (gpgv, keyring ${keyring}): ${gpgv.stderr.trim()}`);
   // Only the signed text counts.
   const sums = /^SHA256:\n((?:[ \t].*\n?)*)/m.exec(gpgv.stdout)?.[1] ?? '';
-  const indexPath = `main/binary-${ARCH}/Packages.xz`;
   const line = sums.split('\n').find((l) => l.trim().split(/\s+/)[2] === indexPath);
   if (!line) throw new Error(`${base}/dists/${suite}/InRelease lists no ${indexPath}`);
   const [wantSum] = line.trim().split(/\s+/);
   const xz = await download(`${base}/dists/${suite}/${indexPath}`);
   if (sha256(xz) !== wantSum) throw new Error(`${base}/dists/${suite}/${indexPath}: SHA256 differs from InRelease`);
-  const xzFile = join(work, `${suite}.Packages.xz`);
+  const xzFile = join(work, `${suite}.${indexPath.replace(/\//g, '_')}`);
   writeFileSync(xzFile, xz);
-  const text = execFileSync('xz', ['-dc', xzFile], { maxBuffer: 1 << 30 }).toString('utf8');
+  return execFileSync('xz', ['-dc', xzFile], { maxBuffer: 1 << 30 }).toString('utf8');
+}
+
+/** The suite's s390x package index, verified: InRelease by gpgv, Packages.xz by InRelease. */
+async function packageIndex(archive: string, keyring: string, suite: string, work: string): Promise<Map<string, PackageEntry>> {
+  const text = await verifiedIndex(archive, keyring, suite, `main/binary-${ARCH}/Packages.xz`, work);
   const index = new Map<string, PackageEntry>();
   for (const stanza of text.split(/\n\n+/)) {
-    const field = (name: string): string | undefined => new RegExp(`^${name}: *(.*)$`, 'm').exec(stanza)?.[1]?.trim();
+    const field = (name: string): string | undefined => stanzaField(stanza, name);
     const name = field('Package');
     const version = field('Version');
     const filename = field('Filename');
@@ -263,49 +277,85 @@ function packageNamesFor(soname: string): string[] {
 
 // ---- the cached sysroot ----------------------------------------------------------
 
-function suites(): string[] {
+export function suites(): string[] {
   const override = process.env[SUITES_ENV]?.split(',').map((s) => s.trim()).filter(Boolean);
   return override?.length ? override : [...SUITES];
 }
 
-function cacheDir(): string {
+export function cacheDir(): string {
   return process.env[CACHE_ENV] || DEFAULT_CACHE;
 }
 
-function readStamp(dir: string): Stamp | undefined {
+/** A build's stamp file in DIR, when it is there and of the current recipe. */
+export function readStampFile<S extends { recipe: number }>(dir: string, file: string, recipe: number): S | undefined {
   try {
-    const stamp = JSON.parse(readFileSync(join(dir, STAMP), 'utf8')) as Stamp;
-    return stamp.recipe === RECIPE_VERSION ? stamp : undefined;
+    const stamp = JSON.parse(readFileSync(join(dir, file), 'utf8')) as S;
+    return stamp.recipe === recipe ? stamp : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** The complete cached sysroots looked up in the same suites as now, the newest first. */
-function cached(): { dir: string; stamp: Stamp }[] {
+/** The complete builds in the cache whose directory name matches and whose stamp is `wanted`, the newest first. */
+export function cachedBuilds<S>(name: RegExp, stampOf: (dir: string) => S | undefined, stampFile: string, wanted: (stamp: S) => boolean): { dir: string; stamp: S }[] {
   const parent = cacheDir();
   if (!existsSync(parent)) return [];
-  const found: { dir: string; stamp: Stamp; mtime: number }[] = [];
-  for (const name of readdirSync(parent)) {
-    if (!/^s390-tools-.+-s390x$/.test(name)) continue;
-    const dir = join(parent, name);
-    const stamp = readStamp(dir);
-    if (stamp) found.push({ dir, stamp, mtime: statSync(join(dir, STAMP)).mtimeMs });
+  const found: { dir: string; stamp: S; mtime: number }[] = [];
+  for (const entry of readdirSync(parent)) {
+    if (!name.test(entry)) continue;
+    const dir = join(parent, entry);
+    const stamp = stampOf(dir);
+    if (stamp && wanted(stamp)) found.push({ dir, stamp, mtime: statSync(join(dir, stampFile)).mtimeMs });
   }
+  return found.sort((a, b) => b.mtime - a.mtime).map(({ dir, stamp }) => ({ dir, stamp }));
+}
+
+/**
+ * A fresh temp directory in the cache for a build, PREFIX.build-PID-XXXXXX;
+ * first the leftovers of PREFIX builds whose process is gone are removed.
+ */
+export function startBuild(prefix: string): { parent: string; tmp: string } {
+  const parent = cacheDir();
+  mkdirSync(parent, { recursive: true });
+  // PREFIX is a plain name (letters, digits, dashes).
+  const leftover = new RegExp(`^${prefix}\\.build-(\\d+)-`);
+  for (const entry of readdirSync(parent)) {
+    const m = leftover.exec(entry);
+    if (m && !isAlive(Number(m[1]))) rmSync(join(parent, entry), { recursive: true, force: true });
+  }
+  return { parent, tmp: mkdtempSync(join(parent, `${prefix}.build-${process.pid}-`)) };
+}
+
+/**
+ * Renames a finished build to DIR. When another process finished the same
+ * build first, theirs is used, unless `current(dir)` says it is an old or
+ * broken one: then it is replaced.
+ */
+export function moveIntoPlace(built: string, dir: string, prefix: string, current: (dir: string) => boolean): void {
+  try {
+    renameSync(built, dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    if (!current(dir)) {
+      const old = mkdtempSync(join(dirname(dir), `${prefix}.build-${process.pid}-old-`));
+      renameSync(dir, join(old, 'tree'));
+      renameSync(built, dir);
+      rmSync(old, { recursive: true, force: true });
+    }
+  }
+}
+
+const readStamp = (dir: string): Stamp | undefined => readStampFile<Stamp>(dir, STAMP, RECIPE_VERSION);
+
+/** The complete cached sysroots looked up in the same suites as now, the newest first. */
+function cached(): { dir: string; stamp: Stamp }[] {
   const wanted = suites().join(',');
-  return found.filter((f) => f.stamp.suites.join(',') === wanted).sort((a, b) => b.mtime - a.mtime);
+  return cachedBuilds(/^s390-tools-.+-s390x$/, readStamp, STAMP, (stamp) => stamp.suites.join(',') === wanted);
 }
 
 async function build(): Promise<{ dir: string; stamp: Stamp; buildMs: number }> {
   const started = Date.now();
-  const parent = cacheDir();
-  mkdirSync(parent, { recursive: true });
-  // Builds whose process is gone.
-  for (const entry of readdirSync(parent)) {
-    const m = /^s390-tools\.build-(\d+)-/.exec(entry);
-    if (m && !isAlive(Number(m[1]))) rmSync(join(parent, entry), { recursive: true, force: true });
-  }
-  const tmp = mkdtempSync(join(parent, `s390-tools.build-${process.pid}-`));
+  const { parent, tmp } = startBuild('s390-tools');
   const work = join(tmp, 'download');
   const sysroot = join(tmp, 'sysroot');
   mkdirSync(work);
@@ -401,20 +451,9 @@ async function build(): Promise<{ dir: string; stamp: Stamp; buildMs: number }> 
     };
     writeFileSync(join(sysroot, STAMP), `${JSON.stringify(stamp, null, 2)}\n`);
     const dir = join(parent, `s390-tools-${version}-${ARCH}`);
-    try {
-      renameSync(sysroot, dir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      // Another process finished the same build first: use theirs. A
-      // directory without a current stamp, or one looked up in other suites,
-      // is an old or broken build: replace it.
-      if (readStamp(dir)?.suites.join(',') !== stamp.suites.join(',')) {
-        const old = mkdtempSync(join(parent, `s390-tools.build-${process.pid}-old-`));
-        renameSync(dir, join(old, 'tree'));
-        renameSync(sysroot, dir);
-        rmSync(old, { recursive: true, force: true });
-      }
-    }
+    // A directory without a current stamp, or one looked up in other suites,
+    // is an old or broken build.
+    moveIntoPlace(sysroot, dir, 's390-tools', (d) => readStamp(d)?.suites.join(',') === stamp.suites.join(','));
     return { dir, stamp: readStamp(dir)!, buildMs: Date.now() - started };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
