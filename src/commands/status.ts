@@ -13,13 +13,14 @@ import type { CalloutsView } from '../host/callouts.js';
 import { DRIFT_WAYS_OUT, driftJson, driftLines, type Drift } from '../checks/drift.js';
 import { stepPath } from '../generate/reconcile.js';
 import { hasBootFiles, planGenerate } from './generate.js';
-import { describeHookReport, readHookReport } from '../runtime/hook-report.js';
+import { describeHookReport, readHookReportFile } from '../runtime/hook-report.js';
 
 export function status(ctx: Context, opts: { matrix?: boolean }): number {
   const view = readHostView(ctx);
   const { persistent, active } = maskSides(view);
   const mdevs = mdevRows(view);
-  const hook = readHookReport(ctx.paths.lastHook);
+  const read = readHookReportFile(ctx.paths.lastHook);
+  const hook = 'report' in read ? read.report : undefined;
   const shortfalls = guestShortfalls(view, ctx.sysfs);
   const boot = bootFilesState(ctx, view);
   if (ctx.json) {
@@ -32,6 +33,7 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
       boot_files: { installed: boot.installed, drift: boot.drift.map(driftJson), stale: boot.stale },
       callouts: { ap_persist: view.callouts.ours, ap_check: view.callouts.apCheck, ap_check_set_aside: view.callouts.setAside },
       last_hook: hook ?? null,
+      ...('damaged' in read ? { last_hook_damaged: read.damaged } : {}),
     });
     return 0;
   }
@@ -53,7 +55,7 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
     for (const line of matrixGrid(view)) ctx.out(line);
     ctx.out();
   }
-  ctx.out(hook ? describeHookReport(hook).join('\n') : 'last hook: none recorded since boot');
+  ctx.out(hook ? describeHookReport(hook).join('\n') : 'damaged' in read ? `last hook: the report ${ctx.paths.lastHook} is damaged: ${read.damaged}; the next hook run writes a new one` : 'last hook: none recorded since boot');
   return 0;
 }
 

@@ -59,11 +59,52 @@ export function describeHookReport(r: HookReport): string[] {
   return hookReportLines(r).map((l) => l.text);
 }
 
-/** The report at `path`, or undefined when there is none (or it is unreadable). */
-export function readHookReport(path: string): HookReport | undefined {
+export type ReadReport = { report: HookReport } | { damaged: string } | { absent: true };
+
+const isStrings = (v: unknown): boolean => Array.isArray(v) && v.every((x) => typeof x === 'string');
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** What is wrong with `doc` as a hook report, for the fields status and wait read; undefined when nothing. */
+function reportProblem(doc: unknown): string | undefined {
+  if (!isObject(doc)) return 'not a JSON object';
+  const masks = doc['masks'];
+  const checks: [boolean, string][] = [
+    [typeof doc['time'] === 'string', 'time'],
+    [isObject(doc['event']), 'event'],
+    [isObject(masks) && typeof masks['applied'] === 'boolean' && Array.isArray(masks['writes']) && isStrings(masks['kept_for_active_mdevs']), 'masks'],
+    [typeof doc['vfio_ap'] === 'string', 'vfio_ap'],
+    [Array.isArray(doc['mdevs']) && doc['mdevs'].every((m) => isObject(m) && typeof m['uuid'] === 'string' && typeof m['outcome'] === 'string'), 'mdevs'],
+    [doc['drift'] === undefined || isStrings(doc['drift']), 'drift'],
+    [Array.isArray(doc['commands']), 'commands'],
+    [isStrings(doc['errors']), 'errors'],
+    [isObject(doc['timings_ms']), 'timings_ms'],
+    [typeof doc['exit_code'] === 'number', 'exit_code'],
+  ];
+  const bad = checks.filter(([ok]) => !ok).map(([, field]) => field);
+  return bad.length ? `${bad.join(', ')} missing or of the wrong type` : undefined;
+}
+
+/** The report at `path`, checked: a damaged one (a crash, another version, a hand edit) is said so, never half-read. */
+export function readHookReportFile(path: string): ReadReport {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as HookReport;
-  } catch {
-    return undefined;
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? { absent: true } : { damaged: `cannot be read (${code ?? (err as Error).message})` };
   }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    return { damaged: `not JSON (${(err as Error).message})` };
+  }
+  const problem = reportProblem(doc);
+  return problem ? { damaged: problem } : { report: doc as HookReport };
+}
+
+/** The report at `path`, or undefined when there is none or it is damaged (wait then runs the hook itself). */
+export function readHookReport(path: string): HookReport | undefined {
+  const r = readHookReportFile(path);
+  return 'report' in r ? r.report : undefined;
 }

@@ -1,6 +1,7 @@
 // What the AP bus and vfio_ap show in sysfs, read through the Sysfs interface:
 // masks, cards, queues, limits and the active mdevs.
 
+import { RuntimeError } from '../errors.js';
 import { parseApqn, type Apqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { isUuid, type Uuid } from '../model/uuid.js';
@@ -90,16 +91,28 @@ export interface ActiveMdev {
 }
 
 /** Parses the `matrix` attribute: `AA.DDDD`, `AA.` or `.DDDD` per line. */
-export function parseMatrix(text: string): { adapters: IdSet; domains: IdSet } {
+/**
+ * vfio_ap's matrix attribute: one `AA.DDDD` line per APQN, `AA.` or `.DDDD`
+ * while only one side is assigned (matrix_show). Any other line means we do
+ * not know what the mdev holds, so it is an error, never an empty matrix:
+ * an empty one would let a mask change give its queues to the host.
+ */
+export function parseMatrix(text: string, where = 'matrix'): { adapters: IdSet; domains: IdSet } {
   const adapters = IdSet.empty();
   const domains = IdSet.empty();
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  lines.forEach((line, i) => {
     const m = /^([0-9a-f]{2})?\.([0-9a-f]{4})?$/i.exec(line);
-    if (!m) continue;
+    if (!m || (!m[1] && !m[2])) {
+      throw new RuntimeError(`line ${i + 1}, '${line.slice(0, 40)}', is not an APQN as vfio_ap prints it (AA.DDDD): what this mdev holds is unknown`, {
+        where,
+        hint: 'nothing was changed; check the kernel and the vfio_ap module',
+      });
+    }
     if (m[1]) adapters.add(parseInt(m[1], 16));
     if (m[2]) domains.add(parseInt(m[2], 16));
-  }
+  });
   return { adapters, domains };
 }
 
@@ -138,7 +151,7 @@ export function listActiveMatrices(sysfs: Sysfs): ActiveMatrix[] {
       if (isSysfsError(err, 'ENOENT')) continue;
       throw err;
     }
-    out.push({ uuid: uuid.toLowerCase() as Uuid, ...parseMatrix(text) });
+    out.push({ uuid: uuid.toLowerCase() as Uuid, ...parseMatrix(text, `/sys/${mdevPath(uuid, 'matrix')}`) });
   }
   return out;
 }

@@ -10,15 +10,18 @@ export interface Sysfs {
   exists(path: string): boolean;
 }
 
+import { RuntimeError } from '../errors.js';
+
 /** A refused sysfs access, carrying the errno the kernel gave. */
-export class SysfsError extends Error {
+export class SysfsError extends RuntimeError {
   constructor(
     readonly code: string,
     readonly path: string,
     readonly op: 'read' | 'write' | 'list',
     detail?: string,
   ) {
-    super(`${op} ${path}: ${code}${detail ? ` (${detail})` : ''}`);
+    // A runtime failure (exit 1) that reaches the admin as one line, never a stack trace.
+    super(`cannot ${op} sysfs ${path}: ${code}${detail ? ` (${detail})` : ''}`);
   }
 }
 
