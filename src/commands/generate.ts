@@ -4,7 +4,7 @@
 // The decisions and the words are pure (src/generate); this module reads and
 // writes the disk and runs the daemons' reloads.
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { checkPersistent, persistentConfig, storeConfig } from '../checks/check-host.js';
@@ -23,6 +23,7 @@ import { ownedDirs, storeLabel, type HostEntry, type RootPath } from '../generat
 import { parseManifest, renderManifest, type ManifestEntry } from '../generate/manifest.js';
 import { makePlan, type GeneratePlan } from '../generate/plan.js';
 import { conflictsOf, stepPath } from '../generate/reconcile.js';
+import { readRegularFile } from '../fsio/read.js';
 import { observe } from '../fsio/observe.js';
 import { commandText, reloadCommands, reloadLines, type ReloadCommand, type ReloadOutcome } from '../generate/reload.js';
 import { FILE_CONFLICT_HINT, fileConflictLines, generateJson, stepDiff, stepLines } from '../generate/report.js';
@@ -40,7 +41,7 @@ export interface GenerateOptions {
 
 /** Writes a file or a symlink so that a crash leaves the old one or the new one. */
 export function putEntry(paths: HostPaths, entry: HostEntry): void {
-  const path = paths.at(entry.path);
+  const path = paths.confined(entry.path);
   try {
     if (entry.kind === 'file') {
       writeFileAtomic(path, entry.content, { mode: entry.mode });
@@ -61,8 +62,9 @@ export function putEntry(paths: HostPaths, entry: HostEntry): void {
 }
 
 function removeEntry(paths: HostPaths, path: RootPath): void {
+  const abs = paths.confined(path);
   try {
-    unlinkSync(paths.at(path));
+    unlinkSync(abs);
   } catch (err) {
     throw new RuntimeError(`cannot remove: ${(err as Error).message}`, { where: paths.at(path) });
   }
@@ -70,7 +72,7 @@ function removeEntry(paths: HostPaths, path: RootPath): void {
 
 export function readManifest(paths: HostPaths): { text: string | undefined; entries: ManifestEntry[] } {
   if (!existsSync(paths.generatedManifest)) return { text: undefined, entries: [] };
-  const text = readFileSync(paths.generatedManifest, 'utf8');
+  const text = readRegularFile(paths.generatedManifest, 'the record of generated files') ?? '';
   return { text, entries: parseManifest(text, paths.generatedManifest) };
 }
 
@@ -161,13 +163,13 @@ export function persistGenerated(ctx: Context): Persisted {
  */
 export function saveAndGenerate(ctx: Context, loaded: LoadedStore, opts: { generate?: boolean }): Persisted {
   return withLock(ctx.paths.lock, (): Persisted => {
-    const before = loaded.exists ? readFileSync(loaded.path, 'utf8') : undefined;
+    const before = loaded.exists ? readRegularFile(loaded.path, 'the store') : undefined;
     saveStore(loaded);
     if (opts.generate === false || !hasBootFiles(ctx.paths)) return { status: 'store-only' };
     const p = persistGenerated(ctx);
     if (p.status === 'drift') {
       if (before === undefined) unlinkSync(loaded.path);
-      else writeFileAtomic(loaded.path, before, { mode: 0o644 });
+      else writeFileAtomic(loaded.path, before, { mode: 0o644, throughLink: true });
       return { ...p, storeRestored: true };
     }
     return p;

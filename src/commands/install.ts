@@ -2,9 +2,10 @@
 // units and mdevctl callout in place with the tool's path filled in, runs
 // generate, and reloads udev and systemd once for both.
 
-import { accessSync, chmodSync, constants, statSync } from 'node:fs';
+import { accessSync, chmodSync, constants, realpathSync, statSync } from 'node:fs';
+import { untrustedOnTheWay } from '../fsio/trust.js';
 import type { Context } from '../cli/context.js';
-import { RuntimeError } from '../errors.js';
+import { InputError, RuntimeError } from '../errors.js';
 import { defaultBin, defaultNode, packageAssets } from '../generate/assets.js';
 import type { FileEntry, RootPath } from '../generate/host-files.js';
 import { reloadCommands, reloadLines } from '../generate/reload.js';
@@ -57,6 +58,27 @@ function accessible(path: string, mode: number): boolean {
 
 const executable = (path: string): boolean => accessible(path, constants.X_OK);
 
+/**
+ * Rules, units and the callout run these as root: a program (or a directory
+ * above it) another user can change would let that user run code as root.
+ */
+function refuseUntrusted(ctx: Context, path: string, option: '--bin' | '--node'): void {
+  const onTarget = ctx.paths.at(path);
+  let real: string;
+  try {
+    real = realpathSync(onTarget);
+  } catch {
+    return; // not there (a staged install): warnIfMissing says so
+  }
+  const unsafe = untrustedOnTheWay(real, ctx.paths.root);
+  if (unsafe) {
+    throw new InputError(`${onTarget}${real !== onTarget ? ` (${real})` : ''} would run as root, but ${unsafe} can be changed by a user other than root`, {
+      where: option,
+      hint: `install the program where only root can write (e.g. /usr/lib/ap-persist), or make ${unsafe} root's and writable by root only`,
+    });
+  }
+}
+
 /** node must be executable; the tool only readable, node runs it. */
 function warnIfMissing(ctx: Context, path: string, option: '--bin' | '--node'): void {
   const onTarget = ctx.paths.at(path);
@@ -79,6 +101,8 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
   // anything is written: bad input (exit 2) changes no file. The plan itself
   // is made again below, once the static units it links to are in place.
   planGenerate(ctx);
+  refuseUntrusted(ctx, programs.bin, '--bin');
+  refuseUntrusted(ctx, programs.node, '--node');
   const statics = installStatic(ctx, staticEntries(packageAssets(), programs, ctx.paths));
   warnIfMissing(ctx, programs.bin, '--bin');
   warnIfMissing(ctx, programs.node, '--node');

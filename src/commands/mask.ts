@@ -13,6 +13,7 @@ import { putMasks } from '../store/store.js';
 import { conflictsOf } from '../generate/reconcile.js';
 import { hasBootFiles, planGenerate, reportPersisted, saveAndGenerate, type Persisted } from './generate.js';
 import { isSysfsError } from '../sysfs/sysfs.js';
+import { readActiveMasks } from '../sysfs/ap-host.js';
 import { parseMaskArgs } from './masks-arg.js';
 import { readHostView, reportRefusal } from './view.js';
 import type { HostView } from '../host/state.js';
@@ -139,8 +140,20 @@ export async function maskSet(ctx: Context, args: string[], opts: MaskSetOptions
           applyMaskWrites(ctx.sysfs, planMaskWrites(live, newActive));
         } catch (err) {
           if (!isSysfsError(err)) throw err;
-          const now = readHostView(ctx).live.masks;
-          const inEffect = now ? ` now in effect: apmask "${now.apmask.toRanges()}", aqmask "${now.aqmask.toRanges()}";` : '';
+          // No half-applied change: the writes the kernel took are undone, or what is in effect is said.
+          const taken = readActiveMasks(ctx.sysfs);
+          let undone = false;
+          if (taken) {
+            try {
+              applyMaskWrites(ctx.sysfs, planMaskWrites(taken, live));
+              undone = true;
+            } catch {
+              // said below: the masks in effect now
+            }
+          }
+          const now = readActiveMasks(ctx.sysfs);
+          const same = now && now.apmask.equals(live.apmask) && now.aqmask.equals(live.aqmask);
+          const inEffect = same ? ' the active masks are as they were;' : now ? ` now in effect: apmask "${now.apmask.toRanges()}", aqmask "${now.aqmask.toRanges()}"${undone ? '' : ' (undoing the first write failed too)'};` : ' the active masks cannot be read now;';
           throw new RuntimeError(`the kernel refused the mask write: ${err.message}`, {
             where: ctx.paths.at(`sys/${err.path}`),
             hint: `${MASK_ERRNO_MEANING[err.code] ?? 'see the kernel log'};${inEffect} nothing was written to the store`,

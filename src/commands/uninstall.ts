@@ -32,8 +32,9 @@ interface Outcome {
 }
 
 function remove(ctx: Context, path: RootPath): void {
+  const abs = ctx.paths.confined(path);
   try {
-    unlinkSync(ctx.paths.at(path));
+    unlinkSync(abs);
   } catch (err) {
     throw new RuntimeError(`cannot remove: ${(err as Error).message}`, { where: ctx.paths.at(path) });
   }

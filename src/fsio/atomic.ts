@@ -2,9 +2,10 @@
 // rename it over the target, fsync the directory. A crash leaves either the
 // old file or the new one, never half of each.
 
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { RuntimeError } from '../errors.js';
+import { untrustedOnTheWay } from './trust.js';
 
 export interface AtomicWriteOptions {
   /** File mode for a new file; an existing file keeps its own. */
@@ -14,11 +15,19 @@ export interface AtomicWriteOptions {
    * rename still makes the write atomic, but no fsync waits for the disk.
    */
   durable?: boolean;
+  /**
+   * A symlink at `path` is written through to its target (the store, which
+   * configuration management may link to its own file) when the target and
+   * every directory above it are root's and no one else's to write; else
+   * refused. Without it the link itself is replaced.
+   */
+  throughLink?: boolean;
 }
 
 export function writeFileAtomic(path: string, data: string, options: AtomicWriteOptions = {}): void {
+  const target = options.throughLink ? linkTarget(path) : path;
   try {
-    replace(path, data, options);
+    replace(target, data, options);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new RuntimeError(`cannot write the file: ${e.code ?? e.message}`, {
@@ -28,9 +37,66 @@ export function writeFileAtomic(path: string, data: string, options: AtomicWrite
   }
 }
 
+/** Where a write through `path` lands: itself, or the target of the link there when that is safe. */
+function linkTarget(path: string): string {
+  try {
+    if (!lstatSync(path).isSymbolicLink()) return path;
+  } catch {
+    return path;
+  }
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch (err) {
+    throw new RuntimeError(`is a symbolic link to ${readlinkSync(path)}, which cannot be followed (${(err as NodeJS.ErrnoException).code})`, {
+      where: path,
+      hint: 'point the link at an existing file, or replace it with the file itself',
+    });
+  }
+  const unsafe = untrustedOnTheWay(real);
+  if (unsafe) {
+    throw new RuntimeError(`is a symbolic link to ${real}, and ${unsafe} can be changed by a user other than root; root will not write through it`, {
+      where: path,
+      hint: `make ${unsafe} root's and writable by root only, or replace the link with the file itself`,
+    });
+  }
+  return real;
+}
+
+/** A temporary file a killed run left beside `path` (its PID is gone): removed before the next write. */
+function removeLeftovers(dir: string, base: string): void {
+  const prefix = `.${base}.tmp-`;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number.parseInt(name.slice(prefix.length), 10);
+    if (!Number.isInteger(pid) || pid <= 0 || pidAlive(pid)) continue;
+    try {
+      unlinkSync(join(dir, name));
+    } catch {
+      // another run cleaned it
+    }
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function replace(path: string, data: string, options: AtomicWriteOptions): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
+  removeLeftovers(dir, basename(path));
   let mode = options.mode ?? 0o644;
   try {
     mode = statSync(path).mode & 0o7777;

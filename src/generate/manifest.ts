@@ -41,6 +41,8 @@ export function parseManifest(text: string, where: string): ManifestEntry[] {
   return files.map((f: unknown, i) => {
     const e = f as Record<string, unknown>;
     if (typeof e?.['path'] !== 'string') throw damaged(`entry ${i} has no path`);
+    // generate writes plain paths under the root; any other is not its record.
+    if (!e['path'].split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..')) throw damaged(`entry ${i} (${e['path']}) is not a plain path under the root`);
     if (typeof e['sha256'] === 'string') return { path: e['path'], sha256: e['sha256'] };
     if (typeof e['symlink'] === 'string') return { path: e['path'], symlink: e['symlink'] };
     throw damaged(`entry ${i} (${e['path']}) has neither sha256 nor symlink`);

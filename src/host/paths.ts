@@ -2,6 +2,8 @@
 // does it: each command can run against a test root as well as against `/`.
 
 import { isAbsolute, join, resolve } from 'node:path';
+import { confine } from '../fsio/confine.js';
+import { InputError } from '../errors.js';
 
 export const DEFAULT_STORE = 'etc/ap-persist/ap-persist.conf';
 
@@ -10,6 +12,13 @@ export class HostPaths {
   readonly store: string;
 
   constructor(root = '/', config?: string) {
+    // Both reach generated files (41-ap.rules names the store in a comment, units the paths):
+    // a newline there would add lines of its own.
+    for (const [option, value] of [['--root', root], ['--config', config]] as const) {
+      if (value !== undefined && /[\x00-\x1f\x7f]/.test(value)) {
+        throw new InputError(`${JSON.stringify(value)} holds a control character (a newline, a tab)`, { where: option, hint: 'give a path without control characters' });
+      }
+    }
     this.root = resolve(root);
     this.store = config ? (isAbsolute(config) ? config : resolve(config)) : this.at(DEFAULT_STORE);
   }
@@ -21,6 +30,11 @@ export class HostPaths {
 
   at(relative: string): string {
     return join(this.root, relative);
+  }
+
+  /** `relative` under the root, for a write or a removal: refused when it leads out of the root. */
+  confined(relative: string): string {
+    return confine(this.root, this.at(relative));
   }
 
   get chzdevRules(): string {

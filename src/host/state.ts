@@ -2,7 +2,8 @@
 // the live AP state. The only I/O on the check path; everything after is pure.
 
 import type { CalloutsView } from './callouts.js';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { readRegularFile } from '../fsio/read.js';
 import { join } from 'node:path';
 import { ApPersistError } from '../errors.js';
 import type { MdevDefinition } from '../model/mdev.js';
@@ -87,7 +88,7 @@ export function readMdevctlDefinitions(paths: HostPaths, only?: string): Mdevctl
     const path = join(dir, name);
     const file: DefinitionFile = { path: rootPath(paths, path), text: '', device: undefined };
     try {
-      file.text = readFileSync(path, 'utf8');
+      file.text = readRegularFile(path, "mdevctl's definition") ?? '';
       const device = parseMdevctlJson(file.text, path);
       if (device.mdevType !== PASSTHROUGH_TYPE) continue;
       file.device = device;
@@ -110,10 +111,8 @@ export function readBootFiles(paths: HostPaths, mdevctl: MdevctlView): BootFiles
   let recorded = new Map<string, ManifestEntry>();
   let recordError: string | undefined;
   try {
-    if (existsSync(paths.generatedManifest)) {
-      const entries = parseManifest(readFileSync(paths.generatedManifest, 'utf8'), paths.generatedManifest);
-      recorded = new Map(entries.map((e) => [e.path, e]));
-    }
+    const text = readRegularFile(paths.generatedManifest, 'the record of generated files');
+    if (text !== undefined) recorded = new Map(parseManifest(text, paths.generatedManifest).map((e) => [e.path, e]));
   } catch (err) {
     recordError = err instanceof ApPersistError ? err.message : String(err);
   }

@@ -1,6 +1,6 @@
 // The hook's report (run/ap-persist/last-hook.json) and how status tells it.
 
-import { readFileSync } from 'node:fs';
+import { readRegularFile } from '../fsio/read.js';
 import type { MaskWrite } from './masks.js';
 
 export interface HookMdevOutcome {
@@ -86,13 +86,13 @@ function reportProblem(doc: unknown): string | undefined {
 
 /** The report at `path`, checked: a damaged one (a crash, another version, a hand edit) is said so, never half-read. */
 export function readHookReportFile(path: string): ReadReport {
-  let text: string;
+  let text: string | undefined;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularFile(path, 'the hook report');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' ? { absent: true } : { damaged: `cannot be read (${code ?? (err as Error).message})` };
+    return { damaged: (err as Error).message };
   }
+  if (text === undefined) return { absent: true };
   let doc: unknown;
   try {
     doc = JSON.parse(text);

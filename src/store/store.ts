@@ -2,9 +2,9 @@
 // Validated strictly (unknown keys and sections are errors with file:line);
 // edited in place through IniDocument so the admin's comments survive.
 
-import { existsSync, readFileSync } from 'node:fs';
-import { InputError, placeError, RuntimeError } from '../errors.js';
+import { InputError, placeError } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
+import { readRegularFile } from '../fsio/read.js';
 import { parseIdList } from '../model/idlist.js';
 import { IdSet } from '../model/idset.js';
 import { parseMaskSpec } from '../model/maskspec.js';
@@ -35,18 +35,10 @@ export const NEW_STORE_HEADER = `; ap-persist store: host AP masks and vfio_ap m
 `;
 
 export function loadStore(path: string): LoadedStore {
-  if (!existsSync(path)) {
+  const text = readRegularFile(path, 'the store');
+  if (text === undefined) {
     const doc = IniDocument.parse(NEW_STORE_HEADER, path);
     return { path, exists: false, doc, store: { masks: { apmask: undefined, aqmask: undefined }, mdevs: [] } };
-  }
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new RuntimeError(`cannot read the store: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
-      where: path,
-      hint: 'check that it is a readable file (run as root)',
-    });
   }
   const doc = IniDocument.parse(text, path);
   return { path, exists: true, doc, store: validateStore(doc) };
@@ -219,6 +211,7 @@ export function unsetMask(doc: IniDocument, key: 'apmask' | 'aqmask'): void {
 export function saveStore(loaded: LoadedStore): Store {
   const text = loaded.doc.toString();
   const store = parseStoreText(text, loaded.path);
-  writeFileAtomic(loaded.path, text, { mode: 0o644 });
+  // Configuration management often links the store to its own file: write through the link.
+  writeFileAtomic(loaded.path, text, { mode: 0o644, throughLink: true });
   return store;
 }

@@ -1,8 +1,8 @@
 // sysfs as files under a root directory: the real /sys when the root is `/`,
 // or a fake host laid out on disk by tests and examples.
 
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { SysfsError, type Sysfs } from './sysfs.js';
 
 export class FileSysfs implements Sysfs {
@@ -24,9 +24,18 @@ export class FileSysfs implements Sysfs {
   }
 
   write(path: string, data: string): void {
+    const full = join(this.base, path);
+    let real: string;
+    try {
+      real = realpathSync(existsSync(full) ? full : dirname(full));
+    } catch (err) {
+      throw toSysfsError(err, path, 'write');
+    }
+    // A link out of the sysfs tree (a fake root's) is never written through; sysfs's own stay inside.
+    if (!insideTree(this.base, real)) throw new SysfsError('EXDEV', path, 'write', `leads outside sysfs, to ${real}`);
     try {
       // The kernel takes one write per attribute; a plain file takes the text.
-      writeFileSync(join(this.base, path), data.endsWith('\n') ? data : `${data}\n`);
+      writeFileSync(full, data.endsWith('\n') ? data : `${data}\n`);
     } catch (err) {
       throw toSysfsError(err, path, 'write');
     }
@@ -43,6 +52,11 @@ export class FileSysfs implements Sysfs {
   exists(path: string): boolean {
     return existsSync(join(this.base, path));
   }
+}
+
+function insideTree(base: string, real: string): boolean {
+  const rel = relative(realpathSync(base), real);
+  return !isAbsolute(rel) && rel.split(sep)[0] !== '..';
 }
 
 function toSysfsError(err: unknown, path: string, op: 'read' | 'write'): SysfsError {

@@ -1,0 +1,30 @@
+// Whether a file root runs or writes through can be changed by someone else:
+// it, or a directory above it, owned by another user or writable by group or
+// others.
+
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/**
+ * Owned by root (or by us) and writable by its owner alone; a sticky
+ * directory such as /tmp counts too, as no one else may rename or remove
+ * what root owns in it.
+ */
+function rootsOnly(path: string): boolean {
+  const st = statSync(path);
+  const mine = st.uid === 0 || st.uid === process.geteuid?.();
+  return mine && ((st.mode & 0o022) === 0 || (st.isDirectory() && (st.mode & 0o1000) !== 0));
+}
+
+/**
+ * The first of `path` and its directories, up to `top` (the root the tool
+ * works under) when `path` is below it, else up to /, that another user could
+ * change; undefined when none.
+ */
+export function untrustedOnTheWay(path: string, top = '/'): string | undefined {
+  const stop = path === top || path.startsWith(top.endsWith('/') ? top : `${top}/`) ? top : '/';
+  for (let p = path; ; p = dirname(p)) {
+    if (!rootsOnly(p)) return p;
+    if (p === stop || dirname(p) === p) return undefined;
+  }
+}

@@ -1,0 +1,173 @@
+// What root writes, and where: each story is the attack or the fault itself.
+// The tool runs as root under --root; nothing may be written or removed
+// outside the root, through a link a user could plant or change, or left
+// half-done.
+
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { ACTIVE, exampleHost } from '../callout/support.js';
+import { givenHost, tempDir } from '../support/host.js';
+import { givenSimulatedHost } from '../support/sim-host.js';
+import { itWith } from '../support/real-tools.js';
+
+const STORE = 'etc/ap-persist/ap-persist.conf';
+const NOBODY = 65534;
+const asRoot = { missing: process.geteuid?.() === 0 ? undefined : 'needs root to make files owned by another user' };
+
+/** A file outside every root the tool is given: what an attacker wants root to overwrite or delete. */
+function victim(): string {
+  const path = join(tempDir('ap-persist-victim-'), 'shadow');
+  writeFileSync(path, 'root:secret\n');
+  return path;
+}
+
+describe('a symlinked store (configuration management links it to its own file)', () => {
+  it('is written through: the link stays, its target gets the change', async () => {
+    const host = givenHost(threeGuestsHost());
+    const managed = join(tempDir('ap-persist-cm-'), 'ap-persist.conf');
+    renameSync(join(host.root, STORE), managed);
+    symlinkSync(managed, join(host.root, STORE));
+    const r = await host.run('mask', 'set', '--persistent', '--no-generate', 'apmask=-8');
+    expect(r.code, r.stderr).toBe(0);
+    expect(lstatSync(join(host.root, STORE)).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(join(host.root, STORE))).toBe(managed);
+    expect(readFileSync(managed, 'utf8')).toMatch(/apmask = 0-4,7,9-255/);
+  });
+
+  for (const [how, prepare] of [
+    ['in a directory any user can write', (dir: string) => chmodSync(dir, 0o777)],
+    ['owned by another user', (dir: string) => chownSync(join(dir, 'ap-persist.conf'), NOBODY, NOBODY)],
+  ] as const) {
+    itWith(asRoot, `whose target is ${how} is refused (exit 1), and nothing changes`, async () => {
+      const host = givenHost(threeGuestsHost());
+      const dir = tempDir('ap-persist-cm-');
+      const managed = join(dir, 'ap-persist.conf');
+      renameSync(join(host.root, STORE), managed);
+      symlinkSync(managed, join(host.root, STORE));
+      prepare(dir);
+      const before = readFileSync(managed, 'utf8');
+      const r = await host.run('mask', 'set', '--persistent', '--no-generate', 'apmask=-8');
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`is a symbolic link to ${managed}, and`);
+      expect(r.stderr).toContain('can be changed by a user other than root; root will not write through it');
+      expect(readFileSync(managed, 'utf8')).toBe(before);
+    });
+  }
+});
+
+describe('a store that is no regular file never blocks', () => {
+  it('a FIFO: check and the hook stop at once (exit 1) naming it, and the hook gives the lock back', async () => {
+    const host = givenHost(threeGuestsHost());
+    const store = join(host.root, STORE);
+    rmSync(store);
+    expect(spawnSync('mkfifo', [store]).status).toBe(0);
+    const check = await host.run('check');
+    expect(check.code).toBe(1);
+    expect(check.stderr).toContain(`${store}: the store is a FIFO, not a regular file`);
+    const hook = await host.run('hook', '--event', 'change-1');
+    expect(hook.code).not.toBe(0);
+    expect(existsSync(join(host.root, 'run/lock/s390apconfig.lock'))).toBe(false);
+  });
+});
+
+describe('nothing outside --root is written or removed', () => {
+  it("a record of generated files naming '../../../x': damaged (exit 2), the file outside untouched", async () => {
+    const host = givenHost(threeGuestsHost());
+    expect((await host.run('generate', '--no-reload')).code).toBe(0);
+    const target = victim();
+    const manifest = join(host.root, 'etc/ap-persist/generated.json');
+    const doc = JSON.parse(readFileSync(manifest, 'utf8'));
+    doc.files.push({ path: `../../../../../../../../${target.slice(1)}`, sha256: 'x' });
+    writeFileSync(manifest, JSON.stringify(doc));
+    const r = await host.run('generate', '--no-reload');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('is not a plain path under the root');
+    expect(readFileSync(target, 'utf8')).toBe('root:secret\n');
+  });
+
+  it('a directory under the root linked out of it: generate refuses to write through it (exit 1)', async () => {
+    const host = givenHost(threeGuestsHost());
+    const outside = tempDir('ap-persist-outside-');
+    mkdirSync(join(host.root, 'etc/mdevctl.d'), { recursive: true });
+    symlinkSync(outside, join(host.root, 'etc/mdevctl.d/matrix'));
+    const r = await host.run('generate', '--no-reload');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`leads outside ${host.root}; nothing there was touched`);
+    expect(readdirSync(outside)).toEqual([]);
+  });
+
+  it('a sysfs attribute linked out of the root: the mask write is refused, the file outside untouched', async () => {
+    const host = givenHost(exampleHost());
+    const apmask = join(host.root, 'sys/bus/ap/apmask');
+    // The file outside holds what the mask holds, so that reading it through the link succeeds.
+    const target = victim();
+    const mask = readFileSync(apmask, 'utf8');
+    writeFileSync(target, mask);
+    rmSync(apmask);
+    symlinkSync(target, apmask);
+    const r = await host.run('mask', 'set', '--active', 'apmask=-3');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`cannot write sysfs bus/ap/apmask: EXDEV (leads outside sysfs, to ${target})`);
+    expect(readFileSync(target, 'utf8')).toBe(mask);
+  });
+
+  it('a newline in --config never reaches 41-ap.rules: exit 2, no file written', async () => {
+    const host = givenHost(threeGuestsHost());
+    const before = host.snapshot();
+    const r = await host.run('--config', `${host.root}/x\nATTR{../../bus/ap/apmask}="0x0"/s.conf`, 'generate', '--no-reload');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--config: ');
+    expect(r.stderr).toContain('holds a control character');
+    expect(host.snapshot()).toEqual(before);
+  });
+});
+
+describe('install --bin and --node: what root will run', () => {
+  itWith(asRoot, 'a world-writable program, or one in a directory any user can write, is refused (exit 2), nothing written', async () => {
+    for (const [what, mode, dirMode] of [
+      ['the program', 0o666, 0o755],
+      ['its directory', 0o644, 0o777],
+    ] as const) {
+      const host = givenHost(threeGuestsHost());
+      const dir = join(host.root, 'opt/ap');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'ap-persist.cjs'), '');
+      chmodSync(join(dir, 'ap-persist.cjs'), mode);
+      chmodSync(dir, dirMode);
+      const before = host.snapshot();
+      const r = await host.run('install', '--bin', '/opt/ap/ap-persist.cjs');
+      expect(r.code, what).toBe(2);
+      expect(r.stderr).toContain(`--bin: ${join(dir, 'ap-persist.cjs')} would run as root, but ${what === 'the program' ? join(dir, 'ap-persist.cjs') : dir} can be changed by a user other than root`);
+      expect(host.snapshot()).toEqual(before);
+    }
+  });
+});
+
+describe('leftovers of a killed run', () => {
+  it("a temporary file whose writer is gone is removed by the next write; a live writer's stays", async () => {
+    const host = givenHost(threeGuestsHost());
+    const dir = join(host.root, 'etc/ap-persist');
+    writeFileSync(join(dir, '.ap-persist.conf.tmp-4194304-1'), 'half');
+    writeFileSync(join(dir, `.ap-persist.conf.tmp-${process.pid}-1`), 'in progress');
+    expect((await host.run('mask', 'set', '--persistent', '--no-generate', 'apmask=-8')).code).toBe(0);
+    expect(existsSync(join(dir, '.ap-persist.conf.tmp-4194304-1'))).toBe(false);
+    expect(existsSync(join(dir, `.ap-persist.conf.tmp-${process.pid}-1`))).toBe(true);
+  });
+});
+
+describe('a mask change the kernel refuses half-way', () => {
+  it('the write the kernel took is undone: the active masks are as they were, the store untouched', async () => {
+    const host = givenSimulatedHost(exampleHost({ activeMdevs: [{ uuid: ACTIVE, adapters: [1], domains: [7] }] }), '6.0');
+    const before = { apmask: host.kernel().read('bus/ap/apmask'), aqmask: host.kernel().read('bus/ap/aqmask') };
+    const store = host.read(STORE);
+    host.kernel().failWrite('bus/ap/aqmask', 'EBUSY');
+    const r = await host.run(['mask', 'set', '--active', 'apmask=-3', 'aqmask=-9']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('the active masks are as they were; nothing was written to the store');
+    expect({ apmask: host.kernel().read('bus/ap/apmask'), aqmask: host.kernel().read('bus/ap/aqmask') }).toEqual(before);
+    expect(host.read(STORE)).toBe(store);
+  });
+});
