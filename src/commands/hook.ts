@@ -20,6 +20,8 @@ export const HOOK_BUDGET_MS = 60_000;
 export interface HookOptions {
   /** The unit's instance (`change-3`, `add`): the AP bus event it was queued for. */
   event?: string;
+  /** Epoch ms: wait runs the hook within its own timeout. */
+  deadline?: number;
 }
 
 export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number> {
@@ -41,7 +43,7 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
   }, HOOK_BUDGET_MS);
   budget.unref();
   try {
-    const report = await runHook({ paths: ctx.paths, sysfs: ctx.sysfs, runner: ctx.runner, env });
+    const report = await runHook({ paths: ctx.paths, sysfs: ctx.sysfs, runner: ctx.runner, env, ...(opts.deadline ? { deadline: opts.deadline } : {}) });
     if (ctx.json) ctx.printJson(report);
     else if (!ctx.quiet) {
       // To the journal with sd-daemon(3) priority prefixes: `journalctl -p err` shows the refusals.
@@ -79,9 +81,9 @@ function parseTimeout(text: string): number {
 }
 
 /** A hook unit still running: its report is coming, the wait must not run a second hook. */
-async function hookRunning(ctx: Context): Promise<boolean> {
+async function hookRunning(ctx: Context, leftMs: number): Promise<boolean> {
   if (!ctx.exec) return false;
-  const r = await ctx.runner.run('systemctl', ['list-units', '--no-legend', '--plain', '--state=activating', 'ap-persist-hook@*.service'], { timeoutMs: 5_000 });
+  const r = await ctx.runner.run('systemctl', ['list-units', '--no-legend', '--plain', '--state=activating', 'ap-persist-hook@*.service'], { timeoutMs: Math.max(100, Math.min(5_000, leftMs)) });
   return r.exitCode === 0 && r.stdout.trim() !== '';
 }
 
@@ -104,13 +106,13 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     report = fresh();
   }
   // An event came late and its hook runs now: its report is the one to wait for.
-  while (!report && Date.now() - start < timeoutMs && (await hookRunning(ctx))) {
+  while (!report && Date.now() - start < timeoutMs && (await hookRunning(ctx, timeoutMs - (Date.now() - start)))) {
     await sleep(100);
     report = fresh();
   }
   if (!report) {
     ctx.info('no BINDINGS=complete event seen; running the hook now');
-    const code = await hook(ctx);
+    const code = await hook(ctx, { deadline: start + timeoutMs });
     report = fresh();
     if (!report) return code || 1;
   }
@@ -151,7 +153,7 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     if (nobodyStarts) for (const a of awaited) if (!a.result) Object.assign(a, { result: 'failed', reason: nobodyStarts });
     // systemd's view every half second: a unit that failed will not bring its mdev.
     if (round % 5 === 0 && ctx.exec) {
-      const states = await unitStates(ctx.runner, awaited.filter((a) => !a.result).map((a) => mdevUnit(a.uuid)));
+      const states = await unitStates(ctx.runner, awaited.filter((a) => !a.result).map((a) => mdevUnit(a.uuid)), Math.max(100, Math.min(5_000, timeoutMs - (Date.now() - start))));
       for (const a of awaited) {
         const unit = mdevUnit(a.uuid);
         const state = states.get(unit);

@@ -15,7 +15,7 @@ export interface HookReport {
   time: string;
   event: { action?: string; devpath?: string; bindings?: string; completecount?: string };
   masks: { applied: boolean; writes: MaskWrite[]; kept_for_active_mdevs: string[] };
-  vfio_ap: 'loaded' | 'already-loaded' | 'would-load' | 'failed';
+  vfio_ap: 'loaded' | 'already-loaded' | 'would-load' | 'failed' | 'not-checked';
   mdevs: HookMdevOutcome[];
   /** What chzdev or mdevctl changed in the boot files since generate: the hook applied theirs. */
   drift?: string[];

@@ -30,6 +30,8 @@ export interface HookDeps {
   sysfs: Sysfs;
   runner: CommandRunner;
   env: Record<string, string | undefined>;
+  /** Epoch ms by which the hook must be done (wait's own timeout); each step's bound shrinks to fit. */
+  deadline?: number;
 }
 
 /**
@@ -151,7 +153,7 @@ function emptyReport(env: Record<string, string | undefined>): HookReport {
     time: new Date().toISOString(),
     event: { action: env['ACTION'], devpath: env['DEVPATH'], bindings: env['BINDINGS'], completecount: env['COMPLETECOUNT'] },
     masks: { applied: false, writes: [], kept_for_active_mdevs: [] },
-    vfio_ap: 'already-loaded',
+    vfio_ap: 'not-checked',
     mdevs: [],
     commands: [],
     errors: [],
@@ -218,9 +220,11 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     report.timings_ms[name] = Math.round((now - since) * 10) / 10;
     return now;
   };
+  // Each bounded step, never past the caller's deadline.
+  const within = (capMs: number): number => (deps.deadline === undefined ? capMs : Math.max(100, Math.min(capMs, deps.deadline - Date.now())));
   let lock: ReturnType<typeof acquireLock> | undefined;
   try {
-    lock = acquireLock(deps.paths.lock, { timeoutMs: 10_000 });
+    lock = acquireLock(deps.paths.lock, { timeoutMs: within(10_000) });
     let t = lap('lock', t0);
     const store = loadStore(deps.paths.store).store; // broken: throws, nothing touched
     // At boot the files the peers act on rule: chzdev's or mdevctl's change since generate is applied, and reported.
@@ -231,6 +235,8 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     if (drift.length) report.drift = drift.map((d) => driftLines(d).join('; '));
     if (boot.recordError) report.errors.push(`${boot.recordError}: drift cannot be told from the store's own files`);
     let live = readActiveState(deps.sysfs);
+    // Said only now: a hook that stopped before this (the lock, the store) did not look.
+    if (live.vfioAp) report.vfio_ap = 'already-loaded';
     t = lap('read', t);
 
     // 1. Masks: the boot's (41-ap.rules where chzdev changed them), less what an active mdev holds.
@@ -239,7 +245,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
 
     // 2. vfio_ap.
     if (!live.vfioAp) {
-      const r = await deps.runner.run('modprobe', ['vfio_ap'], { timeoutMs: 15_000 });
+      const r = await deps.runner.run('modprobe', ['vfio_ap'], { timeoutMs: within(15_000) });
       report.commands.push({ command: 'modprobe vfio_ap', ran: r.ran, exit_code: r.exitCode, ...(r.exitCode ? { error: r.stderr.trim() } : {}) });
       if (!r.ran) report.vfio_ap = 'would-load';
       else if (r.exitCode === 0 && vfioApLoaded(deps.sysfs)) report.vfio_ap = 'loaded';
@@ -302,7 +308,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         let failure: string | undefined;
         let ran = true;
         for (const call of calls) {
-          const r = await deps.runner.run('systemctl', ['--no-block', ...call], { timeoutMs: 15_000 });
+          const r = await deps.runner.run('systemctl', ['--no-block', ...call], { timeoutMs: within(15_000) });
           report.commands.push({ command: `systemctl --no-block ${call.join(' ')}`, ran: r.ran, exit_code: r.exitCode });
           ran &&= r.ran;
           if (r.ran && r.exitCode !== 0) failure ??= r.stderr.trim() || `exit ${r.exitCode}`;

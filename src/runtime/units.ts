@@ -10,10 +10,10 @@ export interface UnitState {
 }
 
 /** Each unit's state by name; empty where systemctl did not answer (or only recorded the call). */
-export async function unitStates(runner: CommandRunner, units: readonly string[]): Promise<Map<string, UnitState>> {
+export async function unitStates(runner: CommandRunner, units: readonly string[], timeoutMs = 5_000): Promise<Map<string, UnitState>> {
   const states = new Map<string, UnitState>();
   if (units.length === 0) return states;
-  const r = await runner.run('systemctl', ['show', '--property=Id,ActiveState,Result', ...units], { timeoutMs: 5_000 });
+  const r = await runner.run('systemctl', ['show', '--property=Id,ActiveState,Result', ...units], { timeoutMs });
   if (r.exitCode !== 0) return states;
   // One block per unit, separated by a blank line, properties in any order.
   for (const block of r.stdout.split(/\n\s*\n/)) {
