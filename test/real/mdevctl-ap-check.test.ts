@@ -10,11 +10,10 @@ import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { GUEST1, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { buildCli } from '../callout/support.js';
 import { givenHost, tempDir } from '../support/host.js';
-import { itWithTools, missingTools, runInNamespace } from '../support/namespace.js';
+import { itWithTools, missingTools, mdevSysfsScript, runInNamespace } from '../support/namespace.js';
 
 const TOOLS = ['mdevctl', 'bash'];
 const NEW = '66666666-6666-4666-8666-666666666666';
-const TYPE_DIR = '/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough';
 const AP_CHECK = 'usr/lib/mdevctl/scripts.d/callouts/ap-check';
 const AP_CHECK_SH = 'etc/mdevctl.d/scripts.d/callouts/ap-check.sh';
 
@@ -48,13 +47,7 @@ describe("the real mdevctl asks ap-persist's callout once install has set ap-che
       const conflict = join(work, 'conflict.json');
       writeFileSync(conflict, JSON.stringify({ mdev_type: 'vfio_ap-passthrough', start: 'auto', attrs: [{ assign_adapter: '5' }, { assign_domain: '4' }] }));
       const body = `
-fresh_dir /sys
-cp -a ${host.root}/sys/. /sys/
-mkdir -p ${TYPE_DIR} /sys/class/mdev_bus /sys/bus/mdev/devices
-ln -s ../../devices/vfio_ap/matrix /sys/class/mdev_bus/matrix
-echo 65535 >${TYPE_DIR}/available_instances
-echo 'VFIO AP Passthrough Device' >${TYPE_DIR}/name
-echo vfio-ap >${TYPE_DIR}/device_api
+${mdevSysfsScript(`${host.root}`)}
 for dir in /etc/mdevctl.d /etc/ap-persist /etc/udev/rules.d; do
   fresh_dir $dir
   cp -a ${host.root}$dir/. $dir/

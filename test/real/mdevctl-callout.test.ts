@@ -12,13 +12,12 @@ import { packageAssets } from '../../src/generate/assets.js';
 import { CALLOUT_NODE_FLAGS } from '../../src/generate/static-files.js';
 import { buildCli, exampleHost, GUEST1, GUEST2, GUEST3 } from '../callout/support.js';
 import { tempDir } from '../support/host.js';
-import { itWithTools, missingTools, runInNamespace } from '../support/namespace.js';
+import { itWithTools, missingTools, mdevSysfsScript, runInNamespace, VFIO_AP_TYPE_DIR } from '../support/namespace.js';
 
 const TOOLS = ['mdevctl', 'bash'];
 const ACTIVE = 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa';
 const HOST_OWNED = '44444444-4444-4444-8444-444444444444';
 const GARBAGE = '55555555-5555-4555-8555-555555555555';
-const TYPE_DIR = '/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough';
 
 function jsonFile(start: 'auto' | 'manual', attrs: Record<string, string>[]): string {
   return JSON.stringify({ mdev_type: 'vfio_ap-passthrough', start, attrs });
@@ -63,13 +62,7 @@ describe('real mdevctl with the ap-persist callout', () => {
       const define = (uuid: string, name: string): string => `mdevctl define -u ${uuid} -p matrix --jsonfile ${json}/${name}.json`;
 
       const body = `
-fresh_dir /sys
-cp -a ${fake}/sys/. /sys/
-mkdir -p /sys/class/mdev_bus /sys/bus/mdev/devices
-ln -s ../../devices/vfio_ap/matrix /sys/class/mdev_bus/matrix
-echo 65535 >${TYPE_DIR}/available_instances
-echo 'VFIO AP Passthrough Device' >${TYPE_DIR}/name
-echo vfio-ap >${TYPE_DIR}/device_api
+${mdevSysfsScript(`${fake}`)}
 ln -s ../../../devices/vfio_ap/matrix/${ACTIVE} /sys/bus/mdev/devices/${ACTIVE}
 ln -s ../mdev_supported_types/vfio_ap-passthrough /sys/devices/vfio_ap/matrix/${ACTIVE}/mdev_type
 
@@ -90,9 +83,9 @@ step modify-auto mdevctl modify -u ${GUEST3} --auto
 step list-defined mdevctl list -d
 step list-active mdevctl list -v
 step start-busy mdevctl start -u ${GUEST3}
-cp ${TYPE_DIR}/create "$NS_OUT/create-after-busy"
+cp ${VFIO_AP_TYPE_DIR}/create "$NS_OUT/create-after-busy"
 step start-clean mdevctl start -u ${GUEST1}
-cp ${TYPE_DIR}/create "$NS_OUT/create-after-clean"
+cp ${VFIO_AP_TYPE_DIR}/create "$NS_OUT/create-after-clean"
 step lock-left test -e /run/lock/s390apconfig.lock
 `;
       const ns = await runInNamespace(body, work, out, 40_000);

@@ -21,10 +21,9 @@ import { mdevPath, parseControlDomains, parseMatrix, PASSTHROUGH_CREATE } from '
 import { SimKernel } from '../../src/sysfs/sim-kernel.js';
 import { buildCli } from '../callout/support.js';
 import { snapshotTree, tempDir, type RunResult } from '../support/host.js';
-import { itWithTools, missingTools, runInNamespace } from '../support/namespace.js';
+import { itWithTools, missingTools, mdevSysfsScript, runInNamespace } from '../support/namespace.js';
 
 const TOOLS = ['mdevctl', 'bash'];
-const TYPE_DIR = '/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough';
 const BINDINGS = { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', COMPLETECOUNT: '1' };
 const WAYS_OUT = "  keep the peers' change: 'ap-persist import'; or put the store's back: 'ap-persist generate --force'";
 /** How generate's refusal names the two ways out. */
@@ -92,6 +91,15 @@ async function generatedHost(more: string[][] = []): Promise<Host> {
   return host;
 }
 
+/** The store, the boot files and mdevctl agree again: generate changes nothing (on disk as `after`), status says so. */
+async function expectInStep(host: Host, after = host.snapshot()): Promise<void> {
+  const again = await host.run('generate', '--no-reload');
+  expect(again.code, again.stderr).toBe(0);
+  expect(again.stdout).toContain('nothing to change: the generated files match the store');
+  expect(host.snapshot()).toEqual(after);
+  expect((await host.run('status')).stdout).toContain('boot files: up to date with the store');
+}
+
 /** One drift (headline, then the difference) as `status` prints it. */
 const statusBlock = (lines: string[]): string => [`  ${lines[0]}`, ...lines.slice(1).map((l) => `    ${l}`)].join('\n');
 /** The same drift as a `check` warning. */
@@ -145,13 +153,7 @@ describe('the real mdevctl edits the mdevs generate exported', () => {
     mkdirSync(out);
     writeFileSync(join(work, 'callout'), packageAssets().renderCallout({ node: process.execPath, nodeFlags: CALLOUT_NODE_FLAGS, bin: cli.build!.main }));
     const body = `
-fresh_dir /sys
-cp -a ${host.root}/sys/. /sys/
-mkdir -p ${TYPE_DIR} /sys/class/mdev_bus /sys/bus/mdev/devices
-ln -s ../../devices/vfio_ap/matrix /sys/class/mdev_bus/matrix
-echo 65535 >${TYPE_DIR}/available_instances
-echo 'VFIO AP Passthrough Device' >${TYPE_DIR}/name
-echo vfio-ap >${TYPE_DIR}/device_api
+${mdevSysfsScript(`${host.root}`)}
 
 fresh_dir /etc/mdevctl.d
 cp -a ${host.root}/etc/mdevctl.d/. /etc/mdevctl.d/
@@ -259,12 +261,7 @@ step list mdevctl list -d
       expect(host.storeMdev(GUEST1)).toEqual({ adapters: '5-6', domains: '4,171', controlDomains: '171', start: 'manual' });
       expect(host.storeMdev(GUEST2)?.start).toBe('auto');
       expect(host.read(def(GUEST1))).toBe(r.kept('final', GUEST1));
-      const after = host.snapshot();
-      const again = await host.run('generate', '--no-reload');
-      expect(again.code, again.stderr).toBe(0);
-      expect(again.stdout).toContain('nothing to change: the generated files match the store');
-      expect(host.snapshot()).toEqual(after);
-      expect((await host.run('status')).stdout).toContain('boot files: up to date with the store');
+      await expectInStep(host);
     },
     90_000,
   );
@@ -330,12 +327,7 @@ step g3-auto mdevctl modify -u ${GUEST3} --auto
       expect(host.read(def(SPARE))).toBe(spare);
       // The import regenerated at once: guest3's unit is linked into the target again.
       expect(host.snapshot().get(link(GUEST3))).toBe(`-> /usr/lib/systemd/system/ap-persist-mdev@.service`);
-      const after = host.snapshot();
-      const again = await host.run('generate', '--no-reload');
-      expect(again.code, again.stderr).toBe(0);
-      expect(again.stdout).toContain('nothing to change: the generated files match the store');
-      expect(host.snapshot()).toEqual(after);
-      expect((await host.run('status')).stdout).toContain('boot files: up to date with the store');
+      await expectInStep(host);
     },
     90_000,
   );
@@ -431,12 +423,7 @@ step g3-add-4 mdevctl modify -u ${GUEST3} --addattr assign_domain --value 0x04
       expect(imp.stdout).toContain(`imported mdev ${GUEST2} (guest2): adapters 5, domains 8,16,71, start auto from mdevctl (replaces the store's)`);
       expect(imp.stdout).toContain(`imported mdev ${GUEST3} (guest3): adapters 6, domains 4,71,255, start auto from mdevctl (replaces the store's)`);
       for (const u of [GUEST1, GUEST2, GUEST3]) expect(host.storeMdev(u), u).toEqual({ ...built.get(u), start: 'auto' });
-      const after = host.snapshot();
-      const again = await host.run('generate', '--no-reload');
-      expect(again.code, again.stderr).toBe(0);
-      expect(again.stdout).toContain('nothing to change: the generated files match the store');
-      expect(host.snapshot()).toEqual(after);
-      expect((await host.run('status')).stdout).toContain('boot files: up to date with the store');
+      await expectInStep(host);
       expect((await host.run('check')).code).toBe(0);
     },
     90_000,
@@ -512,11 +499,7 @@ step list mdevctl list -d
       const after = host.snapshot();
       expect(after.has(def(GUEST3))).toBe(false);
       expect(after.has(link(GUEST3))).toBe(false);
-      const again = await host.run('generate', '--no-reload');
-      expect(again.code, again.stderr).toBe(0);
-      expect(again.stdout).toContain('nothing to change: the generated files match the store');
-      expect(host.snapshot()).toEqual(after);
-      expect((await host.run('status')).stdout).toContain('boot files: up to date with the store');
+      await expectInStep(host, after);
       // Now the target holds exactly guest1 and guest2: the hook starts it.
       expect((await host.hook()).code).toBe(0);
       expect(JSON.parse(host.read('run/ap-persist/last-hook.json')).commands.map((c: { command: string }) => c.command)).toEqual([

@@ -83,3 +83,21 @@ export type NamespaceRun = ScriptRun;
 export function runInNamespace(body: string, work: string, out: string, timeoutMs = 60_000): Promise<NamespaceRun> {
   return runInMountNamespace(`${PRELUDE}\n${body}`, timeoutMs, { NS_WORK: work, NS_OUT: out });
 }
+
+/** vfio_ap's mdev type directory, as mdevctl looks for it. */
+export const VFIO_AP_TYPE_DIR = '/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough';
+
+/**
+ * Script lines for a /sys that mdevctl accepts as a vfio_ap host: the fake
+ * root's sys/ (`root`), and the mdev core's parts mdevctl looks at (the
+ * matrix parent in mdev_bus, the type's name, API and instances).
+ */
+export function mdevSysfsScript(root: string): string {
+  return `fresh_dir /sys
+cp -a ${root}/sys/. /sys/
+mkdir -p ${VFIO_AP_TYPE_DIR} /sys/class/mdev_bus /sys/bus/mdev/devices
+ln -s ../../devices/vfio_ap/matrix /sys/class/mdev_bus/matrix
+echo 65535 >${VFIO_AP_TYPE_DIR}/available_instances
+echo 'VFIO AP Passthrough Device' >${VFIO_AP_TYPE_DIR}/name
+echo vfio-ap >${VFIO_AP_TYPE_DIR}/device_api`;
+}
