@@ -13,5 +13,6 @@ export function registerCheck(program: Command, wrap: Wrap): void {
   program
     .command('suggest-masks')
     .description('host masks that free exactly what the auto mdevs need, keeping the most host queues')
-    .action(wrap((ctx) => suggest(ctx)));
+    .option('--include-manual', "free the manual mdevs' queues too (the store's and mdevctl's), so they can be started by hand")
+    .action(wrap((ctx, opts) => suggest(ctx, opts)));
 }

@@ -13,6 +13,8 @@ export interface Io {
   stdin?: () => string;
   /** stdout is the journal (run by a unit): lines may carry `<N>` priorities. */
   journal?: boolean;
+  /** The terminal's width when stdout is one; undefined otherwise (status then fits 160 columns). */
+  columns?: number;
 }
 
 export interface GlobalOptions {

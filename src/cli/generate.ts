@@ -15,14 +15,15 @@ export function registerGenerate(program: Command, wrap: Wrap): void {
     .action(wrap(async (ctx, opts) => (await import('../commands/generate.js')).generate(ctx, opts)));
   program
     .command('install')
-    .description('install the udev rule, systemd units and mdevctl callout, then generate and reload: the post-install step')
+    .description('install the udev rule, systemd units, preset and mdevctl callout, then generate, enable the boot wait once (systemctl preset) and reload: the post-install step')
+    .option('--staged', "a package build: only the package's files into the tree under --root (no store, generate, systemctl or ap-check set-aside)")
     .option('--bin <path>', 'the ap-persist script the rules, units and callout run (default: this one, symlinks resolved)')
     .option('--node <path>', 'the node binary they run it with (default: the one running now, symlinks resolved)')
     .option('--no-reload', 'do not run udevadm control --reload and systemctl daemon-reload')
     .action(wrap(async (ctx, opts) => (await import('../commands/install.js')).install(ctx, opts)));
   program
     .command('uninstall')
-    .description("remove what install and generate wrote (files changed since by chzdev or mdevctl stay) and put back s390-tools' ap-check: the removal step; the store stays")
+    .description("disable what install enabled, remove what install and generate wrote (files changed since by chzdev or mdevctl stay) and put back s390-tools' ap-check: the removal step; the store stays")
     .option('--purge', 'delete the store too')
     .option('--no-reload', 'do not run udevadm control --reload and systemctl daemon-reload')
     .action(wrap(async (ctx, opts) => (await import('../commands/uninstall.js')).uninstall(ctx, opts)));

@@ -16,6 +16,7 @@ const io: Io = {
   stdout: (t) => void process.stdout.write(t),
   stderr: (t) => void process.stderr.write(stderrToJournal ? withPriority(t, stderrPriority(t)) : t),
   journal: isJournal(1, process.env),
+  columns: process.stdout.isTTY && process.stdout.columns > 0 ? process.stdout.columns : undefined,
   env: process.env,
   stdin: () => {
     try {

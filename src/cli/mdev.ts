@@ -22,23 +22,23 @@ export function registerMdev(program: Command, wrap: Wrap): void {
   withOptions(mdev.command('define').description('add an mdev to the store (a UUID is made when none is given)').argument('[uuid]')).action(
     wrap((ctx, uuid, opts) => mdevDefine(ctx, uuid, opts)),
   );
-  withOptions(mdev.command('modify').description('change an mdev in the store').argument('<uuid>')).action(
+  withOptions(mdev.command('modify').description('change an mdev in the store').argument('<uuid|name>', "the mdev's UUID, or its name in the store")).action(
     wrap((ctx, uuid, opts) => mdevModify(ctx, uuid, opts)),
   );
   mdev
     .command('undefine')
     .description('remove an mdev from the store')
-    .argument('<uuid>')
+    .argument('<uuid|name>', "the mdev's UUID, or its name in the store")
     .option('--no-generate', "change the store only; leave the boot files for a later generate")
     .action(wrap((ctx, uuid, opts) => mdevUndefine(ctx, uuid, opts)));
   mdev
     .command('start')
     .description('create the mdev from the store (through mdevctl where there is one), refusing any conflict')
-    .argument('<uuid>')
+    .argument('<uuid|name>', "the mdev's UUID, or its name in the store")
     .action(wrap((ctx, uuid) => mdevStart(ctx, uuid)));
   mdev
     .command('stop')
-    .description('remove the active mdev (refused by the kernel while a guest uses it)')
-    .argument('<uuid>')
+    .description('remove the active mdev (refused while a guest uses it)')
+    .argument('<uuid|name>', "the mdev's UUID, or its name in the store")
     .action(wrap((ctx, uuid) => mdevStop(ctx, uuid)));
 }

@@ -11,6 +11,7 @@ import { registerMdev } from './mdev.js';
 import { registerStatus } from './status.js';
 import { registerHook } from './hook.js';
 import { registerImport } from './import.js';
+import { packageVersion } from '../package-info.js';
 import { makeContext, type Context, type ContextOverrides, type GlobalOptions, type Io } from './context.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -21,11 +22,16 @@ export type Wrap = (action: Action) => (...args: unknown[]) => Promise<void>;
 /** A sysfs other than the files under --root (the simulated kernel), a runner that runs no host command. */
 export type RunOptions = ContextOverrides;
 
-export async function run(argv: readonly string[], io: Io, runOptions: RunOptions = {}): Promise<number> {
-  let exitCode = 0;
+/**
+ * The whole command tree, options and descriptions: what `run` parses, and
+ * what the man page and the bash completion are generated from
+ * (src/cli/docs.ts), so they cannot drift apart.
+ */
+export function buildProgram(io: Io, wrap: Wrap): Command {
   const program = new Command('ap-persist');
   program
     .description('Persistent, conflict-checked vfio_ap crypto pass-through for IBM Z KVM hosts')
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
     .option('--root <dir>', 'operate on the host tree under DIR', '/')
     .option('--config <file>', 'the store (default: ROOT/etc/ap-persist/ap-persist.conf)')
     .option('--json', 'print one JSON document on stdout')
@@ -36,14 +42,6 @@ export async function run(argv: readonly string[], io: Io, runOptions: RunOption
     .showHelpAfterError('(ap-persist --help lists the commands)')
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
 
-  const wrap: Wrap =
-    (action: Action) =>
-    async (...args: unknown[]): Promise<void> => {
-      const cmd = args[args.length - 1] as Command;
-      const ctx = makeContext(cmd.optsWithGlobals() as GlobalOptions, io, runOptions);
-      exitCode = await action(ctx, ...args.slice(0, -1));
-    };
-
   for (const register of [registerStatus, registerMask, registerMdev, registerCheck, registerHook, registerCallout, registerGenerate, registerImport]) register(program, wrap);
 
   // Every subcommand reports usage errors through the program's override.
@@ -52,7 +50,19 @@ export async function run(argv: readonly string[], io: Io, runOptions: RunOption
     cmd.commands.forEach(configure);
   };
   program.commands.forEach(configure);
+  return program;
+}
 
+export async function run(argv: readonly string[], io: Io, runOptions: RunOptions = {}): Promise<number> {
+  let exitCode = 0;
+  const wrap: Wrap =
+    (action: Action) =>
+    async (...args: unknown[]): Promise<void> => {
+      const cmd = args[args.length - 1] as Command;
+      const ctx = makeContext(cmd.optsWithGlobals() as GlobalOptions, io, runOptions);
+      exitCode = await action(ctx, ...args.slice(0, -1));
+    };
+  const program = buildProgram(io, wrap);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return exitCode;

@@ -10,8 +10,8 @@ import type { Context } from '../cli/context.js';
 import { checkPersistent, persistentConfig, storeConfig } from '../checks/check-host.js';
 import { HOST } from '../checks/conflicts.js';
 import { conflictOwners } from '../checks/report.js';
-import { ConflictError, RuntimeError } from '../errors.js';
-import { writeFileAtomic } from '../fsio/atomic.js';
+import { ApPersistError, ConflictError, RuntimeError } from '../errors.js';
+import { removeLeftovers, writeFileAtomic } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import { saveStore, type LoadedStore } from '../store/store.js';
 import type { HostPaths } from '../host/paths.js';
@@ -22,7 +22,7 @@ import { MDEV_TEMPLATE } from '../generate/unit-names.js';
 import { ownedDirs, storeLabel, type HostEntry, type RootPath } from '../generate/host-files.js';
 import { parseManifest, renderManifest, type ManifestEntry } from '../generate/manifest.js';
 import { makePlan, type GeneratePlan } from '../generate/plan.js';
-import { conflictsOf, stepPath } from '../generate/reconcile.js';
+import { conflictsOf, stepPath, type Observed, type Step } from '../generate/reconcile.js';
 import { readRegularFile } from '../fsio/read.js';
 import { observe } from '../fsio/observe.js';
 import { commandText, reloadCommands, reloadLines, type ReloadCommand, type ReloadOutcome } from '../generate/reload.js';
@@ -48,7 +48,8 @@ export function putEntry(paths: HostPaths, entry: HostEntry): void {
       return;
     }
     mkdirSync(dirname(path), { recursive: true });
-    const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
+    removeLeftovers(dirname(path), basename(path));
+    const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
     symlinkSync(entry.target, tmp);
     try {
       renameSync(tmp, path);
@@ -76,6 +77,9 @@ export function readManifest(paths: HostPaths): { text: string | undefined; entr
   return { text, entries: parseManifest(text, paths.generatedManifest) };
 }
 
+/** The record's entries; undefined when generate never ran here (no record at all). */
+const recordOf = (m: { text: string | undefined; entries: ManifestEntry[] }): ManifestEntry[] | undefined => (m.text === undefined ? undefined : m.entries);
+
 /** `view`: the host as the caller already read it, so it is not read twice. */
 export function planGenerate(ctx: Context, view: HostView = readHostView(ctx)): GeneratePlan {
   return makePlan({
@@ -86,20 +90,51 @@ export function planGenerate(ctx: Context, view: HostView = readHostView(ctx)): 
     paths: ctx.paths,
     storeLabel: storeLabel(ctx.paths),
     renderChzdevRules: chzdevRulesTemplate(),
-    recorded: readManifest(ctx.paths).entries,
+    recorded: recordOf(readManifest(ctx.paths)),
     observe: (p) => observe(ctx.paths.at(p)),
     exists: (p) => existsSync(ctx.paths.at(p)),
   });
 }
 
 /** Does the steps, then records them; returns the paths that changed. */
+/** A failure while applying a plan; `undone` when every file already changed was put back. */
+class ApplyError extends RuntimeError {
+  constructor(
+    cause: ApPersistError,
+    readonly undone: boolean,
+    undoFailure?: string,
+  ) {
+    super(`${cause.message}${undone ? '' : `; and putting back what was already written failed: ${undoFailure}`}`, { where: cause.where, hint: cause.hint });
+  }
+}
+
+/** Puts a path back as it was observed before the plan changed it. */
+function restoreObserved(paths: HostPaths, path: RootPath, was: Observed): void {
+  if (was.kind === 'absent') removeEntry(paths, path);
+  else if (was.kind === 'file') putEntry(paths, { kind: 'file', path, content: was.content, mode: 0o644 });
+  else if (was.kind === 'symlink') putEntry(paths, { kind: 'symlink', path, target: was.target });
+}
+
 function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
   const changed: RootPath[] = [];
-  for (const step of plan.steps) {
-    if (step.op === 'keep') continue;
-    if (step.op === 'write') putEntry(ctx.paths, step.entry);
-    else removeEntry(ctx.paths, step.path);
-    changed.push(stepPath(step));
+  const done: Exclude<Step, { op: 'keep' }>[] = [];
+  try {
+    for (const step of plan.steps) {
+      if (step.op === 'keep') continue;
+      if (step.op === 'write') putEntry(ctx.paths, step.entry);
+      else removeEntry(ctx.paths, step.path);
+      done.push(step);
+      changed.push(stepPath(step));
+    }
+  } catch (err) {
+    if (!(err instanceof ApPersistError)) throw err;
+    // All or nothing (a full disk half-way): what was changed goes back, newest first.
+    try {
+      for (const step of done.reverse()) restoreObserved(ctx.paths, stepPath(step), step.observed);
+    } catch (undo) {
+      throw new ApplyError(err, false, undo instanceof ApPersistError ? undo.describe() : String(undo));
+    }
+    throw new ApplyError(err, true);
   }
   for (const dir of ownedDirs(ctx.paths)) {
     const abs = ctx.paths.at(dir);
@@ -156,6 +191,11 @@ export function persistGenerated(ctx: Context): Persisted {
   return g.status === 'done' ? { status: 'generated', plan: g.plan, changed: g.changed } : { status: 'store-conflicts', plan: g.plan };
 }
 
+function restoreStore(loaded: LoadedStore, before: string | undefined): void {
+  if (before === undefined) unlinkSync(loaded.path);
+  else writeFileAtomic(loaded.path, before, { mode: 0o644, throughLink: true });
+}
+
 /**
  * Saves an edited store and, where the host has boot files, regenerates them
  * in the same lock, as chzdev persists at once. A peer's change in the way
@@ -166,10 +206,24 @@ export function saveAndGenerate(ctx: Context, loaded: LoadedStore, opts: { gener
     const before = loaded.exists ? readRegularFile(loaded.path, 'the store') : undefined;
     saveStore(loaded);
     if (opts.generate === false || !hasBootFiles(ctx.paths)) return { status: 'store-only' };
-    const p = persistGenerated(ctx);
+    let p: Persisted;
+    try {
+      p = persistGenerated(ctx);
+    } catch (err) {
+      if (!(err instanceof ApplyError)) throw err;
+      // The boot files are as they were: so is the store, and nothing was changed.
+      if (err.undone) {
+        restoreStore(loaded, before);
+        throw new RuntimeError(`${err.message}; nothing was changed (the store was put back)`, { where: err.where, hint: err.hint });
+      }
+      // Some boot files could not go back: the store keeps the change, and the admin is told.
+      throw new RuntimeError(`the store has the change, but the boot files could not all be written: ${err.describe()}`, {
+        where: loaded.path,
+        hint: "the next boot would not have it: run 'ap-persist generate' once the cause is fixed",
+      });
+    }
     if (p.status === 'drift') {
-      if (before === undefined) unlinkSync(loaded.path);
-      else writeFileAtomic(loaded.path, before, { mode: 0o644, throughLink: true });
+      restoreStore(loaded, before);
       return { ...p, storeRestored: true };
     }
     return p;

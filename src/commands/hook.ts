@@ -37,11 +37,15 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
     if (ctx.verbose) ctx.warn(`ignoring ${env['ACTION']} of ${env['DEVPATH'] ?? '?'} without BINDINGS=complete`);
     return 0;
   }
-  const budget = setTimeout(() => {
-    ctx.warn(`ap-persist hook: gave up after ${HOOK_BUDGET_MS / 1000} s`);
-    process.exit(1);
-  }, HOOK_BUDGET_MS);
-  budget.unref();
+  // Run by wait, the deadline bounds every step; the process is wait's and must not end here.
+  const budget =
+    opts.deadline === undefined
+      ? setTimeout(() => {
+          ctx.warn(`ap-persist hook: gave up after ${HOOK_BUDGET_MS / 1000} s`);
+          process.exit(1);
+        }, HOOK_BUDGET_MS)
+      : undefined;
+  budget?.unref();
   try {
     const report = await runHook({ paths: ctx.paths, sysfs: ctx.sysfs, runner: ctx.runner, env, ...(opts.deadline ? { deadline: opts.deadline } : {}) });
     if (ctx.json) ctx.printJson(report);

@@ -188,7 +188,9 @@ function recordAfter(ctx: Context, view: HostView, p: Plan): Map<string, Manifes
   for (const file of p.adopt) {
     const path = rootPath(ctx.paths, file);
     const text = path === view.boot.rulesPath ? (view.boot.rules.kind === 'file' ? view.boot.rules.content : undefined) : view.mdevctl.files.get(path.split('/').pop()!)?.text;
-    if (text !== undefined) recorded.set(path, { path, sha256: sha256(text) });
+    // Taken in from chzdev or mdevctl: adopted, unless generate wrote it first.
+    const before = view.boot.recorded.get(path);
+    if (text !== undefined) recorded.set(path, { path, sha256: sha256(text), ...(before && !before.adopted ? {} : { adopted: true as const }) });
   }
   return recorded;
 }

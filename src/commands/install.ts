@@ -1,21 +1,30 @@
 // ap-persist install: the package's post-install step. Puts the shipped rules,
-// units and mdevctl callout in place with the tool's path filled in, runs
-// generate, and reloads udev and systemd once for both.
+// units, preset and mdevctl callout in place with the tool's path filled in,
+// runs generate, enables the units through the preset on the first install,
+// and reloads udev and systemd once for all. With --staged it is the
+// package build's step instead: the static files alone, into a staging tree.
 
-import { accessSync, chmodSync, constants, realpathSync, statSync } from 'node:fs';
-import { untrustedOnTheWay } from '../fsio/trust.js';
+import { accessSync, chmodSync, constants, existsSync, realpathSync, statSync } from 'node:fs';
+import { followTrusted } from '../fsio/trust.js';
+import { dirname, join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { InputError, RuntimeError } from '../errors.js';
 import { defaultBin, defaultNode, packageAssets } from '../generate/assets.js';
-import type { FileEntry, RootPath } from '../generate/host-files.js';
+import { rootPath, type FileEntry, type RootPath } from '../generate/host-files.js';
 import { reloadCommands, reloadLines } from '../generate/reload.js';
 import { generateJson, stepLines } from '../generate/report.js';
 import { checkBin, checkNode, staticEntries, SYSTEMCTL_CANDIDATES, type InstalledPrograms } from '../generate/static-files.js';
 import { fileConflictError, generateFiles, generateWarnings, planGenerate, putEntry, reload, reportStoreRefusal } from './generate.js';
 import { observe } from '../fsio/observe.js';
 import { setApCheckAside, type MoveResult } from '../host/callouts.js';
+import { writeFileAtomic } from '../fsio/atomic.js';
+import { PRESET_STATE, presetEnables, presetStateText, systemctlArgs } from '../generate/enable.js';
+import { hostRunner, type CommandRunner } from '../runtime/commands.js';
+import type { PackageAssets } from '../generate/static-files.js';
 
 export interface InstallOptions {
+  /** A package build: only the package's static files, into the tree under --root. */
+  staged?: boolean;
   bin?: string;
   /** The node binary the installed files run; default: the one running us. */
   node?: string;
@@ -70,7 +79,9 @@ function refuseUntrusted(ctx: Context, path: string, option: '--bin' | '--node')
   } catch {
     return; // not there (a staged install): warnIfMissing says so
   }
-  const unsafe = untrustedOnTheWay(real, ctx.paths.root);
+  // Every link on the way, and for the tool the module the bundle loads beside it.
+  const sibling = option === '--bin' ? [join(dirname(real), 'program.js')].filter((p) => existsSync(p)) : [];
+  const unsafe = [onTarget, ...sibling].map((p) => followTrusted(p, ctx.paths.root)).find((f): f is { unsafe: string } => 'unsafe' in f)?.unsafe;
   if (unsafe) {
     throw new InputError(`${onTarget}${real !== onTarget ? ` (${real})` : ''} would run as root, but ${unsafe} can be changed by a user other than root`, {
       where: option,
@@ -91,19 +102,90 @@ function findSystemctl(ctx: Context): string {
   return SYSTEMCTL_CANDIDATES.find((p) => executable(ctx.paths.at(p))) ?? SYSTEMCTL_CANDIDATES[0]!;
 }
 
+/** What became of enabling the units through the preset. */
+export interface EnableOutcome {
+  /** The units the preset names. */
+  units: string[];
+  /** The systemctl command, as run or as it would run. */
+  command: string;
+  /** applied: run now; done-before: an earlier install applied it (the admin's choices since stand); not-applied: why in `reason`. */
+  state: 'applied' | 'done-before' | 'not-applied';
+  reason?: string;
+}
+
+/**
+ * systemctl for enabling and disabling: on `/` the context's runner (the
+ * running manager); under any other root `systemctl --root`, which only
+ * changes links under that root, so it runs even where host commands are
+ * only reported.
+ */
+export function unitFileRunner(ctx: Context): CommandRunner {
+  return ctx.paths.isRealRoot || ctx.exec ? ctx.runner : hostRunner();
+}
+
+/** The units the package's preset files enable. */
+export function presetUnits(assets: PackageAssets): string[] {
+  return [...new Set(assets.presets.flatMap((p) => presetEnables(p.text)))];
+}
+
+/**
+ * `systemctl preset` on the preset's units, once: on the first install
+ * (no record of an earlier one), as the distributions' package scripts do,
+ * so an admin's `systemctl disable` survives reinstalls and upgrades.
+ */
+async function applyPreset(ctx: Context, units: string[]): Promise<EnableOutcome> {
+  const args = systemctlArgs(ctx.paths, 'preset', units);
+  const command = ['systemctl', ...args].join(' ');
+  const state = ctx.paths.at(PRESET_STATE);
+  if (units.length === 0) return { units, command, state: 'done-before' };
+  if (existsSync(state)) return { units, command, state: 'done-before' };
+  const r = await unitFileRunner(ctx).run('systemctl', args);
+  if (!r.ran) return { units, command, state: 'not-applied', reason: `not run under --root ${ctx.paths.root} (--exec runs it)` };
+  if (r.exitCode === 127) return { units, command, state: 'not-applied', reason: 'systemctl is not installed here' };
+  if (r.exitCode !== 0) {
+    throw new RuntimeError(`${command} failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`, { hint: `the files are installed; run '${command}' once the problem is fixed` });
+  }
+  writeFileAtomic(state, presetStateText(units), { mode: 0o644 });
+  return { units, command, state: 'applied' };
+}
+
+/** --staged: the package's files for a package build, nothing of the host's (no store, record, lock, state, ap-check, systemctl). */
+function installStaged(ctx: Context, programs: InstalledPrograms): number {
+  const statics = installStatic(ctx, staticEntries(packageAssets(), programs, ctx.paths));
+  if (ctx.json) {
+    ctx.printJson({
+      staged: true,
+      installed: statics.written.map((p) => ctx.paths.at(p)),
+      unchanged: statics.unchanged.map((p) => ctx.paths.at(p)),
+      bin: programs.bin,
+      node: programs.node,
+      systemctl: programs.systemctl,
+    });
+    return 0;
+  }
+  for (const p of statics.written) ctx.info(`installed ${ctx.paths.at(p)}`);
+  if (statics.written.length === 0) ctx.info('nothing to change: the package files are up to date');
+  ctx.info(`staged: the package's files only; on the target system, 'ap-persist install' (the post-install step) sets s390-tools' ap-check aside, generates the boot files from the store, enables ${presetUnits(packageAssets()).join(', ')} through the preset once, and reloads`);
+  return 0;
+}
+
 export async function install(ctx: Context, opts: InstallOptions): Promise<number> {
   const programs: InstalledPrograms = {
     bin: checkBin(opts.bin ?? defaultBin()),
     node: checkNode(opts.node ?? defaultNode()),
     systemctl: findSystemctl(ctx),
   };
+  // A package build's tree holds neither node nor the store, and its files are
+  // the build user's until the package is made: the post-install step checks them.
+  if (opts.staged) return installStaged(ctx, programs);
   // Reads and validates the store and the record of generated files before
   // anything is written: bad input (exit 2) changes no file. The plan itself
   // is made again below, once the static units it links to are in place.
   planGenerate(ctx);
   refuseUntrusted(ctx, programs.bin, '--bin');
   refuseUntrusted(ctx, programs.node, '--node');
-  const statics = installStatic(ctx, staticEntries(packageAssets(), programs, ctx.paths));
+  const assets = packageAssets();
+  const statics = installStatic(ctx, staticEntries(assets, programs, ctx.paths));
   warnIfMissing(ctx, programs.bin, '--bin');
   warnIfMissing(ctx, programs.node, '--node');
 
@@ -111,17 +193,24 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
   const aside = setApCheckAside(ctx.paths);
   const g = generateFiles(ctx, { dryRun: false, force: false });
   const generated = g.status === 'done' ? g.changed : [];
-  const commands = opts.reload === false ? [] : reloadCommands([...statics.written, ...generated], ctx.paths);
+  // The units are in place: enable what the preset says (once), whatever generate found.
+  const enabled = await applyPreset(ctx, presetUnits(assets));
+  // The preset made links under etc/systemd/system (systemctl ran with --no-reload on `/`):
+  // counted as a change there, so that systemd is reloaded once with the rest.
+  const enabledLinks = enabled.state === 'applied' ? [rootPath(ctx.paths, `${ctx.paths.generatedUnitsDir}/${enabled.units[0]}`)] : [];
+  const commands = opts.reload === false ? [] : reloadCommands([...statics.written, ...generated, ...enabledLinks], ctx.paths);
   const reloads = await reload(ctx, commands);
   asideErrors(ctx, aside);
 
-  const staticLines = [...statics.written.map((p) => `installed ${ctx.paths.at(p)}`), ...asideLines(aside)];
+  const staticLines = [...statics.written.map((p) => `installed ${ctx.paths.at(p)}`), ...asideLines(aside), ...enableLines(enabled)];
   if (g.status === 'store-conflicts') {
     for (const line of staticLines) ctx.info(line);
+    enableWarning(ctx, enabled);
     return reportStoreRefusal(ctx, g.plan);
   }
   if (g.status === 'file-conflicts') {
     for (const line of staticLines) ctx.info(line);
+    enableWarning(ctx, enabled);
     throw fileConflictError(ctx, g.plan);
   }
   if (ctx.json) {
@@ -132,18 +221,30 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
       node: programs.node,
       systemctl: programs.systemctl,
       generate: generateJson(ctx.paths, g.plan),
+      enable: { units: enabled.units, command: enabled.command, state: enabled.state, ...(enabled.reason ? { reason: enabled.reason } : {}) },
       reload: reloads,
       ap_check_set_aside: aside.moved,
       ap_check_not_set_aside: aside.failed,
     });
+    enableWarning(ctx, enabled);
     return aside.failed.length ? 1 : 0;
   }
   for (const line of staticLines) ctx.info(line);
   for (const line of stepLines(ctx.paths, g.plan.steps, { dryRun: false, verbose: ctx.verbose })) ctx.info(line);
-  if (statics.written.length === 0 && generated.length === 0 && aside.moved.length === 0) ctx.info('nothing to change: installed and generated files are up to date');
+  if (statics.written.length === 0 && generated.length === 0 && aside.moved.length === 0 && enabled.state !== 'applied') ctx.info('nothing to change: installed and generated files are up to date');
   for (const line of reloadLines(reloads)) ctx.info(line);
+  enableWarning(ctx, enabled);
   generateWarnings(ctx, g.plan);
   return aside.failed.length ? 1 : 0;
+}
+
+function enableLines(e: EnableOutcome): string[] {
+  return e.state === 'applied' ? [`enabled ${e.units.join(', ')} as the preset says: ran ${e.command}`] : [];
+}
+
+/** Not enabled: the boot would not wait for the mdevs. Said, with the command that does it. */
+function enableWarning(ctx: Context, e: EnableOutcome): void {
+  if (e.state === 'not-applied') ctx.warn(`warning: ${e.units.join(', ')} not enabled (${e.reason}); run '${e.command}' (an install that runs it does it once)`);
 }
 
 function asideLines(aside: MoveResult): string[] {

@@ -11,6 +11,7 @@ import { parseUuid } from '../model/uuid.js';
 import { findMdevctl, mdevctlDefinition, startMdev, stopMdev, type Lifecycle } from '../runtime/mdev-lifecycle.js';
 import { loadStore } from '../store/store.js';
 import { reportRefusal } from './view.js';
+import { findMdevByRef, uuidOfRef } from './mdev-ref.js';
 
 function lifecycle(ctx: Context): Lifecycle {
   return {
@@ -22,11 +23,12 @@ function lifecycle(ctx: Context): Lifecycle {
   };
 }
 
-export async function mdevStart(ctx: Context, uuidText: string): Promise<number> {
-  const uuid = parseUuid(uuidText);
+export async function mdevStart(ctx: Context, ref: string): Promise<number> {
   const loaded = loadStore(ctx.paths.store);
+  // A UUID, or the name of one of the store's mdevs.
+  const stored = findMdevByRef(loaded.store.mdevs, ref, loaded.path);
+  const uuid = stored?.uuid ?? parseUuid(ref);
   // The definition the boot uses: mdevctl's where it changed one of ours since generate.
-  const stored = loaded.store.mdevs.find((m) => m.uuid === uuid);
   const mdev = stored && effectiveMdev(stored, readBootFiles(ctx.paths, readMdevctlDefinitions(ctx.paths, uuid)));
   if (!mdev) {
     if (stored) {
@@ -59,8 +61,13 @@ export async function mdevStart(ctx: Context, uuidText: string): Promise<number>
   return 0;
 }
 
-export async function mdevStop(ctx: Context, uuidText: string): Promise<number> {
-  const uuid = parseUuid(uuidText);
+export async function mdevStop(ctx: Context, ref: string): Promise<number> {
+  // A UUID is stopped as it is (the store need not hold it, nor be readable: the units stop by UUID);
+  // a name is looked up in the store.
+  const uuid = uuidOfRef(ref, () => {
+    const loaded = loadStore(ctx.paths.store);
+    return { mdevs: loaded.store.mdevs, path: loaded.path };
+  });
   const lc = lifecycle(ctx);
   const lock = lc.mdevctl ? undefined : acquireLock(ctx.paths.lock);
   let outcome: Awaited<ReturnType<typeof stopMdev>>;

@@ -4,6 +4,7 @@ import type { Context } from '../cli/context.js';
 import { activeGivenAway, autostartMdevs, persistentConfig, persistentMasks } from '../checks/check-host.js';
 import { mergeConflicts, newlyHostOwned } from '../checks/conflicts.js';
 import { RuntimeError } from '../errors.js';
+import { checkWritable } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import type { IdSet } from '../model/idset.js';
 import { applyMaskSpec } from '../model/maskspec.js';
@@ -42,13 +43,13 @@ export function maskShow(ctx: Context): number {
 }
 
 /** lszdev-style: one row per mask, persistent and active side by side. */
-export function maskTable(persistent: Side, active: Side): string[] {
+export function maskTable(persistent: Side, active: Side, opts: { persistentNone?: string } = {}): string[] {
   const cell = (side: Side, key: 'apmask' | 'aqmask', none: string): string => {
     if (!side) return none;
     const v = side[key];
     return v === null ? '(not set)' : `"${v}"`;
   };
-  const rows = (['apmask', 'aqmask'] as const).map((k) => [k, cell(persistent, k, '(no store)'), cell(active, k, '(no AP bus)')]);
+  const rows = (['apmask', 'aqmask'] as const).map((k) => [k, cell(persistent, k, opts.persistentNone ?? '(no store)'), cell(active, k, '(no AP bus)')]);
   const w1 = Math.max(10, ...rows.map((r) => r[1]!.length)) + 2;
   return [`${'mask'.padEnd(8)}${'persistent'.padEnd(w1)}active`, ...rows.map((r) => `${r[0]!.padEnd(8)}${r[1]!.padEnd(w1)}${r[2]}`)];
 }
@@ -126,18 +127,26 @@ export async function maskSet(ctx: Context, args: string[], opts: MaskSetOptions
     for (const c of forced.conflicts) ctx.warn(`warning: --force: ${c.message}`);
 
     const changes: { scope: string; key: string; from: string | null; to: string }[] = [];
+    const unchanged: { scope: string; key: string; value: string }[] = [];
     const note = (scope: string, key: 'apmask' | 'aqmask', from: IdSet | undefined, to: IdSet | undefined): void => {
-      if (to && !(from && from.equals(to))) changes.push({ scope, key, from: from?.toRanges() ?? null, to: to.toRanges() });
+      if (!to) return;
+      if (from && from.equals(to)) unchanged.push({ scope, key, value: to.toRanges() });
+      else changes.push({ scope, key, from: from?.toRanges() ?? null, to: to.toRanges() });
     };
     for (const key of ['apmask', 'aqmask'] as const) {
+      if (!specs[key]) continue;
       if (doPersistent) note('persistent', key, oldStoreMasks[key], newPersistent[key]);
       if (doActive) note('active', key, live?.[key], newActive?.[key]);
     }
 
+    // The store must be able to take the change before the kernel gets it: a refusal then changes nothing.
+    if (!opts.dryRun && doPersistent) checkWritable(view.store.path, { throughLink: true });
+    let activeApplied = false;
     if (!opts.dryRun) {
       if (doActive && live && newActive) {
         try {
           applyMaskWrites(ctx.sysfs, planMaskWrites(live, newActive));
+          activeApplied = true;
         } catch (err) {
           if (!isSysfsError(err)) throw err;
           // No half-applied change: the writes the kernel took are undone, or what is in effect is said.
@@ -161,15 +170,34 @@ export async function maskSet(ctx: Context, args: string[], opts: MaskSetOptions
         }
       }
     }
-    if (ctx.json) ctx.printJson({ dry_run: Boolean(opts.dryRun), changes });
+    let persisted: Persisted | undefined;
+    if (!opts.dryRun && doPersistent) {
+      putMasks(view.store.doc, newPersistent, oldStoreMasks);
+      try {
+        persisted = saveAndGenerate(ctx, view.store, opts);
+      } catch (err) {
+        // Not half-applied: the kernel goes back to the masks it had.
+        if (activeApplied && live) {
+          const now = readActiveMasks(ctx.sysfs);
+          if (now) applyMaskWrites(ctx.sysfs, planMaskWrites(now, live));
+        }
+        throw err;
+      }
+    }
+    if (ctx.json) ctx.printJson({ dry_run: Boolean(opts.dryRun), changes, unchanged });
     else {
       const verb = opts.dryRun ? 'would set' : 'set';
-      if (changes.length === 0) ctx.info(`masks unchanged: ${doPersistent && doActive ? 'the store and the kernel have' : doPersistent ? 'the store has' : 'the kernel has'} them already`);
-      for (const c of changes) ctx.info(`${verb} ${c.scope} ${c.key} "${c.to}" (was ${c.from === null ? 'not set' : `"${c.from}"`})`);
+      for (const key of ['apmask', 'aqmask'] as const) {
+        const same = unchanged.filter((u) => u.key === key);
+        // One line when both sides have it already, else one per side.
+        const both = same.length === 2 && same[0]!.value === same[1]!.value;
+        const holder = (scope: string): string => (scope === 'persistent' ? 'the store' : 'the kernel');
+        if (both) ctx.info(`unchanged: the store and the kernel already have ${key} "${same[0]!.value}"`);
+        else for (const u of same) ctx.info(`unchanged: ${holder(u.scope)} already has ${key} "${u.value}"`);
+        for (const c of changes.filter((c) => c.key === key)) ctx.info(`${verb} ${c.scope} ${c.key} "${c.to}" (was ${c.from === null ? 'not set' : `"${c.from}"`})`);
+      }
     }
-    if (opts.dryRun || !doPersistent) return 0;
-    putMasks(view.store.doc, newPersistent, oldStoreMasks);
-    return saveAndGenerate(ctx, view.store, opts);
+    return persisted ?? 0;
   });
   return typeof edited === 'number' ? edited : reportPersisted(ctx, edited);
 }

@@ -9,9 +9,11 @@ import { withLock } from '../host/lock.js';
 import type { HostView } from '../host/state.js';
 import { parseIdList } from '../model/idlist.js';
 import { IdSet } from '../model/idset.js';
-import { mdevLabel, type MdevDefinition, type StartMode } from '../model/mdev.js';
+import { compareMdevs, mdevLabel, type MdevDefinition, type StartMode } from '../model/mdev.js';
+import { hexRanges } from '../model/apqn.js';
 import { parseUuid, type Uuid } from '../model/uuid.js';
 import { putMdev, removeMdev } from '../store/store.js';
+import { findMdevByRef } from './mdev-ref.js';
 import { reportPersisted, saveAndGenerate, type Persisted } from './generate.js';
 import type { ActiveMdev } from '../sysfs/ap-host.js';
 import { printWarnings, readHostView, reportRefusal } from './view.js';
@@ -50,16 +52,24 @@ function mdevName(text: string | undefined): string | undefined {
   return text.trim();
 }
 
-function findDefined(view: HostView, uuidText: string): { uuid: Uuid; mdev: MdevDefinition } {
-  const uuid = parseUuid(uuidText);
-  const mdev = view.store.store.mdevs.find((m) => m.uuid === uuid);
+function findDefined(view: HostView, ref: string): { uuid: Uuid; mdev: MdevDefinition } {
+  const mdev = findMdevByRef(view.store.store.mdevs, ref, view.store.path);
   if (!mdev) {
-    throw new InputError(`no mdev ${uuid} in the store`, {
+    throw new InputError(`no mdev ${parseUuid(ref)} in the store`, {
       where: view.store.path,
       hint: "'ap-persist mdev list' shows the defined mdevs; 'ap-persist mdev define' adds one",
     });
   }
-  return { uuid, mdev };
+  return { uuid: mdev.uuid, mdev };
+}
+
+/** A name another mdev of the store has already: allowed (the store may be edited by hand), but said. */
+function warnSharedName(ctx: Context, view: HostView, mdev: MdevDefinition): void {
+  if (!mdev.name) return;
+  const others = view.store.store.mdevs.filter((m) => m.uuid !== mdev.uuid && m.name === mdev.name);
+  if (others.length && !ctx.quiet) {
+    ctx.warn(`warning: the name '${mdev.name}' is also that of mdev ${others.map((m) => m.uuid).join(', ')}; commands given this name will ask for the UUID`);
+  }
 }
 
 /** Whether an edit went through: an exit code when it was refused, else how it was persisted. */
@@ -86,8 +96,9 @@ function commit(ctx: Context, view: HostView, mdev: MdevDefinition, previous: Md
   }
   const persisted = saveAndGenerate(ctx, view.store, opts);
   if (refusedForDrift(persisted)) return persisted;
-  if (ctx.json) ctx.printJson(mdevJson(mdev, true, view.live.mdevs.some((a) => a.uuid === mdev.uuid)));
+  if (ctx.json) ctx.printJson(mdevJson(mdev, 'store', view.live.mdevs.some((a) => a.uuid === mdev.uuid)));
   printWarnings(ctx, mdevWarnings([mdev], view.live, 'persistent'));
+  warnSharedName(ctx, view, mdev);
   return persisted;
 }
 
@@ -180,11 +191,16 @@ export interface MdevJson {
   domains: number[];
   control_domains: number[];
   start: StartMode | null;
+  /** In the store. */
   defined: boolean;
+  /** Who defines it: the store, mdevctl alone (a definition in /etc/mdevctl.d/matrix/ the store does not hold), or nobody (active only). */
+  defined_by: 'store' | 'mdevctl' | null;
   active: boolean;
 }
 
-function mdevJson(m: Pick<MdevDefinition, 'uuid' | 'adapters' | 'domains' | 'controlDomains'> & { name?: string | undefined; start?: StartMode }, defined: boolean, active: boolean): MdevJson {
+type MdevLike = Pick<MdevDefinition, 'uuid' | 'adapters' | 'domains' | 'controlDomains'> & { name?: string | undefined; start?: StartMode };
+
+function mdevJson(m: MdevLike, definedBy: MdevJson['defined_by'], active: boolean): MdevJson {
   return {
     uuid: m.uuid,
     name: m.name ?? null,
@@ -192,18 +208,29 @@ function mdevJson(m: Pick<MdevDefinition, 'uuid' | 'adapters' | 'domains' | 'con
     domains: m.domains.ids(),
     control_domains: m.controlDomains.ids(),
     start: m.start ?? null,
-    defined,
+    defined: definedBy === 'store',
+    defined_by: definedBy,
     active,
   };
 }
 
-/** The store's mdevs and the active ones; an active mdev shows its live matrix. */
-export function mdevRows(view: HostView): MdevJson[] {
+/**
+ * Every mdev of the host, by name then UUID: the store's, mdevctl's own
+ * definitions the store does not hold (their auto ones start at boot too, and
+ * check counts them), and the active ones nobody defines (with their live
+ * matrix). A broken store (status) comes as an empty one: no store rows.
+ */
+export function mdevRows(view: Pick<HostView, 'store' | 'mdevctl' | 'live'>): MdevJson[] {
   const active = new Map<string, ActiveMdev>(view.live.mdevs.map((m) => [m.uuid, m]));
-  const rows = view.store.store.mdevs.map((m) => mdevJson(m, true, active.has(m.uuid)));
-  const defined = new Set(rows.map((r) => r.uuid));
-  for (const a of view.live.mdevs) if (!defined.has(a.uuid)) rows.push(mdevJson(a, false, true));
-  return rows;
+  const rows = view.store.store.mdevs.map((m) => mdevJson(m, 'store', active.has(m.uuid)));
+  const seen = new Set(rows.map((r) => r.uuid));
+  for (const d of view.mdevctl.definitions) {
+    if (seen.has(d.uuid)) continue;
+    seen.add(d.uuid);
+    rows.push(mdevJson({ ...d, name: undefined }, 'mdevctl', active.has(d.uuid)));
+  }
+  for (const a of view.live.mdevs) if (!seen.has(a.uuid)) rows.push(mdevJson(a, null, true));
+  return rows.sort(compareMdevs);
 }
 
 export function mdevList(ctx: Context, opts: { defined?: boolean; active?: boolean }): number {
@@ -217,17 +244,29 @@ export function mdevList(ctx: Context, opts: { defined?: boolean; active?: boole
   return 0;
 }
 
-export function mdevTable(rows: readonly MdevJson[]): string[] {
+/** Who defines an mdev, in the STATE column. */
+function source(m: MdevJson, storeKnown: boolean): string {
+  if (m.defined_by === 'store') return 'defined';
+  if (m.defined_by === 'mdevctl') return storeKnown ? 'mdevctl only' : 'in mdevctl';
+  return storeKnown ? 'not defined' : 'store unreadable';
+}
+
+/**
+ * The mdevs as a table, IDs in the kernel's hex notation (as lszcrypt and
+ * vfio_ap's `matrix` show them: adapters `05`, domains `00ab`).
+ */
+export function mdevTable(rows: readonly MdevJson[], opts: { storeKnown?: boolean } = {}): string[] {
   if (rows.length === 0) return ['no mdevs defined or active'];
-  const r = (ids: number[]): string => (ids.length ? IdSet.of(ids).toRanges() : '-');
+  const storeKnown = opts.storeKnown ?? true;
+  const r = (ids: number[], kind: 'adapter' | 'domain'): string => hexRanges(ids, kind) || '-';
   const table = rows.map((m) => [
     m.uuid,
     m.name ?? '-',
-    r(m.adapters),
-    r(m.domains),
-    r(m.control_domains),
+    r(m.adapters, 'adapter'),
+    r(m.domains, 'domain'),
+    r(m.control_domains, 'domain'),
     m.start ?? '-',
-    [m.defined ? 'defined' : 'not in store', m.active ? 'active' : 'inactive'].join(', '),
+    [source(m, storeKnown), m.active ? 'active' : 'inactive'].join(', '),
   ]);
   const head = ['UUID', 'NAME', 'ADAPTERS', 'DOMAINS', 'CONTROL', 'START', 'STATE'];
   const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));

@@ -2,11 +2,12 @@
 
 import type { Context } from '../cli/context.js';
 import { maskSides, maskTable } from './mask.js';
-import { formatAdapter, formatApqn, formatDomain } from '../model/apqn.js';
+import { formatApqn, hexRanges } from '../model/apqn.js';
 import { mdevApqns } from '../model/mdev.js';
 import { mdevPath, parseMatrix, readAttr } from '../sysfs/ap-host.js';
 import { mdevRows, mdevTable } from './mdev.js';
-import { readHostView } from './view.js';
+import { readHostViewOrStoreError, type readHostView } from './view.js';
+import { matrixJson, matrixLines, matrixModel } from './matrix.js';
 import type { HostView } from '../host/state.js';
 import { apCheckWarning, persistentConfig } from '../checks/check-host.js';
 import type { CalloutsView } from '../host/callouts.js';
@@ -15,48 +16,79 @@ import { stepPath } from '../generate/reconcile.js';
 import { hasBootFiles, planGenerate } from './generate.js';
 import { describeHookReport, readHookReportFile } from '../runtime/hook-report.js';
 
+/** Lines are never wider than this when stdout is no terminal. */
+export const STATUS_WIDTH = 160;
+
+/**
+ * The live state first (AP bus, active masks and mdevs), then what the
+ * store and the boot files say, then the last hook. A store that cannot be
+ * read does not hide the rest: its error is named at the end, exit 2.
+ */
 export function status(ctx: Context, opts: { matrix?: boolean }): number {
-  const view = readHostView(ctx);
-  const { persistent, active } = maskSides(view);
+  const { view, storeError } = readHostViewOrStoreError(ctx);
+  const storeKnown = !storeError;
+  const sides = maskSides(view);
+  const persistent = storeKnown ? sides.persistent : null;
+  const active = sides.active;
   const mdevs = mdevRows(view);
   const read = readHookReportFile(ctx.paths.lastHook);
   const hook = 'report' in read ? read.report : undefined;
   const shortfalls = guestShortfalls(view, ctx.sysfs);
-  const boot = bootFilesState(ctx, view);
+  const boot = storeKnown ? bootFilesState(ctx, view) : { installed: hasBootFiles(ctx.paths), drift: [], stale: [] };
+  const code = storeError?.exitCode ?? 0;
+  const { live } = view;
   if (ctx.json) {
     ctx.printJson({
       store: view.store.exists ? view.store.path : null,
+      store_error: storeError ? { where: storeError.where, message: storeError.message, ...(storeError.hint ? { hint: storeError.hint } : {}) } : null,
+      ap_bus: { present: live.apBus, cards: live.cards.map((c) => ({ adapter: c.adapter, hwtype: c.hwtype ?? null })), queues: live.queues.length },
       masks: { persistent, active },
-      vfio_ap_loaded: view.live.vfioAp,
+      vfio_ap_loaded: live.vfioAp,
       mdevs,
+      matrix: matrixJson(matrixModel(view)),
       guest_shortfalls: shortfalls.map((s) => ({ uuid: s.uuid, assigned: s.assigned, guest_gets: s.guestGets, missing: s.missing })),
-      boot_files: { installed: boot.installed, drift: boot.drift.map(driftJson), stale: boot.stale },
+      boot_files: { installed: boot.installed, compared: storeKnown, drift: boot.drift.map(driftJson), stale: boot.stale },
       callouts: { ap_persist: view.callouts.ours, ap_check: view.callouts.apCheck, ap_check_set_aside: view.callouts.setAside },
       last_hook: hook ?? null,
       ...('damaged' in read ? { last_hook_damaged: read.damaged } : {}),
     });
-    return 0;
+    return code;
   }
-  ctx.out(`store: ${view.store.exists ? view.store.path : `${view.store.path} (not created yet)`}`);
-  ctx.out(`AP bus: ${view.live.apBus ? `${view.live.cards.length} card(s), ${view.live.queues.length} queue(s)` : 'not found'}; vfio_ap ${view.live.vfioAp ? 'loaded' : 'not loaded'}`);
+  const storeLine = storeError
+    ? `${view.store.path}: cannot be read (the error is at the end); the live state is shown, the store's side is not`
+    : view.store.exists
+      ? view.store.path
+      : `${view.store.path} (not created yet)`;
+  ctx.out(`store: ${storeLine}`);
+  const cards = live.cards.length ? ` (${hexRanges(live.cards.map((c) => c.adapter), 'adapter')})` : '';
+  ctx.out(`AP bus: ${live.apBus ? `${live.cards.length} card(s)${cards}, ${live.queues.length} queue(s)` : 'not found'}; vfio_ap ${live.vfioAp ? 'loaded' : 'not loaded'}`);
   ctx.out();
-  for (const line of maskTable(persistent, active)) ctx.out(line);
+  // Masks keep chzdev's syntax (decimal, as lszdev and 'mask set' take them); everything else is in hex.
+  ctx.out('masks, as chzdev shows them (decimal IDs the host owns):');
+  for (const line of maskTable(persistent, active, { persistentNone: storeKnown ? '(no store)' : '(store error)' })) ctx.out(line);
   ctx.out();
-  for (const line of mdevTable(mdevs)) ctx.out(line);
+  ctx.out('mdevs, by name then UUID (IDs in hex, as lszcrypt and the kernel show them):');
+  for (const line of mdevTable(mdevs, { storeKnown })) ctx.out(line);
   ctx.out();
   for (const s of shortfalls) {
     ctx.out(`mdev ${s.label}: its guest gets ${s.guestGets.length} of ${s.assigned.length} assigned APQN(s); missing ${s.missing.join(' ')} (guest_matrix: an adapter with a queue not bound to vfio_ap, or not present, is left out)`);
   }
   if (shortfalls.length) ctx.out();
-  for (const line of bootFilesLines(boot)) ctx.out(line);
+  if (storeKnown) for (const line of bootFilesLines(boot)) ctx.out(line);
+  else ctx.out(`boot files: ${boot.installed ? 'installed' : 'not installed'}; not compared with the store, which cannot be read`);
   ctx.out(calloutLine(view.callouts));
   ctx.out();
   if (opts.matrix) {
-    for (const line of matrixGrid(view)) ctx.out(line);
+    const width = Math.max(40, ctx.io.columns ?? STATUS_WIDTH);
+    for (const line of matrixLines(matrixModel(view), width)) ctx.out(line);
     ctx.out();
   }
   ctx.out(hook ? describeHookReport(hook).join('\n') : 'damaged' in read ? `last hook: the report ${ctx.paths.lastHook} is damaged: ${read.damaged}; the next hook run writes a new one` : 'last hook: none recorded since boot');
-  return 0;
+  if (storeError) {
+    ctx.warn(`ap-persist: the store cannot be read: ${storeError.described}`);
+    ctx.warn("  status showed the live state and everything it could without it; fix the store, then run 'ap-persist check'");
+  }
+  return code;
 }
 
 interface BootFilesState {
@@ -127,31 +159,4 @@ function guestShortfalls(view: ReturnType<typeof readHostView>, sysfs: Context['
     out.push({ uuid: m.uuid, label: name ? `${m.uuid} (${name})` : m.uuid, assigned, guestGets: [...gets], missing });
   }
   return out;
-}
-
-/** Adapter x domain grid of the present APQNs: H host, letters for mdevs, . free. */
-function matrixGrid(view: ReturnType<typeof readHostView>): string[] {
-  const queues = view.live.queues;
-  if (queues.length === 0) return ['matrix: no APQNs present'];
-  const adapters = [...new Set(queues.map((q) => q.adapter))].sort((a, b) => a - b);
-  const domains = [...new Set(queues.map((q) => q.domain))].sort((a, b) => a - b);
-  const present = new Set(queues.map((q) => q.adapter * 256 + q.domain));
-  const masks = view.live.masks;
-  const mdevs = view.live.mdevs;
-  const letter = (i: number): string => String.fromCharCode(97 + (i % 26));
-  const lines = ['matrix (H host, a-z active mdevs as listed below, . free for vfio_ap, blank not present):'];
-  lines.push(`      ${domains.map(formatDomain).join(' ')}`);
-  for (const a of adapters) {
-    const cells = domains.map((d) => {
-      if (!present.has(a * 256 + d)) return '    ';
-      const i = mdevs.findIndex((m) => m.adapters.has(a) && m.domains.has(d));
-      if (i >= 0) return `   ${letter(i)}`;
-      if (masks && masks.apmask.has(a) && masks.aqmask.has(d)) return '   H';
-      return '   .';
-    });
-    lines.push(`  ${formatAdapter(a)}  ${cells.join(' ')}`);
-  }
-  const names = new Map(view.store.store.mdevs.map((m) => [m.uuid as string, m.name]));
-  mdevs.forEach((m, i) => lines.push(`  ${letter(i)} = ${m.uuid}${names.get(m.uuid) ? ` (${names.get(m.uuid)})` : ''}`));
-  return lines;
 }

@@ -1,12 +1,15 @@
 // ap-persist uninstall: the package's removal step. Takes away what install
-// and generate wrote and nothing else: the package's rules, units and callout
-// by name, the generated files the record names while they still hold what
+// and generate wrote and nothing else: first disables the units install
+// enabled through the preset (systemctl disable, while their files are still
+// there to say where the links are), then the package's rules, units, preset
+// and callout by name, the generated files the record names while they still hold what
 // generate wrote (a file chzdev or mdevctl changed since is the admin's now,
 // and stays), then puts back s390-tools' ap-check. The store stays (Debian
 // policy: configuration goes on purge); --purge deletes it too. Running mdevs
 // are left alone: their guests keep their queues.
 
 import { existsSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { RuntimeError } from '../errors.js';
 import { observe } from '../fsio/observe.js';
@@ -14,10 +17,12 @@ import { packageAssets } from '../generate/assets.js';
 import { ownedDirs, rootPath, type RootPath } from '../generate/host-files.js';
 import { reconcile } from '../generate/reconcile.js';
 import { reloadCommands, reloadLines } from '../generate/reload.js';
-import { staticEntries, SYSTEMCTL_CANDIDATES } from '../generate/static-files.js';
+import { CALLOUT_NAME, staticEntries, SYSTEMCTL_CANDIDATES } from '../generate/static-files.js';
 import { restoreApCheck } from '../host/callouts.js';
 import { withLock } from '../host/lock.js';
 import { readManifest, reload } from './generate.js';
+import { PRESET_STATE, releasedLinks, systemctlArgs } from '../generate/enable.js';
+import { presetUnits, unitFileRunner } from './install.js';
 
 export interface UninstallOptions {
   purge?: boolean;
@@ -29,6 +34,8 @@ interface Outcome {
   removed: RootPath[];
   /** Generated files changed since generate wrote them: not ours to delete. */
   kept: RootPath[];
+  /** chzdev's or mdevctl's files from before ap-persist took them over: theirs again. */
+  adopted: RootPath[];
 }
 
 function remove(ctx: Context, path: RootPath): void {
@@ -51,7 +58,11 @@ function staticPaths(ctx: Context): RootPath[] {
 }
 
 function removeGenerated(ctx: Context, outcome: Outcome): void {
-  const record = readManifest(ctx.paths).entries;
+  // A link generate made before the preset is systemctl's: disable took it.
+  const released = new Set(releasedLinks(ctx.paths));
+  const entries = readManifest(ctx.paths).entries.filter((e) => !released.has(e.path));
+  for (const e of entries) if (e.adopted && observe(ctx.paths.at(e.path)).kind !== 'absent') outcome.adopted.push(e.path);
+  const record = entries.filter((e) => !e.adopted);
   withLock(ctx.paths.lock, () => {
     // Generate's own rule with nothing wanted: remove what holds the record, keep what changed.
     for (const step of reconcile([], record, (p) => observe(ctx.paths.at(p))).steps) {
@@ -67,14 +78,42 @@ function removeGenerated(ctx: Context, outcome: Outcome): void {
   });
 }
 
+/**
+ * `systemctl disable` of the units the preset enables, while their files are
+ * there (systemctl reads their [Install] sections to find the links). Done
+ * whether install enabled them or the admin did: their files go away.
+ */
+async function disableUnits(ctx: Context): Promise<{ units: string[]; command: string; ran: boolean; reason?: string }> {
+  const units = presetUnits(packageAssets()).filter((u) => observe(`${ctx.paths.staticUnitsDir}/${u}`).kind !== 'absent');
+  const args = systemctlArgs(ctx.paths, 'disable', units);
+  const command = ['systemctl', ...args].join(' ');
+  if (units.length === 0) return { units, command, ran: false };
+  const r = await unitFileRunner(ctx).run('systemctl', args);
+  if (!r.ran) return { units, command, ran: false, reason: `not run under --root ${ctx.paths.root} (--exec runs it)` };
+  if (r.exitCode === 127) return { units, command, ran: false, reason: 'systemctl is not installed here' };
+  if (r.exitCode !== 0) {
+    throw new RuntimeError(`${command} failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`, { hint: `nothing was changed; run '${command}' once the problem is fixed, then uninstall again` });
+  }
+  return { units, command, ran: true };
+}
+
 export async function uninstall(ctx: Context, opts: UninstallOptions): Promise<number> {
   // A damaged record stops uninstall (exit 2) before any file is touched.
   readManifest(ctx.paths);
-  const outcome: Outcome = { removed: [], kept: [] };
+  const outcome: Outcome = { removed: [], kept: [], adopted: [] };
+  // Before anything is removed: a disable that fails leaves everything as it was.
+  const disabled = await disableUnits(ctx);
+  if (existsSync(ctx.paths.at(PRESET_STATE))) remove(ctx, PRESET_STATE);
   // ap-check first: mdevctl is never without a vfio_ap callout.
   const restored = restoreApCheck(ctx.paths);
+  // If ap-check could not go back, ours stays: mdevctl is never left without a vfio_ap check.
+  const ours = new Set(ctx.paths.calloutDirs.map((d) => rootPath(ctx.paths, join(d, CALLOUT_NAME))));
   for (const path of staticPaths(ctx)) {
     if (observe(ctx.paths.at(path)).kind === 'absent') continue;
+    if (restored.failed.length && ours.has(path)) {
+      ctx.warn(`warning: kept ${ctx.paths.at(path)}: s390-tools' ap-check could not be put back, and mdevctl must not be left without a vfio_ap callout`);
+      continue;
+    }
     remove(ctx, path);
     outcome.removed.push(path);
   }
@@ -96,23 +135,30 @@ export async function uninstall(ctx: Context, opts: UninstallOptions): Promise<n
     ctx.printJson({
       removed: outcome.removed.map((p) => ctx.paths.at(p)),
       kept: outcome.kept.map((p) => ctx.paths.at(p)),
+      left_to_peers: outcome.adopted.map((p) => ctx.paths.at(p)),
       ap_check_restored: restored.moved,
       ap_check_not_restored: restored.failed,
-      ap_check_copies_dropped: restored.dropped,
+      ap_check_copies_dropped: restored.dropped.map((d) => d.path),
+      disable: disabled.units.length ? { units: disabled.units, command: disabled.command, ran: disabled.ran, ...(disabled.reason ? { reason: disabled.reason } : {}) } : null,
       store: opts.purge ? null : ctx.paths.store,
       purged,
       reload: reloads,
     });
   } else {
+    if (disabled.ran) ctx.info(`disabled ${disabled.units.join(', ')}: ran ${disabled.command}`);
     for (const p of outcome.removed) ctx.info(`removed ${ctx.paths.at(p)}`);
+    for (const p of outcome.adopted) ctx.info(`left ${ctx.paths.at(p)}: it was there before ap-persist took it over (chzdev's or mdevctl's), and the host goes on using it`);
     for (const p of outcome.kept) ctx.warn(`warning: kept ${ctx.paths.at(p)}: changed by another tool since ap-persist wrote it, so it is the admin's now; the next boot still uses it (remove it by hand if it should not)`);
     for (const m of restored.moved) ctx.info(`put back s390-tools' ap-check callout ${m.to}`);
-    for (const d of restored.dropped) ctx.info(`dropped ${d}: s390-tools has installed a newer ap-check in its place`);
+    for (const d of restored.dropped) {
+      ctx.info(`dropped ${d.path}: ${d.why === 'newer' ? 's390-tools has installed a newer ap-check in its place' : 'its callout directory is gone (s390-tools removed)'}`);
+    }
     for (const p of purged) ctx.info(`deleted ${p}`);
     if (!opts.purge && existsSync(ctx.paths.store)) ctx.info(`kept the store ${ctx.paths.store} ('uninstall --purge' deletes it)`);
     if (!outcome.removed.length && !restored.moved.length && !purged.length) ctx.info('nothing to remove: ap-persist is not installed here');
     for (const line of reloadLines(reloads)) ctx.info(line);
   }
+  if (disabled.reason) ctx.warn(`warning: ${disabled.units.join(', ')} not disabled (${disabled.reason}); links to the removed unit may be left in ${ctx.paths.generatedUnitsDir}: run '${disabled.command}' before removing the unit, or remove them by hand`);
   for (const m of restored.failed) ctx.warn(`error: could not put back s390-tools' ap-check callout ${m.to} from ${m.from}: ${m.reason}`);
   return restored.failed.length ? 1 : 0;
 }

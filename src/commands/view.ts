@@ -6,7 +6,9 @@ import type { CheckWarning } from '../checks/check-host.js';
 import type { ConflictList } from '../checks/conflicts.js';
 import { readBootFiles, readLiveState, readMdevctlDefinitions, type HostView } from '../host/state.js';
 import { readCallouts } from '../host/callouts.js';
-import { loadStore } from '../store/store.js';
+import { loadStore, type LoadedStore } from '../store/store.js';
+import { ApPersistError, describeFailure } from '../errors.js';
+import { IniDocument } from '../store/ini-document.js';
 
 export function readHostView(ctx: Context): HostView {
   const mdevctl = readMdevctlDefinitions(ctx.paths);
@@ -17,6 +19,50 @@ export function readHostView(ctx: Context): HostView {
     boot: readBootFiles(ctx.paths, mdevctl),
     callouts: readCallouts(ctx.paths),
   };
+}
+
+/** Why the store could not be read: where (file:line, or the file), what, and what to do. */
+export interface StoreError {
+  where: string;
+  message: string;
+  hint: string | undefined;
+  exitCode: number;
+  /** As every command prints a failure: `where: what` and the hint. */
+  described: string;
+}
+
+/**
+ * The host view even when the store is broken (status): the store then counts
+ * as empty, and its error comes back beside the view, so the live state can
+ * still be shown. Everything else fails as in readHostView.
+ */
+export function readHostViewOrStoreError(ctx: Context): { view: HostView; storeError?: StoreError } {
+  const path = ctx.paths.store;
+  let store: LoadedStore;
+  let storeError: StoreError | undefined;
+  try {
+    store = loadStore(path);
+  } catch (err) {
+    const failure = describeFailure(err);
+    const own = err instanceof ApPersistError;
+    storeError = {
+      where: own && err.where ? err.where : path,
+      message: own ? err.message : failure.message,
+      hint: own ? err.hint : undefined,
+      exitCode: failure.exitCode,
+      described: failure.message,
+    };
+    store = { path, exists: true, doc: IniDocument.parse('', path), store: { masks: { apmask: undefined, aqmask: undefined }, mdevs: [] } };
+  }
+  const mdevctl = readMdevctlDefinitions(ctx.paths);
+  const view: HostView = {
+    store,
+    mdevctl,
+    live: readLiveState(ctx.sysfs),
+    boot: readBootFiles(ctx.paths, mdevctl),
+    callouts: readCallouts(ctx.paths),
+  };
+  return storeError ? { view, storeError } : { view };
 }
 
 /** Prints a refused change (exit 3): the check document with --json, else lines on stderr. */

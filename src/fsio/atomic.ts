@@ -2,10 +2,10 @@
 // rename it over the target, fsync the directory. A crash leaves either the
 // old file or the new one, never half of each.
 
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { RuntimeError } from '../errors.js';
-import { untrustedOnTheWay } from './trust.js';
+import { followTrusted } from './trust.js';
 
 export interface AtomicWriteOptions {
   /** File mode for a new file; an existing file keeps its own. */
@@ -37,6 +37,21 @@ export function writeFileAtomic(path: string, data: string, options: AtomicWrite
   }
 }
 
+/**
+ * Throws what writeFileAtomic would about where it lands (a link it will not
+ * write through, a read-only file system), before anything else is changed.
+ */
+export function checkWritable(path: string, options: Pick<AtomicWriteOptions, 'throughLink'> = {}): void {
+  const target = options.throughLink ? linkTarget(path) : path;
+  try {
+    accessSync(dirname(target), constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return; // made on the first write
+    throw new RuntimeError(`cannot write the file: ${code ?? (err as Error).message}`, { where: path, hint: 'run as root, on a writable file system' });
+  }
+}
+
 /** Where a write through `path` lands: itself, or the target of the link there when that is safe. */
 function linkTarget(path: string): string {
   try {
@@ -53,18 +68,19 @@ function linkTarget(path: string): string {
       hint: 'point the link at an existing file, or replace it with the file itself',
     });
   }
-  const unsafe = untrustedOnTheWay(real);
-  if (unsafe) {
-    throw new RuntimeError(`is a symbolic link to ${real}, and ${unsafe} can be changed by a user other than root; root will not write through it`, {
+  // Every hop, not only where it ends: a hop another user owns could be re-pointed after the check.
+  const followed = followTrusted(path);
+  if ('unsafe' in followed) {
+    throw new RuntimeError(`is a symbolic link to ${real}, and ${followed.unsafe} can be changed by a user other than root; root will not write through it`, {
       where: path,
-      hint: `make ${unsafe} root's and writable by root only, or replace the link with the file itself`,
+      hint: `make ${followed.unsafe} root's and writable by root only, or replace the link with the file itself`,
     });
   }
-  return real;
+  return followed.real;
 }
 
 /** A temporary file a killed run left beside `path` (its PID is gone): removed before the next write. */
-function removeLeftovers(dir: string, base: string): void {
+export function removeLeftovers(dir: string, base: string): void {
   const prefix = `.${base}.tmp-`;
   let names: string[];
   try {
@@ -106,7 +122,13 @@ function replace(path: string, data: string, options: AtomicWriteOptions): void 
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
   const fd = openSync(tmp, 'wx', mode);
   try {
-    writeSync(fd, data);
+    // writeSync may write less than asked (a file system with less room left than the file
+    // needs): write the rest, and the next write throws ENOSPC, rather than rename half a file.
+    const bytes = Buffer.from(data, 'utf8');
+    for (let done = 0, n = 1; done < bytes.length; done += n) {
+      n = writeSync(fd, bytes, done, bytes.length - done);
+      if (n <= 0) throw Object.assign(new Error('the write made no progress'), { code: 'EIO' });
+    }
     if (options.durable !== false) fsyncSync(fd);
   } catch (err) {
     closeSync(fd);

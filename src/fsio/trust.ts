@@ -2,8 +2,8 @@
 // it, or a directory above it, owned by another user or writable by group or
 // others.
 
-import { statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 
 /**
  * Owned by root (or by us) and writable by its owner alone; a sticky
@@ -27,4 +27,26 @@ export function untrustedOnTheWay(path: string, top = '/'): string | undefined {
     if (!rootsOnly(p)) return p;
     if (p === stop || dirname(p) === p) return undefined;
   }
+}
+
+/**
+ * Follows `path` link by link. Each hop (the link itself, read with lstat)
+ * must be root's, and the directories it sits in, lexically and resolved,
+ * root's alone: otherwise someone could re-point a hop between our check
+ * and our use. The end is checked like a directory on the way.
+ * `{ real }` where it leads, or `{ unsafe }`: the first path another user
+ * could change.
+ */
+export function followTrusted(path: string, top = '/'): { real: string } | { unsafe: string } {
+  let p = resolve(path);
+  for (let hops = 0; hops < 40; hops++) {
+    const dir = dirname(p);
+    const unsafeDir = untrustedOnTheWay(dir, top) ?? untrustedOnTheWay(realpathSync(dir), top);
+    if (unsafeDir) return { unsafe: unsafeDir };
+    const st = lstatSync(p);
+    if (!st.isSymbolicLink()) return rootsOnly(p) ? { real: p } : { unsafe: p };
+    if (!(st.uid === 0 || st.uid === process.geteuid?.())) return { unsafe: p };
+    p = resolve(dir, readlinkSync(p));
+  }
+  return { unsafe: path };
 }

@@ -1,28 +1,14 @@
-// The package's own files: templates/ (compiled with handlebars), rules/ and
-// units/, found from this module's location in the source tree or in dist/.
+// The package's own files: templates/ (compiled with handlebars), rules/,
+// units/ and presets/, found from this module's location in the source tree or in dist/.
 // The only module under src/generate that reads files; it reads nothing of
 // the host.
 
 import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import Handlebars from 'handlebars';
+import { packageRoot } from '../package-info.js';
 import type { RenderChzdevRules } from './chzdev-rules.js';
 import type { PackageAssets, PackageFile } from './static-files.js';
-
-const PACKAGE_NAME = 'ap-persist';
-
-/** The directory holding package.json: two levels up from src/generate, three from dist/src/generate. */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const manifest = join(dir, 'package.json');
-    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, 'utf8')) as { name?: string }).name === PACKAGE_NAME) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`the ${PACKAGE_NAME} package.json was not found above ${fileURLToPath(import.meta.url)}`);
-    dir = parent;
-  }
-}
 
 /**
  * The running tool's bin script (package.json "bin"), with symlinks resolved
@@ -72,5 +58,5 @@ function readDir(sub: string): PackageFile[] {
 }
 
 export function packageAssets(): PackageAssets {
-  return { rules: readDir('rules'), units: readDir('units'), renderCallout: compile('mdevctl-callout.sh.hbs') };
+  return { rules: readDir('rules'), units: readDir('units'), presets: readDir('presets'), renderCallout: compile('mdevctl-callout.sh.hbs') };
 }

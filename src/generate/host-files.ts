@@ -1,13 +1,15 @@
-// What `generate` wants on disk for a store: the chzdev-format mask rules and
-// the systemd links that `systemctl enable` would make. Pure: the
-// caller compares this with the disk (reconcile.ts) and does the I/O.
+// What `generate` wants on disk for a store: the chzdev-format mask rules, the
+// mdevctl definitions, and each auto mdev's link into ap-persist-mdevs.target,
+// as `systemctl enable` would make it. Pure: the caller compares this with the
+// disk (reconcile.ts) and does the I/O. Enabling ap-persist-wait.service is
+// not generate's: install applies the package's preset (enable.ts).
 
 import { renderMdevctlJson } from '../store/mdevctl-defs.js';
 import { isAbsolute, relative } from 'node:path';
 import type { HostPaths } from '../host/paths.js';
 import type { Store } from '../store/store.js';
 import { renderChzdevRules, type RenderChzdevRules } from './chzdev-rules.js';
-import { MDEV_TEMPLATE, MDEVS_TARGET, mdevUnit, WAIT_SERVICE } from './unit-names.js';
+import { MDEV_TEMPLATE, MDEVS_TARGET, mdevUnit } from './unit-names.js';
 
 /** A path relative to the root, as `etc/udev/rules.d/41-ap.rules`. */
 export type RootPath = string;
@@ -44,6 +46,14 @@ export function desiredHostFiles(input: HostFilesInput): HostEntry[] {
   // As `systemctl enable` links them: to the installed unit, as the target system sees it.
   const installed = (unit: string): string => `/${rootPath(paths, paths.staticUnitsDir)}/${unit}`;
   const autos = store.mdevs.filter((m) => m.start === 'auto');
+  // These instance links are made here, not by `systemctl enable
+  // ap-persist-mdev@UUID.service` (which makes the very same links, as
+  // test/real/systemd-units.test.ts checks): they follow the store, so they
+  // belong to generate's reconciliation, written and removed with the other
+  // generated files under the AP lock, recorded with them so that uninstall
+  // and the next generate remove only what is theirs, and shown by --dry-run
+  // and --diff; and generate runs on every store edit and on any --root
+  // (tests, images) without depending on systemctl or spawning it per mdev.
   for (const m of autos) {
     // Wanted, not required: with Requires= stopping or restarting one mdev would stop the target and so, through PartOf=, every other.
     entries.push({ kind: 'symlink', path: `${units}/${MDEVS_TARGET}.wants/${mdevUnit(m.uuid)}`, target: installed(MDEV_TEMPLATE) });
@@ -56,10 +66,6 @@ export function desiredHostFiles(input: HostFilesInput): HostEntry[] {
   const mdevctlDir = rootPath(paths, paths.mdevctlMatrixDir);
   for (const m of store.mdevs) {
     entries.push({ kind: 'file', path: `${mdevctlDir}/${m.uuid}`, content: renderMdevctlJson(m, m.start), mode: 0o644 });
-  }
-  // The boot waits only when the store has something to apply or start.
-  if (rules !== undefined || autos.length > 0) {
-    entries.push({ kind: 'symlink', path: `${units}/multi-user.target.wants/${WAIT_SERVICE}`, target: installed(WAIT_SERVICE) });
   }
   return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

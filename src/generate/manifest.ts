@@ -6,7 +6,12 @@ import { createHash } from 'node:crypto';
 import { InputError } from '../errors.js';
 import type { HostEntry, RootPath } from './host-files.js';
 
-export type ManifestEntry = { path: RootPath; sha256: string } | { path: RootPath; symlink: string };
+/**
+ * `adopted`: the path held a file before ap-persist took it over (generate
+ * found it already right, or import took it in): chzdev's or mdevctl's, so
+ * uninstall leaves it to them.
+ */
+export type ManifestEntry = ({ path: RootPath; sha256: string } | { path: RootPath; symlink: string }) & { adopted?: true };
 
 const VERSION = 1;
 
@@ -43,8 +48,9 @@ export function parseManifest(text: string, where: string): ManifestEntry[] {
     if (typeof e?.['path'] !== 'string') throw damaged(`entry ${i} has no path`);
     // generate writes plain paths under the root; any other is not its record.
     if (!e['path'].split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..')) throw damaged(`entry ${i} (${e['path']}) is not a plain path under the root`);
-    if (typeof e['sha256'] === 'string') return { path: e['path'], sha256: e['sha256'] };
-    if (typeof e['symlink'] === 'string') return { path: e['path'], symlink: e['symlink'] };
+    const adopted = e['adopted'] === true ? { adopted: true as const } : {};
+    if (typeof e['sha256'] === 'string') return { path: e['path'], sha256: e['sha256'], ...adopted };
+    if (typeof e['symlink'] === 'string') return { path: e['path'], symlink: e['symlink'], ...adopted };
     throw damaged(`entry ${i} (${e['path']}) has neither sha256 nor symlink`);
   });
 }

@@ -10,6 +10,7 @@ import type { RenderChzdevRules } from './chzdev-rules.js';
 import { desiredHostFiles, linkedUnits, type RootPath } from './host-files.js';
 import type { ManifestEntry } from './manifest.js';
 import { reconcile, type Observed, type Step } from './reconcile.js';
+import { releasedLinks } from './enable.js';
 
 export interface GeneratePlan {
   store: Store;
@@ -31,8 +32,8 @@ export interface PlanInput {
   paths: HostPaths;
   storeLabel: string;
   renderChzdevRules: RenderChzdevRules;
-  /** The record of the last run. */
-  recorded: readonly ManifestEntry[];
+  /** The record of the last run; undefined when generate never ran on this host. */
+  recorded: readonly ManifestEntry[] | undefined;
   observe: (path: RootPath) => Observed;
   exists: (path: RootPath) => boolean;
   drift: Drift[];
@@ -40,7 +41,10 @@ export interface PlanInput {
 
 export function makePlan(input: PlanInput): GeneratePlan {
   const desired = desiredHostFiles(input);
-  const { steps, manifest } = reconcile(desired, input.recorded, input.observe);
+  // A link generate made before systemctl preset enabled the wait: systemctl's now, left alone and forgotten.
+  const released = new Set(releasedLinks(input.paths));
+  const recorded = (input.recorded ?? []).filter((e) => !released.has(e.path));
+  const { steps, manifest } = reconcile(desired, recorded, input.observe, { adoptUnrecorded: input.recorded === undefined });
   return {
     store: input.store,
     check: input.check,

@@ -51,13 +51,15 @@ function ownership(observed: Observed, recorded: ManifestEntry | undefined): Con
  * `observe` answers for every path of `desired` and `recorded`; the caller
  * reads the disk, so this stays pure.
  */
-export function reconcile(desired: readonly HostEntry[], recorded: readonly ManifestEntry[], observe: (path: RootPath) => Observed): Reconciled {
+export function reconcile(desired: readonly HostEntry[], recorded: readonly ManifestEntry[], observe: (path: RootPath) => Observed, opts: { adoptUnrecorded?: boolean } = {}): Reconciled {
   const previous = new Map(recorded.map((r) => [r.path, r]));
   const wanted = new Map(desired.map((d) => [d.path, d]));
   const steps: Step[] = [];
+  const seen = new Map<RootPath, Observed>();
   for (const path of [...new Set([...wanted.keys(), ...previous.keys()])].sort()) {
     const entry = wanted.get(path);
     const observed = observe(path);
+    seen.set(path, observed);
     const conflict = ownership(observed, previous.get(path));
     if (entry) {
       if (holds(observed, entry)) steps.push({ op: 'keep', entry });
@@ -66,7 +68,15 @@ export function reconcile(desired: readonly HostEntry[], recorded: readonly Mani
       steps.push({ op: 'remove', path, observed, ...(conflict ? { conflict } : {}) });
     }
   }
-  return { steps, manifest: desired.map(manifestEntry) };
+  // On its first run on a host (no record yet), what generate finds already in place was
+  // chzdev's or mdevctl's: adopted, and it stays so. Later, an unrecorded file of the right
+  // content is what a run killed between the file and the record left: ours.
+  const manifest = desired.map((d): ManifestEntry => {
+    const before = previous.get(d.path);
+    const adopted = before ? before.adopted : opts.adoptUnrecorded === true && seen.get(d.path)!.kind !== 'absent';
+    return adopted ? { ...manifestEntry(d), adopted: true } : manifestEntry(d);
+  });
+  return { steps, manifest };
 }
 
 export function conflictsOf(steps: readonly Step[]): Conflicting[] {

@@ -1,4 +1,4 @@
-// The files a package ships (rules/, units/, the mdevctl callout), placed
+// The files a package ships (rules/, units/, presets/, the mdevctl callout), placed
 // where `install` puts them, with the path of the tool filled in. Pure.
 
 import { basename } from 'node:path';
@@ -16,6 +16,8 @@ export interface PackageAssets {
   rules: PackageFile[];
   /** units/*: to usr/lib/systemd/system/ */
   units: PackageFile[];
+  /** presets/*: to usr/lib/systemd/system-preset/ */
+  presets: PackageFile[];
   renderCallout: (model: CalloutModel) => string;
 }
 
@@ -81,6 +83,7 @@ export function staticEntries(assets: PackageAssets, programs: InstalledPrograms
   return [
     ...place(paths.staticRulesDir, assets.rules),
     ...place(paths.staticUnitsDir, assets.units),
+    ...place(paths.presetDir, assets.presets),
     ...paths.calloutDirs.map((dir): FileEntry => ({ kind: 'file', path: `${rootPath(paths, dir)}/${CALLOUT_NAME}`, content: callout, mode: 0o755 })),
   ];
 }

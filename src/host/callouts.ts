@@ -8,7 +8,8 @@
 // install moves ap-check out of mdevctl's reach, keeping it whole under
 // /var/lib/ap-persist/set-aside/ at its own path, and uninstall puts it back.
 
-import { copyFileSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
+import { closeSync, copyFileSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, renameSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
+import { confine } from '../fsio/confine.js';
 import { dirname, join } from 'node:path';
 import { CALLOUT_NAME } from '../generate/static-files.js';
 import type { HostPaths } from './paths.js';
@@ -68,33 +69,49 @@ export interface Moved {
   to: string;
 }
 
+/** A set-aside copy not put back: s390-tools installed a newer ap-check, or is gone with its directory. */
+export interface Dropped {
+  path: string;
+  why: 'newer' | 'gone';
+}
+
 export interface MoveResult {
   moved: Moved[];
   failed: (Moved & { reason: string })[];
 }
 
 /**
- * rename(2) keeps the file whole (mode, owner, a symlink as a symlink); a
- * copy is only needed across file systems, and then the original goes last.
+ * rename(2) keeps the file whole (mode, owner, a symlink as a symlink);
+ * across file systems a link is made anew and a file copied and synced
+ * before the original goes.
  */
 function move(from: string, to: string): void {
   mkdirSync(dirname(to), { recursive: true, mode: 0o755 });
   try {
     renameSync(from, to);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EXDEV' || lstatSync(from).isSymbolicLink()) throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
     const tmp = `${to}.ap-persist-tmp`;
-    copyFileSync(from, tmp);
+    if (lstatSync(from).isSymbolicLink()) symlinkSync(readlinkSync(from), tmp);
+    else {
+      copyFileSync(from, tmp);
+      const fd = openSync(tmp, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
     renameSync(tmp, to);
     unlinkSync(from);
   }
 }
 
-function moveAll(pairs: Moved[]): MoveResult {
+function moveAll(paths: HostPaths, pairs: Moved[]): MoveResult {
   const result: MoveResult = { moved: [], failed: [] };
   for (const pair of pairs) {
     try {
-      move(pair.from, pair.to);
+      move(confine(paths.root, pair.from), confine(paths.root, pair.to));
       result.moved.push(pair);
     } catch (err) {
       result.failed.push({ ...pair, reason: (err as Error).message });
@@ -108,28 +125,30 @@ function moveAll(pairs: Moved[]): MoveResult {
  * before (and brought back by an s390-tools update) is replaced by the newer.
  */
 export function setApCheckAside(paths: HostPaths, callouts: CalloutsView = readCallouts(paths)): MoveResult {
-  return moveAll(callouts.apCheck.map((from) => ({ from, to: setAsidePath(paths, from) })));
+  return moveAll(paths, callouts.apCheck.map((from) => ({ from, to: setAsidePath(paths, from) })));
 }
 
 /**
  * Puts back what setApCheckAside moved. Where s390-tools has installed
  * ap-check again meanwhile, that one stays and the old copy is dropped.
  */
-export function restoreApCheck(paths: HostPaths): MoveResult & { dropped: string[] } {
+export function restoreApCheck(paths: HostPaths): MoveResult & { dropped: Dropped[] } {
   const pairs: Moved[] = [];
-  const dropped: string[] = [];
+  const dropped: Dropped[] = [];
   for (const dir of paths.calloutDirs) {
     for (const name of AP_CHECK_NAMES) {
       const to = join(dir, name);
       const from = setAsidePath(paths, to);
       if (!present(from)) continue;
-      if (present(to)) {
-        unlinkSync(from);
-        dropped.push(from);
+      // s390-tools put a newer one there; or removed its callout directory with itself: nothing to go back to.
+      const why = present(to) ? 'newer' : !present(dir) ? 'gone' : undefined;
+      if (why) {
+        unlinkSync(confine(paths.root, from));
+        dropped.push({ path: from, why });
       } else pairs.push({ from, to });
     }
   }
-  const result = moveAll(pairs);
+  const result = moveAll(paths, pairs);
   pruneEmpty(paths.setAsideDir);
   return { ...result, dropped };
 }

@@ -5,8 +5,9 @@
 // world-writable: see readOwner and writeTemp for what a user may plant there.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, linkSync, mkdirSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { removeLeftovers } from '../fsio/atomic.js';
 import { RuntimeError } from '../errors.js';
 
 const RETRY_MS = 30;
@@ -36,8 +37,8 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** What the lock file says: a live owner, a file to break, or nothing there. */
-type Owner = { pid: number } | { invalid: string; breakNow: boolean } | 'gone';
+/** What the lock file says: a live owner, a file to break, or nothing there; `id` tells one file from its successor. */
+type Owner = ({ pid: number } | { invalid: string; breakNow: boolean; directory?: boolean }) & { id: string } | 'gone';
 
 const PID = /^[1-9][0-9]{0,9}\n?$/;
 const PID_MAX = 4_194_304; // PID_MAX_LIMIT on 64-bit kernels
@@ -54,19 +55,20 @@ function readOwner(path: string): Owner {
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    // ELOOP: a symlink, never a lock.
-    return code === 'ELOOP' ? { invalid: 'a symbolic link', breakNow: true } : 'gone';
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+    // ELOOP (a symlink), ENXIO (a socket), EACCES...: judged by what it is, without opening it.
+    return unopenable(path);
   }
   try {
     const st = fstatSync(fd);
-    const trusted = st.uid === 0 || st.uid === process.geteuid?.();
-    if (!st.isFile()) return { invalid: 'not a regular file', breakNow: true };
-    if (!trusted) return { invalid: `owned by uid ${st.uid}`, breakNow: true };
+    const id = `${st.dev}:${st.ino}`;
+    if (st.isDirectory()) return { invalid: 'a directory', breakNow: true, directory: true, id };
+    if (!st.isFile()) return { invalid: 'not a regular file', breakNow: true, id };
+    if (!trusted(st.uid)) return { invalid: `owned by uid ${st.uid}`, breakNow: true, id };
     const buf = Buffer.alloc(40);
     const text = buf.subarray(0, readSync(fd, buf, 0, buf.length, 0)).toString('latin1');
-    if (PID.test(text)) return { pid: Number.parseInt(text, 10) };
-    return { invalid: text === '' ? 'empty' : 'not a PID', breakNow: Date.now() - st.mtimeMs > EMPTY_STALE_MS };
+    if (PID.test(text)) return { pid: Number.parseInt(text, 10), id };
+    return { invalid: text === '' ? 'empty' : 'not a PID', breakNow: Date.now() - st.mtimeMs > EMPTY_STALE_MS, id };
   } catch {
     return 'gone';
   } finally {
@@ -74,11 +76,42 @@ function readOwner(path: string): Owner {
   }
 }
 
+const trusted = (uid: number): boolean => uid === 0 || uid === process.geteuid?.();
+
+function unopenable(path: string): Owner {
+  try {
+    const st = lstatSync(path);
+    const id = `${st.dev}:${st.ino}`;
+    if (st.isSymbolicLink()) return { invalid: 'a symbolic link', breakNow: true, id };
+    if (st.isSocket()) return { invalid: 'a socket', breakNow: true, id };
+    if (!st.isFile() || !trusted(st.uid)) return { invalid: 'not a regular file of root', breakNow: true, id };
+    return { invalid: 'unreadable', breakNow: Date.now() - st.mtimeMs > EMPTY_STALE_MS, id };
+  } catch {
+    return 'gone';
+  }
+}
+
+/**
+ * Removes a stale lock; a directory (which unlink cannot remove, and whose
+ * contents are a user's) is renamed aside in /run/lock instead.
+ */
+function breakLock(path: string, owner: Exclude<Owner, 'gone'>): boolean {
+  try {
+    if ('directory' in owner && owner.directory) renameSync(path, `${path}.broken-${randomBytes(8).toString('hex')}`);
+    else unlinkSync(path);
+    return true;
+  } catch {
+    // someone else cleaned it
+    return false;
+  }
+}
+
 function isStale(owner: Exclude<Owner, 'gone'>): boolean {
   return 'pid' in owner ? !pidAlive(owner.pid) : owner.breakNow;
 }
 
-const sameOwner = (a: Owner, b: Owner): boolean => (a === 'gone' || b === 'gone' ? a === b : 'pid' in a && 'pid' in b ? a.pid === b.pid : !('pid' in a) && !('pid' in b));
+/** The same file, saying the same: not one another process broke and made anew meanwhile. */
+const sameOwner = (a: Owner, b: Owner): boolean => (a === 'gone' || b === 'gone' ? a === b : a.id === b.id && ('pid' in a ? 'pid' in b && a.pid === b.pid : !('pid' in b)));
 
 function sleep(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -89,15 +122,21 @@ function sleep(ms: number): void {
  * someone planted, link or file, is never opened) and a random suffix.
  */
 function writeTemp(path: string, owner: number): string {
+  removeLeftovers(dirname(path), basename(path));
   for (let attempt = 0; ; attempt++) {
-    const tmp = `${path}${String(process.pid).padStart(5, '0')}${randomBytes(8).toString('hex')}`;
+    // Named as our atomic writes name theirs, so that one a killed run left is removed here too.
+    const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(8).toString('hex')}`);
     try {
       const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
       try {
         writeSync(fd, `${owner}\n`);
-      } finally {
+      } catch (err) {
+        // A full /run: leave nothing of ours in /run/lock.
         closeSync(fd);
+        unlinkSync(tmp);
+        throw err;
       }
+      closeSync(fd);
       return tmp;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 8) throw err;
@@ -105,8 +144,8 @@ function writeTemp(path: string, owner: number): string {
   }
 }
 
-/** Tries once; true when the lock is now ours. */
-export function tryLock(path: string, owner = process.pid): boolean | 'held-by-owner' {
+/** Tries once; true when the lock is now ours, 'broken' when a stale one was just removed (try again at once). */
+export function tryLock(path: string, owner = process.pid): boolean | 'held-by-owner' | 'broken' {
   let tmp: string;
   try {
     mkdirSync(dirname(path), { recursive: true });
@@ -133,23 +172,20 @@ export function tryLock(path: string, owner = process.pid): boolean | 'held-by-o
   if (current === 'gone') return false;
   if ('pid' in current && current.pid === owner) return 'held-by-owner';
   // Remove only if it still says the same: another process may have broken it and taken it meanwhile.
-  if (isStale(current) && sameOwner(readOwner(path), current)) {
-    try {
-      unlinkSync(path);
-    } catch {
-      // someone else cleaned it
-    }
-  }
+  if (isStale(current) && sameOwner(readOwner(path), current)) return breakLock(path, current) ? 'broken' : false;
   return false;
 }
 
 export function acquireLock(path: string, options: LockOptions = {}): HeldLock {
   const owner = options.owner ?? process.pid;
   const deadline = Date.now() + (options.timeoutMs ?? 90_000);
-  for (;;) {
+  for (let broken = 0; ; ) {
     const got = tryLock(path, owner);
     if (got === 'held-by-owner') return { acquired: false, release: () => {} };
-    if (got) return { acquired: true, release: () => releaseLock(path, owner) };
+    if (got === true) return { acquired: true, release: () => releaseLock(path, owner) };
+    // As libap: after breaking a stale lock, try again now, not after a sleep that
+    // lets a user who plants the file in a loop win every time (bounded all the same).
+    if (got === 'broken' && ++broken % 100 !== 0) continue;
     if (Date.now() >= deadline) {
       const holder = readOwner(path);
       throw new RuntimeError(`the AP configuration lock is held by ${holder !== 'gone' && 'pid' in holder ? `PID ${holder.pid}` : holder === 'gone' ? 'a process that just left' : `a lock file that is ${holder.invalid}`}`, {

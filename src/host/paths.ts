@@ -46,6 +46,10 @@ export class HostPaths {
   get staticUnitsDir(): string {
     return this.at('usr/lib/systemd/system');
   }
+  /** The package's systemd preset file (enable what the boot needs, once). */
+  get presetDir(): string {
+    return this.at('usr/lib/systemd/system-preset');
+  }
   get generatedUnitsDir(): string {
     return this.at('etc/systemd/system');
   }

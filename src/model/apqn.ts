@@ -34,6 +34,23 @@ export function formatDomain(domain: number): string {
   return domain.toString(16).padStart(4, '0');
 }
 
+/**
+ * IDs as ranges in the kernel's hex notation, as lszcrypt and `matrix` show
+ * them: adapters `05-06`, domains `0004,00ab`; the empty set is ''.
+ */
+export function hexRanges(ids: readonly number[], kind: 'adapter' | 'domain'): string {
+  const fmt = kind === 'adapter' ? formatAdapter : formatDomain;
+  const sorted = [...new Set(ids)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(i === j ? fmt(sorted[i]!) : `${fmt(sorted[i]!)}-${fmt(sorted[j]!)}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
 /** Parses `05.00ab` (kernel notation, as in sysfs queue names and `matrix`). */
 export function parseApqn(text: string): Apqn | undefined {
   const m = /^([0-9a-f]{2})\.([0-9a-f]{4})$/i.exec(text.trim());

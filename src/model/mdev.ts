@@ -40,3 +40,41 @@ export interface HostMasks {
 export function hostApqns(apmask: IdSet, aqmask: IdSet): ApqnSet {
   return ApqnSet.cross(apmask, aqmask);
 }
+
+/** Natural order of two names: digit runs by their value (guest2 before guest10), the rest by code unit. */
+export function compareNames(a: string, b: string): number {
+  const split = (s: string): string[] => s.match(/\d+|\D+/g) ?? [];
+  const x = split(a);
+  const y = split(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const p = x[i]!;
+    const q = y[i]!;
+    if (p === q) continue;
+    const digits = /^\d/.test(p) && /^\d/.test(q);
+    if (digits) {
+      const n = p.replace(/^0+/, '');
+      const m = q.replace(/^0+/, '');
+      if (n.length !== m.length) return n.length - m.length;
+      if (n !== m) return n < m ? -1 : 1;
+      if (p.length !== q.length) return p.length - q.length;
+      continue;
+    }
+    return p < q ? -1 : 1;
+  }
+  return x.length - y.length;
+}
+
+/**
+ * The order mdevs are listed in: by name (natural order), named before
+ * unnamed, then by UUID. Stable across runs, whatever order the store or
+ * sysfs gives.
+ */
+export function compareMdevs(a: { uuid: string; name?: string | null | undefined }, b: { uuid: string; name?: string | null | undefined }): number {
+  const an = a.name ?? '';
+  const bn = b.name ?? '';
+  if (an && !bn) return -1;
+  if (!an && bn) return 1;
+  const byName = compareNames(an, bn);
+  if (byName) return byName;
+  return a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0;
+}

@@ -209,7 +209,8 @@ function liveModify(s: Session): number {
     if (!s.sysfs.exists(mdevPath(s.call.uuid, 'ap_config'))) {
       throw new Refusal(['this kernel does not support live updates of vfio_ap mdevs (no ap_config attribute)'], 'stop the mdev, modify its definition and start it again');
     }
-    checkAgainstActive(s, mdev.claims);
+    // One ap_config write replaces the matrix at once: nothing is held on the way.
+    checkAgainstActive(s, [mdev]);
     const masks = [mdev.adapters, mdev.domains, mdev.controlDomains].map((ids) => ids.toKernelHex());
     s.sysfs.write(mdevPath(s.call.uuid, 'ap_config'), `${masks.join(',')}\n`);
     return ACCEPT;

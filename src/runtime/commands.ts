@@ -80,7 +80,8 @@ export function hostRunner(): CommandRunner {
           settled = true;
           for (const t of timers) clearTimeout(t);
           // Timed out: whatever of the group outlived TERM (a child that ignores it) is killed now.
-          if (timedOut) group('SIGKILL');
+          // Done: nothing the command left in its group outlives it.
+          group(timedOut ? 'SIGKILL' : 'SIGTERM');
           child.stdout?.destroy();
           child.stderr?.destroy();
           // Killed at the deadline: 124, as timeout(1) says it.

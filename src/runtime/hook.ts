@@ -4,7 +4,7 @@
 // the host an APQN that an active mdev holds, whatever the kernel allows.
 
 import { performance } from 'node:perf_hooks';
-import { checkStart, type Claim } from '../checks/conflicts.js';
+import { checkStart, type Claim, type Conflict } from '../checks/conflicts.js';
 import { describeFailure } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { acquireLock } from '../host/lock.js';
@@ -13,9 +13,9 @@ import { readActiveState, readBootFiles, readMdevctlDefinitions, type ActiveStat
 import { changesBoot, driftLines, effectiveConfig } from '../checks/drift.js';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatAdapter, formatApqn, formatDomain } from '../model/apqn.js';
+import { formatAdapter, formatApqn, formatApqnDecimal, formatDomain, type Apqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
-import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
+import { mdevLabel, type HostMasks, type MdevDefinition } from '../model/mdev.js';
 import { loadStore, type Store } from '../store/store.js';
 import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
 import { listQueues, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
@@ -260,6 +260,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     // After any write or module load, even a failed one, check against what sysfs shows now.
     if (report.masks.writes.length || report.commands.length) live = readActiveState(deps.sysfs);
     const activeUuids = new Set<string>(live.mdevs.map((m) => m.uuid));
+    const names = new Map<string, string | undefined>([...store.mdevs, ...config.mdevs].map((m) => [m.uuid as string, m.name]));
     const claimed: MdevDefinition[] = [];
     const toStart: string[] = [];
     const alreadyActive: string[] = [];
@@ -275,7 +276,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       if (found.conflicts.length) {
         outcome.outcome = 'skipped';
         outcome.apqns = found.conflicts.map((c) => formatApqn(c.apqn));
-        outcome.reason = found.conflicts.map((c) => c.message).join('; ');
+        outcome.reason = skipReason(found.conflicts, { active: activeUuids, names, claimed, masks: config.masks, masksApplied: report.masks.applied });
         continue;
       }
       claimed.push(mdev);
@@ -284,7 +285,8 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     t = lap('check', t);
     if (toStart.length || alreadyActive.length) {
       if (report.vfio_ap === 'failed') {
-        for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: 'vfio_ap is not loaded' });
+        const why = report.errors.find((e) => e.startsWith('modprobe vfio_ap')) ?? 'modprobe vfio_ap failed';
+        for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: `vfio_ap is not loaded (${why}), so no mdev can be made` });
       } else {
         // The target wants every mdev generate linked, so it would start the refused ones too, and
         // those mdevctl made manual or undefined since: only when all passed and nothing else is linked.
@@ -338,10 +340,80 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
   return report;
 }
 
+interface SkipContext {
+  /** The mdevs sysfs shows active. */
+  active: ReadonlySet<string>;
+  /** Names from the store, for mdevs sysfs knows only by UUID. */
+  names: ReadonlyMap<string, string | undefined>;
+  /** Auto mdevs this run starts, earlier in the store. */
+  claimed: readonly MdevDefinition[];
+  /** The boot's masks (the store's, or 41-ap.rules' where chzdev changed them); undefined: not set. */
+  masks: HostMasks;
+  /** Whether the hook got the kernel to take them. */
+  masksApplied: boolean;
+}
+
+const SHOWN_APQNS = 8;
+
+/** `APQN 05.0004 (5.4) is` / `APQNs 05.0004 (5.4), 06.0004 (6.4) are`, at most a few named. */
+function apqnsAre(apqns: readonly Apqn[]): string {
+  const shown = apqns.slice(0, SHOWN_APQNS).map((a) => `${formatApqn(a)} (${formatApqnDecimal(a)})`);
+  const more = apqns.length > SHOWN_APQNS ? ` and ${apqns.length - SHOWN_APQNS} more` : '';
+  return apqns.length === 1 ? `APQN ${shown[0]} is` : `APQNs ${shown.join(', ')}${more} are`;
+}
+
+/**
+ * Why an auto mdev was not started, cause by cause: an active mdev holds its
+ * APQNs, another auto mdev this run starts first has them, or the active
+ * masks give them to the host (and why those masks are what they are).
+ */
+export function skipReason(conflicts: readonly Conflict[], ctx: SkipContext): string {
+  const groups = new Map<string, { apqns: Apqn[]; say: (apqns: string) => string }>();
+  const add = (key: string, apqn: Apqn, say: (apqns: string) => string): void => {
+    const g = groups.get(key) ?? { apqns: [], say };
+    g.apqns.push(apqn);
+    groups.set(key, g);
+  };
+  const claimed = new Map(ctx.claimed.map((m) => [m.uuid as string, m]));
+  for (const c of conflicts) {
+    const other = c.owners[0];
+    if (c.kind === 'mdev-mdev') {
+      const label = mdevLabel({ uuid: other.uuid, name: other.name ?? ctx.names.get(other.uuid) });
+      if (ctx.active.has(other.uuid)) {
+        add(`active:${other.uuid}`, c.apqn, (apqns) => `${apqns} in use by active mdev ${label}`);
+      } else if (claimed.has(other.uuid)) {
+        add(`first:${other.uuid}`, c.apqn, (apqns) => `${apqns} also assigned to auto mdev ${label}, which comes earlier in the store and is started first; only one of them can have it ('ap-persist check' lists every such APQN)`);
+      } else {
+        add(`other:${other.uuid}`, c.apqn, (apqns) => `${apqns} also held by mdev ${label}`);
+      }
+    } else {
+      add('host', c.apqn, (apqns) => apqns);
+    }
+  }
+  const reasons: string[] = [];
+  for (const [key, g] of groups) {
+    if (key !== 'host') {
+      reasons.push(g.say(apqnsAre(g.apqns)));
+      continue;
+    }
+    const adapters = IdSet.of(g.apqns.map((a) => a.adapter)).toRanges();
+    const domains = IdSet.of(g.apqns.map((a) => a.domain)).toRanges();
+    const unset = (['apmask', 'aqmask'] as const).filter((k) => !ctx.masks[k]);
+    const why = !ctx.masksApplied
+      ? "the hook could not apply the boot's masks (see the errors)"
+      : unset.length
+        ? `the boot sets no ${unset.join(' and no ')}, so the kernel's stays ('ap-persist suggest-masks' shows masks that free it)`
+        : "the boot's masks say so ('ap-persist check' reports it; 'ap-persist suggest-masks' shows masks that free it)";
+    reasons.push(`${apqnsAre(g.apqns)} the host's: the active apmask holds adapter(s) ${adapters} and aqmask domain(s) ${domains}; ${why}`);
+  }
+  return reasons.join('; ');
+}
+
 /** The mdev units generate linked into ap-persist-mdevs.target.wants. */
 function linkedMdevUnits(paths: HostPaths): string[] {
   try {
-    return readdirSync(join(paths.generatedUnitsDir, `${MDEVS_TARGET}.wants`));
+    // A dot file is a temporary link of a generate that was killed, not a unit.
+    return readdirSync(join(paths.generatedUnitsDir, `${MDEVS_TARGET}.wants`)).filter((n) => !n.startsWith('.'));
   } catch {
     return [];
   }

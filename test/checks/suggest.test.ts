@@ -73,3 +73,44 @@ describe('ap-persist suggest-masks', () => {
     expect((await host.run('mask', 'set', '--persistent', `apmask=${json.doc.apmask}`, `aqmask=${json.doc.aqmask}`)).code).toBe(0);
   });
 });
+
+describe('suggest-masks and manual mdevs', () => {
+  const MANUAL = 'eeeeeeee-0000-4000-8000-000000000001';
+  const MDEVCTL_MANUAL = 'eeeeeeee-0000-4000-8000-000000000002';
+  // guest3 is manual in the store; mdevctl holds a manual mdev of its own on card 7.
+  const host = () =>
+    givenHost({
+      ...threeGuestsHost(),
+      cards: [...threeGuestsHost().cards, { adapter: 7, hwtype: 11 }],
+      store: `${threeGuestsHost().store!.replace(/\[masks\][^[]*/, '')}\n[mdev.${MANUAL}]\nname = spare\nadapters = 6\ndomains = 9\nstart = manual\n`,
+      mdevctl: [{ uuid: MDEVCTL_MANUAL, start: 'manual', adapters: [7], domains: [10] }],
+    });
+
+  it('without --include-manual it says which manual mdevs were not counted', async () => {
+    const h = host();
+    const r = await h.run('suggest-masks');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('apmask=0-4,7-255 aqmask=0-255');
+    expect(r.stdout).toContain(`note: 2 manual mdev(s) not running were not counted (${MANUAL} (spare), ${MDEVCTL_MANUAL}); these masks may give the host their queues, so they could not start; --include-manual counts them`);
+    const json = await h.json('suggest-masks');
+    expect(json.doc).toMatchObject({ manual_mdevs: 2, manual_counted: false, manual_not_counted: [MANUAL, MDEVCTL_MANUAL] });
+  });
+
+  it('--include-manual frees their queues too, and the result gives the host none of them', async () => {
+    const h = host();
+    const r = await h.run('suggest-masks', '--include-manual');
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain('not counted');
+    expect(r.stdout).toContain('3 auto mdev(s) get theirs, 2 manual mdev(s) get theirs too');
+    const json = await h.json('suggest-masks', '--include-manual');
+    expect(json.doc).toMatchObject({ manual_mdevs: 2, manual_counted: true });
+    const apmask = parseIdList(json.doc.apmask, 'ID', true);
+    const aqmask = parseIdList(json.doc.aqmask, 'ID', true);
+    for (const [a, d] of [[6, 9], [7, 10], [5, 4], [6, 0xff]] as const) expect(apmask.has(a) && aqmask.has(d), `${a}.${d}`).toBe(false);
+  });
+
+  it('a host with no manual mdev gets no note', async () => {
+    const h = givenHost({ ...threeGuestsHost(), store: threeGuestsHost().store!.replace(/\[masks\][^[]*/, '') });
+    expect((await h.run('suggest-masks')).stdout).not.toContain('manual');
+  });
+});

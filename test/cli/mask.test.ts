@@ -159,3 +159,33 @@ describe('mask set', () => {
     expect(r.stderr).toMatch(/active masks cannot be read/);
   });
 });
+
+describe('mask set of what is there already', () => {
+  const freed = () => givenHost({ ...threeGuestsHost(), masks: { apmask: FREE_AP, aqmask: FREE_AQ }, vfioAp: true });
+
+  it('says "unchanged" for a mask the store and the kernel already have, never "set"', async () => {
+    const host = freed();
+    const before = host.snapshot();
+    const r = await host.run('mask', 'set', 'apmask=0-4,7-255', 'aqmask=0-3,5-70,72-170,172-254');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('unchanged: the store and the kernel already have apmask "0-4,7-255"');
+    expect(r.stdout).toContain('unchanged: the store and the kernel already have aqmask "0-3,5-70,72-170,172-254"');
+    expect(r.stdout).not.toMatch(/^(would )?set /m);
+    expect(host.snapshot()).toEqual(before);
+    const json = await host.json('mask', 'set', '--persistent', 'apmask=0-4,7-255');
+    expect(json.doc).toEqual({ dry_run: false, changes: [], unchanged: [{ scope: 'persistent', key: 'apmask', value: '0-4,7-255' }] });
+  });
+
+  it('says per side what was there and what it set, a relative change included', async () => {
+    // The kernel still has its default masks; the store has the guests' freed.
+    const host = givenHost(threeGuestsHost());
+    const r = await host.run('mask', 'set', 'apmask=-5,-6');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('unchanged: the store already has apmask "0-4,7-255"');
+    expect(r.stdout).toContain('set active apmask "0-4,7-255" (was "0-255")');
+    expect(r.stdout).not.toContain('set persistent');
+    expect(host.read('sys/bus/ap/apmask').trim()).toBe(FREE_AP.toKernelHex());
+    const again = await host.run('mask', 'set', '--active', 'apmask=-5,-6');
+    expect(again.stdout.trim()).toBe('unchanged: the kernel already has apmask "0-4,7-255"');
+  });
+});

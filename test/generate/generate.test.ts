@@ -4,7 +4,7 @@
 // concern, and files ap-persist did not write (chzdev's) are never clobbered.
 
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, lutimesSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, lutimesSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
@@ -27,9 +27,14 @@ function present(host: TestHost, rel: string): boolean {
   return lstatSync(join(host.root, rel), { throwIfNoEntry: false }) !== undefined;
 }
 
-/** What generate and install own: everything but sysfs, the store and the lock directory. */
+/**
+ * What generate and install own: everything but sysfs, the store and the lock
+ * directory, and what `systemctl --root preset` makes (test/generate/install.test.ts
+ * checks that, where systemctl is installed).
+ */
 function bootFiles(host: TestHost): [string, string][] {
-  return [...host.snapshot()].filter(([p]) => !p.startsWith('sys/') && !p.startsWith('run/') && p !== 'etc/ap-persist/ap-persist.conf');
+  const bySystemctl = (p: string): boolean => p === WAIT_LINK || p === 'var/lib/ap-persist/preset-applied';
+  return [...host.snapshot()].filter(([p]) => !p.startsWith('sys/') && !p.startsWith('run/') && p !== 'etc/ap-persist/ap-persist.conf' && !bySystemctl(p));
 }
 
 
@@ -58,7 +63,7 @@ describe("the kernel documentation's three-guest host", () => {
     const host = givenHost(threeGuestsHost());
     expect((await host.run('generate')).code).toBe(0);
     const exported = [GUEST1, GUEST2, GUEST3].map((u) => `etc/mdevctl.d/matrix/${u}`);
-    const generated = [RULES, MANIFEST, WAIT_LINK, mdevLink(GUEST1), mdevLink(GUEST2), mdevLink(GUEST3), ...exported];
+    const generated = [RULES, MANIFEST, mdevLink(GUEST1), mdevLink(GUEST2), mdevLink(GUEST3), ...exported];
     const past = new Date('2020-01-01T00:00:00Z');
     for (const rel of generated) lutimesSync(join(host.root, rel), past, past);
 
@@ -67,7 +72,7 @@ describe("the kernel documentation's three-guest host", () => {
     expect(again.doc.written).toEqual([]);
     expect(again.doc.removed).toEqual([]);
     expect(again.doc.reload).toEqual([]);
-    expect(again.doc.unchanged).toHaveLength(8);
+    expect(again.doc.unchanged).toHaveLength(7);
     for (const rel of generated) expect(lstatSync(join(host.root, rel)).mtime, rel).toEqual(past);
   });
 
@@ -103,20 +108,44 @@ describe("the kernel documentation's three-guest host", () => {
     expect(r.code).toBe(0);
     for (const uuid of [GUEST1, GUEST2, GUEST3]) expect(r.stdout).toContain(`removed ${join(host.root, mdevLink(uuid))}`);
     expect(existsSync(join(host.root, WANTS))).toBe(false);
-    // The masks still have to be applied at boot, so the boot still waits for them.
-    expect(present(host, WAIT_LINK)).toBe(true);
+    // Enabling the boot wait is install's (the preset), never generate's: the unit's conditions decide each boot.
+    expect(present(host, WAIT_LINK)).toBe(false);
   });
 
-  it('emptying the store removes the 41-ap.rules and the wait link generated before', async () => {
+  it('emptying the store removes the 41-ap.rules generated before', async () => {
     const host = givenHost({ ...threeGuestsHost(), store: '[masks]\napmask = 0-4,7-255\naqmask = 0-3,5-70,72-170,172-254\n' });
     await host.run('generate');
-    expect(present(host, RULES) && present(host, WAIT_LINK)).toBe(true);
+    expect(present(host, RULES)).toBe(true);
     writeFileSync(join(host.root, 'etc/ap-persist/ap-persist.conf'), '');
 
     const r = await host.run('generate');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`removed ${join(host.root, RULES)}\n`);
-    expect(present(host, RULES) || present(host, WAIT_LINK)).toBe(false);
+    expect(present(host, RULES)).toBe(false);
+  });
+
+  it('a wait link an earlier version generated and recorded is left to systemctl: kept, and dropped from the record', async () => {
+    const target = '/usr/lib/systemd/system/ap-persist-wait.service';
+    const host = givenHost(threeGuestsHost());
+    expect((await host.run('generate')).code).toBe(0);
+    // As generate wrote it before the preset: the link and its entry in the record.
+    mkdirSync(join(host.root, 'etc/systemd/system/multi-user.target.wants'), { recursive: true });
+    symlinkSync(target, join(host.root, WAIT_LINK));
+    const record = JSON.parse(host.read(MANIFEST));
+    record.files.push({ path: WAIT_LINK, symlink: target });
+    writeFileSync(join(host.root, MANIFEST), JSON.stringify(record, null, 2));
+
+    const r = await host.json('generate');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.doc.removed).toEqual([]);
+    expect(readlinkSync(join(host.root, WAIT_LINK))).toBe(target);
+    expect(host.read(MANIFEST)).not.toContain('multi-user.target.wants');
+    // An admin who disables it later (systemctl disable) is not overruled by generate.
+    unlinkSync(join(host.root, WAIT_LINK));
+    const again = await host.json('generate');
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.doc.written).toEqual([]);
+    expect(present(host, WAIT_LINK)).toBe(false);
   });
 
   it('a store that sets only apmask gets only the apmask line, as chzdev writes it', async () => {
@@ -409,7 +438,7 @@ describe('the record of generated files', () => {
     const manifest = JSON.parse(host.read(MANIFEST));
     const hash = createHash('sha256').update(readFileSync(join(host.root, RULES))).digest('hex');
     expect(manifest.files).toContainEqual({ path: RULES, sha256: hash });
-    expect(manifest.files).toContainEqual({ path: WAIT_LINK, symlink: '/usr/lib/systemd/system/ap-persist-wait.service' });
+    expect(manifest.files.map((f: { path: string }) => f.path)).not.toContain(WAIT_LINK);
   });
 
   it('a damaged record stops generate with exit 2 and says how to recover', async () => {

@@ -2,16 +2,27 @@
 // place with the tool's path filled in, then generate, then one reload.
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, lutimesSync, mkdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lutimesSync, mkdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { run } from '../../src/cli/program.js';
 import { THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
-import { givenHost } from '../support/host.js';
+import { HostPaths } from '../../src/host/paths.js';
+import { givenHost, snapshotTree, tempDir } from '../support/host.js';
 
 const CALLOUTS = ['etc/mdevctl.d/scripts.d/callouts/ap-persist', 'usr/lib/mdevctl/scripts.d/callouts/ap-persist'];
 const UNITS = ['ap-persist-mdev@.service', 'ap-persist-hook@.service', 'ap-persist-mdevs.target', 'ap-persist-wait.service'].map((u) => `usr/lib/systemd/system/${u}`);
 const unit = (name: string): string => `usr/lib/systemd/system/${name}`;
 const RULE = 'usr/lib/udev/rules.d/42-ap-persist.rules';
+const PRESET = 'usr/lib/systemd/system-preset/80-ap-persist.preset';
+
+/** `ap-persist --root ROOT ARGS...` in-process, on any directory. */
+async function runOn(root: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await run(['--root', root, ...args], { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), env: {} });
+  return { code, stdout, stderr };
+}
 
 describe('ap-persist install', () => {
   it('fills in --bin and --node everywhere units and callouts run the tool; the rule only hands the event to systemctl', async () => {
@@ -151,5 +162,58 @@ describe('ap-persist install', () => {
     expect(r.stdout).toContain(`installed ${join(host.root, RULE)}`);
     expect(r.stderr).toContain('at boot these mdevs would fail to start');
     expect(host.exists('etc/udev/rules.d/41-ap.rules')).toBe(false);
+  });
+
+  it('installs the preset that enables the boot wait, and the wait runs only when the boot has something of ours to apply', async () => {
+    const host = givenHost(threeGuestsHost());
+    expect((await host.run('install', '--bin', '/usr/bin/ap-persist')).code).toBe(0);
+    expect(host.read(PRESET).split('\n').filter((l) => l && !l.startsWith('#'))).toEqual(['enable ap-persist-wait.service']);
+    // Its conditions name exactly what generate (or chzdev) writes on the target system.
+    const paths = new HostPaths('/');
+    const wait = host.read(unit('ap-persist-wait.service'));
+    expect(wait).toContain(`ConditionPathExists=|${paths.chzdevRules}\n`);
+    expect(wait).toContain(`ConditionDirectoryNotEmpty=|${paths.generatedUnitsDir}/ap-persist-mdevs.target.wants\n`);
+    for (const rel of UNITS) expect(host.read(rel), rel).toContain('\nDocumentation=man:ap-persist(8)\n');
+  });
+});
+
+describe('ap-persist install --staged (a package build)', () => {
+  const STATIC = [RULE, ...UNITS, PRESET, ...CALLOUTS].sort();
+
+  it("puts the package's files alone into the staging tree: no store, record, lock, state or enable links", async () => {
+    const stage = tempDir('ap-persist-stage-');
+    const r = await runOn(stage, 'install', '--staged', '--bin', '/usr/lib/ap-persist/ap-persist.cjs', '--node', '/usr/bin/node');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const tree = snapshotTree(stage);
+    expect([...tree.keys()].sort()).toEqual(STATIC);
+    for (const dir of ['etc/ap-persist', 'run', 'var', 'etc/systemd', 'etc/udev']) expect(existsSync(join(stage, dir)), dir).toBe(false);
+    expect(tree.get(unit('ap-persist-hook@.service'))).toContain('ExecStart=/usr/bin/node /usr/lib/ap-persist/ap-persist.cjs hook --event %i\n');
+    expect(r.stdout).toContain(`installed ${join(stage, PRESET)}`);
+  });
+
+  it('neither reads nor touches a store in the tree, nor sets ap-check aside, nor runs anything', async () => {
+    const host = givenHost({ ...threeGuestsHost(), store: '[masks]\nbogus = 1\n', files: { 'usr/lib/mdevctl/scripts.d/callouts/ap-check': '#!/bin/sh\nexit 0\n' } });
+    const before = host.snapshot();
+    const r = await host.json('install', '--staged', '--bin', '/usr/bin/ap-persist');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.doc).toMatchObject({ staged: true });
+    expect(Object.keys(r.doc)).not.toContain('reload');
+    const after = host.snapshot();
+    expect([...after.keys()].filter((k) => !before.has(k)).sort()).toEqual(STATIC);
+    for (const [k, v] of before) expect(after.get(k), k).toBe(v);
+  });
+
+  it('stages the same files a full install writes', async () => {
+    const stage = tempDir('ap-persist-stage-');
+    expect((await runOn(stage, 'install', '--staged', '--bin', '/usr/bin/ap-persist', '--node', '/usr/bin/node')).code).toBe(0);
+    const host = givenHost(threeGuestsHost());
+    expect((await host.run('install', '--bin', '/usr/bin/ap-persist', '--node', '/usr/bin/node')).code).toBe(0);
+    const full = host.snapshot();
+    for (const [k, v] of snapshotTree(stage)) expect(full.get(k), k).toBe(v);
+    // The package then runs the post-install step on the target system; on the staged files it changes none of them.
+    const post = await runOn(stage, '--json', 'install', '--bin', '/usr/bin/ap-persist', '--node', '/usr/bin/node', '--no-reload');
+    expect(post.code, post.stderr).toBe(0);
+    expect(JSON.parse(post.stdout).installed).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@
 import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GUEST1, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { GUEST1, GUEST2, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { givenHost, type TestHost } from '../support/host.js';
 
 const AP_CHECK = 'usr/lib/mdevctl/scripts.d/callouts/ap-check';
@@ -98,12 +98,35 @@ describe('ap-persist uninstall', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`put back s390-tools' ap-check callout ${join(host.root, AP_CHECK)}`);
     expect(r.stdout).toContain(`removed ${join(host.root, 'etc/udev/rules.d/41-ap.rules')}`);
+    expect(r.stdout).toContain(`removed ${join(host.root, 'usr/lib/systemd/system-preset/80-ap-persist.preset')}`);
     expect(r.stdout).toContain(`kept the store ${join(host.root, 'etc/ap-persist/ap-persist.conf')} ('uninstall --purge' deletes it)`);
     // Exactly the host as it was before install: ap-check whole, the store, nothing of ours.
     const after = host.snapshot();
     expect([...after.keys()].filter((k) => !k.startsWith('run/lock/')).sort()).toEqual([...before.keys()].sort());
     for (const [k, v] of before) expect(after.get(k), k).toBe(v);
     expect(host.has(ASIDE)).toBe(false);
+  });
+
+  it("leaves chzdev's and mdevctl's files that were there before ap-persist took them over: the host keeps its masks and mdevs", async () => {
+    // The same host set up with chzdev and mdevctl first: their files, byte for byte what generate writes.
+    const before = givenHost(threeGuestsHost());
+    await before.run('generate', '--no-reload');
+    const host = givenHost(threeGuestsHost());
+    const theirs = ['etc/udev/rules.d/41-ap.rules', `etc/mdevctl.d/matrix/${GUEST1}`];
+    for (const rel of theirs) {
+      mkdirSync(dirname(join(host.root, rel)), { recursive: true });
+      writeFileSync(join(host.root, rel), before.read(rel));
+    }
+    expect((await host.run('install', '--bin', BIN)).code).toBe(0);
+    const r = await host.run('uninstall');
+    expect(r.code, r.stderr).toBe(0);
+    for (const rel of theirs) {
+      expect(host.read(rel)).toBe(before.read(rel));
+      expect(r.stdout).toContain(`left ${join(host.root, rel)}: it was there before ap-persist took it over`);
+    }
+    // What ap-persist wrote itself is gone.
+    expect(host.has(`etc/mdevctl.d/matrix/${GUEST2}`)).toBe(false);
+    expect(host.has('etc/ap-persist/generated.json')).toBe(false);
   });
 
   it('keeps a generated file chzdev changed since, and says so; removes the rest', async () => {

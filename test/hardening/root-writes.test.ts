@@ -3,7 +3,7 @@
 // outside the root, through a link a user could plant or change, or left
 // half-done.
 
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lchownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -56,6 +56,26 @@ describe('a symlinked store (configuration management links it to its own file)'
       expect(readFileSync(managed, 'utf8')).toBe(before);
     });
   }
+});
+
+describe('a symlinked store whose chain passes through a user', () => {
+  itWith(asRoot, "a hop in a user's directory, though it ends at a root-only file: refused, the file untouched", async () => {
+    const host = givenHost(threeGuestsHost());
+    const target = join(tempDir('ap-persist-cm-'), 'ap-persist.conf');
+    renameSync(join(host.root, STORE), target);
+    // The user owns the directory of a hop, and could re-point it between our check and our write.
+    const alice = tempDir('ap-persist-alice-');
+    chownSync(alice, NOBODY, NOBODY);
+    const hop = join(alice, 'ap.conf');
+    symlinkSync(target, hop);
+    lchownSync(hop, NOBODY, NOBODY);
+    symlinkSync(hop, join(host.root, STORE));
+    const before = readFileSync(target, 'utf8');
+    const r = await host.run('mask', 'set', '--persistent', '--no-generate', 'apmask=-8');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`is a symbolic link to ${target}, and ${alice} can be changed by a user other than root`);
+    expect(readFileSync(target, 'utf8')).toBe(before);
+  });
 });
 
 describe('a store that is no regular file never blocks', () => {
@@ -155,6 +175,22 @@ describe('leftovers of a killed run', () => {
     expect((await host.run('mask', 'set', '--persistent', '--no-generate', 'apmask=-8')).code).toBe(0);
     expect(existsSync(join(dir, '.ap-persist.conf.tmp-4194304-1'))).toBe(false);
     expect(existsSync(join(dir, `.ap-persist.conf.tmp-${process.pid}-1`))).toBe(true);
+  });
+});
+
+describe('a mask change the store cannot take', () => {
+  itWith(asRoot, 'the kernel is not changed either: the store is checked before any sysfs write', async () => {
+    const host = givenSimulatedHost(exampleHost(), '6.0');
+    const dir = tempDir('ap-persist-cm-');
+    const managed = join(dir, 'ap-persist.conf');
+    renameSync(join(host.root, STORE), managed);
+    symlinkSync(managed, join(host.root, STORE));
+    chmodSync(dir, 0o777);
+    const before = { apmask: host.kernel().read('bus/ap/apmask'), store: readFileSync(managed, 'utf8') };
+    const r = await host.run(['mask', 'set', 'apmask=-3']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).not.toContain('set active');
+    expect({ apmask: host.kernel().read('bus/ap/apmask'), store: readFileSync(managed, 'utf8') }).toEqual(before);
   });
 });
 

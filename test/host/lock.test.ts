@@ -3,7 +3,7 @@
 // fault, against the tool running as root: it must never write through a
 // planted name, and a file a user left there must never hold the lock.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -81,6 +81,28 @@ describe('the AP configuration lock against what a user plants in /run/lock', ()
       expect(existsSync(lock)).toBe(false);
     });
   }
+
+  itWith(asRoot, 'a socket as the lock (open() fails with ENXIO) is broken at once', () => {
+    const { lock } = runLock();
+    expect(spawnSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(lock)})`]).status).toBe(0);
+    lchownSync(lock, NOBODY, NOBODY);
+    const held = acquireLock(lock, { timeoutMs: 2_000 });
+    expect(held.acquired).toBe(true);
+    held.release();
+  });
+
+  itWith(asRoot, 'a directory as the lock (unlink cannot remove it) is renamed aside, its contents untouched', () => {
+    const { dir, lock } = runLock();
+    mkdirSync(lock);
+    writeFileSync(join(lock, 'keep'), 'a user\'s file');
+    chownSync(lock, NOBODY, NOBODY);
+    const held = acquireLock(lock, { timeoutMs: 2_000 });
+    expect(held.acquired).toBe(true);
+    held.release();
+    const aside = readdirSync(dir).filter((n) => n.startsWith('s390apconfig.lock.broken-'));
+    expect(aside).toHaveLength(1);
+    expect(readFileSync(join(dir, aside[0]!, 'keep'), 'utf8')).toBe("a user's file");
+  });
 
   itWith(asRoot, 'a FIFO as the lock never blocks the reader: broken at once', async () => {
     const { lock } = runLock();

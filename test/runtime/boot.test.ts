@@ -181,9 +181,10 @@ describe('status after a boot', () => {
     await host.run(['hook'], BINDINGS_COMPLETE);
     const r = await host.run(['status', '--matrix']);
     expect(r.code).toBe(0);
-    // Active mdevs are lettered in UUID order: guest2 (4b0d..), guest1 (bfcc..), guest3 (c2f1..).
-    expect(r.stdout).toContain('      0004 0047 00ab 00ff\n  05     b    a    b    a\n  06     b    c    b    c\n');
-    expect(r.stdout).toContain(`  a = ${GUEST2} (guest2)`);
+    // Active mdevs are lettered by name (not by UUID): guest1 a, guest2 b, guest3 c.
+    expect(r.stdout).toContain('matrix of the present APQNs, adapters down and domains across:');
+    expect(r.stdout).toContain('      0004 0047 00ab 00ff\n  05     a    b    a    b\n  06     a    c    a    c\n');
+    expect(r.stdout).toContain(`  a = ${GUEST1} (guest1)\n  b = ${GUEST2} (guest2)\n  c = ${GUEST3} (guest3)\n`);
     expect(r.stdout).toContain('vfio_ap loaded');
   });
 });

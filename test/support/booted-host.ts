@@ -1,9 +1,10 @@
 // A real boot of an ap-persist host: Debian with systemd as PID 1 in
 // systemd-nspawn, the simulated kernel mounted with FUSE and seen at /sys by
 // every process (units, hook, mdevctl), ap-persist installed by its own
-// `install` (staged, as a package build does, into the container's writable
-// layer), a fake modprobe that loads modules into the simulated kernel, and a
-// fake libvirtd that records when it started and which mdevs it found.
+// `install` into a root that becomes the container's writable layer (the
+// store included, so generate runs and the preset enables the boot wait), a
+// fake modprobe that loads modules into the simulated kernel, and a fake
+// libvirtd that records when it started and which mdevs it found.
 // AP bus events are delivered as udevd delivers them: real `udevadm test`
 // evaluates the rules (its ATTR writes reach the simulated kernel), builtins
 // are emulated, and every RUN program runs inside the sandbox of the
@@ -36,14 +37,14 @@ const CHECKOUT = fileURLToPath(new URL('../..', import.meta.url));
 /** Where the package would put the tool; a link into the checkout, so "removing the package" is one rm. */
 export const TOOL = '/usr/lib/ap-persist/ap-persist.cjs';
 /** The FUSE root (sys/, control, state) inside the container. */
-const SIM = '/ap-sim';
+export const SIM = '/ap-sim';
 /** vfio_ap's mdev parent device. */
 const MATRIX_DEVICE = '/devices/vfio_ap/matrix';
 /** A host directory the fake libvirtd writes its records to; it outlives the container. */
-const RECORD = '/var/lib/fake-libvirtd';
+export const RECORD = '/var/lib/fake-libvirtd';
 
-/** Files of the test rig itself, not of ap-persist. */
-function rigFiles(): LayerFile[] {
+/** Files of the test rig itself, not of ap-persist (the package test boots the same rig). */
+export function rigFiles(): LayerFile[] {
   const unit = (name: string, text: string): LayerFile => ({ path: `/etc/systemd/system/${name}`, content: text });
   const want = (target: string, name: string): LayerFile => ({ path: `/etc/systemd/system/${target}.wants/${name}`, symlink: `/etc/systemd/system/${name}` });
   return [
@@ -88,7 +89,6 @@ WantedBy=multi-user.target
 `,
     ),
     want('multi-user.target', 'libvirtd.service'),
-    { path: TOOL, symlink: `${CONTAINER_SRC}/dist/bin/ap-persist.cjs` },
     // Debian 12's mdevctl rule runs /usr/sbin/mdevctl, its package ships /usr/bin/mdevctl: as a fixed package would.
     { path: '/usr/sbin/mdevctl', symlink: '/usr/bin/mdevctl' },
   ];
@@ -170,7 +170,7 @@ export async function bootHost(opts: BootedHostOptions): Promise<BootedHost> {
   const container = await bootContainer({
     until: 'manager',
     binds: [nodeBind(), checkoutBind(CHECKOUT), { host: sim.mountpoint, container: SIM }, { host: record, container: RECORD }],
-    files: [...rigFiles(), ...installed],
+    files: [...rigFiles(), { path: TOOL, symlink: `${CONTAINER_SRC}/dist/bin/ap-persist.cjs` }, ...installed],
   });
 
   // The rig runs udev's programs with systemd-run, which needs the bus (udevd itself does not);

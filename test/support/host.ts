@@ -39,7 +39,7 @@ export function tempDir(prefix = 'ap-persist-test-'): string {
   return dir;
 }
 
-export function givenHost(spec: FakeHost, options: { sysfs?: Sysfs; env?: Record<string, string>; journal?: boolean } = {}): TestHost {
+export function givenHost(spec: FakeHost, options: { sysfs?: Sysfs; env?: Record<string, string>; journal?: boolean; columns?: number } = {}): TestHost {
   const root = tempDir();
   buildFakeHost(root, spec);
   const host: TestHost = {
@@ -49,7 +49,7 @@ export function givenHost(spec: FakeHost, options: { sysfs?: Sysfs; env?: Record
       let stderr = '';
       const code = await run(
         ['--root', root, ...args],
-        { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), env: options.env ?? {}, journal: options.journal ?? false },
+        { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), env: options.env ?? {}, journal: options.journal ?? false, ...(options.columns ? { columns: options.columns } : {}) },
         options.sysfs ? { sysfs: options.sysfs } : {},
       );
       return { code, stdout, stderr };

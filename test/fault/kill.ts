@@ -1,0 +1,264 @@
+// kill -9 at random points of define, generate, import and mask set: the
+// command runs as the built CLI, is killed after a seeded random delay, and
+// the root must then hold, path by path, what it held before or what the
+// same command run to completion leaves (computed on a copy); the store must
+// parse; the next commands must neither crash nor wait on the dead run's
+// lock; and they must bring the host to exactly the completed run's state,
+// with no temporary file left.
+
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildFakeHost } from '../../src/fakehost/builder.js';
+import { GUEST1, GUEST2, GUEST3, threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { renderMdevctlJson } from '../../src/store/mdevctl-defs.js';
+import { IdSet } from '../../src/model/idset.js';
+import { loadStore } from '../../src/store/store.js';
+import { copyTree, crashed, isLinkTemp, isTemp, lockTemps, note, prng, runCli, runHere, SEED, tally, treeDiff, treeOf, violation, type Entry } from './support.js';
+
+const STORE = 'etc/ap-persist/ap-persist.conf';
+const RULES = 'etc/udev/rules.d/41-ap.rules';
+const LOCK = 'run/lock/s390apconfig.lock';
+
+/** guest1 and guest2 of the three-guest host; guest3's queues (6 x 0x47,0xff) are free. */
+const TWO_GUESTS_STORE = (() => {
+  const text = threeGuestsHost().store!;
+  return text.slice(0, text.indexOf(`[mdev.${GUEST3}]`));
+})();
+
+interface Scenario {
+  name: string;
+  /** Lays out the host before the command, on an empty directory. */
+  prepare(root: string): Promise<void>;
+  args: string[];
+  /**
+   * Commands whose completed result is a legitimate stage of this one: import records the
+   * files it takes over (as `import --no-generate` does), then regenerates and records again.
+   */
+  stages?: string[][];
+}
+
+async function must(root: string, ...args: string[]): Promise<void> {
+  const r = await runHere(root, ...args);
+  if (r.code !== 0) throw new Error(`preparing the host: ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+}
+
+/** The host with boot files: guest1 and guest2 in the store, generate run. */
+async function generated(root: string): Promise<void> {
+  buildFakeHost(root, { ...threeGuestsHost(), store: TWO_GUESTS_STORE });
+  await must(root, 'generate');
+}
+
+export const SCENARIOS: Scenario[] = [
+  {
+    name: 'mdev define',
+    prepare: generated,
+    // The store, a new mdevctl definition, a new wants link and the record.
+    args: ['mdev', 'define', GUEST3, '--adapters', '6', '--domains', '0x47,0xff', '--name', 'guest3'],
+  },
+  {
+    name: 'mask set --persistent',
+    prepare: generated,
+    // The store, 41-ap.rules and the record.
+    args: ['mask', 'set', '--persistent', 'apmask=-8', 'aqmask=-5'],
+  },
+  {
+    name: 'generate',
+    async prepare(root) {
+      await generated(root);
+      // Edited with --no-generate: generate writes, rewrites, removes and links.
+      await must(root, 'mask', 'set', '--persistent', '--no-generate', 'apmask=-9');
+      await must(root, 'mdev', 'undefine', GUEST2, '--no-generate');
+      await must(root, 'mdev', 'modify', GUEST1, '--domains', '4', '--no-generate');
+      await must(root, 'mdev', 'define', GUEST3, '--adapters', '6', '--domains', '0x47,0xff', '--no-generate');
+    },
+    args: ['generate'],
+  },
+  {
+    name: 'import',
+    async prepare(root) {
+      await generated(root);
+      // chzdev -t ap -p apmask=-8 rewrote 41-ap.rules (without our guard line), mdevctl undefined
+      // guest2 and defined guest3: import takes all three, records the files and regenerates.
+      const scratch = `${root}.scratch`;
+      copyTree(root, scratch);
+      await must(scratch, 'mask', 'set', '--persistent', 'apmask=-8');
+      const chzdev = readFileSync(join(scratch, RULES), 'utf8')
+        .split('\n')
+        .filter((l) => !l.startsWith('# ap-persist: once vfio_ap') && !l.startsWith('TEST=='))
+        .join('\n');
+      rmSync(scratch, { recursive: true, force: true });
+      writeFileSync(join(root, RULES), chzdev);
+      rmSync(join(root, `etc/mdevctl.d/matrix/${GUEST2}`));
+      writeFileSync(join(root, `etc/mdevctl.d/matrix/${GUEST3}`), renderMdevctlJson({ adapters: IdSet.of([6]), domains: IdSet.of([0x47, 0xff]), controlDomains: IdSet.empty() }, 'auto'));
+    },
+    args: ['import', '--from', 'chzdev,mdevctl'],
+    stages: [['import', '--from', 'chzdev,mdevctl', '--no-generate']],
+  },
+];
+
+interface Prepared {
+  scenario: Scenario;
+  template: string;
+  before: Map<string, Entry>;
+  after: Map<string, Entry>;
+  /** The hosts of the command's stages (see Scenario.stages). */
+  stages: Map<string, Entry>[];
+  storeAfter: string;
+  /** The command's time to exit when nothing kills it. */
+  durationMs: number;
+}
+
+const withoutTemps = (t: Map<string, Entry>): Map<string, Entry> => new Map([...t].filter(([p]) => !isTemp(p)));
+
+/** Builds the host before, and the host after the command ran to completion (on a copy). */
+export async function prepare(scenario: Scenario, work: string): Promise<Prepared> {
+  const template = join(work, 'template');
+  mkdirSync(template, { recursive: true });
+  await scenario.prepare(template);
+  const reference = join(work, 'reference');
+  const times: number[] = [];
+  let after: Map<string, Entry> | undefined;
+  for (let i = 0; i < 3; i++) {
+    copyTree(template, reference);
+    const r = await runCli(['--root', reference, ...scenario.args]);
+    tally.runs++;
+    if (r.code !== 0) throw new Error(`${scenario.name} run to completion exited ${r.code}: ${r.stderr}`);
+    times.push(r.ms);
+    const t = treeOf(reference);
+    if (after && treeDiff(after, t).length) throw new Error(`${scenario.name} is not deterministic: ${treeDiff(after, t).join('; ')}`);
+    after = t;
+  }
+  const stages: Map<string, Entry>[] = [];
+  for (const args of scenario.stages ?? []) {
+    copyTree(template, reference);
+    const r = await runHere(reference, ...args);
+    if (r.code !== 0) throw new Error(`${scenario.name}: stage ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    stages.push(treeOf(reference));
+  }
+  const before = treeOf(template);
+  const storeOf = (t: Map<string, Entry>): string => t.get(STORE) ?? 'absent';
+  return { scenario, template, before, after: after!, stages, storeAfter: storeOf(after!), durationMs: times.sort((a, b) => a - b)[1]! };
+}
+
+export type KillState = 'old' | 'new' | 'mixed';
+
+/** When to kill: after a time from the start, or after the first write under etc/. */
+export type KillWhen = { afterMs: number } | { afterFirstWriteMs: number };
+
+/**
+ * One kill: a fresh copy of the host, the command killed when `when` says,
+ * then the checks; what it finds goes to the tally.
+ */
+export async function killOnce(p: Prepared, root: string, when: KillWhen, label: string): Promise<void> {
+  copyTree(p.template, root);
+  const cmd = `--root ROOT ${p.scenario.args.join(' ')}`;
+  const r = await runCli(['--root', root, ...p.scenario.args], {
+    ...('afterMs' in when ? { killAfterMs: when.afterMs } : { killOnWrite: { dir: join(root, 'etc'), afterMs: when.afterFirstWriteMs } }),
+    boundMs: 30_000,
+  });
+  tally.runs++;
+  const at = 'afterMs' in when ? `${when.afterMs.toFixed(1)} ms` : `${when.afterFirstWriteMs.toFixed(1)} ms after its first write`;
+  const where = `${label} (${p.scenario.name}, kill ${at}${r.killed ? '' : `, exited ${r.code} first`})`;
+  if (r.killed) tally.kills++;
+  else if (r.code !== 0) violation('halfApplied', `${where}: the command itself failed: ${r.stderr.trim()}`);
+
+  // 1. Path by path, the old content or the new: never half a file, never a third thing.
+  const seen = treeOf(root);
+  const temps = [...seen.keys()].filter(isTemp);
+  if (temps.length) note('kills leaving a temporary file');
+  const allowed = [p.before, p.after, ...p.stages];
+  const bad = [...new Set([...seen.keys(), ...p.before.keys(), ...p.after.keys()])].filter((path) => !isTemp(path) && !allowed.some((t) => t.get(path) === seen.get(path)));
+  for (const path of bad) violation('corrupt', `${where}: ${path} is neither the old nor the new: ${JSON.stringify(seen.get(path)?.slice(0, 200))}`);
+  const clean = withoutTemps(seen);
+  const state: KillState = treeDiff(clean, p.before).length === 0 ? 'old' : treeDiff(clean, p.after).length === 0 ? 'new' : 'mixed';
+  note(`killed state ${state}`);
+  if (!r.killed && state !== 'new') violation('lost', `${where}: exited 0 but the host is ${state}: ${treeDiff(clean, p.after).join('; ')}`);
+
+  // 2. The store parses.
+  try {
+    loadStore(join(root, STORE));
+  } catch (err) {
+    violation('corrupt', `${where}: the store does not parse: ${(err as Error).message}`);
+    return;
+  }
+
+  // 3. The lock, if left, names the dead process: the next command breaks it.
+  if (existsSync(join(root, LOCK))) {
+    note('kills leaving the lock');
+    const owner = readFileSync(join(root, LOCK), 'utf8').trim();
+    if (owner !== String(r.pid)) violation('halfApplied', `${where}: the lock names ${owner}, not the killed ${r.pid}`);
+  }
+  const lockLeft = lockTemps(root);
+  if (lockLeft.length) note("known: kills leaving a lock's temporary file");
+
+  // 4. What the admin runs next: status and check answer, generate completes or refuses cleanly.
+  for (const args of [['status'], ['check']]) {
+    const s = await runHere(root, ...args);
+    if (crashed(s) || s.code !== 0) violation('halfApplied', `${where}: then '${args.join(' ')}' exited ${s.code}: ${s.stderr.trim()}`);
+    if (s.ms > 5_000) violation('halfApplied', `${where}: then '${args.join(' ')}' took ${Math.round(s.ms)} ms (a stale lock?)`);
+  }
+  const g = await runHere(root, 'generate');
+  if (g.ms > 5_000) violation('halfApplied', `${where}: then 'generate' took ${Math.round(g.ms)} ms (a stale lock?)`);
+  if (crashed(g) || (g.code !== 0 && g.code !== 3)) violation('halfApplied', `${where}: then 'generate' exited ${g.code}: ${g.stderr.trim()}`);
+  if (g.code === 3) {
+    note(state === 'old' ? 'generate refusing (exit 3) the old host' : `generate refusing (exit 3) after a kill (${p.scenario.name}, ${state})`);
+    if (!/refused: .*file\(s\) in the way/.test(g.stderr) || !g.stderr.includes(root)) violation('halfApplied', `${where}: generate refused without naming the files: ${g.stderr.trim()}`);
+  }
+
+  // 5. Running the command again (where the store does not hold it yet, or generate refused)
+  //    ends exactly where one uninterrupted run ends, temporary files and lock gone.
+  const storeNow = treeOf(root).get(STORE) ?? 'absent';
+  if (treeDiff(withoutTemps(treeOf(root)), p.after).length || storeNow !== p.storeAfter || g.code === 3 || p.scenario.args[0] === 'generate') {
+    const again = await runHere(root, ...p.scenario.args);
+    if (crashed(again) || again.code !== 0) {
+      // define of an mdev the store already holds says so (exit 2): the host must then be complete already.
+      const defined = p.scenario.args[1] === 'define' && again.code === 2 && storeNow === p.storeAfter;
+      if (!defined) violation('halfApplied', `${where}: running '${cmd}' again exited ${again.code}: ${again.stderr.trim()}`);
+    }
+  }
+  const end = treeOf(root);
+  // A link's temporary file is not removed by any later write (KNOWN in fault.test.ts): counted, not failed.
+  const linkTemps = [...end.keys()].filter(isLinkTemp);
+  if (linkTemps.length) note("known: a link's temporary file left after the follow-up commands");
+  const left = treeDiff(end, p.after, isLinkTemp);
+  if (left.length) violation('halfApplied', `${where}: after the follow-up commands the host is not the completed run's: ${left.join('; ')}`);
+  if (existsSync(join(root, LOCK))) violation('halfApplied', `${where}: the lock is still there after the follow-up commands`);
+  const lockTempsLeft = lockTemps(root);
+  if (lockTempsLeft.length) note("known: a lock's temporary file left after the follow-up commands");
+}
+
+export interface KillPlan {
+  total: number;
+  workers: number;
+}
+
+/**
+ * Kills every scenario `total / scenarios` times, on `workers` roots at once.
+ * A quarter of the kills come after a random time anywhere in the run; the
+ * rest a random 0-15 ms after the command's first write under etc/ (seen
+ * with inotify), so that most land among the writes.
+ */
+export async function killLoop(plan: KillPlan, log: (line: string) => void): Promise<void> {
+  const base = join(tmpdir(), `ap-persist-fault-kill-${process.pid}-${Date.now()}`);
+  try {
+    const prepared: Prepared[] = [];
+    for (const [i, s] of SCENARIOS.entries()) prepared.push(await prepare(s, join(base, `s${i}`)));
+    log(`kill -9: seed ${SEED} (AP_PERSIST_FAULT_SEED=${SEED} repeats the draws); uninterrupted: ${prepared.map((p) => `${p.scenario.name} ${Math.round(p.durationMs)} ms`).join(', ')}`);
+    const random = prng(SEED);
+    const jobs = Array.from({ length: plan.total }, (_, i) => ({ s: i % prepared.length, anywhere: random() < 0.25, u: random(), label: `kill #${i} (seed ${SEED})` }));
+    let next = 0;
+    const worker = async (w: number): Promise<void> => {
+      const root = join(base, `w${w}`);
+      for (let j = next++; j < jobs.length; j = next++) {
+        const job = jobs[j]!;
+        const p = prepared[job.s]!;
+        const when: KillWhen = job.anywhere ? { afterMs: job.u * p.durationMs } : { afterFirstWriteMs: job.u * 15 };
+        await killOnce(p, root, when, job.label);
+      }
+    };
+    await Promise.all(Array.from({ length: plan.workers }, (_, w) => worker(w)));
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
+}
