@@ -289,16 +289,17 @@ export async function reload(ctx: Context, commands: readonly ReloadCommand[]): 
 
 // ---- refusals
 
-export function fileConflictError(ctx: Context, plan: GeneratePlan): ConflictError {
+/** `changed`: what was done all the same (install's package files), for the admin to know. */
+export function fileConflictError(ctx: Context, plan: GeneratePlan, changed = 'nothing was changed'): ConflictError {
   const lines = fileConflictLines(ctx.paths, plan);
-  return new ConflictError(`refused: ${lines.length} file(s) in the way that another tool wrote, changed or removed; nothing was changed\n  ${lines.join('\n  ')}`, {
+  return new ConflictError(`refused: ${lines.length} file(s) in the way that another tool wrote, changed or removed; ${changed}\n  ${lines.join('\n  ')}`, {
     hint: FILE_CONFLICT_HINT,
   });
 }
 
 /** The check report, then which auto mdevs would not start at boot. */
-export function reportStoreRefusal(ctx: Context, plan: GeneratePlan): number {
-  const code = reportRefusal(ctx, 'booting with this store', plan.check);
+export function reportStoreRefusal(ctx: Context, plan: GeneratePlan, changed?: string): number {
+  const code = reportRefusal(ctx, 'booting with this store', plan.check, changed);
   const failing = conflictOwners(plan.check.conflicts)
     .filter((o) => o !== HOST)
     .map((uuid) => {

@@ -203,15 +203,17 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
   asideErrors(ctx, aside);
 
   const staticLines = [...statics.written.map((p) => `installed ${ctx.paths.at(p)}`), ...asideLines(aside), ...enableLines(enabled)];
+  // Refused to generate: the package's files above are in place all the same, and install says so.
+  const done = statics.written.length ? `no boot file was generated (the ${statics.written.length} package file(s) above were installed)` : 'no boot file was generated';
   if (g.status === 'store-conflicts') {
     for (const line of staticLines) ctx.info(line);
     enableWarning(ctx, enabled);
-    return reportStoreRefusal(ctx, g.plan);
+    return reportStoreRefusal(ctx, g.plan, done);
   }
   if (g.status === 'file-conflicts') {
     for (const line of staticLines) ctx.info(line);
     enableWarning(ctx, enabled);
-    throw fileConflictError(ctx, g.plan);
+    throw fileConflictError(ctx, g.plan, done);
   }
   if (ctx.json) {
     ctx.printJson({
