@@ -40,16 +40,19 @@ describe('running a host command', () => {
     expect(alive(grandchild)).toBe(false);
   });
 
-  it('a command that exits but leaves a child holding its output pipe does not hold us', async () => {
+  it('a command that exits but leaves a child holding its output pipe does not hold us, and the child does not outlive it', async () => {
+    const t0 = Date.now();
     const r = await hostRunner().run('sh', ['-c', 'sleep 30 & echo $!'], { timeoutMs: 20_000 });
     const grandchild = Number(r.stdout.trim());
     try {
       expect(r.timedOut).toBe(false);
       expect(r.exitCode).toBe(0);
-      // We came back while the child that keeps the pipe still runs.
-      expect(alive(grandchild)).toBe(true);
+      // Back long before the child's 30 s, and what the command left in its group is ended.
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      for (let i = 0; i < 100 && alive(grandchild); i++) await new Promise((res) => setTimeout(res, 20));
+      expect(alive(grandchild)).toBe(false);
     } finally {
-      if (grandchild > 0) process.kill(grandchild, 'SIGKILL');
+      if (grandchild > 0 && alive(grandchild)) process.kill(grandchild, 'SIGKILL');
     }
   });
 
