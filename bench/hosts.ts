@@ -1,58 +1,93 @@
-// The hosts the bench measures, made with the fake-host builder.
+// The hosts the bench measures, laid out by the fake-host builder (the same
+// files FileSysfs reads on a real host). Active mdevs are adopted by the
+// simulated kernel rather than made through its assign_* writes: the same
+// files on disk, without the simulator's checks, which take minutes for
+// thousands of mdevs (the hosts here hold no conflict for them to find).
 
-import type { FakeHost } from '../src/fakehost/builder.js';
+import { rmSync } from 'node:fs';
+import { buildFakeHost, type FakeHost, type FakeMdev } from '../src/fakehost/builder.js';
 import { IdSet } from '../src/model/idset.js';
+import { SimKernel } from '../src/sysfs/sim-kernel.js';
 
-const uuid = (n: number): string => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
+export const uuid = (n: number): string => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
 
-interface Block {
-  uuid: string;
-  adapters: number[];
-  domains: number[];
+const range = (start: number, count: number): number[] => Array.from({ length: count }, (_, k) => start + k);
+
+/** side x side mdevs, each owning its own block of width x width adapters x domains: no conflict; all 65,536 APQNs for side 64, width 4. */
+export function grid(side: number, width: number): FakeMdev[] {
+  const blocks: FakeMdev[] = [];
+  for (let i = 0; i < side; i++) for (let j = 0; j < side; j++) blocks.push({ uuid: uuid(i * side + j), adapters: range(i * width, width), domains: range(j * width, width) });
+  return blocks;
+}
+
+/** A store of auto mdevs where the host keeps nothing: every APQN is vfio_ap's. */
+export function storeOf(mdevs: readonly FakeMdev[]): string {
+  const ids = (list: number[]): string => IdSet.of(list).toRanges();
+  const sections = mdevs.map((m, i) => `\n[mdev.${m.uuid}]\nname = guest${i}\nadapters = ${ids(m.adapters)}\ndomains = ${ids(m.domains)}\nstart = auto\n`);
+  return `[masks]\napmask =\naqmask =\n${sections.join('')}`;
 }
 
 export interface BenchHost {
   host: FakeHost;
-  callout?: { uuid: string; json: string };
+  /** Active in vfio_ap (adopted by the simulated kernel, see above). */
+  active: FakeMdev[];
 }
 
-/** side x side mdevs, each owning its own block of adapters x domains: no conflict, all 65,536 APQNs for side 64. */
-function grid(side: number, width: number): Block[] {
-  const blocks: Block[] = [];
-  const ids = (start: number): number[] => Array.from({ length: width }, (_, k) => start + k);
-  for (let i = 0; i < side; i++) for (let j = 0; j < side; j++) blocks.push({ uuid: uuid(i * side + j), adapters: ids(i * width), domains: ids(j * width) });
-  return blocks;
+/** Writes the host under `root`, replacing whatever was there. */
+export function layOut(root: string, { host, active }: BenchHost): void {
+  rmSync(root, { recursive: true, force: true });
+  buildFakeHost(root, { ...host, activeMdevs: [] });
+  if (active.length === 0) return;
+  const kernel = SimKernel.fromDisk(root, '6.0');
+  for (const m of active) kernel.adoptMdev(m.uuid, m.adapters, m.domains, m.controlDomains ?? []);
+  kernel.saveTo(root);
 }
 
-/** A store where the host keeps nothing: every APQN is free for vfio_ap. */
-function storeOf(blocks: Block[]): string {
-  const range = (ids: number[]): string => IdSet.of(ids).toRanges();
-  return blocks.reduce(
-    (text, b, i) => `${text}\n[mdev.${b.uuid}]\nname = guest${i}\nadapters = ${range(b.adapters)}\ndomains = ${range(b.domains)}\nstart = auto\n`,
-    '[masks]\napmask =\naqmask =\n',
-  );
-}
-
-export function benchHosts(): Record<string, BenchHost> {
-  // 64 auto mdevs of one APQN each on 8 cards x 8 domains, all up, masks already right.
-  const hook = grid(8, 1);
+/**
+ * n auto mdevs (n a square) of one APQN each on sqrt(n) cards x sqrt(n)
+ * domains, with the masks the store asks for (everything to vfio_ap).
+ * `running`: every mdev up (a host in service, the hook has nothing to do);
+ * otherwise a boot: the kernel's default masks (all to the host), vfio_ap
+ * loaded by 41-ap.rules, no mdev yet.
+ */
+export function mdevHost(n: number, running: boolean): BenchHost {
+  const side = Math.round(Math.sqrt(n));
+  if (side * side !== n) throw new Error(`mdevHost: ${n} is not a square`);
+  const mdevs = grid(side, 1);
   return {
-    hook64: {
-      host: {
-        cards: Array.from({ length: 8 }, (_, adapter) => ({ adapter, hwtype: 12 })),
-        domains: Array.from({ length: 8 }, (_, d) => d),
-        masks: { apmask: IdSet.empty(), aqmask: IdSet.empty() },
-        vfioAp: true,
-        activeMdevs: hook,
-        store: storeOf(hook),
-      },
-      // A newcomer on a free APQN, checked against the 64 active mdevs and the masks.
-      callout: {
-        uuid: uuid(9999),
-        json: JSON.stringify({ mdev_type: 'vfio_ap-passthrough', start: 'manual', attrs: [{ assign_adapter: '9' }, { assign_domain: '9' }] }),
-      },
+    host: {
+      cards: range(0, side).map((adapter) => ({ adapter, hwtype: 12 })),
+      domains: range(0, side),
+      masks: running ? { apmask: IdSet.empty(), aqmask: IdSet.empty() } : undefined,
+      vfioAp: true,
+      store: storeOf(mdevs),
     },
-    check4096: { host: { cards: [], domains: [], masks: null, store: storeOf(grid(64, 4)) } },
-    generate1024: { host: { cards: [], domains: [], masks: null, store: storeOf(grid(32, 8)) } },
+    active: running ? mdevs : [],
   };
 }
+
+/**
+ * 4,096 mdevs of 4 adapters x 4 domains each, all 65,536 APQNs, in the store
+ * (none active: checked before the boot brings them up), on a host with all
+ * 256 cards (every APQN present in sysfs) or with card 00 alone.
+ */
+export function checkHost(cards: 'all' | 'one'): BenchHost {
+  return {
+    host: {
+      cards: range(0, cards === 'all' ? 256 : 1).map((adapter) => ({ adapter, hwtype: 12 })),
+      domains: range(0, 256),
+      masks: { apmask: IdSet.empty(), aqmask: IdSet.empty() },
+      vfioAp: true,
+      store: storeOf(grid(64, 4)),
+    },
+    active: [],
+  };
+}
+
+/** mdevctl's device JSON for a newcomer (auto, so define checks it against the store) on an APQN no bench host uses. */
+export const NEWCOMER = {
+  uuid: uuid(0xfffff),
+  adapter: 255,
+  domain: 255,
+  json: JSON.stringify({ mdev_type: 'vfio_ap-passthrough', start: 'auto', attrs: [{ assign_adapter: '255' }, { assign_domain: '255' }] }),
+};

@@ -17,8 +17,11 @@
 // Prints the path of each package built, one a line.
 //
 // What goes in: the bundled tool (dist/bin/ap-persist.cjs, which loads
-// dist/bin/program.js), the node modules program.js imports (package.json
-// "dependencies", not the optional ones, as npm installed them), package.json
+// dist/bin/hook.cjs, callout.cjs or program.cjs for the command line, and
+// program.cjs loads handlebars.cjs for the templates; scripts/bundle.ts), the
+// node modules bundled into them
+// (package.json "dependencies", not the optional ones, as npm installed them;
+// the bundles no longer load them from there), package.json
 // itself (how the tool finds its root, version and assets), the asset
 // directories `install` reads (package.json "files" other than dist: templates,
 // rules, units, presets), dist/share (man page, bash completion) when the
@@ -47,6 +50,9 @@ export const TOOL = `${LIB_DIR}/dist/bin/ap-persist.cjs`;
 export const LAUNCHER = '/usr/sbin/ap-persist';
 /** The node the installed files run (the distributions' nodejs). */
 export const NODE = '/usr/bin/node';
+
+/** The tool as `npm run build` bundles it (scripts/bundle.ts): the entry point, the hook, the callout, the commands, handlebars. */
+const BUNDLES = ['dist/bin/ap-persist.cjs', 'dist/bin/hook.cjs', 'dist/bin/callout.cjs', 'dist/bin/program.cjs', 'dist/bin/handlebars.cjs'];
 
 /** What `install` reads from the package root. */
 const ASSET_DIRS = ['templates', 'rules', 'units', 'presets'];
@@ -178,7 +184,7 @@ function collect(source: string): Collected {
   const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Manifest;
   if (manifest.name !== NAME) fail(`${join(root, 'package.json')} is not ${NAME}'s`);
   if (typeof manifest.version !== 'string' || !/^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/.test(manifest.version)) fail(`package.json version '${manifest.version}' is not x.y.z[-pre]`);
-  for (const f of ['dist/bin/ap-persist.cjs', 'dist/bin/program.js']) {
+  for (const f of BUNDLES) {
     if (!existsSync(join(root, f))) fail(`${join(root, f)} is missing: run 'npm run build' first`);
   }
 
@@ -186,7 +192,7 @@ function collect(source: string): Collected {
   const add = (rel: string, from: string): void => void files.push({ rel, from, mode: modeOf(from) });
 
   // package.json as the tool reads it: name (how it finds its root), version
-  // (--version), type (dist/bin/program.js is an ES module). Nothing to install.
+  // (--version), type. Nothing to install.
   const shipped = {
     name: manifest.name,
     version: manifest.version,
@@ -197,7 +203,7 @@ function collect(source: string): Collected {
     ...(manifest.dependencies ? { dependencies: manifest.dependencies } : {}),
   };
   files.push({ rel: 'lib/package.json', content: Buffer.from(`${JSON.stringify(shipped, null, 2)}\n`), mode: 0o644 });
-  for (const f of ['dist/bin/ap-persist.cjs', 'dist/bin/program.js']) add(`lib/${f}`, join(root, f));
+  for (const f of BUNDLES) add(`lib/${f}`, join(root, f));
   // The asset directories install reads from the package root (src/generate/assets.ts),
   // and any other directory package.json "files" names.
   const listed = [...new Set([...ASSET_DIRS, ...(Array.isArray(manifest.files) ? manifest.files : [])])];
@@ -245,7 +251,7 @@ function droppedFromModule(rel: string, lower: string): boolean {
 }
 
 /**
- * The modules program.js imports and theirs, as npm installed them (node's
+ * The modules the bundles were made of and theirs, as npm installed them (node's
  * lookup: the nearest node_modules up the tree), without optional ones.
  * A module the tree lacks fails the build: the tool could not start.
  */

@@ -20,12 +20,10 @@ export interface MaskSuggestion {
 
 const EXHAUSTIVE_LIMIT = 16;
 
-/** Counts the queues in apmask x aqmask: among `present`, or of all 256 x 256. */
-function hostCount(apmask: IdSet, aqmask: IdSet, present: readonly Apqn[] | undefined): number {
+/** Counts the queues in apmask x aqmask: among `present` (a row of 8 words per adapter), or of all 256 x 256. */
+function hostCount(apmask: IdSet, aqmask: IdSet, present: ApqnSet | undefined): number {
   if (!present) return apmask.size * aqmask.size;
-  let n = 0;
-  for (const q of present) if (apmask.has(q.adapter) && aqmask.has(q.domain)) n++;
-  return n;
+  return present.countCross(apmask, aqmask);
 }
 
 /**
@@ -38,7 +36,9 @@ function domainsToFree(need: ApqnSet, adapters: IdSet, out: IdSet): IdSet {
   return domains;
 }
 
-export function suggestMasks(autos: readonly Claim[], present?: readonly Apqn[]): MaskSuggestion {
+export function suggestMasks(autos: readonly Claim[], presentList?: readonly Apqn[]): MaskSuggestion {
+  // Counted for every candidate (up to 65,536 of them): a set, not a list of up to 65,536 queues.
+  const present = presentList ? ApqnSet.of(presentList) : undefined;
   const need = new ApqnSet();
   let adapters = IdSet.empty();
   let domains = IdSet.empty();

@@ -1,22 +1,50 @@
 #!/usr/bin/env node
 // Entry point. Kept tiny: the hook runs at every boot and the callout on every
 // mdevctl call, so they skip commander and load only their own modules; the
-// bundle (package.json "bundle") makes this file and those two paths plain
-// CommonJS, which starts faster than ES modules (DESIGN.md speed targets).
+// bundle (scripts/bundle.ts) makes this file, the hook, the callout and the
+// commands plain CommonJS files of their own, each required only when the
+// command line asks for it (DESIGN.md speed targets).
 
 import { readFileSync } from 'node:fs';
 import type { Io } from './context.js';
 import { parseFastPath } from './fast-path.js';
+import { fdWriter, mayBeTerminal } from './fd-writer.js';
 import { isJournal, stderrPriority, withPriority } from './journal.js';
+
+/**
+ * Set for the commands: a closed pipe (`ap-persist status | head`) is not an
+ * error, the command ends there as any filter would. The hook and the
+ * callout carry on (their report, mdevctl's lock) and drop the output.
+ */
+let exitWhenStdoutCloses = false;
+const stdoutClosed = (): void => {
+  if (exitWhenStdoutCloses) process.exit(process.exitCode ?? 0);
+};
+// Straight to fd 1 and 2: node's stream objects for them cost milliseconds to make (fd-writer.ts).
+const writeOut = fdWriter(1, {
+  stream: () => {
+    if (process.stdout.listenerCount('error') === 0) {
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE') stdoutClosed();
+      });
+    }
+    return process.stdout;
+  },
+  onClosed: stdoutClosed,
+});
+const writeErr = fdWriter(2, { stream: () => process.stderr });
 
 // Run by a unit, our stderr is the journal: each line at error priority (warnings as such),
 // so `journalctl -p err` shows every refusal with its reason.
 const stderrToJournal = isJournal(2, process.env);
 const io: Io = {
-  stdout: (t) => void process.stdout.write(t),
-  stderr: (t) => void process.stderr.write(stderrToJournal ? withPriority(t, stderrPriority(t)) : t),
+  stdout: writeOut,
+  stderr: (t) => writeErr(stderrToJournal ? withPriority(t, stderrPriority(t)) : t),
   journal: isJournal(1, process.env),
-  columns: process.stdout.isTTY && process.stdout.columns > 0 ? process.stdout.columns : undefined,
+  // Asked by status alone; process.stdout (a tty.WriteStream) is made only for what may be a terminal.
+  get columns() {
+    return mayBeTerminal(1) && process.stdout.isTTY && process.stdout.columns > 0 ? process.stdout.columns : undefined;
+  },
   env: process.env,
   stdin: () => {
     try {
@@ -36,10 +64,7 @@ async function main(argv: string[]): Promise<number> {
   // Each fast path loads only its own modules (in the bundle: initialised on first use).
   if (fast?.command === 'hook') return (await import('./fast-hook.js')).runFastHook(fast.globals, fast.args, io);
   if (fast?.command === 'callout') return (await import('./fast-callout.js')).runFastCallout(fast.globals, fast.args, io);
-  // A closed pipe (`ap-persist status | head`) is not an error.
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-  });
+  exitWhenStdoutCloses = true;
   const { run } = await import('./program.js');
   return run(argv, io);
 }
@@ -49,7 +74,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`ap-persist: ${String((err as Error)?.stack ?? err)}\n`);
+    writeErr(`ap-persist: ${String((err as Error)?.stack ?? err)}\n`);
     process.exitCode = 1;
   },
 );

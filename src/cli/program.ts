@@ -22,12 +22,49 @@ export type Wrap = (action: Action) => (...args: unknown[]) => Promise<void>;
 /** A sysfs other than the files under --root (the simulated kernel), a runner that runs no host command. */
 export type RunOptions = ContextOverrides;
 
+/** Each part of the command tree and the top-level commands it registers. */
+export const COMMAND_PARTS: readonly { commands: readonly string[]; register: (program: Command, wrap: Wrap) => void }[] = [
+  { commands: ['status'], register: registerStatus },
+  { commands: ['mask'], register: registerMask },
+  { commands: ['mdev'], register: registerMdev },
+  { commands: ['check', 'suggest-masks'], register: registerCheck },
+  { commands: ['hook', 'wait'], register: registerHook },
+  { commands: ['callout'], register: registerCallout },
+  { commands: ['generate', 'install', 'uninstall'], register: registerGenerate },
+  { commands: ['import'], register: registerImport },
+];
+
+/** The global options that take a value, as commander reads them before the command. */
+const VALUE_OPTIONS = new Set(['--root', '--config']);
+const FLAG_OPTIONS = new Set(['--json', '-v', '--verbose', '-q', '--quiet', '--exec']);
+
+/**
+ * The top-level command a command line names, when nothing before it is
+ * anything but a global option; undefined otherwise (help, --version, an
+ * unknown command or option: commander then needs the whole tree).
+ */
+export function commandOf(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (FLAG_OPTIONS.has(a) || [...VALUE_OPTIONS].some((o) => a.startsWith(`${o}=`))) continue;
+    if (VALUE_OPTIONS.has(a)) {
+      i++;
+      continue;
+    }
+    return COMMAND_PARTS.some((p) => p.commands.includes(a)) ? a : undefined;
+  }
+  return undefined;
+}
+
 /**
  * The whole command tree, options and descriptions: what `run` parses, and
  * what the man page and the bash completion are generated from
- * (src/cli/docs.ts), so they cannot drift apart.
+ * (src/cli/docs.ts), so they cannot drift apart. With `only`, the part that
+ * holds that command: commander then sets up a few commands, not all of
+ * them, for the one the command line runs (the same parse, help and errors
+ * for it).
  */
-export function buildProgram(io: Io, wrap: Wrap): Command {
+export function buildProgram(io: Io, wrap: Wrap, only?: string): Command {
   const program = new Command('ap-persist');
   program
     .description('Persistent, conflict-checked vfio_ap crypto pass-through for IBM Z KVM hosts')
@@ -42,7 +79,7 @@ export function buildProgram(io: Io, wrap: Wrap): Command {
     .showHelpAfterError('(ap-persist --help lists the commands)')
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
 
-  for (const register of [registerStatus, registerMask, registerMdev, registerCheck, registerHook, registerCallout, registerGenerate, registerImport]) register(program, wrap);
+  for (const part of COMMAND_PARTS) if (only === undefined || part.commands.includes(only)) part.register(program, wrap);
 
   // Every subcommand reports usage errors through the program's override.
   const configure = (cmd: Command): void => {
@@ -62,7 +99,7 @@ export async function run(argv: readonly string[], io: Io, runOptions: RunOption
       const ctx = makeContext(cmd.optsWithGlobals() as GlobalOptions, io, runOptions);
       exitCode = await action(ctx, ...args.slice(0, -1));
     };
-  const program = buildProgram(io, wrap);
+  const program = buildProgram(io, wrap, commandOf(argv));
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return exitCode;

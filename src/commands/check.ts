@@ -10,9 +10,9 @@ export function check(ctx: Context, opts: { persistent?: boolean; active?: boole
   const view = readHostView(ctx);
   const result = checkHost(view, { persistent: both || Boolean(opts.persistent), active: both || Boolean(opts.active) });
   const ok = result.conflicts.length === 0;
-  if (ctx.json) ctx.printJson(checkJson(result));
+  if (ctx.json) ctx.printJson(checkJson(result, { verbose: ctx.verbose }));
   else {
-    for (const line of checkLines(result)) (line.startsWith('warning') ? ctx.warn : ctx.out)(line);
+    for (const line of checkLines(result, { verbose: ctx.verbose })) (line.startsWith('warning') ? ctx.warn : ctx.out)(line);
     if (ok) ctx.info('no conflicts');
     else ctx.out(`${result.conflicts.length + result.omitted} conflict(s)`);
   }

@@ -300,10 +300,13 @@ export function fileConflictError(ctx: Context, plan: GeneratePlan, changed = 'n
 /** The check report, then which auto mdevs would not start at boot. */
 export function reportStoreRefusal(ctx: Context, plan: GeneratePlan, changed?: string): number {
   const code = reportRefusal(ctx, 'booting with this store', plan.check, changed);
+  // The first store mdev of each UUID, as a search of the list would find it: one lookup per owner.
+  const byUuid = new Map<string, (typeof plan.store.mdevs)[number]>();
+  for (const d of plan.store.mdevs) if (!byUuid.has(d.uuid)) byUuid.set(d.uuid, d);
   const failing = conflictOwners(plan.check.conflicts)
     .filter((o) => o !== HOST)
     .map((uuid) => {
-      const m = plan.store.mdevs.find((d) => d.uuid === uuid);
+      const m = byUuid.get(uuid);
       return m ? mdevLabel(m) : uuid;
     });
   if (failing.length) ctx.warn(`at boot these mdevs would fail to start: ${failing.join(', ')}`);

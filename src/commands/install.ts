@@ -79,8 +79,8 @@ function refuseUntrusted(ctx: Context, path: string, option: '--bin' | '--node')
   } catch {
     return; // not there (a staged install): warnIfMissing says so
   }
-  // Every link on the way, and for the tool the module the bundle loads beside it.
-  const sibling = option === '--bin' ? [join(dirname(real), 'program.js')].filter((p) => existsSync(p)) : [];
+  // Every link on the way, and for the tool the bundles it loads beside it (scripts/bundle.ts).
+  const sibling = option === '--bin' ? ['hook.cjs', 'callout.cjs', 'program.cjs', 'handlebars.cjs'].map((n) => join(dirname(real), n)).filter((p) => existsSync(p)) : [];
   const unsafe = [onTarget, ...sibling].map((p) => followTrusted(p, ctx.paths.root)).find((f): f is { unsafe: string } => 'unsafe' in f)?.unsafe;
   if (unsafe) {
     throw new InputError(`${onTarget}${real !== onTarget ? ` (${real})` : ''} would run as root, but ${unsafe} can be changed by a user other than root`, {

@@ -58,11 +58,16 @@ export function matrixModel(view: Pick<HostView, 'live' | 'store'>): MatrixModel
   const marks = mdevMarks(active.length);
   const masks = view.live.masks;
   const owners = new Map<number, string[]>();
-  for (const q of queues) {
-    const who: string[] = [];
-    for (const m of active) if (m.adapters.has(q.adapter) && m.domains.has(q.domain)) who.push(m.uuid);
-    if (masks && masks.apmask.has(q.adapter) && masks.aqmask.has(q.domain)) who.push(HOST);
-    owners.set(q.adapter * 256 + q.domain, who);
+  for (const q of queues) owners.set(q.adapter * 256 + q.domain, []);
+  // Each mdev's present APQNs, a row of its domains per adapter: no mdev is tried on every queue.
+  const present = view.live.present;
+  for (const m of active) {
+    for (const adapter of m.adapters.ids()) {
+      for (const domain of m.domains.intersect(present.row(adapter)).ids()) owners.get(adapter * 256 + domain)?.push(m.uuid);
+    }
+  }
+  if (masks) {
+    for (const q of queues) if (masks.apmask.has(q.adapter) && masks.aqmask.has(q.domain)) owners.get(q.adapter * 256 + q.domain)!.push(HOST);
   }
   return { adapters, domains, owners, mdevs: active.map((m, i) => ({ uuid: m.uuid, name: m.name, mark: marks[i]! })), masksKnown: masks !== undefined };
 }
@@ -155,8 +160,10 @@ export function matrixLines(model: MatrixModel, width: number): string[] {
   for (const m of model.mdevs) lines.push(...wrapText(`  ${m.mark} = ${mdevLabel(m)}`, width, 5 + markWidth));
   if (!model.masksKnown) lines.push(...wrapText('  (the active masks cannot be read: no APQN is shown as the host\'s)', width, 3));
   const shared = [...model.owners.entries()].filter(([, owners]) => owners.length > 1).sort(([a], [b]) => a - b);
+  const byUuid = new Map<string, MatrixModel['mdevs'][number]>();
+  for (const m of model.mdevs) if (!byUuid.has(m.uuid)) byUuid.set(m.uuid, m);
   for (const [k, owners] of shared) {
-    const who = owners.map((o) => (o === HOST ? 'the host' : mdevLabel(model.mdevs.find((m) => m.uuid === o)!)));
+    const who = owners.map((o) => (o === HOST ? 'the host' : mdevLabel(byUuid.get(o)!)));
     lines.push(...wrapText(`  ! ${formatApqn({ adapter: k >> 8, domain: k & 255 })} is held by ${who.join(' and ')}`, width, 4));
   }
   return lines;

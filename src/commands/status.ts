@@ -41,7 +41,7 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
     ctx.printJson({
       store: view.store.exists ? view.store.path : null,
       store_error: storeError ? { where: storeError.where, message: storeError.message, ...(storeError.hint ? { hint: storeError.hint } : {}) } : null,
-      ap_bus: { present: live.apBus, cards: live.cards.map((c) => ({ adapter: c.adapter, hwtype: c.hwtype ?? null })), queues: live.queues.length },
+      ap_bus: { present: live.apBus, cards: live.cards.map((c) => ({ adapter: c.adapter, hwtype: c.hwtype ?? null })), queues: live.present.size },
       masks: { persistent, active },
       vfio_ap_loaded: live.vfioAp,
       mdevs,
@@ -61,7 +61,7 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
       : `${view.store.path} (not created yet)`;
   ctx.out(`store: ${storeLine}`);
   const cards = live.cards.length ? ` (${hexRanges(live.cards.map((c) => c.adapter), 'adapter')})` : '';
-  ctx.out(`AP bus: ${live.apBus ? `${live.cards.length} card(s)${cards}, ${live.queues.length} queue(s)` : 'not found'}; vfio_ap ${live.vfioAp ? 'loaded' : 'not loaded'}`);
+  ctx.out(`AP bus: ${live.apBus ? `${live.cards.length} card(s)${cards}, ${live.present.size} queue(s)` : 'not found'}; vfio_ap ${live.vfioAp ? 'loaded' : 'not loaded'}`);
   ctx.out();
   // Masks keep chzdev's syntax (decimal, as lszdev and 'mask set' take them); everything else is in hex.
   ctx.out('masks, as chzdev shows them (decimal IDs the host owns):');
@@ -151,6 +151,10 @@ function guestShortfalls(view: ReturnType<typeof readHostView>, sysfs: Context['
     const text = readAttr(sysfs, mdevPath(m.uuid, 'guest_matrix'));
     if (text === undefined) continue;
     const guest = parseMatrix(text);
+    // The guest gets an assigned APQN when its adapter and its domain are both in guest_matrix:
+    // nothing is missing when the assigned IDs are, without listing an APQN.
+    const covered = m.adapters.minus(guest.adapters).isEmpty() && m.domains.minus(guest.domains).isEmpty();
+    if (covered || m.adapters.isEmpty() || m.domains.isEmpty()) continue;
     const assigned = mdevApqns(m).toArray().map(formatApqn);
     const gets = new Set(mdevApqns(guest).toArray().map(formatApqn));
     const missing = assigned.filter((a) => !gets.has(a));

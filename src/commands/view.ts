@@ -67,10 +67,10 @@ export function readHostViewOrStoreError(ctx: Context): { view: HostView; storeE
 
 /** Prints a refused change (exit 3): the check document with --json, else lines on stderr. */
 export function reportRefusal(ctx: Context, what: string, result: ConflictList & { warnings?: CheckWarning[] }, changed = 'nothing was changed'): number {
-  if (ctx.json) ctx.printJson(checkJson(result));
+  if (ctx.json) ctx.printJson(checkJson(result, { verbose: ctx.verbose }));
   else {
     ctx.warn(`refused: ${what} would create ${result.conflicts.length + result.omitted} conflict(s); ${changed}`);
-    for (const line of checkLines(result)) ctx.warn(line);
+    for (const line of checkLines(result, { verbose: ctx.verbose })) ctx.warn(line);
   }
   return 3;
 }

@@ -23,7 +23,10 @@ export function commandText(c: ReloadCommand): string {
 }
 
 export function reloadCommands(changed: readonly RootPath[], paths: HostPaths): ReloadCommand[] {
-  const under = (dirs: string[]): boolean => changed.some((p) => dirs.some((d) => p.startsWith(`${rootPath(paths, d)}/`)));
+  const under = (dirs: string[]): boolean => {
+    const prefixes = dirs.map((d) => `${rootPath(paths, d)}/`);
+    return changed.some((p) => prefixes.some((d) => p.startsWith(d)));
+  };
   const out: ReloadCommand[] = [];
   if (under([paths.generatedRulesDir, paths.staticRulesDir])) out.push({ file: 'udevadm', args: ['control', '--reload'], runningIf: 'run/udev/control' });
   if (under([paths.generatedUnitsDir, paths.staticUnitsDir])) out.push({ file: 'systemctl', args: ['daemon-reload'], runningIf: 'run/systemd/system' });

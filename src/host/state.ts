@@ -6,15 +6,17 @@ import { existsSync, readdirSync } from 'node:fs';
 import { readRegularFile } from '../fsio/read.js';
 import { join } from 'node:path';
 import { ApPersistError } from '../errors.js';
+import type { ApqnSet, Apqn } from '../model/apqn.js';
 import type { MdevDefinition } from '../model/mdev.js';
 import { isUuid, parseUuid } from '../model/uuid.js';
 import type { LoadedStore } from '../store/store.js';
 import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition } from '../store/mdevctl-defs.js';
 import {
+  AP_DEVICES,
   listActiveMatrices,
   listActiveMdevs,
   listCards,
-  listQueues,
+  presentApqns,
   readActiveMasks,
   readMaxIds,
   vfioApLoaded,
@@ -23,7 +25,6 @@ import {
   type ActiveMdev,
   type Card,
   type MaxIds,
-  type Queue,
 } from '../sysfs/ap-host.js';
 import type { Sysfs } from '../sysfs/sysfs.js';
 import type { HostPaths } from './paths.js';
@@ -38,7 +39,10 @@ export interface LiveState {
   masks: ActiveMasks | undefined;
   mdevs: ActiveMdev[];
   cards: Card[];
-  queues: Queue[];
+  /** The queues present, by name (ascending); their drivers are not read. */
+  queues: Apqn[];
+  /** The same queues as a set, for presence tests. */
+  present: ApqnSet;
   maxIds: MaxIds | undefined;
   vfioAp: boolean;
 }
@@ -51,15 +55,53 @@ export interface MdevctlView {
   files: Map<string, DefinitionFile>;
 }
 
+/**
+ * The live AP state. The masks, the bus and vfio_ap are read at once; the
+ * rest (the mdevs, the cards, the queues, the limits) when first asked for,
+ * and then kept: `mask show` never lists 65,536 queues, and bus/ap/devices
+ * is listed once for both the cards and the queues.
+ */
 export function readLiveState(sysfs: Sysfs): LiveState {
+  const masks = readActiveMasks(sysfs);
+  const vfioAp = vfioApLoaded(sysfs);
+  const apBus = sysfs.exists('bus/ap');
+  let devices: string[] | undefined;
+  const listing = (): string[] => (devices ??= sysfs.list(AP_DEVICES));
+  const once = <T>(read: () => T): (() => T) => {
+    let done = false;
+    let value: T;
+    return () => {
+      if (!done) {
+        value = read();
+        done = true;
+      }
+      return value;
+    };
+  };
+  const mdevs = once(() => listActiveMdevs(sysfs));
+  const cards = once(() => listCards(sysfs, listing()));
+  const present = once(() => presentApqns(sysfs, listing()));
+  const queues = once(() => present().toArray());
+  const maxIds = once(() => readMaxIds(sysfs));
   return {
-    masks: readActiveMasks(sysfs),
-    mdevs: listActiveMdevs(sysfs),
-    vfioAp: vfioApLoaded(sysfs),
-    apBus: sysfs.exists('bus/ap'),
-    cards: listCards(sysfs),
-    queues: listQueues(sysfs),
-    maxIds: readMaxIds(sysfs),
+    apBus,
+    masks,
+    vfioAp,
+    get mdevs() {
+      return mdevs();
+    },
+    get cards() {
+      return cards();
+    },
+    get queues() {
+      return queues();
+    },
+    get present() {
+      return present();
+    },
+    get maxIds() {
+      return maxIds();
+    },
   };
 }
 

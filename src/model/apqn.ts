@@ -79,9 +79,20 @@ export class ApqnSet {
     }
   }
 
+  static of(apqns: Iterable<Apqn>): ApqnSet {
+    const set = new ApqnSet();
+    for (const q of apqns) set.add(q);
+    return set;
+  }
+
   add(apqn: Apqn): void {
     const i = apqn.adapter * 256 + apqn.domain;
     this.words[i >>> 5]! |= 1 << (i & 31);
+  }
+
+  /** Adds adapter * 256 + domain. */
+  addKey(key: number): void {
+    this.words[key >>> 5]! |= 1 << (key & 31);
   }
 
   has(apqn: Apqn): boolean {
@@ -110,6 +121,49 @@ export class ApqnSet {
     return this.words.every((w) => w === 0);
   }
 
+  /** How many APQNs the set holds. */
+  get size(): number {
+    let n = 0;
+    for (let i = 0; i < this.words.length; i++) n += popcount(this.words[i]!);
+    return n;
+  }
+
+  /** How many APQNs of adapters x domains the set holds. */
+  countCross(adapters: IdSet, domains: IdSet): number {
+    let n = 0;
+    const dw = domains.words;
+    for (const adapter of adapters.ids()) {
+      const base = adapter * ROW_WORDS;
+      for (let w = 0; w < ROW_WORDS; w++) n += popcount(this.words[base + w]! & dw[w]!);
+    }
+    return n;
+  }
+
+  /**
+   * The APQNs of adapters x domains that this set lacks: how many, and the
+   * first `keep` of them (by adapter, then domain). One 8-word pass per
+   * adapter, no set built.
+   */
+  missingOf(adapters: IdSet, domains: IdSet, keep: number): { count: number; first: Apqn[] } {
+    let count = 0;
+    const first: Apqn[] = [];
+    const dw = domains.words;
+    for (const adapter of adapters.ids()) {
+      const base = adapter * ROW_WORDS;
+      for (let w = 0; w < ROW_WORDS; w++) {
+        let bits = dw[w]! & ~this.words[base + w]!;
+        if (!bits) continue;
+        count += popcount(bits);
+        while (bits && first.length < keep) {
+          const low = bits & -bits;
+          first.push({ adapter, domain: w * 32 + (31 - Math.clz32(low)) });
+          bits ^= low;
+        }
+      }
+    }
+    return { count, first };
+  }
+
   /** Ascending by adapter, then domain. */
   *[Symbol.iterator](): IterableIterator<Apqn> {
     for (let adapter = 0; adapter < 256; adapter++) {
@@ -124,4 +178,11 @@ export class ApqnSet {
   toArray(): Apqn[] {
     return [...this];
   }
+}
+
+/** Set bits of a 32-bit word. */
+function popcount(word: number): number {
+  let v = word - ((word >>> 1) & 0x55555555);
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
 }

@@ -27,16 +27,20 @@ export function parseId(token: string, what = 'ID'): number {
 
 /** One list item: an ID or a range `a-b` with a <= b. */
 export function parseIdItem(item: string, what = 'ID'): IdSet {
+  return addIdItem(IdSet.empty(), item, what);
+}
+
+/** Adds one list item's IDs to `set` (no set per item: a store of 4,096 mdevs has some 12,000 lists). */
+function addIdItem(set: IdSet, item: string, what: string): IdSet {
   const t = item.trim();
   if (t === '') throw new InputError(`empty item in the ${what} list`, { hint: 'remove the doubled or trailing comma' });
   const dash = t.indexOf('-', 1);
-  if (dash < 0) return IdSet.of([parseId(t, what)]);
+  if (dash < 0) return set.add(parseId(t, what));
   const from = parseId(t.slice(0, dash), what);
   const to = parseId(t.slice(dash + 1), what);
   if (from > to) {
     throw new InputError(`range '${t}' is reversed`, { hint: `write it low to high: ${to}-${from}` });
   }
-  const set = IdSet.empty();
   for (let id = from; id <= to; id++) set.add(id);
   return set;
 }
@@ -47,7 +51,7 @@ export function parseIdList(text: string, what = 'ID', allowEmpty = false): IdSe
     if (allowEmpty) return IdSet.empty();
     throw new InputError(`the ${what} list is empty`, { hint: 'give IDs like 5,6 or 0x04-0x08' });
   }
-  let set = IdSet.empty();
-  for (const item of text.split(',')) set = set.union(parseIdItem(item, what));
+  const set = IdSet.empty();
+  for (const item of text.split(',')) addIdItem(set, item, what);
   return set;
 }

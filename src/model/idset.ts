@@ -73,7 +73,8 @@ export class IdSet {
   }
 
   isEmpty(): boolean {
-    return this.words.every((w) => w === 0);
+    for (let i = 0; i < WORDS; i++) if (this.words[i] !== 0) return false;
+    return true;
   }
 
   equals(other: IdSet): boolean {

@@ -4,7 +4,7 @@
 // the host an APQN that an active mdev holds, whatever the kernel allows.
 
 import { performance } from 'node:perf_hooks';
-import { checkStart, type Claim, type Conflict } from '../checks/conflicts.js';
+import { ClaimIndex, type Claim, type Conflict } from '../checks/conflicts.js';
 import { describeFailure } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { acquireLock } from '../host/lock.js';
@@ -15,10 +15,10 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatAdapter, formatApqn, formatApqnDecimal, formatDomain, type Apqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
-import { mdevLabel, type HostMasks, type MdevDefinition } from '../model/mdev.js';
+import { mdevLabel, type HostMasks } from '../model/mdev.js';
 import { loadStore, type Store } from '../store/store.js';
 import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
-import { listQueues, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
+import { listQueueApqns, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
 import { unitStates } from './units.js';
@@ -73,7 +73,7 @@ export function maskCheckRule(sysfs: Sysfs): MaskCheckRule {
  */
 function overriddenQueues(sysfs: Sysfs): string[] {
   const out: string[] = [];
-  const queues = listQueues(sysfs);
+  const queues = listQueueApqns(sysfs);
   // Only 6.19 has the attribute: one look, not one per queue, on older kernels.
   if (!queues[0] || !sysfs.exists(`bus/ap/devices/${formatApqn(queues[0])}/driver_override`)) return out;
   for (const q of queues) {
@@ -261,7 +261,9 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     if (report.masks.writes.length || report.commands.length) live = readActiveState(deps.sysfs);
     const activeUuids = new Set<string>(live.mdevs.map((m) => m.uuid));
     const names = new Map<string, string | undefined>([...store.mdevs, ...config.mdevs].map((m) => [m.uuid as string, m.name]));
-    const claimed: MdevDefinition[] = [];
+    // The active mdevs and, as they pass, the auto mdevs this run starts: each is checked against all before it.
+    const holders = new ClaimIndex(live.mdevs);
+    const claimed = new Set<string>();
     const toStart: string[] = [];
     const alreadyActive: string[] = [];
     for (const mdev of config.mdevs.filter((m) => m.start === 'auto')) {
@@ -272,14 +274,15 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         alreadyActive.push(mdev.uuid);
         continue;
       }
-      const found = checkStart(mdev, live, claimed);
+      const found = holders.check(mdev, live.masks, 'active');
       if (found.conflicts.length) {
         outcome.outcome = 'skipped';
         outcome.apqns = found.conflicts.map((c) => formatApqn(c.apqn));
         outcome.reason = skipReason(found.conflicts, { active: activeUuids, names, claimed, masks: config.masks, masksApplied: report.masks.applied });
         continue;
       }
-      claimed.push(mdev);
+      holders.add(mdev);
+      claimed.add(mdev.uuid);
       toStart.push(mdev.uuid);
     }
     t = lap('check', t);
@@ -299,9 +302,10 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         // A unit still active whose mdev is gone (removed by hand) does nothing on start: restart it.
         // One still activating (an earlier event's) is left to finish: start merges with its job.
         const restart = units.filter((u) => state(u) === 'active');
+        const restarted = new Set(restart);
         // An mdev mdevctl's own autostart made: its unit starts too (ExecStart finds it up), so
         // that systemd stops it after libvirt at shutdown, as every other.
-        const start = [...units.filter((u) => !restart.includes(u)), ...adopted.filter((u) => state(u) === 'inactive' || state(u) === 'failed')];
+        const start = [...units.filter((u) => !restarted.has(u)), ...adopted.filter((u) => state(u) === 'inactive' || state(u) === 'failed')];
         const calls: string[][] = [
           ...(allPass && state(MDEVS_TARGET) !== 'active' ? [['start', MDEVS_TARGET]] : []),
           ...(restart.length ? [['restart', ...restart]] : []),
@@ -345,8 +349,8 @@ interface SkipContext {
   active: ReadonlySet<string>;
   /** Names from the store, for mdevs sysfs knows only by UUID. */
   names: ReadonlyMap<string, string | undefined>;
-  /** Auto mdevs this run starts, earlier in the store. */
-  claimed: readonly MdevDefinition[];
+  /** Auto mdevs this run starts, earlier in the store, by UUID. */
+  claimed: ReadonlySet<string>;
   /** The boot's masks (the store's, or 41-ap.rules' where chzdev changed them); undefined: not set. */
   masks: HostMasks;
   /** Whether the hook got the kernel to take them. */
@@ -374,14 +378,13 @@ export function skipReason(conflicts: readonly Conflict[], ctx: SkipContext): st
     g.apqns.push(apqn);
     groups.set(key, g);
   };
-  const claimed = new Map(ctx.claimed.map((m) => [m.uuid as string, m]));
   for (const c of conflicts) {
     const other = c.owners[0];
     if (c.kind === 'mdev-mdev') {
       const label = mdevLabel({ uuid: other.uuid, name: other.name ?? ctx.names.get(other.uuid) });
       if (ctx.active.has(other.uuid)) {
         add(`active:${other.uuid}`, c.apqn, (apqns) => `${apqns} in use by active mdev ${label}`);
-      } else if (claimed.has(other.uuid)) {
+      } else if (ctx.claimed.has(other.uuid)) {
         add(`first:${other.uuid}`, c.apqn, (apqns) => `${apqns} also assigned to auto mdev ${label}, which comes earlier in the store and is started first; only one of them can have it ('ap-persist check' lists every such APQN)`);
       } else {
         add(`other:${other.uuid}`, c.apqn, (apqns) => `${apqns} also held by mdev ${label}`);

@@ -2,7 +2,7 @@
 // masks, cards, queues, limits and the active mdevs.
 
 import { RuntimeError } from '../errors.js';
-import { parseApqn, type Apqn } from '../model/apqn.js';
+import { ApqnSet, parseApqn, type Apqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { isUuid, type Uuid } from '../model/uuid.js';
 import { isSysfsError, type Sysfs } from './sysfs.js';
@@ -58,10 +58,10 @@ export interface Queue extends Apqn {
   driver: string | undefined;
 }
 
-export function listCards(sysfs: Sysfs): Card[] {
-  return sysfs
-    .list(AP_DEVICES)
-    .filter((n) => /^card[0-9a-f]{2}$/.test(n))
+/** `names`: the listing of bus/ap/devices when the caller has it already. */
+export function listCards(sysfs: Sysfs, names: readonly string[] = sysfs.list(AP_DEVICES)): Card[] {
+  return names
+    .filter((n) => n.length === 6 && /^card[0-9a-f]{2}$/.test(n))
     .map((n) => {
       const hw = parseInt(readAttr(sysfs, `${AP_DEVICES}/${n}/hwtype`) ?? '', 10);
       return { adapter: parseInt(n.slice(4), 16), hwtype: Number.isNaN(hw) ? undefined : hw };
@@ -76,6 +76,51 @@ export function listQueues(sysfs: Sysfs): Queue[] {
     queues.push({ ...apqn, driver: readDriver(sysfs, name) });
   }
   return queues;
+}
+
+/** The queues present, by name alone: no attribute is read (65,536 on a full machine). */
+export function listQueueApqns(sysfs: Sysfs, names: readonly string[] = sysfs.list(AP_DEVICES)): Apqn[] {
+  return presentApqns(sysfs, names).toArray();
+}
+
+/** The queues present as a set, by name alone, without an object per queue. */
+export function presentApqns(sysfs: Sysfs, names: readonly string[] = sysfs.list(AP_DEVICES)): ApqnSet {
+  const set = new ApqnSet();
+  for (const name of names) {
+    const key = queueKey(name);
+    if (key >= 0) set.addKey(key);
+  }
+  return set;
+}
+
+/** Hex digit value of a char code, -1 for anything else. */
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const l = c | 0x20;
+  return l >= 97 && l <= 102 ? l - 87 : -1;
+}
+
+/** adapter * 256 + domain for a queue name (`05.00ab`, as parseApqn reads it), -1 for any other name. */
+function queueKey(name: string): number {
+  if (name.length !== 7 || name.charCodeAt(2) !== 46) {
+    // Not the plain form: whatever parseApqn makes of it (a name with blanks around it).
+    if (name.startsWith('card')) return -1;
+    const apqn = parseApqn(name);
+    return apqn ? apqn.adapter * 256 + apqn.domain : -1;
+  }
+  let adapter = 0;
+  for (let i = 0; i < 2; i++) {
+    const d = hexDigit(name.charCodeAt(i));
+    if (d < 0) return -1;
+    adapter = adapter * 16 + d;
+  }
+  let domain = 0;
+  for (let i = 3; i < 7; i++) {
+    const d = hexDigit(name.charCodeAt(i));
+    if (d < 0) return -1;
+    domain = domain * 16 + d;
+  }
+  return domain > 255 ? -1 : adapter * 256 + domain;
 }
 
 function readDriver(sysfs: Sysfs, queue: string): string | undefined {

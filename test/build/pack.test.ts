@@ -23,6 +23,9 @@ function npmPack(...args: string[]): { status: number | null; stdout: string; st
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** The tool as `npm run build` bundles it (scripts/bundle.ts). */
+const BUNDLES = ['dist/bin/ap-persist.cjs', 'dist/bin/hook.cjs', 'dist/bin/callout.cjs', 'dist/bin/program.cjs', 'dist/bin/handlebars.cjs'];
+
 const listed = (dir: string): string[] => readdirSync(join(ROOT, dir)).filter((f) => !f.startsWith('.')).map((f) => `${dir}/${f}`);
 
 /** The modules a bundle was made of: esbuild's `// path` comment before each. */
@@ -41,8 +44,7 @@ describe('the npm package', () => {
       'LICENSE',
       'README.md',
       'package.json',
-      'dist/bin/ap-persist.cjs',
-      'dist/bin/program.js',
+      ...BUNDLES,
       'dist/share/man/man8/ap-persist.8',
       'dist/share/bash-completion/completions/ap-persist',
       ...listed('rules'),
@@ -55,12 +57,17 @@ describe('the npm package', () => {
   }, 60_000);
 
   it('the bundle is made of the runtime alone: no simulated kernel, fake host, example, benchmark, test or docs generator', () => {
-    const modules = [...bundledModules('dist/bin/ap-persist.cjs'), ...bundledModules('dist/bin/program.js')];
+    const modules = BUNDLES.flatMap(bundledModules);
     // The check has teeth: the comments are there.
     expect(modules).toContain('dist/src/runtime/hook.js');
     expect(modules).toContain('dist/src/cli/program.js');
     expect(modules.filter((m) => /sim-kernel|fakehost|sim-runner|examples|bench|\/test\/|cli\/docs\.js|scripts\//.test(m))).toEqual([]);
-    for (const file of ['dist/bin/ap-persist.cjs', 'dist/bin/program.js']) expect(readFileSync(join(ROOT, file), 'utf8'), file).not.toMatch(/SimKernel|buildFakeHost/);
+    for (const file of BUNDLES) expect(readFileSync(join(ROOT, file), 'utf8'), file).not.toMatch(/SimKernel|buildFakeHost/);
+    // The hook and the callout start without commander and handlebars (they are in the other bundles).
+    for (const file of ['dist/bin/ap-persist.cjs', 'dist/bin/hook.cjs', 'dist/bin/callout.cjs']) {
+      expect(bundledModules(file).filter((m) => /node_modules\/(commander|handlebars)\//.test(m)), file).toEqual([]);
+    }
+    expect(bundledModules('dist/bin/handlebars.cjs')).toContain('node_modules/handlebars/lib/index.js');
   });
 
   itWith(npm, 'runs from the packed tree alone (with its dependencies): --version, a staged install, the hook', () => {

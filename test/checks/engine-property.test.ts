@@ -2,7 +2,7 @@
 // find the same conflicts.
 
 import { describe, expect, it } from 'vitest';
-import { findHostOwned, findSharedApqns, type Claim } from '../../src/checks/conflicts.js';
+import { checkClaim, checkStart, ClaimIndex, findHostOwned, findSharedApqns, MAX_REPORTED, type Claim, type ConflictList, type HostPair } from '../../src/checks/conflicts.js';
 import { IdSet } from '../../src/model/idset.js';
 
 /** A small deterministic PRNG so a failure can be replayed from its seed. */
@@ -90,5 +90,97 @@ describe('the engine at scale', () => {
       [0, 0, 'm0.0'],
       [255, 0, 'm63.0'],
     ]);
+  });
+});
+
+/**
+ * The pairwise reference for one claim: every other claim (not itself, by
+ * UUID), every APQN both hold, by APQN and then in the others' order; then the
+ * APQNs the host owns. What checkClaim did before the index, as tuples.
+ */
+function naiveClaim(mine: Claim, others: Claim[], host: HostPair | undefined): string[] {
+  const out: string[] = [];
+  for (const a of mine.adapters.ids())
+    for (const d of mine.domains.ids())
+      for (const o of others) if (o.uuid !== mine.uuid && o.adapters.has(a) && o.domains.has(d)) out.push(`mdev-mdev ${a}.${d}:${o.uuid}:${mine.uuid}`);
+  if (host) for (const a of mine.adapters.ids()) for (const d of mine.domains.ids()) if (host.apmask.has(a) && host.aqmask.has(d)) out.push(`mdev-host ${a}.${d}:host:${mine.uuid}`);
+  return out;
+}
+
+const tuples = (l: ConflictList): string[] => l.conflicts.map((c) => `${c.kind} ${c.apqn.adapter}.${c.apqn.domain}:${c.owners[0].uuid}:${c.owners[1].uuid}`);
+
+/** A random store: a few UUIDs used twice (an active mdev that is also in the store), small spans so that claims overlap. */
+function randomClaims(next: () => number, span: number, count: number, prefix: string): Claim[] {
+  return Array.from({ length: count }, (_, i) => ({
+    uuid: next() < 0.15 ? `${prefix}${Math.floor(next() * (i + 1))}` : `${prefix}${i}`,
+    name: next() < 0.5 ? `guest${i}` : undefined,
+    adapters: randomIds(next, span, Math.floor(next() * 5)),
+    domains: randomIds(next, span, Math.floor(next() * 5)),
+  }));
+}
+
+describe('the indexed engine finds exactly what the pairwise one did', () => {
+  for (let seed = 1; seed <= 300; seed++) {
+    it(`random store #${seed}: every claim against the index of all the others, and the hook's run`, () => {
+      const next = rng(seed * 7919);
+      const span = seed % 7 === 0 ? 256 : 4 + (seed % 9);
+      const active = randomClaims(next, span, Math.floor(next() * 10), 'a');
+      const store = randomClaims(next, span, 1 + Math.floor(next() * 20), 's');
+      const host: HostPair | undefined = next() < 0.3 ? undefined : { apmask: randomIds(next, span, Math.floor(next() * span)), aqmask: randomIds(next, span, Math.floor(next() * span)) };
+
+      // One claim against a fixed list (mdev define, the callout): the index of the list, checkClaim, the naive reference.
+      const index = new ClaimIndex(active);
+      for (const mine of store) {
+        const indexed = index.check(mine, host, 'active');
+        const pairwise = checkClaim(mine, active, host, 'active');
+        expect(indexed).toEqual(pairwise);
+        expect(tuples(indexed)).toEqual(naiveClaim(mine, active, host));
+      }
+
+      // The hook: each store claim in turn against the active ones and those passed before it.
+      const claimed: Claim[] = [];
+      const growing = new ClaimIndex(active);
+      for (const mine of store) {
+        const indexed = growing.check(mine, host, 'active');
+        expect(indexed).toEqual(checkStart(mine, { mdevs: active, masks: host }, claimed));
+        expect(tuples(indexed)).toEqual(naiveClaim(mine, [...active, ...claimed], host));
+        if (indexed.conflicts.length === 0) {
+          growing.add(mine);
+          claimed.push(mine);
+        }
+      }
+    });
+  }
+
+  it('past MAX_REPORTED both report the same first conflicts and count the same rest', () => {
+    const all = IdSet.full();
+    const owners: Claim[] = [
+      { uuid: 'x', adapters: all, domains: all },
+      { uuid: 'y', adapters: all, domains: all },
+    ];
+    const mine: Claim = { uuid: 'm', adapters: all, domains: all };
+    const host = { apmask: IdSet.of([0, 1]), aqmask: IdSet.of([0]) };
+    const indexed = new ClaimIndex(owners).check(mine, host, 'persistent');
+    expect(indexed).toEqual(checkClaim(mine, owners, host, 'persistent'));
+    // Two owners of each of the 65,536 APQNs, then the host's two: all past the cap counted, none lost.
+    expect(indexed.conflicts).toHaveLength(MAX_REPORTED);
+    expect(indexed.omitted).toBe(2 * 65_536 + 2 - MAX_REPORTED);
+  });
+
+  it('the hook at scale: 4,096 auto mdevs checked one after the other in linear time', () => {
+    // 64 x 64 blocks of 4 adapters x 4 domains: all 65,536 APQNs, no conflict; then each checked again is refused by its twin.
+    const blocks: Claim[] = [];
+    for (let i = 0; i < 64; i++)
+      for (let j = 0; j < 64; j++)
+        blocks.push({ uuid: `m${i}.${j}`, adapters: IdSet.of([4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3]), domains: IdSet.of([4 * j, 4 * j + 1, 4 * j + 2, 4 * j + 3]) });
+    const index = new ClaimIndex();
+    for (const b of blocks) {
+      expect(index.check(b, undefined, 'active').conflicts).toEqual([]);
+      index.add(b);
+    }
+    const twin = { ...blocks[4095]!, uuid: 'twin' };
+    const found = index.check(twin, undefined, 'active');
+    expect(found.conflicts).toHaveLength(16);
+    expect(found.conflicts.every((c) => c.owners[0].uuid === 'm63.63' && c.owners[1].uuid === 'twin')).toBe(true);
   });
 });

@@ -127,7 +127,7 @@ small_fs() {
 fill() {
   dd if=/dev/zero of="$1/.fill" bs=4096 2>/dev/null || true
   if [ "$2" -gt 0 ]; then truncate -s "-$(( $2 * 4096 ))" "$1/.fill"; fi
-  sync
+  sync -f "$1"
 }
 # tstep NAME CMD...: step, with its time in ms.
 tstep() {

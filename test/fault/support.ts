@@ -16,23 +16,30 @@ export const BUILT_CLI = join(PROJECT, 'dist/bin/ap-persist.cjs');
 /** The CLI the suite runs: a copy of the bundle (see snapshotBundle). */
 export let CLI = BUILT_CLI;
 /** The commander half of the same bundle, which the CLI loads for every command but the hook and the callout. */
-let PROGRAM = join(PROJECT, 'dist/bin/program.js');
+let PROGRAM = programIn(join(PROJECT, 'dist/bin'));
+
+/** dist/bin's commander half: program.cjs (with handlebars.cjs beside it), or program.js of an older build. */
+function programIn(dir: string): string {
+  return ['program.cjs', 'program.js'].map((name) => join(dir, name)).find((path) => existsSync(path)) ?? join(dir, 'program.cjs');
+}
 
 /**
- * Runs the suite on a copy of the bundle, so that a rebuild while it runs (a
- * colleague's `npm run build`) cannot change the CLI between the reference
- * run and the killed one. The copy lives in the project's node_modules/.cache
- * so that it finds the packages and the package's own files as dist/bin does.
+ * Runs the suite on a copy of the bundle (every file of dist/bin), so that a
+ * rebuild while it runs (a colleague's `npm run build`) cannot change the CLI
+ * between the reference run and the killed one. The copy lives in the
+ * project's node_modules/.cache so that it finds the packages and the
+ * package's own files as dist/bin does.
  */
 export function snapshotBundle(): () => void {
   const cache = join(PROJECT, 'node_modules', '.cache');
   mkdirSync(cache, { recursive: true });
   const dir = mkdtempSync(join(cache, 'ap-persist-fault-'));
-  for (const name of ['ap-persist.cjs', 'program.js']) copyFileSync(join(PROJECT, 'dist/bin', name), join(dir, name));
-  // program.js is an ES module; node_modules ends the search for the project's "type".
+  const bin = join(PROJECT, 'dist/bin');
+  for (const name of readdirSync(bin)) if (/\.(c|m)?js$/.test(name)) copyFileSync(join(bin, name), join(dir, name));
+  // A program.js is an ES module; node_modules ends the search for the project's "type".
   writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n');
   CLI = join(dir, 'ap-persist.cjs');
-  PROGRAM = join(dir, 'program.js');
+  PROGRAM = programIn(dir);
   return () => rmSync(dir, { recursive: true, force: true });
 }
 
@@ -188,7 +195,8 @@ let bundled: Promise<Run> | undefined;
  * src/, which may be ahead of the build), without a process start each time.
  */
 export async function runHere(root: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
-  bundled ??= (import(PROGRAM) as Promise<{ run: Run }>).then((m) => m.run);
+  // A CommonJS program.cjs imports as its exports (named, and as the default).
+  bundled ??= (import(PROGRAM) as Promise<{ run?: Run; default?: { run: Run } }>).then((m) => m.run ?? m.default!.run);
   const run = await bundled;
   let stdout = '';
   let stderr = '';

@@ -5,6 +5,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ACTIVE, exampleHost } from '../callout/support.js';
+import { onFakeClock } from '../support/clock.js';
 import { givenHost } from '../support/host.js';
 
 const MATRIX = `sys/devices/vfio_ap/matrix/${ACTIVE}/matrix`;
@@ -72,7 +73,8 @@ describe('a damaged last-hook.json', () => {
       const json = await host.json('status');
       expect(json.doc.last_hook).toBeNull();
       expect(typeof json.doc.last_hook_damaged).toBe('string');
-      const wait = await host.run('wait', '--timeout', '3');
+      // Its grace period (a third of --timeout) on the fake clock: test/support/clock.ts.
+      const wait = await onFakeClock(() => host.run('wait', '--timeout', '3'));
       expect(wait.stderr).not.toMatch(/\n\s+at /);
       expect(wait.stdout + wait.stderr).toContain('running the hook now');
     });

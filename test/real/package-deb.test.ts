@@ -93,11 +93,11 @@ describe('the .deb', () => {
       // Every file root's, under /usr only (the store and what install writes under /etc are not the package's files).
       for (const line of list.split('\n').filter(Boolean)) expect(line, line).toContain(' root/root ');
       expect(files.filter((f) => !f.startsWith('/usr/'))).toEqual([]);
-      for (const f of [TOOL, '/usr/lib/ap-persist/dist/bin/program.js', '/usr/lib/ap-persist/package.json', '/usr/lib/ap-persist/templates/41-ap.rules.hbs', '/usr/lib/ap-persist/templates/mdevctl-callout.sh.hbs']) {
+      for (const f of [TOOL, '/usr/lib/ap-persist/dist/bin/hook.cjs', '/usr/lib/ap-persist/dist/bin/callout.cjs', '/usr/lib/ap-persist/dist/bin/program.cjs', '/usr/lib/ap-persist/dist/bin/handlebars.cjs', '/usr/lib/ap-persist/package.json', '/usr/lib/ap-persist/templates/41-ap.rules.hbs', '/usr/lib/ap-persist/templates/mdevctl-callout.sh.hbs']) {
         expect(files, f).toContain(f);
       }
       for (const f of INSTALLED.filter((p) => p.startsWith('/usr/'))) expect(files, f).toContain(f);
-      // What program.js imports, and nothing of the development tree.
+      // What the bundles were made of (scripts/bundle.ts), and nothing of the development tree.
       for (const m of ['commander', 'handlebars', 'ini']) expect(files, m).toContain(`/usr/lib/ap-persist/node_modules/${m}/package.json`);
       for (const f of files) expect(f, f).not.toMatch(/\/(dist\/src|dist\/bench|dist\/examples|bench|examples|test|sim-sysfs|esbuild|vitest|typescript|uglify-js)\//);
       // The man page and the bash completion, when the build made them (it does: npm run build).

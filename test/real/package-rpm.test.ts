@@ -29,7 +29,7 @@ describe('the RPM', () => {
       // The tarball: the spec at its top and the tree as installed, nothing of the development tree.
       const top = `ap-persist-${version}`;
       const tarred = execFileSync('tar', ['-tzf', tarball!], { encoding: 'utf8' }).split('\n').filter(Boolean);
-      for (const f of ['ap-persist.spec', 'ap-persist.sh', 'README.md', 'LICENSE', 'lib/package.json', 'lib/dist/bin/ap-persist.cjs', 'lib/dist/bin/program.js', 'static/usr/lib/systemd/system/ap-persist-hook@.service']) {
+      for (const f of ['ap-persist.spec', 'ap-persist.sh', 'README.md', 'LICENSE', 'lib/package.json', 'lib/dist/bin/ap-persist.cjs', 'lib/dist/bin/hook.cjs', 'lib/dist/bin/callout.cjs', 'lib/dist/bin/program.cjs', 'lib/dist/bin/handlebars.cjs', 'static/usr/lib/systemd/system/ap-persist-hook@.service']) {
         expect(tarred, f).toContain(`${top}/${f}`);
       }
       for (const f of tarred) expect(f, f).not.toMatch(/\/(dist\/src|dist\/bench|dist\/examples|test|esbuild|vitest|typescript)\//);
@@ -55,7 +55,7 @@ describe('the RPM', () => {
       );
       expect(rpmq(rpm!, '-l').split('\n').filter(Boolean).sort()).toEqual([...files.keys()].sort());
       const sbin = execFileSync('rpm', ['--eval', '%{_sbindir}'], { encoding: 'utf8' }).trim();
-      for (const f of [`${sbin}/ap-persist`, TOOL, '/usr/lib/ap-persist/dist/bin/program.js', '/usr/lib/ap-persist/package.json', '/usr/lib/ap-persist/templates/mdevctl-callout.sh.hbs', '/usr/lib/ap-persist/node_modules/handlebars/package.json', '/usr/share/bash-completion/completions/ap-persist', '/etc/ap-persist']) {
+      for (const f of [`${sbin}/ap-persist`, TOOL, '/usr/lib/ap-persist/dist/bin/hook.cjs', '/usr/lib/ap-persist/dist/bin/callout.cjs', '/usr/lib/ap-persist/dist/bin/program.cjs', '/usr/lib/ap-persist/dist/bin/handlebars.cjs', '/usr/lib/ap-persist/package.json', '/usr/lib/ap-persist/templates/mdevctl-callout.sh.hbs', '/usr/lib/ap-persist/node_modules/handlebars/package.json', '/usr/share/bash-completion/completions/ap-persist', '/etc/ap-persist']) {
         expect(files.get(f), f).toBe('');
       }
       expect([...files.keys()].some((f) => /^\/usr\/share\/man\/man8\/ap-persist\.8(\.gz)?$/.test(f))).toBe(true);

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST2, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { IdSet } from '../../src/model/idset.js';
+import { onFakeClock } from '../support/clock.js';
 import { givenHost } from '../support/host.js';
 import { BINDINGS_COMPLETE, givenSimulatedHost } from '../support/sim-host.js';
 
@@ -92,7 +93,7 @@ describe('a skipped auto mdev fails the boot units', () => {
     expect(hook.stdout).toContain(`mdev ${INTRUDER} (intruder): skipped - APQN 05.0004 (5.4) is also assigned to auto mdev ${GUEST1} (guest1)`);
     expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST1}`)).toBe(true);
     expect(host.kernel().exists(`devices/vfio_ap/matrix/${INTRUDER}`)).toBe(false);
-    const wait = await host.run(['wait', '--timeout', '5']);
+    const wait = await onFakeClock(() => host.run(['wait', '--timeout', '5']));
     expect(wait.code).toBe(1);
     expect(wait.stderr).toContain(`mdev ${INTRUDER} (intruder) is not up: APQN 05.0004 (5.4) is also assigned to auto mdev ${GUEST1} (guest1)`);
     expect(wait.stderr).toContain('not ready: 3 of 4 auto mdev(s) up');
@@ -100,7 +101,8 @@ describe('a skipped auto mdev fails the boot units', () => {
 
   it('wait that runs the hook itself (no event) exits 1 too', async () => {
     const host = givenSimulatedHost({ ...threeGuestsHost(), store: WITH_INTRUDER }, '6.0');
-    const wait = await host.run(['wait', '--timeout', '3']);
+    // Its grace period (a third of --timeout) on the fake clock: test/support/clock.ts.
+    const wait = await onFakeClock(() => host.run(['wait', '--timeout', '3']));
     expect(wait.code).toBe(1);
     expect(wait.stdout).toContain('running the hook now');
     expect(wait.stderr).toContain(`mdev ${INTRUDER} (intruder) is not up: APQN 05.0004 (5.4) is also assigned to auto mdev ${GUEST1} (guest1)`);

@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { KERNEL_FLAVOURS, type KernelEvent, type SimKernel } from '../../src/sysfs/sim-kernel.js';
+import { onFakeClock } from '../support/clock.js';
 import { BINDINGS_COMPLETE, givenSimulatedHost, type SimHost, type SimHostOptions } from '../support/sim-host.js';
 
 const GUESTS = [GUEST1, GUEST2, GUEST3];
@@ -93,7 +94,8 @@ for (const flavour of KERNEL_FLAVOURS) {
 
     it('no event at all: the wait runs the hook itself and the guests get their mdevs', async () => {
       const host = givenSimulatedHost(threeGuestsHost(), flavour);
-      const r = await host.run(['wait', '--timeout', '3']);
+      // Its grace period (a third of --timeout) on the fake clock: test/support/clock.ts.
+      const r = await onFakeClock(() => host.run(['wait', '--timeout', '3']));
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toContain('no BINDINGS=complete event seen; running the hook now');
       expect(host.kernel().state().mdevs.filter((m) => m.parent === 'matrix')).toHaveLength(3);

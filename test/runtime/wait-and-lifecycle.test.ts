@@ -8,6 +8,7 @@ import { run } from '../../src/cli/program.js';
 import { GUEST1, GUEST2, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { IdSet } from '../../src/model/idset.js';
 import type { CommandRunner } from '../../src/runtime/commands.js';
+import { onFakeClock, timedOnFakeClock } from '../support/clock.js';
 import { givenHost } from '../support/host.js';
 import { BINDINGS_COMPLETE, givenSimulatedHost } from '../support/sim-host.js';
 
@@ -17,14 +18,15 @@ describe('ap-persist wait', () => {
   it('returns at once when the hook ran and every mdev it started is up', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     await host.run(['hook'], BINDINGS_COMPLETE);
-    const r = await host.run(['wait', '--timeout', '5']);
+    const r = await onFakeClock(() => host.run(['wait', '--timeout', '5']));
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('ready: 3 of 3 auto mdev(s) up');
   });
 
   it('runs the hook itself when no BINDINGS=complete came (older kernels)', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), '6.0');
-    const r = await host.run(['wait', '--timeout', '3']);
+    // Its grace of a third of --timeout on the fake clock (test/support/clock.ts), as all waits here.
+    const r = await onFakeClock(() => host.run(['wait', '--timeout', '3']));
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('no BINDINGS=complete event seen; running the hook now');
     expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST1}/matrix`)).toBe('05.0004\n05.00ab\n06.0004\n06.00ab\n');
@@ -32,7 +34,8 @@ describe('ap-persist wait', () => {
 
   it('is not ready when its own hook failed before the mdevs (a broken store): exit 1 at once', async () => {
     const host = givenSimulatedHost({ ...threeGuestsHost(), store: THREE_GUESTS_STORE.replace('adapters = 5\n', 'adapters = 5-3\n') }, '6.0');
-    const r = await host.run(['wait', '--timeout', '3']);
+    const { value: r, ms } = await timedOnFakeClock(() => host.run(['wait', '--timeout', '3']));
+    expect(ms).toBeLessThan(3_000);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/not ready: the hook failed \(.*range '5-3' is reversed/);
   }, 20_000);
@@ -41,8 +44,10 @@ describe('ap-persist wait', () => {
     const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     host.kernel().failWrite(`devices/vfio_ap/matrix/${GUEST2}/assign_adapter`, 'EADDRNOTAVAIL');
     await host.run(['hook'], BINDINGS_COMPLETE);
-    // A bound far beyond the test's own timeout: only the failed unit can end it in time.
-    const r = await host.run(['wait', '--timeout', '600']);
+    // A bound far beyond the test's timeout: only the failed unit can end it in time
+    // (the 20 s the test had on the real clock, now on the fake one).
+    const { value: r, ms } = await timedOnFakeClock(() => host.run(['wait', '--timeout', '600']));
+    expect(ms).toBeLessThan(20_000);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`mdev ${GUEST2} (guest2) is not up: ap-persist-mdev@${GUEST2}.service failed (exit-code)`);
     expect(r.stderr).toContain('not ready: 2 of 3 auto mdev(s) up');
@@ -53,7 +58,8 @@ describe('ap-persist wait', () => {
     host.kernel().failLoad('vfio_ap');
     const hook = await host.run(['hook'], BINDINGS_COMPLETE);
     expect(hook.code).toBe(1);
-    const r = await host.run(['wait', '--timeout', '600']);
+    const { value: r, ms } = await timedOnFakeClock(() => host.run(['wait', '--timeout', '600']));
+    expect(ms).toBeLessThan(20_000);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`mdev ${GUEST1} (guest1) is not up: vfio_ap is not loaded`);
     expect(r.stderr).toMatch(/not ready: 0 of 3 auto mdev\(s\) up; the hook reported: modprobe vfio_ap failed/);
@@ -62,7 +68,7 @@ describe('ap-persist wait', () => {
   it('gives up after the timeout (exit 1), naming the mdevs whose units never finished', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), '6.0', { runUnits: false });
     await host.run(['hook'], BINDINGS_COMPLETE);
-    const r = await host.run(['wait', '--timeout', '1']);
+    const r = await onFakeClock(() => host.run(['wait', '--timeout', '1']));
     expect(r.code).toBe(1);
     for (const [uuid, name] of [[GUEST1, 'guest1'], [GUEST2, 'guest2']]) expect(r.stderr).toContain(`mdev ${uuid} (${name}) is not up: not up after 1 s`);
   });
@@ -72,7 +78,7 @@ describe('ap-persist wait', () => {
     await host.run(['hook'], BINDINGS_COMPLETE);
     // What mdevctl leaves for a moment before an assignment is refused and it removes the device again.
     host.kernel().write('devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create', GUEST1);
-    const r = await host.run(['wait', '--timeout', '1']);
+    const r = await onFakeClock(() => host.run(['wait', '--timeout', '1']));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`mdev ${GUEST1} (guest1) is not up: not up after 1 s`);
   });
@@ -82,7 +88,8 @@ describe('ap-persist wait', () => {
     const report = { time: new Date().toISOString(), event: {}, masks: { applied: false, writes: [], kept_for_active_mdevs: [] }, vfio_ap: 'already-loaded', mdevs: [], commands: [], errors: ['the AP configuration lock is held by pid 4242'], timings_ms: {}, exit_code: 1 };
     mkdirSync(join(host.root, 'run/ap-persist'), { recursive: true });
     writeFileSync(join(host.root, 'run/ap-persist/last-hook.json'), JSON.stringify(report));
-    const r = await host.run(['wait', '--timeout', '600']);
+    const { value: r, ms } = await timedOnFakeClock(() => host.run(['wait', '--timeout', '600']));
+    expect(ms).toBeLessThan(20_000);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`mdev ${GUEST1} (guest1) is not up: the hook failed: the AP configuration lock is held by pid 4242`);
   }, 20_000);

@@ -4,10 +4,10 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, existsSync, lstatSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { afterEach } from 'vitest';
 import { buildFakeHost, type FakeHost } from '../../src/fakehost/builder.js';
 import { run } from '../../src/cli/program.js';
 import type { Sysfs } from '../../src/sysfs/sysfs.js';
+import { afterEveryTest } from './lifecycle.js';
 
 export interface RunResult {
   code: number;
@@ -28,8 +28,9 @@ export interface TestHost {
   snapshot(): Map<string, string>;
 }
 
+// Every tempDir goes after the test that made it.
 const roots: string[] = [];
-afterEach(() => {
+afterEveryTest(() => {
   for (const r of roots.splice(0)) rmSync(r, { recursive: true, force: true });
 });
 

@@ -8,12 +8,12 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll } from 'vitest';
 import { mustSucceed, runCommand } from './container/process.js';
+import { afterEveryFile } from './lifecycle.js';
 
 // Not host.ts's tempDir, which goes after each test: the packages serve every test of a file.
 const dirs: string[] = [];
-afterAll(() => {
+afterEveryFile(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 /** A temp directory removed after the test file. */

@@ -16,7 +16,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, realpathSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll } from 'vitest';
+import { afterEveryFile } from '../lifecycle.js';
 import type { FakeHost } from '../../../src/fakehost/builder.js';
 import type { KernelFlavour, ModuleName, SimKernelState } from '../../../src/sysfs/sim-kernel.js';
 import { requireTools, type Need, type Requirement } from '../real-tools.js';
@@ -64,7 +64,7 @@ const here = (file: string): string => fileURLToPath(new URL(file, import.meta.u
 const running = new Set<SimSysfs>();
 let bundle: Promise<string> | undefined;
 let bundleDir: string | undefined;
-afterAll(async () => {
+afterEveryFile(async () => {
   for (const sim of [...running]) await sim.stop();
   if (bundleDir) rmSync(bundleDir, { recursive: true, force: true });
   bundleDir = undefined;

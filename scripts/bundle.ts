@@ -1,0 +1,140 @@
+// npm run bundle (after tsc): the installed tool, as CommonJS files that
+// each load only when their part of the tool runs.
+//
+//   dist/bin/ap-persist.cjs  the entry point: reads the command line, then
+//                            requires the one file below that runs it
+//   dist/bin/hook.cjs        the hook (every boot)
+//   dist/bin/callout.cjs     the mdevctl callout (every mdevctl call)
+//   dist/bin/program.cjs     every other command, with commander and ini
+//   dist/bin/handlebars.cjs  handlebars, required by program.cjs when a
+//                            template is first compiled (generate, install,
+//                            status of an installed host)
+//
+// CommonJS, not ES modules, and node_modules bundled in: node's ES module
+// loader and its look-ups of many small files in node_modules cost more than
+// the whole command (`mask show` went from 3.7 to 2.5 x `node -e 0` in CPU
+// time). One file per part: node compiles every byte of the files it loads,
+// so the hook and the callout never compile commander or handlebars, and the
+// commands not the hook's or the callout's code. Within a file a module is
+// initialised when first imported, and two built-in modules that take
+// milliseconds to load, node:child_process and node:crypto, are loaded on
+// first use: a command that runs no host command (every command under
+// --root) or hashes nothing never loads them.
+//
+// `// path` comments before each module stay (test/build/pack.test.ts reads
+// them to check what went in).
+
+import { build, type Plugin } from 'esbuild';
+import { createRequire } from 'node:module';
+import { readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const DIST = join(ROOT, 'dist');
+
+/** Built-in modules loaded on first use of one of their exports. */
+const LAZY_BUILTINS = ['child_process', 'crypto'];
+
+const require = createRequire(import.meta.url);
+
+/**
+ * A module whose exports require it when first read: `import { spawn } from
+ * 'node:child_process'` gets such an object, and esbuild's CommonJS output
+ * reads imports at their use (`(0, import_x.spawn)(...)`), so the module
+ * loads when the first command runs, not when the file does. `modules` maps
+ * each import name to what is required then (a built-in, or another bundle).
+ */
+function loadedOnFirstUse(modules: Record<string, string>): Plugin {
+  const names = Object.keys(modules);
+  const filter = new RegExp(`^(${names.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})$`);
+  return {
+    name: 'loaded-on-first-use',
+    setup(b) {
+      // The shim's own require of the real module, at run time (esbuild asks the first callback that matches).
+      b.onResolve({ filter: /.*/, namespace: 'first-use' }, (args) => ({ path: args.path, external: true }));
+      b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'first-use' }));
+      b.onLoad({ filter: /.*/, namespace: 'first-use' }, (args) => {
+        const target = modules[args.path]!;
+        // Its exports as the node running the build has them (a built-in's differ little from node 18 on).
+        const exported = require(target.startsWith('./') ? args.path : target) as object;
+        const keys = Object.keys(exported).filter((k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k));
+        const getters = keys.map((k) => `  get ${k}() { return load().${k}; },`).join('\n');
+        return {
+          contents: `// ${args.path}, loaded on first use\nlet m;\nconst load = () => m || (m = require(${JSON.stringify(target)}));\nmodule.exports = {\n${getters}\n};\n`,
+          loader: 'js',
+          resolveDir: ROOT,
+        };
+      });
+    },
+  };
+}
+
+/** The built-ins loaded on first use, by both their names. */
+const builtinsOnFirstUse = Object.fromEntries(LAZY_BUILTINS.flatMap((m) => [[m, `node:${m}`], [`node:${m}`, `node:${m}`]]));
+
+/**
+ * handlebars requires source-map (63 kB) at load, for source maps of
+ * compiled templates, which we never ask for; without it (an empty module)
+ * it uses its own small SourceNode, with the same output.
+ */
+const noSourceMap: Plugin = {
+  name: 'no-source-map',
+  setup(b) {
+    b.onResolve({ filter: /^source-map$/ }, () => ({ path: 'source-map', namespace: 'empty' }));
+    b.onLoad({ filter: /.*/, namespace: 'empty' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
+  },
+};
+
+/**
+ * main.ts loads each part with `import('./fast-hook.js')` and the like: here
+ * a `require` of that part's file (node's ES module loader, which import()
+ * would go through, costs milliseconds more), when the command line asks for it.
+ */
+const PARTS: Record<string, string> = { './fast-hook.js': './hook.cjs', './fast-callout.js': './callout.cjs', './program.js': './program.cjs' };
+const partsAreOtherFiles: Plugin = {
+  name: 'parts-are-other-files',
+  setup(b) {
+    b.onResolve({ filter: /.*/, namespace: 'other-file' }, (args) => ({ path: args.path, external: true }));
+    b.onResolve({ filter: /^\.\/(fast-hook|fast-callout|program)\.js$/ }, (args) => ({ path: PARTS[args.path]!, namespace: 'other-file' }));
+    b.onLoad({ filter: /.*/, namespace: 'other-file' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+  },
+};
+
+/**
+ * package-info.ts finds package.json from its own file (`import.meta.url`):
+ * in a CommonJS bundle, the bundle's file. Any other import.meta stops the build.
+ */
+const importMetaUrl: Plugin = {
+  name: 'import-meta-url',
+  setup(b) {
+    b.onLoad({ filter: /\.js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      if (!text.includes('import.meta.url')) return undefined;
+      return { contents: text.replaceAll('import.meta.url', 'require("node:url").pathToFileURL(__filename).href'), loader: 'js' };
+    });
+  },
+};
+
+const common = {
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node18',
+  logLevel: 'warning',
+  logOverride: { 'empty-import-meta': 'error' },
+} as const;
+
+// The ES module the command path was before (a stale one would only mislead).
+rmSync(join(DIST, 'bin/program.js'), { force: true });
+
+const bundle = (entry: string, out: string, plugins: Plugin[]): Promise<unknown> =>
+  build({ ...common, entryPoints: [entry], outfile: join(DIST, 'bin', out), plugins: [...plugins, importMetaUrl] });
+
+await Promise.all([
+  bundle(join(DIST, 'src/cli/main.js'), 'ap-persist.cjs', [partsAreOtherFiles, loadedOnFirstUse(builtinsOnFirstUse)]),
+  bundle(join(DIST, 'src/cli/fast-hook.js'), 'hook.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
+  bundle(join(DIST, 'src/cli/fast-callout.js'), 'callout.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
+  bundle(join(DIST, 'src/cli/program.js'), 'program.cjs', [loadedOnFirstUse({ ...builtinsOnFirstUse, handlebars: './handlebars.cjs' })]),
+  bundle(require.resolve('handlebars'), 'handlebars.cjs', [noSourceMap]),
+]);

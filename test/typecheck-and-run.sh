@@ -1,0 +1,25 @@
+#!/bin/sh
+# npm test: the typecheck of everything (src, tests, bench, scripts, examples)
+# runs alongside the fast suite instead of before it; its output comes after
+# vitest's, and either failing fails the run. Arguments go to vitest
+# (`npm test -- --reporter=verbose`, `npm test -- test/cli`).
+#
+# The typecheck is incremental (its state in node_modules/.cache, which
+# `npm ci` starts afresh): a run after a small change checks little again.
+set -u
+cache=node_modules/.cache
+mkdir -p "$cache"
+log=$(mktemp "${TMPDIR:-/tmp}/ap-persist-typecheck.XXXXXX")
+trap 'rm -f "$log"' EXIT
+tsc -p tsconfig.test.json --incremental --tsBuildInfoFile "$cache/ap-persist-typecheck.tsbuildinfo" >"$log" 2>&1 &
+typecheck=$!
+vitest run --project fast "$@"
+tests=$?
+wait "$typecheck"
+types=$?
+if [ "$types" -ne 0 ]; then
+  cat "$log"
+  echo "npm test: the typecheck (tsc -p tsconfig.test.json) failed" >&2
+fi
+[ "$tests" -ne 0 ] && exit "$tests"
+exit "$types"
