@@ -80,18 +80,11 @@ function linkTarget(path: string): string {
 }
 
 /** A temporary file a killed run left beside `path` (its PID is gone): removed before the next write. */
-// What each directory held when first looked at in this process: a dead writer's leftovers are
-// there from before we started, so one read per directory serves every write into it (a generate
-// of 4,096 files read its directory 4,096 times).
-const listed = new Map<string, string[]>();
-
 export function removeLeftovers(dir: string, base: string): void {
   const prefix = `.${base}.tmp-`;
-  let names = listed.get(dir);
+  let names: string[];
   try {
-    // Only the temporary files: the rest is never looked at again.
-    names ??= readdirSync(dir).filter((n) => n.startsWith('.') && n.includes('.tmp-'));
-    listed.set(dir, names);
+    names = readdirSync(dir);
   } catch {
     return;
   }
