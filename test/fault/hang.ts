@@ -133,7 +133,7 @@ export const HANG_CASES: HangCase[] = [
     systemctlStart: 'ok',
     args: ['hook', '--event', 'change-1'],
     // No deadline involved: the drain (100 ms) must not wait for the child.
-    boundMs: 3_000,
+    boundMs: 10_000,
     // modprobe "succeeded" but vfio_ap is not there: the hook says so.
     code: 1,
   },
