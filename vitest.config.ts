@@ -42,7 +42,8 @@ export default defineConfig({
           exclude: SYSTEM_TESTS,
           // Most of these tests wait on child processes, the file system or a timer rather than
           // compute: more files at once than cores (vitest's default here is cores - 1).
-          maxWorkers: 4,
+          // AP_PERSIST_TEST_WORKERS=N sets another number (1: one file at a time).
+          maxWorkers: Number(process.env['AP_PERSIST_TEST_WORKERS']) || 4,
           // Files share their worker's modules (src/ and the support code, imported and
           // transformed once per worker, not once per file): a third of the suite's CPU time.
           // Nothing here mocks a module or changes a global another file reads; the clean-ups

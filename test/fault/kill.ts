@@ -111,15 +111,18 @@ interface Prepared {
 
 const withoutTemps = (t: Map<string, Entry>): Map<string, Entry> => new Map([...t].filter(([p]) => !isTemp(p)));
 
-/** Builds the host before, and the host after the command ran to completion (on a copy). */
-export async function prepare(scenario: Scenario, work: string): Promise<Prepared> {
+/**
+ * Builds the host before, and the host after the command ran to completion
+ * (on a copy), `runs` times (at least 2): every run must leave the same host.
+ */
+export async function prepare(scenario: Scenario, work: string, runs = 3): Promise<Prepared> {
   const template = join(work, 'template');
   mkdirSync(template, { recursive: true });
   await scenario.prepare(template);
   const reference = join(work, 'reference');
   const times: number[] = [];
   let after: Map<string, Entry> | undefined;
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < Math.max(2, runs); i++) {
     copyTree(template, reference);
     const r = await runCli(['--root', reference, ...scenario.args]);
     tally.runs++;
@@ -138,7 +141,7 @@ export async function prepare(scenario: Scenario, work: string): Promise<Prepare
   }
   const before = treeOf(template);
   const storeOf = (t: Map<string, Entry>): string => t.get(STORE) ?? 'absent';
-  return { scenario, template, before, after: after!, stages, storeAfter: storeOf(after!), durationMs: times.sort((a, b) => a - b)[1]! };
+  return { scenario, template, before, after: after!, stages, storeAfter: storeOf(after!), durationMs: times.sort((a, b) => a - b)[Math.floor(times.length / 2)]! };
 }
 
 export type KillState = 'old' | 'new' | 'mixed';
@@ -231,6 +234,8 @@ export async function killOnce(p: Prepared, root: string, when: KillWhen, label:
 export interface KillPlan {
   total: number;
   workers: number;
+  /** Uninterrupted runs of each command before the kills (3: their median times the kills "anywhere"). */
+  referenceRuns?: number;
 }
 
 /**
@@ -243,7 +248,7 @@ export async function killLoop(plan: KillPlan, log: (line: string) => void): Pro
   const base = join(tmpdir(), `ap-persist-fault-kill-${process.pid}-${Date.now()}`);
   try {
     const prepared: Prepared[] = [];
-    for (const [i, s] of SCENARIOS.entries()) prepared.push(await prepare(s, join(base, `s${i}`)));
+    for (const [i, s] of SCENARIOS.entries()) prepared.push(await prepare(s, join(base, `s${i}`), plan.referenceRuns));
     log(`kill -9: seed ${SEED} (AP_PERSIST_FAULT_SEED=${SEED} repeats the draws); uninterrupted: ${prepared.map((p) => `${p.scenario.name} ${Math.round(p.durationMs)} ms`).join(', ')}`);
     const random = prng(SEED);
     const jobs = Array.from({ length: plan.total }, (_, i) => ({ s: i % prepared.length, anywhere: random() < 0.25, u: random(), label: `kill #${i} (seed ${SEED})` }));

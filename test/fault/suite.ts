@@ -71,6 +71,8 @@ export interface FaultSuiteStrength {
   name: string;
   /** kill -9s, spread evenly over the four commands (AP_PERSIST_FAULT_KILLS overrides). */
   kills: number;
+  /** Uninterrupted runs of each command before the kills, which must all leave the same host (3). */
+  referenceRuns?: number;
   hangCases: readonly HangCase[];
   diskCases: readonly DiskCase[];
   /** Everything at once; undefined: not run at this strength (no test, not a skipped one). */
@@ -122,7 +124,7 @@ export function faultSuite(strength: FaultSuiteStrength): void {
       `kill -9 at random points of mdev define, mask set --persistent, generate and import (${KILLS} kills)`,
       async () => {
         const before = tally.violations.length;
-        await killLoop({ total: KILLS, workers: 2 }, log);
+        await killLoop({ total: KILLS, workers: 2, ...(strength.referenceRuns ? { referenceRuns: strength.referenceRuns } : {}) }, log);
         expect(tally.violations.slice(before).filter((v) => v.includes('kill #'))).toEqual([]);
       },
       150_000,
