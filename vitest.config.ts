@@ -17,6 +17,7 @@ import { LongestFirst } from './test/support/sequencer.js';
 export const SYSTEM_TESTS = [
   'test/real/boot.test.ts',
   'test/real/container.test.ts',
+  'test/real/libvirt-guests.test.ts',
   'test/real/package-deb.test.ts',
   'test/real/package-rpm.test.ts',
   'test/real/debian12-node.test.ts',

@@ -20,13 +20,14 @@
 //   every command at N = 1, 16, 256, 1024, 4096 mdevs: t(4096)/t(1024) <= 4.5 (linear)
 //   check, 4,096 mdevs over all 65,536 APQNs, all 256 cards or one: < 0.5 s, < 100 MiB max RSS
 //   generate, 1,024 mdevs (from the series)           < 1 s
+//   libvirt's qemu hook, a guest without vfio-ap (prepare begin), as libvirtd runs the installed script: < 5 ms
 //   --boot: the booted container, AP bus event -> libvirt <= 1.5 s (BOOT_RUNS boots, default 5)
 //
 // BENCH_RUNS pairs per case (default 30), BENCH_SCALE_RUNS runs per size in
 // the series (default 3; a size whose first run takes over 2 s runs once),
 // BENCH_BIG_RUNS runs of the big check (default 5): a full run takes about
 // four minutes on two cores. --only ID,... runs only the cases whose id starts
-// with one of them (hook-idle, callout-start, scale:check, check-4096-one, ...;
+// with one of them (hook-idle, callout-start, scale:check, check-4096-one, libvirt-hook-plain, ...;
 // every id is in the result). --bin FILE times another build of the tool. The result
 // goes to dist/bench/result.json (or --out FILE). Exit 1 when a command fails
 // (its exit code is not the expected one: the figures would mean nothing);
@@ -67,6 +68,8 @@ const selected = (id: string): boolean => !ONLY || ONLY.some((o) => id.startsWit
 // The bin as installed (package.json "bin"), or another build of it (--bin), and the node that runs it.
 const BIN = resolve(value('--bin') ?? fileURLToPath(new URL('../bin/ap-persist.cjs', import.meta.url)));
 const EXAMPLE = fileURLToPath(new URL('../../examples/three-guests', import.meta.url));
+/** A guest without vfio-ap devices, as libvirt passes its XML to the qemu hook. */
+const PLAIN_GUEST = fileURLToPath(new URL('../../test/fixtures/libvirt/no-vfio-ap.xml', import.meta.url));
 const NODE = process.execPath;
 /** As the installed callout runs node (src/generate/static-files.ts CALLOUT_NODE_FLAGS): udevd's sandbox forbids the JIT. */
 const CALLOUT_NODE = ['--jitless', '--no-expose-wasm'];
@@ -464,6 +467,86 @@ function bigCheck(id: string, label: string, root: string, runs: number): Big {
 }
 
 // ---------------------------------------------------------------------------
+// libvirt's qemu hook: the installed /bin/sh script, for a guest without
+// vfio-ap. libvirtd runs it for every guest and operation, so this is what
+// every guest start pays; it must return before starting node. Absolute
+// time, as libvirtd runs it (its environment is LC_ALL=C and its PATH, cwd /,
+// the XML on stdin), beside /bin/true spawned the same way (the floor).
+
+interface Absolute {
+  id: string;
+  label: string;
+  caller: string;
+  env: string;
+  runs: number;
+  ms: number;
+  msMin: number;
+  msMax: number;
+  /** /bin/true, spawned the same way. */
+  floorMs: number;
+  exitCode: number | null;
+  targetMs: number;
+  pass: boolean;
+}
+
+function libvirtHookPlain(root: string, runs: number): Absolute {
+  const id = 'libvirt-hook-plain';
+  const script = join(root, 'etc/libvirt/hooks/qemu.d/ap-persist');
+  const env: Env = { LC_ALL: 'C', PATH: SYSTEMD_PATH };
+  const xml = readFileSync(PLAIN_GUEST, 'utf8');
+  const once = (file: string, args: string[], input: string): { ms: number; code: number | null; out: string } => {
+    const t = performance.now();
+    const r = spawnSync(file, args, { env, cwd: '/', input, encoding: 'utf8' });
+    const ms = performance.now() - t;
+    // A script that exits without reading all of its input is fine: libvirt ignores the EPIPE.
+    if (r.error && (r.error as NodeJS.ErrnoException).code !== 'EPIPE') throw r.error;
+    return { ms, code: r.status, out: r.stdout + r.stderr };
+  };
+  const hook = (): { ms: number; code: number | null; out: string } => {
+    const r = once(script, ['Plain', 'prepare', 'begin', '-'], xml);
+    // Exit 0 and silent, or the figure would mean nothing.
+    if ((r.code !== 0 || r.out !== '') && !failures.some((f) => f.startsWith(`${id}:`))) failures.push(`${id}: exit ${r.code}, output '${r.out.slice(0, 500)}': ${script} Plain prepare begin -`);
+    return r;
+  };
+  const floor = (): number => once('/bin/true', [], '').ms;
+  hook();
+  floor();
+  const ms: number[] = [];
+  const floorMs: number[] = [];
+  let exitCode: number | null = null;
+  for (let i = 0; i < runs; i++) {
+    // Rotating order, as the paired cases.
+    if (i % 2 === 0) {
+      const r = hook();
+      ms.push(r.ms);
+      exitCode = r.code;
+      floorMs.push(floor());
+    } else {
+      floorMs.push(floor());
+      const r = hook();
+      ms.push(r.ms);
+      exitCode = r.code;
+    }
+  }
+  const targetMs = 5;
+  const m = median(ms);
+  return {
+    id,
+    label: "libvirt's qemu hook, a guest without vfio-ap (prepare begin)",
+    caller: 'libvirtd (the installed script, /bin/sh)',
+    env: envLabel(env),
+    runs,
+    ms: m,
+    msMin: Math.min(...ms),
+    msMax: Math.max(...ms),
+    floorMs: median(floorMs),
+    exitCode,
+    targetMs,
+    pass: exitCode === 0 && m < targetMs && failures.every((f) => !f.startsWith(`${id}:`)),
+  };
+}
+
+// ---------------------------------------------------------------------------
 // The booted container (opt-in: each boot takes a while).
 
 interface BootResult {
@@ -531,6 +614,7 @@ const result: {
   paired: Paired[];
   scaling: Series[];
   check: Big[];
+  hookScripts: Absolute[];
   boot: BootResult[];
   failures: string[];
   pass: boolean;
@@ -545,6 +629,7 @@ const result: {
   paired: [],
   scaling: [],
   check: [],
+  hookScripts: [],
   boot: [],
   failures,
   pass: false,
@@ -609,6 +694,12 @@ try {
     rmSync(root, { recursive: true, force: true });
   }
 
+  // 4. libvirt's qemu hook as install placed it, on a small installed host.
+  if (selected('libvirt-hook-plain')) {
+    log(`bench: libvirt-hook-plain (${RUNS} runs)`);
+    result.hookScripts.push(libvirtHookPlain(installed('libvirt-hook', mdevHost(1, true)), RUNS));
+  }
+
   if (BOOT) result.boot = bootToLibvirt();
 } finally {
   rmSync(work, { recursive: true, force: true });
@@ -651,6 +742,14 @@ if (result.check.length) {
   out.push('');
   for (const b of result.check) out.push(`${verdict(b.pass)} ${b.label}: ${b.ms.toFixed(0)} ms (max ${b.msMax.toFixed(0)}), ${b.maxRssMiB.toFixed(0)} MiB max RSS (target < 500 ms, < 100 MiB)`);
 }
+if (result.hookScripts.length) {
+  out.push('');
+  for (const a of result.hookScripts) {
+    out.push(
+      `${verdict(a.pass)} ${a.label}: median ${a.ms.toFixed(2)} ms [${a.msMin.toFixed(2)} - ${a.msMax.toFixed(2)}], /bin/true ${a.floorMs.toFixed(2)} ms, ${a.runs} runs (target < ${a.targetMs} ms); ${a.caller}, ${a.env}`,
+    );
+  }
+}
 for (const b of result.boot) out.push(`${verdict(b.pass)} ${b.label}: median ${b.medianMs} ms, min ${b.minMs}, max ${b.maxMs} over ${b.boots} boots (target <= 1500 ms)`);
 for (const f of failures) out.push(`\nERROR ${f}`);
 
@@ -659,6 +758,7 @@ const judged = [
   ...result.scaling.map((s) => s.pass),
   ...result.scaling.filter((s) => s.id === 'scale:generate').map((s) => s.ms[1024]! < 1000),
   ...result.check.map((b) => b.pass),
+  ...result.hookScripts.map((a) => a.pass),
   ...result.boot.map((b) => b.pass),
 ];
 result.pass = failures.length === 0 && judged.every(Boolean);

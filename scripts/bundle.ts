@@ -26,7 +26,7 @@
 
 import { build, type Plugin } from 'esbuild';
 import { createRequire } from 'node:module';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -37,6 +37,13 @@ const DIST = join(ROOT, 'dist');
 const LAZY_BUILTINS = ['child_process', 'crypto'];
 
 const require = createRequire(import.meta.url);
+
+/** The code cache's loader (src/cli/code-cache.ts), bundled into the file that loads another. */
+const CODE_CACHE = join(DIST, 'src/cli/code-cache.js');
+
+/** Loads our bundle `file` (`./hook.cjs`) beside this one, through its code cache. */
+const loadOtherFile = (file: string): string =>
+  `require(${JSON.stringify(CODE_CACHE)}).loadPart(require("node:path").join(__dirname, ${JSON.stringify(file)}), require)`;
 
 /**
  * A module whose exports require it when first read: `import { spawn } from
@@ -52,7 +59,7 @@ function loadedOnFirstUse(modules: Record<string, string>): Plugin {
     name: 'loaded-on-first-use',
     setup(b) {
       // The shim's own require of the real module, at run time (esbuild asks the first callback that matches).
-      b.onResolve({ filter: /.*/, namespace: 'first-use' }, (args) => ({ path: args.path, external: true }));
+      b.onResolve({ filter: /.*/, namespace: 'first-use' }, (args) => (args.path === CODE_CACHE ? undefined : { path: args.path, external: true }));
       b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'first-use' }));
       b.onLoad({ filter: /.*/, namespace: 'first-use' }, (args) => {
         const target = modules[args.path]!;
@@ -60,8 +67,9 @@ function loadedOnFirstUse(modules: Record<string, string>): Plugin {
         const exported = require(target.startsWith('./') ? args.path : target) as object;
         const keys = Object.keys(exported).filter((k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k));
         const getters = keys.map((k) => `  get ${k}() { return load().${k}; },`).join('\n');
+        const loader = target.startsWith('./') ? loadOtherFile(target) : `require(${JSON.stringify(target)})`;
         return {
-          contents: `// ${args.path}, loaded on first use\nlet m;\nconst load = () => m || (m = require(${JSON.stringify(target)}));\nmodule.exports = {\n${getters}\n};\n`,
+          contents: `// ${args.path}, loaded on first use\nlet m;\nconst load = () => m || (m = ${loader});\nmodule.exports = {\n${getters}\n};\n`,
           loader: 'js',
           resolveDir: ROOT,
         };
@@ -95,9 +103,9 @@ const PARTS: Record<string, string> = { './fast-hook.js': './hook.cjs', './fast-
 const partsAreOtherFiles: Plugin = {
   name: 'parts-are-other-files',
   setup(b) {
-    b.onResolve({ filter: /.*/, namespace: 'other-file' }, (args) => ({ path: args.path, external: true }));
+    b.onResolve({ filter: /.*/, namespace: 'other-file' }, (args) => (args.path === CODE_CACHE ? undefined : { path: args.path, external: true }));
     b.onResolve({ filter: /^\.\/(fast-hook|fast-callout|program)\.js$/ }, (args) => ({ path: PARTS[args.path]!, namespace: 'other-file' }));
-    b.onLoad({ filter: /.*/, namespace: 'other-file' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+    b.onLoad({ filter: /.*/, namespace: 'other-file' }, (args) => ({ contents: `module.exports = ${loadOtherFile(args.path)};`, loader: 'js', resolveDir: ROOT }));
   },
 };
 
@@ -125,8 +133,10 @@ const common = {
   logOverride: { 'empty-import-meta': 'error' },
 } as const;
 
-// The ES module the command path was before (a stale one would only mislead).
+// The ES module the command path was before (a stale one would only mislead), and the
+// code caches of the bundles made before (remade by their first run; src/cli/code-cache.ts).
 rmSync(join(DIST, 'bin/program.js'), { force: true });
+for (const f of existsSync(join(DIST, 'bin')) ? readdirSync(join(DIST, 'bin')) : []) if (f.includes('.v8-cache')) rmSync(join(DIST, 'bin', f), { force: true });
 
 const bundle = (entry: string, out: string, plugins: Plugin[]): Promise<unknown> =>
   build({ ...common, entryPoints: [entry], outfile: join(DIST, 'bin', out), plugins: [...plugins, importMetaUrl] });

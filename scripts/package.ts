@@ -351,6 +351,9 @@ function stageStatic(libDir: string, stageRoot: string): string[] {
     env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LANG: 'C.UTF-8' },
   });
   rmSync(join(stageRoot, 'etc'), { recursive: true, force: true });
+  // That run left code caches beside the bundles (src/cli/code-cache.ts): for the building node, not the package's.
+  const bin = join(libDir, 'dist/bin');
+  for (const f of readdirSync(bin)) if (f.includes('.v8-cache')) rmSync(join(bin, f), { force: true });
   const files = existsSync(join(stageRoot, 'usr')) ? walk(join(stageRoot, 'usr')).map((f) => `usr/${f}`) : [];
   if (!files.some((f) => f.startsWith('usr/lib/systemd/system/'))) fail(`install --staged put no unit under ${stageRoot}/usr/lib/systemd/system`);
   return files;

@@ -9,7 +9,7 @@ import type { CalloutsView } from '../host/callouts.js';
 import type { HostView, LiveState, MdevctlView } from '../host/state.js';
 import { DRIFT_WAYS_OUT, driftLines, effectiveConfig, type EffectiveConfig } from './drift.js';
 import type { Store } from '../store/store.js';
-import { conflictKey, findHostOwned, findSharedApqns, mergeConflicts, newlyHostOwned, type ConflictList, type Scope } from './conflicts.js';
+import { checkClaim, conflictKey, findHostOwned, findSharedApqns, mergeConflicts, newlyHostOwned, type ConflictList, type Scope } from './conflicts.js';
 
 export interface CheckWarning {
   scope: Scope;
@@ -71,6 +71,37 @@ export function autostartMdevs(config: Pick<EffectiveConfig, 'mdevs'>, mdevctl: 
 }
 
 /**
+ * What a guest mdev meets at rest: the persistent masks, which it must stay
+ * clear of (a conflict: it could never be made), and the auto mdevs, which
+ * hold their APQNs from boot (a warning: it can start only while they are
+ * down). Other guest mdevs are no concern: what counts is what runs at the
+ * same moment, which the qemu hook checks when a guest starts.
+ */
+export function guestFindings(guests: readonly MdevDefinition[], autos: readonly MdevDefinition[], masks: Pick<ResolvedMasks, 'apmask' | 'aqmask'>): { conflicts: ConflictList; warnings: CheckWarning[] } {
+  const conflicts = findHostOwned(guests, masks.apmask, masks.aqmask, 'persistent');
+  const warnings: CheckWarning[] = [];
+  for (const guest of guests) {
+    const shared = new Map<string, { auto: MdevDefinition; apqns: string[] }>();
+    for (const c of checkClaim(guest, autos, undefined, 'persistent').conflicts) {
+      const auto = c.owners[0] as MdevDefinition;
+      const entry = shared.get(auto.uuid) ?? { auto, apqns: [] };
+      entry.apqns.push(formatApqn(c.apqn));
+      shared.set(auto.uuid, entry);
+    }
+    for (const { auto, apqns } of shared.values()) {
+      const shown = apqns.length > 8 ? `${apqns.slice(0, 8).join(', ')}, ...` : apqns.join(', ');
+      warnings.push({
+        scope: 'persistent',
+        kind: 'guest-overlaps-auto',
+        uuid: guest.uuid,
+        message: `guest mdev ${mdevLabel(guest)} shares ${apqns.length} APQN(s) (${shown}) with auto mdev ${mdevLabel(auto)}, which holds them from boot: its guest can start only while that mdev is stopped`,
+      });
+    }
+  }
+  return { conflicts, warnings };
+}
+
+/**
  * APQNs of running mdevs (other than the auto ones, already checked) that the
  * persistent masks give the host: at the next boot those mdevs could not be
  * made again. 41-ap.rules never applies such masks while vfio_ap is loaded.
@@ -93,10 +124,12 @@ export function runningNotAuto(view: Pick<HostView, 'live'>, autos: readonly Mde
 export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live' | 'boot'>, config: EffectiveConfig = persistentConfig(view)): CheckResult {
   const masks = persistentMasks(config, view.live);
   const autos = autostartMdevs(config, view.mdevctl);
-  const conflicts = mergeConflicts(
-    findSharedApqns(autos, 'persistent'),
-    findHostOwned(autos, masks.apmask, masks.aqmask, 'persistent'),
+  const guests = guestFindings(
+    config.mdevs.filter((m) => m.start === 'guest'),
+    autos,
+    masks,
   );
+  const conflicts = mergeConflicts(findSharedApqns(autos, 'persistent'), findHostOwned(autos, masks.apmask, masks.aqmask, 'persistent'), guests.conflicts);
   // A warning, not a conflict: generate and install must still write the guarded 41-ap.rules
   // (an upgrade from an unguarded one most of all); mask set refuses to introduce it.
   const warnings: CheckWarning[] = activeGivenAway(view, masks, autos).conflicts.map((c) => ({
@@ -105,6 +138,7 @@ export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live
     uuid: c.owners[1]!.uuid,
     message: c.message,
   }));
+  warnings.push(...guests.warnings);
   for (const d of config.drift) {
     const [head, ...diff] = driftLines(d);
     warnings.push({ scope: 'persistent', kind: 'drift', ...('uuid' in d ? { uuid: d.uuid } : {}), message: [head, ...diff.map((l) => `  ${l}`), `  ${DRIFT_WAYS_OUT}`].join('\n') });

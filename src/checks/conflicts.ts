@@ -3,7 +3,7 @@
 
 import { describeApqn, type Apqn } from '../model/apqn.js';
 import type { IdSet } from '../model/idset.js';
-import { mdevLabel } from '../model/mdev.js';
+import { mdevLabel, type StartMode } from '../model/mdev.js';
 
 export type Scope = 'persistent' | 'active';
 export type ConflictKind = 'mdev-mdev' | 'mdev-host' | 'active-mdev-host';
@@ -14,6 +14,8 @@ export interface Claim {
   name?: string | undefined;
   adapters: IdSet;
   domains: IdSet;
+  /** An mdev's start mode, where it changes what a conflict means. */
+  start?: StartMode;
 }
 
 export interface Conflict {
@@ -44,6 +46,7 @@ function describe(kind: ConflictKind, scope: Scope, apqn: Apqn, a: Claim, b: Cla
         ? `${where} is defined for autostart by both ${mdevLabel(a)} and ${mdevLabel(b)}; only one can start at boot`
         : `${where} is in use by both active mdevs ${mdevLabel(a)} and ${mdevLabel(b)}`;
     case 'mdev-host':
+      if (scope === 'persistent' && b.start === 'guest') return `${where} of guest mdev ${mdevLabel(b)} belongs to the host by the persistent masks; it could never be made for its guest`;
       return scope === 'persistent'
         ? `${where} of autostart mdev ${mdevLabel(b)} belongs to the host by the persistent masks`
         : `${where} of active mdev ${mdevLabel(b)} belongs to the host by the active masks`;

@@ -9,20 +9,22 @@
 import type { Observed } from '../fsio/observe.js';
 import { parseChzdevRules } from '../generate/chzdev-rules.js';
 import type { RootPath } from '../generate/host-files.js';
-import { sha256, type ManifestEntry } from '../generate/manifest.js';
+import { holdsRecorded, type ManifestEntry } from '../generate/manifest.js';
 import type { IdSet } from '../model/idset.js';
-import { mdevLabel, type HostMasks, type MdevDefinition } from '../model/mdev.js';
+import { mdevctlStart, mdevLabel, type HostMasks, type MdevDefinition } from '../model/mdev.js';
 import type { Uuid } from '../model/uuid.js';
 import type { MdevctlDevice } from '../store/mdevctl-defs.js';
 import type { Store } from '../store/store.js';
 
 /** One mdevctl definition file for parent `matrix`, as read. */
 export interface DefinitionFile {
-  path: RootPath;
-  text: string;
-  /** Undefined when it cannot be read; `reason` says why. */
-  device: MdevctlDevice | undefined;
-  reason?: string;
+  readonly path: RootPath;
+  readonly text: string;
+  /** Undefined when it cannot be read (or is another type's); `reason` says why. */
+  readonly device: MdevctlDevice | undefined;
+  readonly reason?: string | undefined;
+  /** Another mdev type's definition (vfio_ccw, ...) under a store mdev's UUID: none of vfio_ap's. */
+  readonly otherType?: boolean;
 }
 
 export interface BootFiles {
@@ -78,8 +80,7 @@ type Ownership = 'ours' | 'changed' | 'removed' | 'foreign' | 'absent';
 function ownership(observed: Observed, recorded: ManifestEntry | undefined): Ownership {
   if (!recorded) return observed.kind === 'absent' ? 'absent' : 'foreign';
   if (observed.kind === 'absent') return 'removed';
-  if ('sha256' in recorded) return observed.kind === 'file' && sha256(observed.content) === recorded.sha256 ? 'ours' : 'changed';
-  return observed.kind === 'symlink' && observed.target === recorded.symlink ? 'ours' : 'changed';
+  return holdsRecorded(observed, recorded) ? 'ours' : 'changed';
 }
 
 /** Two masks alike, "not set" included. */
@@ -117,7 +118,7 @@ function rulesDrift(store: Store, files: BootFiles): { drift?: Drift; masks: Hos
 /** What differs between the store's definition and mdevctl's, in words. */
 function definitionChanges(store: MdevDefinition, disk: MdevctlDevice): string[] {
   const out: string[] = [];
-  if (store.start !== disk.start) out.push(`start ${store.start} -> ${disk.start}`);
+  if (mdevctlStart(store.start) !== disk.start) out.push(`start ${store.start} -> ${disk.start}`);
   const axis = (what: string, a: IdSet, b: IdSet): void => {
     if (!a.equals(b)) out.push(`${what} ${a.toRanges() || '-'} -> ${b.toRanges() || '-'}`);
   };
@@ -130,9 +131,14 @@ function definitionChanges(store: MdevDefinition, disk: MdevctlDevice): string[]
 
 function mdevDrift(mdev: MdevDefinition, files: BootFiles): { drift?: Drift; effective: MdevDefinition | undefined } {
   const path = `${files.mdevctlDir}/${mdev.uuid}`;
-  const file = files.definitions.get(mdev.uuid);
-  const observed: Observed = file ? { kind: 'file', content: file.text } : { kind: 'absent' };
-  const owner = ownership(observed, files.recorded.get(path));
+  let file = files.definitions.get(mdev.uuid);
+  const recorded = files.recorded.get(path);
+  let owner = ownership(file ? { kind: 'file', content: file.text } : { kind: 'absent' }, recorded);
+  // Parsed only when not generate's own text.
+  if (owner !== 'ours' && file?.otherType) {
+    file = undefined;
+    owner = ownership({ kind: 'absent' }, recorded);
+  }
   const label = mdevLabel(mdev);
   if (owner === 'ours' || owner === 'absent') return { effective: mdev };
   if (owner === 'removed') return { drift: { kind: 'mdev-undefined', uuid: mdev.uuid, label, path }, effective: undefined };
@@ -140,7 +146,9 @@ function mdevDrift(mdev: MdevDefinition, files: BootFiles): { drift?: Drift; eff
   if (!device) return { drift: { kind: 'mdev-unreadable', uuid: mdev.uuid, label, path, reason: file!.reason ?? 'unreadable' }, effective: mdev };
   const changes = definitionChanges(mdev, device);
   if (changes.length === 0) return owner === 'changed' ? { drift: { kind: 'mdev-rewritten', uuid: mdev.uuid, label, path }, effective: mdev } : { effective: mdev };
-  const disk: MdevDefinition = { ...mdev, adapters: device.adapters, domains: device.domains, controlDomains: device.controlDomains, start: device.start };
+  // mdevctl's manual is a guest mdev's own mode there.
+  const start = mdevctlStart(mdev.start) === device.start ? mdev.start : device.start;
+  const disk: MdevDefinition = { ...mdev, adapters: device.adapters, domains: device.domains, controlDomains: device.controlDomains, start };
   return { drift: { kind: 'mdev-changed', uuid: mdev.uuid, label, path, changes, disk, otherAttrs: device.otherAttrs, generated: owner === 'changed' }, effective: disk };
 }
 

@@ -11,7 +11,7 @@ export function registerMdev(program: Command, wrap: Wrap): void {
       .option('--domains <list>', 'usage domain IDs, e.g. 4,0xab')
       .option('--control-domains <list>', 'control domain IDs')
       .option('--name <name>', 'a name for the admin (the guest, say)')
-      .addOption(new Option('--start <mode>', 'auto: started at boot; manual: defined only').choices(['auto', 'manual']))
+      .addOption(new Option('--start <mode>', 'auto: made at boot; manual: made by hand; guest: made for its libvirt guest').choices(['auto', 'manual', 'guest']))
       .option('--no-generate', "change the store only; leave the boot files for a later generate");
   mdev
     .command('list')

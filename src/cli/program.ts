@@ -11,6 +11,7 @@ import { registerMdev } from './mdev.js';
 import { registerStatus } from './status.js';
 import { registerHook } from './hook.js';
 import { registerImport } from './import.js';
+import { registerLibvirtHook } from './libvirt-hook.js';
 import { packageVersion } from '../package-info.js';
 import { makeContext, type Context, type ContextOverrides, type GlobalOptions, type Io } from './context.js';
 
@@ -30,6 +31,7 @@ export const COMMAND_PARTS: readonly { commands: readonly string[]; register: (p
   { commands: ['check', 'suggest-masks'], register: registerCheck },
   { commands: ['hook', 'wait'], register: registerHook },
   { commands: ['callout'], register: registerCallout },
+  { commands: ['libvirt-hook'], register: registerLibvirtHook },
   { commands: ['generate', 'install', 'uninstall'], register: registerGenerate },
   { commands: ['import'], register: registerImport },
 ];

@@ -4,14 +4,14 @@
 // The decisions and the words are pure (src/generate); this module reads and
 // writes the disk and runs the daemons' reloads.
 
-import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { checkPersistent, persistentConfig, storeConfig } from '../checks/check-host.js';
 import { HOST } from '../checks/conflicts.js';
 import { conflictOwners } from '../checks/report.js';
 import { ApPersistError, ConflictError, RuntimeError } from '../errors.js';
-import { removeLeftovers, writeFileAtomic } from '../fsio/atomic.js';
+import { symlinkAtomic, writeFileAtomic, WriteBatch } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import { saveStore, type LoadedStore } from '../store/store.js';
 import type { HostPaths } from '../host/paths.js';
@@ -39,36 +39,28 @@ export interface GenerateOptions {
 
 // ---- the disk
 
-/** Writes a file or a symlink so that a crash leaves the old one or the new one. */
-export function putEntry(paths: HostPaths, entry: HostEntry): void {
+/**
+ * Writes a file or a symlink so that a crash leaves the old one or the new one.
+ * In a `batch` its directory is synced by the batch's sync(), not here.
+ */
+export function putEntry(paths: HostPaths, entry: HostEntry, batch?: WriteBatch): void {
   const path = paths.confined(entry.path);
   try {
-    if (entry.kind === 'file') {
-      writeFileAtomic(path, entry.content, { mode: entry.mode });
-      return;
-    }
-    mkdirSync(dirname(path), { recursive: true });
-    removeLeftovers(dirname(path), basename(path));
-    const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
-    symlinkSync(entry.target, tmp);
-    try {
-      renameSync(tmp, path);
-    } catch (err) {
-      unlinkSync(tmp);
-      throw err;
-    }
+    if (entry.kind === 'file') writeFileAtomic(path, entry.content, { mode: entry.mode, batch });
+    else symlinkAtomic(path, entry.target, batch);
   } catch (err) {
     throw new RuntimeError(`cannot write: ${(err as Error).message}`, { where: path });
   }
 }
 
-function removeEntry(paths: HostPaths, path: RootPath): void {
+function removeEntry(paths: HostPaths, path: RootPath, batch: WriteBatch): void {
   const abs = paths.confined(path);
   try {
     unlinkSync(abs);
   } catch (err) {
     throw new RuntimeError(`cannot remove: ${(err as Error).message}`, { where: paths.at(path) });
   }
+  batch.changed(abs);
 }
 
 export function readManifest(paths: HostPaths): { text: string | undefined; entries: ManifestEntry[] } {
@@ -109,20 +101,22 @@ class ApplyError extends RuntimeError {
 }
 
 /** Puts a path back as it was observed before the plan changed it. */
-function restoreObserved(paths: HostPaths, path: RootPath, was: Observed): void {
-  if (was.kind === 'absent') removeEntry(paths, path);
-  else if (was.kind === 'file') putEntry(paths, { kind: 'file', path, content: was.content, mode: 0o644 });
-  else if (was.kind === 'symlink') putEntry(paths, { kind: 'symlink', path, target: was.target });
+function restoreObserved(paths: HostPaths, path: RootPath, was: Observed, batch: WriteBatch): void {
+  if (was.kind === 'absent') removeEntry(paths, path, batch);
+  else if (was.kind === 'file') putEntry(paths, { kind: 'file', path, content: was.content, mode: 0o644 }, batch);
+  else if (was.kind === 'symlink') putEntry(paths, { kind: 'symlink', path, target: was.target }, batch);
 }
 
 function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
   const changed: RootPath[] = [];
   const done: Exclude<Step, { op: 'keep' }>[] = [];
+  // This run's alone: each directory listed once for leftovers and synced once (see WriteBatch).
+  const batch = new WriteBatch();
   try {
     for (const step of plan.steps) {
       if (step.op === 'keep') continue;
-      if (step.op === 'write') putEntry(ctx.paths, step.entry);
-      else removeEntry(ctx.paths, step.path);
+      if (step.op === 'write') putEntry(ctx.paths, step.entry, batch);
+      else removeEntry(ctx.paths, step.path, batch);
       done.push(step);
       changed.push(stepPath(step));
     }
@@ -130,12 +124,16 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
     if (!(err instanceof ApPersistError)) throw err;
     // All or nothing (a full disk half-way): what was changed goes back, newest first.
     try {
-      for (const step of done.reverse()) restoreObserved(ctx.paths, stepPath(step), step.observed);
+      for (const step of done.reverse()) restoreObserved(ctx.paths, stepPath(step), step.observed, batch);
     } catch (undo) {
       throw new ApplyError(err, false, undo instanceof ApPersistError ? undo.describe() : String(undo));
+    } finally {
+      batch.sync();
     }
     throw new ApplyError(err, true);
   }
+  // Before the record: it must never name a file whose rename the disk could still lose.
+  batch.sync();
   for (const dir of ownedDirs(ctx.paths)) {
     const abs = ctx.paths.at(dir);
     if (existsSync(abs) && readdirSync(abs).length === 0) rmdirSync(abs);

@@ -51,7 +51,8 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
     if (ctx.json) ctx.printJson(report);
     else if (!ctx.quiet) {
       // To the journal with sd-daemon(3) priority prefixes: `journalctl -p err` shows the refusals.
-      for (const line of hookReportLines(report)) ctx.out(ctx.io.journal ? withPriority(line.text, line.priority) : line.text);
+      // One write for the whole report: a line per mdev, each its own write, was a system call per mdev.
+      ctx.out(hookReportLines(report).map((line) => (ctx.io.journal ? withPriority(line.text, line.priority) : line.text)).join('\n'));
     }
     if (!ctx.exec && ctx.runner.log.length && !ctx.json) {
       ctx.info(`not run under --root ${ctx.paths.root} (use --exec to run them): ${ctx.runner.log.join('; ')}`);

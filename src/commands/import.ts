@@ -11,7 +11,7 @@ import { sameMask } from '../checks/drift.js';
 import { conflictKey, type ConflictList } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { rootPath } from '../generate/host-files.js';
-import { renderManifest, sha256, type ManifestEntry } from '../generate/manifest.js';
+import { fileEntry, renderManifest, type ManifestEntry } from '../generate/manifest.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import type { HostView } from '../host/state.js';
@@ -190,7 +190,7 @@ function recordAfter(ctx: Context, view: HostView, p: Plan): Map<string, Manifes
     const text = path === view.boot.rulesPath ? (view.boot.rules.kind === 'file' ? view.boot.rules.content : undefined) : view.mdevctl.files.get(path.split('/').pop()!)?.text;
     // Taken in from chzdev or mdevctl: adopted, unless generate wrote it first.
     const before = view.boot.recorded.get(path);
-    if (text !== undefined) recorded.set(path, { path, sha256: sha256(text), ...(before && !before.adopted ? {} : { adopted: true as const }) });
+    if (text !== undefined) recorded.set(path, { ...fileEntry(path, text), ...(before && !before.adopted ? {} : { adopted: true as const }) });
   }
   return recorded;
 }

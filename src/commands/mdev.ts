@@ -2,14 +2,16 @@
 
 import { randomUUID } from 'node:crypto';
 import type { Context } from '../cli/context.js';
-import { autostartMdevs, mdevWarnings, persistentConfig, persistentMasks } from '../checks/check-host.js';
+import { autostartMdevs, guestFindings, mdevWarnings, persistentConfig, persistentMasks, type CheckWarning } from '../checks/check-host.js';
 import { checkClaim } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
+import { definedGuests, guestsUsing, runningGuests, type Guest } from '../host/libvirt.js';
 import { withLock } from '../host/lock.js';
+import type { HostPaths } from '../host/paths.js';
 import type { HostView } from '../host/state.js';
 import { parseIdList } from '../model/idlist.js';
 import { IdSet } from '../model/idset.js';
-import { compareMdevs, mdevLabel, type MdevDefinition, type StartMode } from '../model/mdev.js';
+import { compareMdevs, compareNames, isStartMode, mdevLabel, type MdevDefinition, type StartMode } from '../model/mdev.js';
 import { hexRanges } from '../model/apqn.js';
 import { parseUuid, type Uuid } from '../model/uuid.js';
 import { putMdev, removeMdev } from '../store/store.js';
@@ -42,8 +44,8 @@ function ids(text: string | undefined, option: string, what: string, allowEmpty:
 }
 
 function startMode(text: string | undefined): StartMode | undefined {
-  if (text === undefined || text === 'auto' || text === 'manual') return text;
-  throw new InputError(`'${text}' is neither auto nor manual`, { where: '--start', hint: 'use --start auto or --start manual' });
+  if (text === undefined || isStartMode(text)) return text;
+  throw new InputError(`'${text}' is not auto, manual or guest`, { where: '--start', hint: 'use --start auto, --start manual or --start guest' });
 }
 
 function mdevName(text: string | undefined): string | undefined {
@@ -87,17 +89,24 @@ async function finish(ctx: Context, edited: Edited): Promise<number> {
 /** Checks the edited store; conflicts that involve `uuid` refuse the edit. Then saves and regenerates. */
 function commit(ctx: Context, view: HostView, mdev: MdevDefinition, previous: MdevDefinition | undefined, what: string, opts: EditOptions): Edited {
   putMdev(view.store.doc, mdev, previous);
+  let guestWarnings: CheckWarning[] = [];
   if (mdev.start === 'auto') {
     // Only what this mdev meets: other auto mdevs (ours and mdevctl's) and the persistent masks.
     const config = persistentConfig(view);
     const others = autostartMdevs(config, view.mdevctl).filter((m) => m.uuid !== mdev.uuid);
     const found = checkClaim(mdev, others, persistentMasks(config, view.live), 'persistent');
     if (found.conflicts.length) return reportRefusal(ctx, what, found);
+  } else if (mdev.start === 'guest') {
+    // The persistent masks refuse it; an auto mdev on the same APQNs is said.
+    const config = persistentConfig(view);
+    const found = guestFindings([mdev], autostartMdevs(config, view.mdevctl), persistentMasks(config, view.live));
+    if (found.conflicts.conflicts.length) return reportRefusal(ctx, what, found.conflicts);
+    guestWarnings = found.warnings;
   }
   const persisted = saveAndGenerate(ctx, view.store, opts);
   if (refusedForDrift(persisted)) return persisted;
   if (ctx.json) ctx.printJson(mdevJson(mdev, 'store', view.live.mdevs.some((a) => a.uuid === mdev.uuid)));
-  printWarnings(ctx, mdevWarnings([mdev], view.live, 'persistent'));
+  printWarnings(ctx, [...guestWarnings, ...mdevWarnings([mdev], view.live, 'persistent')]);
   warnSharedName(ctx, view, mdev);
   return persisted;
 }
@@ -214,13 +223,44 @@ function mdevJson(m: MdevLike, definedBy: MdevJson['defined_by'], active: boolea
   };
 }
 
+/** libvirt's guests, from its files alone (status and list never call libvirt). */
+export interface LibvirtGuests {
+  /** Running now: libvirt's status files. */
+  running: Guest[];
+  /** Defined: libvirt's persistent definitions. */
+  defined: Guest[];
+}
+
+export function readLibvirtGuests(paths: HostPaths): LibvirtGuests {
+  return { running: runningGuests(paths), defined: definedGuests(paths) };
+}
+
+/** An mdev as status and mdev list show it: with the libvirt guests that name it. */
+export interface MdevRow extends MdevJson {
+  /** The libvirt guests whose domain XML names it, defined or running, by name. */
+  guests: string[];
+  /** Those of them that run now while it is active: who holds it now. */
+  held_by: string[];
+}
+
+const byName = (names: Iterable<string>): string[] => [...new Set(names)].sort(compareNames);
+
+function withGuests(row: MdevJson, guests: LibvirtGuests): MdevRow {
+  const running = guestsUsing(guests.running, row.uuid);
+  return {
+    ...row,
+    guests: byName([...guestsUsing(guests.defined, row.uuid), ...running]),
+    held_by: row.active ? byName(running) : [],
+  };
+}
+
 /**
  * Every mdev of the host, by name then UUID: the store's, mdevctl's own
  * definitions the store does not hold (their auto ones start at boot too, and
  * check counts them), and the active ones nobody defines (with their live
  * matrix). A broken store (status) comes as an empty one: no store rows.
  */
-export function mdevRows(view: Pick<HostView, 'store' | 'mdevctl' | 'live'>): MdevJson[] {
+export function mdevRows(view: Pick<HostView, 'store' | 'mdevctl' | 'live'>, guests: LibvirtGuests): MdevRow[] {
   const active = new Map<string, ActiveMdev>(view.live.mdevs.map((m) => [m.uuid, m]));
   const rows = view.store.store.mdevs.map((m) => mdevJson(m, 'store', active.has(m.uuid)));
   const seen = new Set(rows.map((r) => r.uuid));
@@ -230,12 +270,12 @@ export function mdevRows(view: Pick<HostView, 'store' | 'mdevctl' | 'live'>): Md
     rows.push(mdevJson({ ...d, name: undefined }, 'mdevctl', active.has(d.uuid)));
   }
   for (const a of view.live.mdevs) if (!seen.has(a.uuid)) rows.push(mdevJson(a, null, true));
-  return rows.sort(compareMdevs);
+  return rows.sort(compareMdevs).map((r) => withGuests(r, guests));
 }
 
 export function mdevList(ctx: Context, opts: { defined?: boolean; active?: boolean }): number {
   const view = readHostView(ctx);
-  const rows = mdevRows(view).filter((r) => (!opts.defined || r.defined) && (!opts.active || r.active));
+  const rows = mdevRows(view, readLibvirtGuests(ctx.paths)).filter((r) => (!opts.defined || r.defined) && (!opts.active || r.active));
   if (ctx.json) {
     ctx.printJson(rows);
     return 0;
@@ -253,12 +293,16 @@ function source(m: MdevJson, storeKnown: boolean): string {
 
 /**
  * The mdevs as a table, IDs in the kernel's hex notation (as lszcrypt and
- * vfio_ap's `matrix` show them: adapters `05`, domains `00ab`).
+ * vfio_ap's `matrix` show them: adapters `05`, domains `00ab`). GUESTS comes
+ * only when libvirt's XML names one of them: a host without libvirt guests
+ * keeps the table it had.
  */
-export function mdevTable(rows: readonly MdevJson[], opts: { storeKnown?: boolean } = {}): string[] {
+export function mdevTable(rows: readonly MdevRow[], opts: { storeKnown?: boolean } = {}): string[] {
   if (rows.length === 0) return ['no mdevs defined or active'];
   const storeKnown = opts.storeKnown ?? true;
+  const guestColumn = rows.some((m) => m.guests.length > 0);
   const r = (ids: number[], kind: 'adapter' | 'domain'): string => hexRanges(ids, kind) || '-';
+  const guestsCell = (m: MdevRow): string => m.guests.map((g) => (m.held_by.includes(g) ? `${g} (running)` : g)).join(', ') || '-';
   const table = rows.map((m) => [
     m.uuid,
     m.name ?? '-',
@@ -267,8 +311,9 @@ export function mdevTable(rows: readonly MdevJson[], opts: { storeKnown?: boolea
     r(m.control_domains, 'domain'),
     m.start ?? '-',
     [source(m, storeKnown), m.active ? 'active' : 'inactive'].join(', '),
+    ...(guestColumn ? [guestsCell(m)] : []),
   ]);
-  const head = ['UUID', 'NAME', 'ADAPTERS', 'DOMAINS', 'CONTROL', 'START', 'STATE'];
+  const head = ['UUID', 'NAME', 'ADAPTERS', 'DOMAINS', 'CONTROL', 'START', 'STATE', ...(guestColumn ? ['GUESTS'] : [])];
   const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
   const fmt = (row: string[]): string => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]! + 2))).join('');
   return [fmt(head), ...table.map(fmt)];

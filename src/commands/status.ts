@@ -3,9 +3,10 @@
 import type { Context } from '../cli/context.js';
 import { maskSides, maskTable } from './mask.js';
 import { formatApqn, hexRanges } from '../model/apqn.js';
-import { mdevApqns } from '../model/mdev.js';
+import { compareNames, mdevApqns, mdevLabel } from '../model/mdev.js';
 import { mdevPath, parseMatrix, readAttr } from '../sysfs/ap-host.js';
-import { mdevRows, mdevTable } from './mdev.js';
+import { mdevRows, mdevTable, readLibvirtGuests, type MdevRow } from './mdev.js';
+import { madeFor } from './libvirt-hook.js';
 import { readHostViewOrStoreError, type readHostView } from './view.js';
 import { matrixJson, matrixLines, matrixModel } from './matrix.js';
 import type { HostView } from '../host/state.js';
@@ -30,7 +31,8 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
   const sides = maskSides(view);
   const persistent = storeKnown ? sides.persistent : null;
   const active = sides.active;
-  const mdevs = mdevRows(view);
+  const mdevs = mdevRows(view, readLibvirtGuests(ctx.paths));
+  const guests = guestsState(ctx, mdevs);
   const read = readHookReportFile(ctx.paths.lastHook);
   const hook = 'report' in read ? read.report : undefined;
   const shortfalls = guestShortfalls(view, ctx.sysfs);
@@ -46,6 +48,9 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
       vfio_ap_loaded: live.vfioAp,
       mdevs,
       matrix: matrixJson(matrixModel(view)),
+      guests_holding: guests.holding,
+      guest_mdevs_waiting: guests.waiting,
+      guest_mdevs_idle: guests.idle,
       guest_shortfalls: shortfalls.map((s) => ({ uuid: s.uuid, assigned: s.assigned, guest_gets: s.guestGets, missing: s.missing })),
       boot_files: { installed: boot.installed, compared: storeKnown, drift: boot.drift.map(driftJson), stale: boot.stale },
       callouts: { ap_persist: view.callouts.ours, ap_check: view.callouts.apCheck, ap_check_set_aside: view.callouts.setAside },
@@ -70,6 +75,9 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
   ctx.out('mdevs, by name then UUID (IDs in hex, as lszcrypt and the kernel show them):');
   for (const line of mdevTable(mdevs, { storeKnown })) ctx.out(line);
   ctx.out();
+  const guestLines = guestsLines(guests);
+  for (const line of guestLines) ctx.out(line);
+  if (guestLines.length) ctx.out();
   for (const s of shortfalls) {
     ctx.out(`mdev ${s.label}: its guest gets ${s.guestGets.length} of ${s.assigned.length} assigned APQN(s); missing ${s.missing.join(' ')} (guest_matrix: an adapter with a queue not bound to vfio_ap, or not present, is left out)`);
   }
@@ -89,6 +97,46 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
     ctx.warn("  status showed the live state and everything it could without it; fix the store, then run 'ap-persist check'");
   }
   return code;
+}
+
+interface GuestsState {
+  /** Running libvirt guests whose status file names an active mdev, by guest. */
+  holding: { guest: string; uuid: string; name: string | null }[];
+  /** `guest` mdevs not active: made when a guest that names them starts. */
+  waiting: { uuid: string; name: string | null; guests: string[] }[];
+  /** `guest` mdevs active that no running guest holds (a start under way, or a stop whose release did not run): their queues stay taken. */
+  idle: { uuid: string; name: string | null; made_for: string | null }[];
+}
+
+function guestsState(ctx: Context, rows: readonly MdevRow[]): GuestsState {
+  const holding = rows
+    .flatMap((m) => m.held_by.map((guest) => ({ guest, uuid: m.uuid, name: m.name })))
+    .sort((a, b) => compareNames(a.guest, b.guest)); // stable: each guest's mdevs stay in the table's order
+  const ofGuestMode = rows.filter((m) => m.start === 'guest');
+  return {
+    holding,
+    waiting: ofGuestMode.filter((m) => !m.active).map((m) => ({ uuid: m.uuid, name: m.name, guests: m.guests })),
+    idle: ofGuestMode.filter((m) => m.active && m.held_by.length === 0).map((m) => ({ uuid: m.uuid, name: m.name, made_for: madeFor(ctx, m.uuid) ?? null })),
+  };
+}
+
+/** Nothing on a host without guest mdevs and without a running guest that holds one. */
+function guestsLines(g: GuestsState): string[] {
+  if (!g.holding.length && !g.waiting.length && !g.idle.length) return [];
+  const label = (m: { uuid: string; name: string | null }): string => mdevLabel({ uuid: m.uuid, name: m.name ?? undefined });
+  return [
+    "guests, as libvirt's domain XML names their mdevs:",
+    ...g.holding.map((h) => `  ${h.guest} (running) holds mdev ${label(h)}`),
+    ...g.idle.flatMap((m) => [
+      `  mdev ${label(m)}, start = guest, is up but no running guest holds it${m.made_for ? ` (made for ${m.made_for})` : ''}`,
+      `    its queues stay taken until 'ap-persist mdev stop ${m.uuid}'`,
+    ]),
+    ...g.waiting.map((m) =>
+      m.guests.length
+        ? `  mdev ${label(m)}, start = guest, waits for ${m.guests.join(' or ')} to start`
+        : `  mdev ${label(m)}, start = guest, waits for a guest, but no libvirt guest names it (a <hostdev type='mdev' model='vfio-ap'> with its UUID)`,
+    ),
+  ];
 }
 
 interface BootFilesState {

@@ -2,7 +2,7 @@
 // rename it over the target, fsync the directory. A crash leaves either the
 // old file or the new one, never half of each.
 
-import { accessSync, closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { RuntimeError } from '../errors.js';
 import { followTrusted } from './trust.js';
@@ -22,6 +22,8 @@ export interface AtomicWriteOptions {
    * refused. Without it the link itself is replaced.
    */
   throughLink?: boolean;
+  /** One of many writes of a command run: see WriteBatch. */
+  batch?: WriteBatch;
 }
 
 export function writeFileAtomic(path: string, data: string, options: AtomicWriteOptions = {}): void {
@@ -81,13 +83,18 @@ function linkTarget(path: string): string {
 
 /** A temporary file a killed run left beside `path` (its PID is gone): removed before the next write. */
 export function removeLeftovers(dir: string, base: string): void {
-  const prefix = `.${base}.tmp-`;
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch {
     return;
   }
+  removeDead(dir, base, names);
+}
+
+/** Removes those of `names` (in `dir`) that are temporary files beside `base` of a writer that is gone. */
+function removeDead(dir: string, base: string, names: readonly string[]): void {
+  const prefix = `.${base}.tmp-`;
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
     const pid = Number.parseInt(name.slice(prefix.length), 10);
@@ -100,6 +107,98 @@ export function removeLeftovers(dir: string, base: string): void {
   }
 }
 
+/**
+ * The writes of one command run into the same directories (generate's boot
+ * files, thousands in one directory): each directory is listed once for a
+ * dead writer's leftovers, not once per file, and synced once, by sync(),
+ * not after each rename. Make one per run and drop it at the end: a listing
+ * kept longer misses what a run killed meanwhile left (the fault suite runs
+ * the CLI again and again in one process).
+ */
+export class WriteBatch {
+  /** Per directory listed: its temporary-looking names, by each name they may sit beside. */
+  private readonly temps = new Map<string, Map<string, string[]>>();
+  /** Directories whose entries changed since the last sync(). */
+  private readonly unsynced = new Set<string>();
+
+  /** A dead writer's leftovers beside `dir`/`base`, as removeLeftovers, from one listing of `dir`. */
+  removeLeftovers(dir: string, base: string): void {
+    let byBase = this.temps.get(dir);
+    if (!byBase) {
+      byBase = new Map();
+      let names: string[] = [];
+      try {
+        names = readdirSync(dir);
+      } catch {
+        // nothing to clean
+      }
+      for (const name of names) {
+        if (!name.startsWith('.')) continue;
+        // `.BASE.tmp-PID...`, where BASE may hold `.tmp-` itself: each split is a candidate.
+        for (let i = name.indexOf('.tmp-', 1); i > 0; i = name.indexOf('.tmp-', i + 1)) {
+          const candidates = byBase.get(name.slice(1, i));
+          if (candidates) candidates.push(name);
+          else byBase.set(name.slice(1, i), [name]);
+        }
+      }
+      this.temps.set(dir, byBase);
+    }
+    const names = byBase.get(base);
+    if (!names) return;
+    byBase.delete(base);
+    removeDead(dir, base, names);
+  }
+
+  /** `path` was created, replaced or removed: its directory goes to the next sync(). */
+  changed(path: string): void {
+    this.unsynced.add(dirname(path));
+  }
+
+  /** `dir` was made by mkdirSync, `first` (mkdirSync's answer) the topmost new one: their parents go to the next sync(). */
+  made(dir: string, first: string | undefined): void {
+    if (first === undefined) return;
+    for (let d = dir; ; d = dirname(d)) {
+      this.unsynced.add(dirname(d));
+      if (d === first || dirname(d) === d) return;
+    }
+  }
+
+  /** fsyncs every directory changed since the last call: the renames before it survive a crash. */
+  sync(): void {
+    for (const dir of this.unsynced) syncDir(dir);
+    this.unsynced.clear();
+  }
+}
+
+/**
+ * Replaces `path` with a symlink to `target` (never following one there):
+ * a crash leaves the old entry or the new link. Not synced unless in a batch.
+ */
+export function symlinkAtomic(path: string, target: string, batch?: WriteBatch): void {
+  const dir = dirname(path);
+  prepareDir(dir, basename(path), batch);
+  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
+  symlinkSync(target, tmp);
+  try {
+    renameSync(tmp, path);
+  } catch (err) {
+    unlinkSync(tmp);
+    throw err;
+  }
+  batch?.changed(path);
+}
+
+/** Makes `dir` and clears a dead writer's leftovers beside `base` in it. */
+function prepareDir(dir: string, base: string, batch: WriteBatch | undefined): void {
+  const first = mkdirSync(dir, { recursive: true });
+  if (!batch) {
+    removeLeftovers(dir, base);
+    return;
+  }
+  batch.made(dir, first);
+  batch.removeLeftovers(dir, base);
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -110,9 +209,9 @@ function pidAlive(pid: number): boolean {
 }
 
 function replace(path: string, data: string, options: AtomicWriteOptions): void {
+  const { batch } = options;
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
-  removeLeftovers(dir, basename(path));
+  prepareDir(dir, basename(path), batch);
   let mode = options.mode ?? 0o644;
   try {
     mode = statSync(path).mode & 0o7777;
@@ -142,7 +241,10 @@ function replace(path: string, data: string, options: AtomicWriteOptions): void 
     unlinkSync(tmp);
     throw err;
   }
-  if (options.durable !== false) syncDir(dir);
+  if (options.durable === false) return;
+  // In a batch the directory is synced once, after all its renames (WriteBatch.sync).
+  if (batch) batch.changed(path);
+  else syncDir(dir);
 }
 
 function syncDir(dir: string): void {

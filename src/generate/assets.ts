@@ -58,5 +58,11 @@ function readDir(sub: string): PackageFile[] {
 }
 
 export function packageAssets(): PackageAssets {
-  return { rules: readDir('rules'), units: readDir('units'), presets: readDir('presets'), renderCallout: compile('mdevctl-callout.sh.hbs') };
+  return {
+    rules: readDir('rules'),
+    units: readDir('units'),
+    presets: readDir('presets'),
+    renderCallout: compile('mdevctl-callout.sh.hbs'),
+    renderLibvirtHook: compile('libvirt-qemu-hook.sh.hbs'),
+  };
 }

@@ -5,7 +5,7 @@
 // an admin) and is a conflict that only --force overrides. Pure.
 
 import type { HostEntry, RootPath } from './host-files.js';
-import { manifestEntry, sha256, type ManifestEntry } from './manifest.js';
+import { holdsRecorded, manifestEntry, type ManifestEntry } from './manifest.js';
 
 export type { Observed } from '../fsio/observe.js';
 import type { Observed } from '../fsio/observe.js';
@@ -32,11 +32,6 @@ export interface Reconciled {
 function holds(observed: Observed, entry: HostEntry): boolean {
   if (entry.kind === 'file') return observed.kind === 'file' && observed.content === entry.content;
   return observed.kind === 'symlink' && observed.target === entry.target;
-}
-
-function holdsRecorded(observed: Observed, recorded: ManifestEntry): boolean {
-  if ('sha256' in recorded) return observed.kind === 'file' && sha256(observed.content) === recorded.sha256;
-  return observed.kind === 'symlink' && observed.target === recorded.symlink;
 }
 
 /** Conflict reason for changing `observed`, or undefined when generate may. */

@@ -30,6 +30,11 @@ export function reloadCommands(changed: readonly RootPath[], paths: HostPaths): 
   const out: ReloadCommand[] = [];
   if (under([paths.generatedRulesDir, paths.staticRulesDir])) out.push({ file: 'udevadm', args: ['control', '--reload'], runningIf: 'run/udev/control' });
   if (under([paths.generatedUnitsDir, paths.staticUnitsDir])) out.push({ file: 'systemctl', args: ['daemon-reload'], runningIf: 'run/systemd/system' });
+  // libvirt looks for qemu hooks when it starts and on reload (SIGHUP), not on each call: a new hook needs a reload.
+  if (under([paths.libvirtHooksDir])) {
+    out.push({ file: 'systemctl', args: ['try-reload-or-restart', 'libvirtd.service'], runningIf: 'run/libvirtd.pid' });
+    out.push({ file: 'systemctl', args: ['try-reload-or-restart', 'virtqemud.service'], runningIf: 'run/virtqemud.pid' });
+  }
   return out;
 }
 

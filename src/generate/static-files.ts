@@ -19,6 +19,8 @@ export interface PackageAssets {
   /** presets/*: to usr/lib/systemd/system-preset/ */
   presets: PackageFile[];
   renderCallout: (model: CalloutModel) => string;
+  /** libvirt's qemu hook: to etc/libvirt/hooks/qemu.d/ap-persist, run with the callout's node and flags. */
+  renderLibvirtHook: (model: CalloutModel) => string;
 }
 
 export interface CalloutModel {
@@ -37,7 +39,7 @@ export interface InstalledPrograms {
   systemctl: string;
 }
 
-/** The name mdevctl lists the callout under. */
+/** The name mdevctl lists the callout under, and libvirt's qemu hook's file name. */
 export const CALLOUT_NAME = 'ap-persist';
 const TOKENS: Record<string, keyof InstalledPrograms> = { '@NODE@': 'node', '@BIN@': 'bin', '@SYSTEMCTL@': 'systemctl' };
 const TOKEN = new RegExp(Object.keys(TOKENS).join('|'), 'g');
@@ -79,11 +81,13 @@ export function staticEntries(assets: PackageAssets, programs: InstalledPrograms
   const fill = (text: string): string => text.replace(TOKEN, (token) => programs[TOKENS[token]!]);
   const place = (dir: string, files: PackageFile[]): FileEntry[] =>
     files.map((f) => ({ kind: 'file', path: `${rootPath(paths, dir)}/${basename(f.name)}`, content: fill(f.text), mode: 0o644 }));
-  const callout = assets.renderCallout({ node: programs.node, nodeFlags: CALLOUT_NODE_FLAGS, bin: programs.bin });
+  const model = { node: programs.node, nodeFlags: CALLOUT_NODE_FLAGS, bin: programs.bin };
+  const callout = assets.renderCallout(model);
   return [
     ...place(paths.staticRulesDir, assets.rules),
     ...place(paths.staticUnitsDir, assets.units),
     ...place(paths.presetDir, assets.presets),
     ...paths.calloutDirs.map((dir): FileEntry => ({ kind: 'file', path: `${rootPath(paths, dir)}/${CALLOUT_NAME}`, content: callout, mode: 0o755 })),
+    { kind: 'file', path: `${rootPath(paths, paths.libvirtHooksDir)}/${CALLOUT_NAME}`, content: assets.renderLibvirtHook(model), mode: 0o755 },
   ];
 }

@@ -70,6 +70,22 @@ export class HostPaths {
   get lock(): string {
     return this.at('run/lock/s390apconfig.lock');
   }
+  /** libvirt's status files of running qemu guests. */
+  get libvirtRunDir(): string {
+    return this.at('run/libvirt/qemu');
+  }
+  /** libvirt's persistent qemu guest definitions. */
+  get libvirtConfigDir(): string {
+    return this.at('etc/libvirt/qemu');
+  }
+  /** libvirt 6.5 and newer run every executable here, after hooks/qemu. */
+  get libvirtHooksDir(): string {
+    return this.at('etc/libvirt/hooks/qemu.d');
+  }
+  /** Which guest each `guest` mdev was made for (the qemu hook's record), one file per mdev. */
+  get guestRecordsDir(): string {
+    return this.at('run/ap-persist/guests');
+  }
   get lastHook(): string {
     return this.at('run/ap-persist/last-hook.json');
   }

@@ -2,15 +2,14 @@
 // the live AP state. The only I/O on the check path; everything after is pure.
 
 import type { CalloutsView } from './callouts.js';
-import { existsSync, readdirSync } from 'node:fs';
+import { constants, lstatSync, readdirSync, readFileSync, type Dirent } from 'node:fs';
 import { readRegularFile } from '../fsio/read.js';
-import { join } from 'node:path';
 import { ApPersistError } from '../errors.js';
 import type { ApqnSet, Apqn } from '../model/apqn.js';
 import type { MdevDefinition } from '../model/mdev.js';
 import { isUuid, parseUuid } from '../model/uuid.js';
 import type { LoadedStore } from '../store/store.js';
-import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition } from '../store/mdevctl-defs.js';
+import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition, type MdevctlDevice } from '../store/mdevctl-defs.js';
 import {
   AP_DEVICES,
   listActiveMatrices,
@@ -29,6 +28,7 @@ import {
 import type { Sysfs } from '../sysfs/sysfs.js';
 import type { HostPaths } from './paths.js';
 import type { BootFiles, DefinitionFile } from '../checks/drift.js';
+import type { RootPath } from '../generate/host-files.js';
 import { observe } from '../fsio/observe.js';
 import { rootPath } from '../generate/host-files.js';
 import { parseManifest, type ManifestEntry } from '../generate/manifest.js';
@@ -51,7 +51,7 @@ export interface MdevctlView {
   definitions: MdevDefinition[];
   /** Files that could not be read, with the reason. */
   unreadable: { path: string; reason: string }[];
-  /** Every vfio_ap definition file (readable or not), by UUID, for the drift checks. */
+  /** Every definition file (readable or not, of any mdev type), by UUID, for the drift checks. */
   files: Map<string, DefinitionFile>;
 }
 
@@ -117,31 +117,105 @@ export function readActiveState(sysfs: Sysfs): ActiveState {
 }
 
 /**
+ * One definition file as read, parsed when first asked: the hook and the
+ * callout compare most files with generate's record as text alone.
+ */
+class ReadDefinition implements DefinitionFile {
+  #parsed: { device?: MdevctlDevice; reason?: string } | undefined;
+  constructor(
+    readonly path: RootPath,
+    readonly text: string,
+    private readonly where: string,
+    private readonly readError?: string,
+  ) {}
+  private parsed(): { device?: MdevctlDevice; reason?: string } {
+    if (this.#parsed) return this.#parsed;
+    if (this.readError !== undefined) return (this.#parsed = { reason: this.readError });
+    try {
+      return (this.#parsed = { device: parseMdevctlJson(this.text, this.where) });
+    } catch (err) {
+      return (this.#parsed = { reason: err instanceof ApPersistError ? err.message : String(err) });
+    }
+  }
+  get otherType(): boolean {
+    const device = this.parsed().device;
+    return device !== undefined && device.mdevType !== PASSTHROUGH_TYPE;
+  }
+  get device(): MdevctlDevice | undefined {
+    const device = this.parsed().device;
+    return device?.mdevType === PASSTHROUGH_TYPE ? device : undefined;
+  }
+  get reason(): string | undefined {
+    return this.parsed().reason;
+  }
+}
+
+/** Non-blocking, so a FIFO put there after the directory was listed cannot stop us (node takes numeric flags; its types say string). */
+const READ_NONBLOCK = { encoding: 'utf8', flag: (constants.O_RDONLY | constants.O_NONBLOCK) as unknown as string } as const;
+
+/**
  * mdevctl's vfio_ap-passthrough definitions for parent `matrix`; with `only`,
  * just that one (an mdev unit at boot needs its own, not all of them).
+ * `files` holds every file named by a UUID (another type's too, which drift
+ * tells apart); `definitions` and `unreadable` parse them when first asked.
  */
 export function readMdevctlDefinitions(paths: HostPaths, only?: string): MdevctlView {
   const dir = paths.mdevctlMatrixDir;
-  const view: MdevctlView = { definitions: [], unreadable: [], files: new Map() };
-  if (!existsSync(dir)) return view;
-  const names = only === undefined ? readdirSync(dir).sort() : existsSync(join(dir, only)) ? [only] : [];
-  for (const name of names) {
-    if (!isUuid(name)) continue;
-    const path = join(dir, name);
-    const file: DefinitionFile = { path: rootPath(paths, path), text: '', device: undefined };
+  const files = new Map<string, ReadDefinition>();
+  const relDir = rootPath(paths, dir);
+  const add = (name: string, read: (path: string) => string | undefined): void => {
+    const path = `${dir}/${name}`;
+    let text = '';
+    let readError: string | undefined;
     try {
-      file.text = readRegularFile(path, "mdevctl's definition") ?? '';
-      const device = parseMdevctlJson(file.text, path);
-      if (device.mdevType !== PASSTHROUGH_TYPE) continue;
-      file.device = device;
-      view.definitions.push(toDefinition(parseUuid(name), device));
+      text = read(path) ?? '';
     } catch (err) {
-      file.reason = err instanceof ApPersistError ? err.message : String(err);
-      view.unreadable.push({ path, reason: file.reason });
+      readError = err instanceof ApPersistError ? err.message : String((err as Error).message ?? err);
     }
-    view.files.set(name, file);
+    files.set(name, new ReadDefinition(`${relDir}/${name}`, text, path, readError));
+  };
+  const careful = (path: string): string | undefined => readRegularFile(path, "mdevctl's definition");
+  if (only !== undefined) {
+    // One look, not a listing: each mdev's unit reads its own at boot.
+    if (isUuid(only) && lstatSync(`${dir}/${only}`, { throwIfNoEntry: false })) add(only, careful);
+  } else {
+    let entries: Dirent[] = [];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      // no directory: no definitions
+    }
+    // A plain file (the listing says so) in one call; anything else, or a failure, through the careful reader, which says what it is.
+    const quick = (path: string): string | undefined => {
+      try {
+        return readFileSync(path, READ_NONBLOCK);
+      } catch {
+        return careful(path);
+      }
+    };
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) if (isUuid(entry.name)) add(entry.name, entry.isFile() ? quick : careful);
   }
-  return view;
+  let listed: Pick<MdevctlView, 'definitions' | 'unreadable'> | undefined;
+  const list = (): Pick<MdevctlView, 'definitions' | 'unreadable'> => {
+    if (listed) return listed;
+    listed = { definitions: [], unreadable: [] };
+    for (const [name, file] of files) {
+      if (file.otherType) continue;
+      if (file.device) listed.definitions.push(toDefinition(parseUuid(name), file.device));
+      else listed.unreadable.push({ path: `${dir}/${name}`, reason: file.reason ?? 'unreadable' });
+    }
+    return listed;
+  };
+  return {
+    get definitions() {
+      return list().definitions;
+    },
+    get unreadable() {
+      return list().unreadable;
+    },
+    files,
+  };
 }
 
 /**

@@ -4,7 +4,27 @@ import { ApqnSet } from './apqn.js';
 import { IdSet } from './idset.js';
 import type { Uuid } from './uuid.js';
 
-export type StartMode = 'auto' | 'manual';
+/**
+ * auto: made at boot. manual: made by hand. guest: made right before the libvirt
+ * guest that uses it starts, removed after it stopped (the qemu hook).
+ */
+export type StartMode = 'auto' | 'manual' | 'guest';
+
+export const START_MODES: readonly StartMode[] = ['auto', 'manual', 'guest'];
+
+export function isStartMode(text: string): text is StartMode {
+  return (START_MODES as readonly string[]).includes(text);
+}
+
+/**
+ * mdevctl knows auto and manual: a guest mdev is manual there, so that
+ * mdevctl never makes it at boot, and libvirt and mdevctl still list it.
+ */
+export type MdevctlStart = 'auto' | 'manual';
+
+export function mdevctlStart(start: StartMode): MdevctlStart {
+  return start === 'auto' ? 'auto' : 'manual';
+}
 
 export interface MdevDefinition {
   uuid: Uuid;

@@ -3,7 +3,6 @@
 // It is bounded in time, never waits on systemd (--no-block), and never gives
 // the host an APQN that an active mdev holds, whatever the kernel allows.
 
-import { performance } from 'node:perf_hooks';
 import { ClaimIndex, type Claim, type Conflict } from '../checks/conflicts.js';
 import { describeFailure } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
@@ -212,11 +211,14 @@ function applyStoreMasks(sysfs: Sysfs, store: Pick<Store, 'masks' | 'mdevs'>, li
   report.masks.kept_for_active_mdevs = kept.map((k) => `${k.apqn} of ${k.mdev}: ${k.kept}`);
 }
 
+/** Monotonic milliseconds: process.hrtime, since node:perf_hooks costs a millisecond to load. */
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
 export async function runHook(deps: HookDeps): Promise<HookReport> {
-  const t0 = performance.now();
+  const t0 = nowMs();
   const report = emptyReport(deps.env);
   const lap = (name: string, since: number): number => {
-    const now = performance.now();
+    const now = nowMs();
     report.timings_ms[name] = Math.round((now - since) * 10) / 10;
     return now;
   };

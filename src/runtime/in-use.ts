@@ -10,6 +10,7 @@
 
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { guestsUsing, runningGuests } from '../host/libvirt.js';
 import type { HostPaths } from '../host/paths.js';
 import { readAttr } from '../sysfs/ap-host.js';
 import type { Sysfs } from '../sysfs/sysfs.js';
@@ -30,25 +31,6 @@ function deviceFiles(sysfs: Sysfs, uuid: string): string[] {
   return files;
 }
 
-/** The running libvirt domains whose live XML names the mdev, by name. */
-function libvirtDomains(paths: HostPaths, uuid: string): string[] {
-  const dir = paths.at('run/libvirt/qemu');
-  let names: string[];
-  try {
-    names = readdirSync(dir).filter((n) => n.endsWith('.xml'));
-  } catch {
-    return [];
-  }
-  const pattern = new RegExp(`<address[^>]*\\buuid=['"]${uuid}['"]`, 'i');
-  return names.filter((n) => {
-    try {
-      return pattern.test(readFileSync(join(dir, n), 'utf8'));
-    } catch {
-      return false;
-    }
-  }).map((n) => n.slice(0, -4));
-}
-
 /**
  * Every holder of the mdev: processes with its VFIO device open, running
  * libvirt domains that name it, and anything we could not look at. Fails
@@ -57,7 +39,7 @@ function libvirtDomains(paths: HostPaths, uuid: string): string[] {
  */
 export function mdevHolders(paths: HostPaths, sysfs: Sysfs, uuid: string): MdevHolder[] {
   const files = new Set(deviceFiles(sysfs, uuid));
-  const holders: MdevHolder[] = libvirtDomains(paths, uuid).map((name): MdevHolder => ({ kind: 'domain', name }));
+  const holders: MdevHolder[] = guestsUsing(runningGuests(paths), uuid).map((name): MdevHolder => ({ kind: 'domain', name }));
   // No VFIO device: the mdev is not bound to vfio, so nothing can hold it open.
   if (files.size > 0) {
     const proc = paths.at('proc');

@@ -188,10 +188,14 @@ async function becomesActive(lc: Lifecycle, mdev: MdevDefinition): Promise<boole
   }
 }
 
-export async function stopMdev(lc: Lifecycle, uuid: string): Promise<'stopped' | 'not-active'> {
+/**
+ * `released`: the libvirt guest whose release hook asks, which libvirt may
+ * still list as running while it tears it down (its QEMU is gone by then).
+ */
+export async function stopMdev(lc: Lifecycle, uuid: string, released?: string): Promise<'stopped' | 'not-active'> {
   if (!listActiveMdevs(lc.sysfs).some((m) => m.uuid === uuid)) return 'not-active';
   // The kernel would not refuse the remove: it would block, unkillably, until the guest lets go.
-  const holders = mdevHolders(lc.paths, lc.sysfs, uuid);
+  const holders = mdevHolders(lc.paths, lc.sysfs, uuid).filter((h) => !(h.kind === 'domain' && h.name === released));
   if (holders.length) {
     const domain = holders.flatMap((h) => (h.kind === 'domain' ? [h.name] : []))[0];
     throw new RuntimeError(`mdev ${uuid} is in use by ${holders.map(describeHolder).join(', ')}; removing it now would block until the guest releases it`, {

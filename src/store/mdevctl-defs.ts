@@ -6,14 +6,14 @@ import { InputError } from '../errors.js';
 import { IdSet, MAX_ID } from '../model/idset.js';
 import { apConfigFields } from '../model/ap-config.js';
 import { kstrtoul } from '../model/kstrtoul.js';
-import type { MdevDefinition, StartMode } from '../model/mdev.js';
+import { mdevctlStart, type MdevctlStart, type MdevDefinition, type StartMode } from '../model/mdev.js';
 import type { Uuid } from '../model/uuid.js';
 
 export const PASSTHROUGH_TYPE = 'vfio_ap-passthrough';
 
 export interface MdevctlDevice {
   mdevType: string;
-  start: StartMode;
+  start: MdevctlStart;
   adapters: IdSet;
   domains: IdSet;
   controlDomains: IdSet;
@@ -130,8 +130,9 @@ export function toDefinition(uuid: Uuid, device: MdevctlDevice): MdevDefinition 
   };
 }
 
-/** mdevctl's own layout: 2-space indent, attributes as decimal strings. */
-export function renderMdevctlJson(mdev: Pick<MdevDefinition, 'adapters' | 'domains' | 'controlDomains'>, start: StartMode): string {
+/** mdevctl's own layout: 2-space indent, attributes as decimal strings; a guest mdev is manual there. */
+export function renderMdevctlJson(mdev: Pick<MdevDefinition, 'adapters' | 'domains' | 'controlDomains'>, mode: StartMode): string {
+  const start = mdevctlStart(mode);
   const attrs: Record<string, string>[] = [
     ...mdev.adapters.ids().map((id) => ({ assign_adapter: `${id}` })),
     ...mdev.domains.ids().map((id) => ({ assign_domain: `${id}` })),

@@ -8,7 +8,7 @@ import { readRegularFile } from '../fsio/read.js';
 import { parseIdList } from '../model/idlist.js';
 import { IdSet } from '../model/idset.js';
 import { parseMaskSpec } from '../model/maskspec.js';
-import type { HostMasks, MdevDefinition, StartMode } from '../model/mdev.js';
+import { isStartMode, type HostMasks, type MdevDefinition, type StartMode } from '../model/mdev.js';
 import { isUuid, parseUuid, type Uuid } from '../model/uuid.js';
 import { IniDocument, type Entry } from './ini-document.js';
 
@@ -141,10 +141,10 @@ function validateMdev(uuidText: string, line: number, entries: Map<string, Entry
   const startEntry = entries.get('start');
   let start: StartMode = 'auto';
   if (startEntry) {
-    if (startEntry.value !== 'auto' && startEntry.value !== 'manual') {
-      throw new InputError(`start '${startEntry.value}' is neither auto nor manual`, {
+    if (!isStartMode(startEntry.value)) {
+      throw new InputError(`start '${startEntry.value}' is not auto, manual or guest`, {
         where: `${file}:${startEntry.line}`,
-        hint: 'write start = auto (started at boot) or start = manual (defined only)',
+        hint: 'write start = auto (made at boot), start = manual (made by hand) or start = guest (made for its libvirt guest)',
       });
     }
     start = startEntry.value;

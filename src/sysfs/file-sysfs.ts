@@ -12,8 +12,13 @@ export class FileSysfs implements Sysfs {
     this.base = join(root, 'sys');
   }
 
+  /** Where `path` (relative, from our own code) is: joined as text, as the kernel resolves it (path.join costs more on the hot paths). */
+  private at(path: string): string {
+    return `${this.base}/${path}`;
+  }
+
   read(path: string): string {
-    const full = join(this.base, path);
+    const full = this.at(path);
     try {
       return readFileSync(full, 'utf8');
     } catch (err) {
@@ -43,14 +48,14 @@ export class FileSysfs implements Sysfs {
 
   list(dir: string): string[] {
     try {
-      return readdirSync(join(this.base, dir)).sort();
+      return readdirSync(this.at(dir)).sort();
     } catch {
       return [];
     }
   }
 
   exists(path: string): boolean {
-    return existsSync(join(this.base, path));
+    return existsSync(this.at(path));
   }
 }
 

@@ -137,7 +137,7 @@ printf '%s\\n' "\${COMPREPLY[@]}"`;
   });
 
   it('completes option values: choices, directories', () => {
-    expect(complete(['ap-persist', 'mdev', 'define', '--start', ''])).toEqual(['auto', 'manual']);
+    expect(complete(['ap-persist', 'mdev', 'define', '--start', ''])).toEqual(['auto', 'manual', 'guest']);
     expect(complete(['ap-persist', 'import', '--prefer', '=', 'i'])).toEqual(['imported']);
     const dir = tempDir();
     writeFileSync(join(dir, 'a-file'), '');

@@ -15,7 +15,7 @@ describe('mdev define', () => {
     expect(host.storeText()).toContain(`[mdev.${uuid}]\nname = guest2\nadapters = 5\ndomains = 71\nstart = auto\n`);
     const list = await host.json('mdev', 'list');
     expect(list.doc).toEqual([
-      { uuid, name: 'guest2', adapters: [5], domains: [71], control_domains: [], start: 'auto', defined: true, defined_by: 'store', active: false },
+      { uuid, name: 'guest2', adapters: [5], domains: [71], control_domains: [], start: 'auto', defined: true, defined_by: 'store', active: false, guests: [], held_by: [] },
     ]);
   });
 
@@ -87,7 +87,7 @@ describe('mdev modify and undefine', () => {
     expect(host.storeText()).not.toContain(GUEST3);
     const active = (await host.json('mdev', 'list', '--active')).doc;
     expect(active).toEqual([
-      { uuid: GUEST3, name: null, adapters: [6], domains: [0x47, 0xff], control_domains: [], start: null, defined: false, defined_by: null, active: true },
+      { uuid: GUEST3, name: null, adapters: [6], domains: [0x47, 0xff], control_domains: [], start: null, defined: false, defined_by: null, active: true, guests: [], held_by: [] },
     ]);
   });
 });

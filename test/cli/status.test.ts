@@ -39,7 +39,7 @@ describe('status with a broken store', () => {
     expect(code).toBe(2);
     expect(doc.store_error).toEqual({ where: expect.stringMatching(/ap-persist\.conf:18$/), message: "range '5-3' is reversed", hint: 'write it low to high: 3-5' });
     expect(doc.masks).toEqual({ persistent: null, active: { apmask: '0-4,7-255', aqmask: '0-3,5-70,72-170,172-254' } });
-    expect(doc.mdevs).toEqual([{ uuid: GUEST1, name: null, adapters: [5, 6], domains: [4, 0xab], control_domains: [0xab], start: null, defined: false, defined_by: null, active: true }]);
+    expect(doc.mdevs).toEqual([{ uuid: GUEST1, name: null, adapters: [5, 6], domains: [4, 0xab], control_domains: [0xab], start: null, defined: false, defined_by: null, active: true, guests: [], held_by: [] }]);
     expect(doc.matrix.filter((q: { owners: string[] }) => q.owners.includes(GUEST1)).map((q: { apqn: string }) => q.apqn)).toEqual(['05.0004', '05.00ab', '06.0004', '06.00ab']);
     expect(doc.ap_bus).toEqual({ present: true, cards: [{ adapter: 5, hwtype: 11 }, { adapter: 6, hwtype: 11 }], queues: 8 });
   });
@@ -71,7 +71,7 @@ describe('status lists every mdev, whoever defined it', () => {
     expect(r.stdout).toMatch(new RegExp(`^${MDEVCTL_MANUAL} +- +07 +0011 +- +manual +mdevctl only, inactive$`, 'm'));
     const { doc } = await h.json('status');
     expect(doc.mdevs.find((m: { uuid: string }) => m.uuid === MDEVCTL_ONLY)).toEqual({
-      uuid: MDEVCTL_ONLY, name: null, adapters: [7], domains: [0x10], control_domains: [], start: 'auto', defined: false, defined_by: 'mdevctl', active: false,
+      uuid: MDEVCTL_ONLY, name: null, adapters: [7], domains: [0x10], control_domains: [], start: 'auto', defined: false, defined_by: 'mdevctl', active: false, guests: [], held_by: [],
     });
     // check counts the same auto mdev: it is not in the store, but it starts at boot.
     const check = await h.json('check', '--persistent');

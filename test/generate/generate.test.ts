@@ -11,6 +11,8 @@ import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../
 import { parseIdList } from '../../src/model/idlist.js';
 import { IdSet } from '../../src/model/idset.js';
 import { run } from '../../src/cli/program.js';
+import type { Observed } from '../../src/fsio/observe.js';
+import { holdsRecorded, sha256 } from '../../src/generate/manifest.js';
 import type { CommandRunner } from '../../src/runtime/commands.js';
 import { givenHost, type TestHost } from '../support/host.js';
 import { expectGolden, splitSnapshotValue } from './golden.js';
@@ -432,13 +434,44 @@ describe('reloading udev and systemd', () => {
 });
 
 describe('the record of generated files', () => {
-  it('lists each generated file with its sha256 and each link with its target', async () => {
+  it('lists each generated file with its text and sha256 and each link with its target', async () => {
     const host = givenHost(threeGuestsHost());
     await host.run('generate');
     const manifest = JSON.parse(host.read(MANIFEST));
-    const hash = createHash('sha256').update(readFileSync(join(host.root, RULES))).digest('hex');
-    expect(manifest.files).toContainEqual({ path: RULES, sha256: hash });
+    const text = readFileSync(join(host.root, RULES));
+    const hash = createHash('sha256').update(text).digest('hex');
+    expect(manifest.files).toContainEqual({ path: RULES, sha256: hash, content: text.toString('utf8') });
     expect(manifest.files.map((f: { path: string }) => f.path)).not.toContain(WAIT_LINK);
+  });
+
+  it('a record an earlier version wrote (hashes, no text) still tells generate\'s own files from changed ones', async () => {
+    const host = givenHost(threeGuestsHost());
+    await host.run('generate');
+    const manifest = JSON.parse(host.read(MANIFEST));
+    const hashesOnly = manifest.files.map(({ content: _text, ...rest }: { content?: string }) => rest);
+    writeFileSync(join(host.root, MANIFEST), `${JSON.stringify({ ...manifest, files: hashesOnly }, null, 2)}\n`);
+    // Unchanged files are generate's: nothing to do, and the record gains the texts.
+    const again = await host.run('generate');
+    expect(again.code).toBe(0);
+    expect(JSON.parse(host.read(MANIFEST)).files.filter((f: { sha256?: string; content?: string }) => f.sha256 && f.content === undefined)).toEqual([]);
+    writeFileSync(join(host.root, MANIFEST), `${JSON.stringify({ ...manifest, files: hashesOnly }, null, 2)}\n`);
+    // One changed by someone else (same length, other text) is not.
+    const rules = host.read(RULES);
+    writeFileSync(join(host.root, RULES), rules.replace('apmask', 'APMASK'));
+    const r = await host.run('generate');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`${join(host.root, RULES)} was changed since ap-persist wrote it`);
+  });
+
+  it('a file is generate\'s when it holds the recorded text, whatever the hash beside it says', () => {
+    const file = (content: string): Observed => ({ kind: 'file', content });
+    const recorded = { path: RULES, sha256: sha256('old'), content: 'new' };
+    expect(holdsRecorded(file('new'), recorded)).toBe(true);
+    expect(holdsRecorded(file('old'), recorded)).toBe(false);
+    // Without the text (an earlier version's record): by hash.
+    expect(holdsRecorded(file('old'), { path: RULES, sha256: sha256('old') })).toBe(true);
+    expect(holdsRecorded(file('new'), { path: RULES, sha256: sha256('old') })).toBe(false);
+    expect(holdsRecorded({ kind: 'symlink', target: 'new' }, recorded)).toBe(false);
   });
 
   it('a damaged record stops generate with exit 2 and says how to recover', async () => {

@@ -2,15 +2,17 @@
 // place with the tool's path filled in, then generate, then one reload.
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lutimesSync, mkdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lutimesSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/program.js';
 import { THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { HostPaths } from '../../src/host/paths.js';
-import { givenHost, snapshotTree, tempDir } from '../support/host.js';
+import { givenHost, snapshotTree, tempDir, type TestHost } from '../support/host.js';
 
 const CALLOUTS = ['etc/mdevctl.d/scripts.d/callouts/ap-persist', 'usr/lib/mdevctl/scripts.d/callouts/ap-persist'];
+/** libvirt's qemu hook: runs the tool with the callout's node and flags. */
+const LIBVIRT_HOOK = 'etc/libvirt/hooks/qemu.d/ap-persist';
 const UNITS = ['ap-persist-mdev@.service', 'ap-persist-hook@.service', 'ap-persist-mdevs.target', 'ap-persist-wait.service'].map((u) => `usr/lib/systemd/system/${u}`);
 const unit = (name: string): string => `usr/lib/systemd/system/${name}`;
 const RULE = 'usr/lib/udev/rules.d/42-ap-persist.rules';
@@ -49,17 +51,28 @@ describe('ap-persist install', () => {
       expect(script).toMatch(/\nexec \/opt\/node\/bin\/node --jitless --no-expose-wasm \/opt\/ap\/bin\/ap-persist callout "\$@"\n$/);
       expect(statSync(join(host.root, rel)).mode & 0o777, rel).toBe(0o755);
     }
+    // libvirt's qemu hook: the callout's node and flags, by absolute path (libvirt gives only LC_ALL and PATH).
+    const hook = host.read(LIBVIRT_HOOK);
+    expect(hook).toMatch(/^#!\/bin\/sh\n/);
+    expect(hook).toContain("printf '%s\\n' \"$xml\" | /opt/node/bin/node --jitless --no-expose-wasm /opt/ap/bin/ap-persist libvirt-hook \"$@\"\n");
+    expect(statSync(join(host.root, LIBVIRT_HOOK)).mode & 0o777).toBe(0o755);
   });
 
-  it('the installed callout: 2 ("not my type") for other types and once the tool is gone; 1 with a reason when only node is gone', async () => {
+  /** Installed with a stand-in tool (`script`) and this node, both under the root, so that a test can take either away. */
+  async function installedWithStandIn(script: string): Promise<{ host: TestHost; bin: string; node: string }> {
     const host = givenHost(threeGuestsHost());
     const bin = join(host.root, 'opt/ap/ap-persist.cjs');
     const node = join(host.root, 'opt/node/bin/node');
     mkdirSync(dirname(bin), { recursive: true });
     mkdirSync(dirname(node), { recursive: true });
-    writeFileSync(bin, "process.stdout.write('ran:' + process.execArgv.join(' ')); process.exit(0);\n");
+    writeFileSync(bin, script);
     symlinkSync(realpathSync(process.execPath), node);
     expect((await host.run('install', '--bin', bin, '--node', node)).code).toBe(0);
+    return { host, bin, node };
+  }
+
+  it('the installed callout: 2 ("not my type") for other types and once the tool is gone; 1 with a reason when only node is gone', async () => {
+    const { host, bin, node } = await installedWithStandIn("process.stdout.write('ran:' + process.execArgv.join(' ')); process.exit(0);\n");
     const callout = join(host.root, CALLOUTS[1]!);
     const call = (type: string): { status: number | null; stdout: string; stderr: string } => {
       const args = ['-t', type, '-e', 'pre', '-a', 'define', '-s', 'none', '-u', 'aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa', '-p', 'matrix'];
@@ -80,6 +93,35 @@ describe('ap-persist install', () => {
     // The package removed: never block anything.
     rmSync(bin);
     expect(call('vfio_ap-passthrough')).toEqual({ status: 2, stdout: '', stderr: '' });
+  });
+
+  it("libvirt's qemu hook: node only for the calls that concern a vfio-ap guest, the XML passed on; reconnect never fails", async () => {
+    // Echoes what it was given: flags, arguments, and the XML it read.
+    const { host, bin, node } = await installedWithStandIn(
+      "const i = require('fs').readFileSync(0, 'utf8'); process.stderr.write(JSON.stringify([process.execArgv.join(' '), process.argv.slice(2).join(' '), i])); process.exit(1);\n",
+    );
+    const script = join(host.root, LIBVIRT_HOOK);
+    const vfioAp = readFileSync(new URL('../fixtures/libvirt/guest1.xml', import.meta.url), 'utf8');
+    const plain = readFileSync(new URL('../fixtures/libvirt/no-vfio-ap.xml', import.meta.url), 'utf8');
+    // As libvirt runs it: LC_ALL and PATH only, from /.
+    const call = (xml: string, ...args: string[]) => spawnSync(script, args, { input: xml, env: { LC_ALL: 'C', PATH: '/usr/bin:/bin' }, cwd: '/', encoding: 'utf8' });
+    const ran = call(vfioAp, 'Guest1', 'prepare', 'begin', '-');
+    expect(ran.status).toBe(1);
+    expect(JSON.parse(ran.stderr)).toEqual(['--jitless --no-expose-wasm', 'libvirt-hook Guest1 prepare begin -', vfioAp]);
+    expect(ran.stdout).toBe('');
+    // Not for us: 0 at once, node never starts (it would have exited 1).
+    for (const args of [['Guest1', 'start', 'begin', '-'], ['Guest1', 'migrate', 'begin', '-'], ['Guest1', 'stopped', 'end', '-']]) expect(call(vfioAp, ...args).status, args.join(' ')).toBe(0);
+    expect(call(plain, 'Plain', 'prepare', 'begin', '-')).toMatchObject({ status: 0, stdout: '', stderr: '' });
+    // A failed reconnect would make libvirt kill the running guest.
+    expect(call(vfioAp, 'Guest1', 'reconnect', 'begin', '-').status).toBe(0);
+    rmSync(node);
+    const noNode = call(vfioAp, 'Guest1', 'prepare', 'begin', '-');
+    expect(noNode.status).toBe(1);
+    expect(noNode.stderr).toContain(`ap-persist: cannot make the guest's vfio_ap mdevs: ${node} is missing`);
+    expect(call(vfioAp, 'Guest1', 'reconnect', 'begin', '-').status).toBe(0);
+    // The package removed: never stops a guest.
+    rmSync(bin);
+    expect(call(vfioAp, 'Guest1', 'prepare', 'begin', '-')).toMatchObject({ status: 0, stderr: '' });
   });
 
   it('without --node, names node by the stable path that leads to the running one', async () => {
@@ -123,14 +165,16 @@ describe('ap-persist install', () => {
     for (const rel of [RULE, ...UNITS, ...CALLOUTS]) expect(statSync(join(host.root, rel)).mtime, rel).toEqual(past);
   });
 
-  it('a new --bin rewrites every file that runs the tool (three units, two callouts), and reloads systemd once', async () => {
+  it('a new --bin rewrites every file that runs the tool (three units, two callouts, the libvirt hook), and reloads systemd once', async () => {
     const host = givenHost(threeGuestsHost());
     await host.run('install', '--bin', '/usr/bin/ap-persist');
     const r = await host.json('install', '--bin', '/usr/local/bin/ap-persist');
     expect([...r.doc.installed].sort()).toEqual(
-      [...CALLOUTS, unit('ap-persist-hook@.service'), unit('ap-persist-mdev@.service'), unit('ap-persist-wait.service')].map((p) => join(host.root, p)).sort(),
+      [...CALLOUTS, LIBVIRT_HOOK, unit('ap-persist-hook@.service'), unit('ap-persist-mdev@.service'), unit('ap-persist-wait.service')].map((p) => join(host.root, p)).sort(),
     );
-    expect(r.doc.reload.map((x: { command: string }) => x.command)).toEqual(['systemctl daemon-reload']);
+    expect(r.doc.reload.map((x: { command: string }) => x.command)).toEqual(['systemctl daemon-reload', 'systemctl try-reload-or-restart libvirtd.service', 'systemctl try-reload-or-restart virtqemud.service']);
+    // libvirt finds a changed qemu hook on reload; neither daemon runs on this host.
+    expect(r.doc.reload.slice(1).map((x: { ran: boolean }) => x.ran)).toEqual([false, false]);
   });
 
   it('refuses a --bin or --node that units and callouts could not run as written (exit 2, nothing written)', async () => {
@@ -181,7 +225,7 @@ describe('ap-persist install', () => {
 });
 
 describe('ap-persist install --staged (a package build)', () => {
-  const STATIC = [RULE, ...UNITS, PRESET, ...CALLOUTS].sort();
+  const STATIC = [RULE, ...UNITS, PRESET, ...CALLOUTS, LIBVIRT_HOOK].sort();
 
   it("puts the package's files alone into the staging tree: no store, record, lock, state or enable links", async () => {
     const stage = tempDir('ap-persist-stage-');

@@ -7,7 +7,7 @@ import { chmodSync, chownSync, lchownSync, existsSync, lstatSync, mkdirSync, rea
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { ACTIVE, exampleHost } from '../callout/support.js';
 import { givenHost, tempDir } from '../support/host.js';
 import { givenSimulatedHost } from '../support/sim-host.js';
@@ -175,6 +175,39 @@ describe('leftovers of a killed run', () => {
     expect((await host.run('mask', 'set', '--persistent', '--no-generate', 'apmask=-8')).code).toBe(0);
     expect(existsSync(join(dir, '.ap-persist.conf.tmp-4194304-1'))).toBe(false);
     expect(existsSync(join(dir, `.ap-persist.conf.tmp-${process.pid}-1`))).toBe(true);
+  });
+
+  // generate writes through a batch (one listing per directory): the same rule, file and link.
+  const MATRIX = 'etc/mdevctl.d/matrix';
+  const WANTS = 'etc/systemd/system/ap-persist-mdevs.target.wants';
+
+  it("generate removes a dead writer's temporary files beside the files and links it writes; a live writer's stays, and so does one beside a name it does not write", async () => {
+    const host = givenHost(threeGuestsHost());
+    mkdirSync(join(host.root, MATRIX), { recursive: true });
+    mkdirSync(join(host.root, WANTS), { recursive: true });
+    const dead = [`${MATRIX}/.${GUEST1}.tmp-4194304-1`, `${WANTS}/.ap-persist-mdev@${GUEST3}.service.tmp-4194304`];
+    const kept = [`${MATRIX}/.${GUEST2}.tmp-${process.pid}-1`, `${MATRIX}/.not-generated.tmp-4194304-1`];
+    writeFileSync(join(host.root, dead[0]!), 'half');
+    symlinkSync('/usr/lib/systemd/system/ap-persist-mdev@.service', join(host.root, dead[1]!));
+    for (const p of kept) writeFileSync(join(host.root, p), 'in progress');
+    const r = await host.run('generate');
+    expect(r.code, r.stderr).toBe(0);
+    expect(host.read(`${MATRIX}/${GUEST1}`)).toContain('"start": "auto"');
+    expect(host.has(`${WANTS}/ap-persist-mdev@${GUEST3}.service`)).toBe(true);
+    for (const p of dead) expect(host.has(p), p).toBe(false);
+    for (const p of kept) expect(host.has(p), p).toBe(true);
+  });
+
+  it('each run looks again: a leftover a killed run left after the last run (same process, same root) is removed by the next', async () => {
+    const host = givenHost(threeGuestsHost());
+    expect((await host.run('generate')).code).toBe(0);
+    const leftover = `${MATRIX}/.${GUEST1}.tmp-4194304-2`;
+    writeFileSync(join(host.root, leftover), 'half');
+    writeFileSync(join(host.root, STORE), THREE_GUESTS_STORE.replace('start = auto              ; started at boot', 'start = manual'));
+    const r = await host.run('generate');
+    expect(r.code, r.stderr).toBe(0);
+    expect(host.read(`${MATRIX}/${GUEST1}`)).toContain('"start": "manual"');
+    expect(host.has(leftover)).toBe(false);
   });
 });
 

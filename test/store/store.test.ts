@@ -49,7 +49,7 @@ describe('reading the store', () => {
     ['bad UUID', '[mdev.guest1]\nadapters = 5\n', 1, /not a UUID/],
     ['bad ID', `[mdev.${U}]\nadapters = 5,300\n`, 2, /above 255/],
     ['reversed range', `[mdev.${U}]\ndomains = 9-3\n`, 2, /reversed/],
-    ['bad start', `[mdev.${U}]\nstart = yes\n`, 2, /neither auto nor manual/],
+    ['bad start', `[mdev.${U}]\nstart = yes\n`, 2, /not auto, manual or guest/],
     ['relative mask', '[masks]\napmask = -5\n', 2, /absolute/],
     ['garbage line', '[masks]\nthis is not ini\n', 2, /cannot read/],
     ['key before section', 'apmask = 1\n', 1, /before any \[section\]/],
@@ -131,7 +131,7 @@ describe('editing the store keeps what the admin wrote', () => {
     const before = host.snapshot();
     const r = await host.run('mdev', 'define', '--adapters', '6', '--domains', '0x47');
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/ap-persist\.conf:14: start 'sometimes' is neither auto nor manual/);
+    expect(r.stderr).toMatch(/ap-persist\.conf:14: start 'sometimes' is not auto, manual or guest/);
     expect(host.snapshot()).toEqual(before);
   });
 });

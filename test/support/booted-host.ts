@@ -10,7 +10,7 @@
 // are emulated, and every RUN program runs inside the sandbox of the
 // distribution's own systemd-udevd.service.
 
-import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
@@ -133,6 +133,12 @@ export interface BootedHostOptions {
   files?: Record<string, string>;
   /** Faults the kernel has from power-on. */
   faults?: ControlCommand[];
+  /**
+   * A disk to boot (package-host.ts makeDisk) instead of the cached tree: a
+   * boot's writes kept on it make the next boot a reboot. The rig and
+   * ap-persist are put on it at its first boot only.
+   */
+  rootfs?: string;
 }
 
 export interface AppliedEvent {
@@ -166,11 +172,13 @@ export async function bootHost(opts: BootedHostOptions): Promise<BootedHost> {
   const sim = await startSimSysfs({ host: opts.host, kernel: opts.kernel, mtty: true });
   for (const fault of opts.faults ?? []) sim.control(fault);
   const record = tempDir('ap-persist-libvirtd-');
-  const installed = await installStaged(opts.store, opts.files ?? {});
+  const installedBefore = opts.rootfs !== undefined && existsSync(join(opts.rootfs, 'etc/systemd/system/ap-sim-sysfs.service'));
+  const installed = installedBefore ? [] : [...rigFiles(), { path: TOOL, symlink: `${CONTAINER_SRC}/dist/bin/ap-persist.cjs` }, ...(await installStaged(opts.store, opts.files ?? {}))];
   const container = await bootContainer({
     until: 'manager',
     binds: [nodeBind(), checkoutBind(CHECKOUT), { host: sim.mountpoint, container: SIM }, { host: record, container: RECORD }],
-    files: [...rigFiles(), { path: TOOL, symlink: `${CONTAINER_SRC}/dist/bin/ap-persist.cjs` }, ...installed],
+    files: installed,
+    rootfs: opts.rootfs,
   });
 
   // The rig runs udev's programs with systemd-run, which needs the bus (udevd itself does not);

@@ -45,8 +45,9 @@ export interface Disk {
 const DISKS = '/var/tmp';
 const DISK_PREFIX = 'ap-persist-disk-';
 
-export async function makeDisk(): Promise<Disk> {
-  const tree = (await ensurePackageRootfs()).path;
+/** A disk with the package tests' tree, or with `from` (another cached tree). */
+export async function makeDisk(from?: string): Promise<Disk> {
+  const tree = from ?? (await ensurePackageRootfs()).path;
   mkdirSync(DISKS, { recursive: true });
   // Disks of test processes that died before removing theirs.
   for (const entry of readdirSync(DISKS)) {
@@ -145,7 +146,7 @@ function isLink(path: string): boolean {
  * The writable layer of a running container (container.ts keeps it in
  * <temp>/<name>.XXXXXX/upper and removes it at stop).
  */
-function upperOf(c: Container): string {
+export function upperOf(c: Container): string {
   const t = tmpdir();
   const base = t === '/run' || t.startsWith('/run/') ? '/var/tmp' : t;
   const dirs = readdirSync(base).filter((e) => e.startsWith(`${c.name}.`));

@@ -16,7 +16,8 @@ export interface SimHost {
   kernel(): SimKernel;
   /** The last command's simulated runner: what ran, and each unit's exit code. */
   runner(): SimulatedRunner | undefined;
-  run(args: string[], env?: Record<string, string>): Promise<RunResult>;
+  /** `stdin`: what the command reads on its standard input (the callout's JSON, libvirt's domain XML). */
+  run(args: string[], env?: Record<string, string>, stdin?: string): Promise<RunResult>;
   read(rel: string): string;
   snapshot(): Map<string, string>;
 }
@@ -39,10 +40,10 @@ export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, optio
   // systemd outlives each command: what the units did stays known.
   const units = new Map<string, number>();
 
-  const cli = async (args: string[], env: Record<string, string>, outer = true): Promise<RunResult> => {
+  const cli = async (args: string[], env: Record<string, string>, outer = true, stdin = ''): Promise<RunResult> => {
     let stdout = '';
     let stderr = '';
-    const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t), env };
+    const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t), env, stdin: () => stdin };
     const unit = async (verb: 'start' | 'stop', uuid: string): Promise<number | undefined> =>
       options.runUnits === false ? undefined : (await cli(['mdev', verb, uuid], {}, false)).code;
     const runner = simulatedRunner(kernel, unit, units);
@@ -55,9 +56,9 @@ export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, optio
     root,
     kernel: () => kernel,
     runner: () => last,
-    async run(args, env = {}) {
+    async run(args, env = {}, stdin = '') {
       if (options.onDisk) kernel = SimKernel.fromDisk(root, flavour, options.kernel);
-      const result = await cli(args, env);
+      const result = await cli(args, env, true, stdin);
       if (options.onDisk) kernel.saveTo(root);
       return result;
     },
