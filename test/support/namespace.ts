@@ -22,20 +22,45 @@ export function itWithTools(name: string, tools: readonly string[], fn: () => Pr
 
 /**
  * bash helpers for the script: `fresh_dir DIR` mounts an empty tmpfs on DIR.
- * When DIR does not exist its parent is first replaced by a tmpfs holding
- * recursive bind mounts of the parent's entries (so earlier fresh dirs below
- * it stay in place), and not even an empty directory is created on the host.
- * Before each `step` every fresh dir is checked to still be its own tmpfs, so
- * no command ever runs against a host directory. The script refuses to start
- * in the mount namespace of the test that launched it.
+ * When DIR does not exist its parent is first shadowed, so that not even an
+ * empty directory is created on the host: an overlay whose upper layer is a
+ * tmpfs (what is written there stays in the namespace) with the mounts that
+ * were below the parent (earlier fresh dirs among them) bound back in place;
+ * where no overlay can be mounted, a tmpfs holding recursive bind mounts of
+ * the parent's entries (one mount each: a second for /etc, against a
+ * hundredth). Before each `step` every fresh dir is checked to still be its
+ * own tmpfs, so no command ever runs against a host directory. The script
+ * refuses to start in the mount namespace of the test that launched it.
  */
 const PRELUDE = `shadowed=" "
-declare -A fresh
+declare -A fresh overlay
+# The mount points below DIR, the top-most of each tree (mountinfo's field 5, escapes undone).
+mounts_below() {
+  local dir=$1 mp last=
+  while read -r _ _ _ _ mp _; do
+    printf -v mp '%b' "$mp"
+    case "$mp" in "$dir"/*) echo "$mp" ;; esac
+  done </proc/self/mountinfo | sort -u | while read -r mp; do
+    if [ -n "$last" ]; then case "$mp" in "$last"/*) continue ;; esac; fi
+    echo "$mp"
+    last=$mp
+  done
+}
 shadow() {
-  local dir=$1 keep entry name
+  local dir=$1 keep layers mp entry name
   case "$shadowed" in *" $dir "*) return ;; esac
   keep=$(mktemp -d "$NS_WORK/keep.XXXXXX")
   mount --rbind "$dir" "$keep"
+  layers=$(mktemp -d "$NS_WORK/layers.XXXXXX")
+  mount -t tmpfs ap-persist-test "$layers"
+  mkdir "$layers/upper" "$layers/work"
+  if mount -t overlay ap-persist-test -o "lowerdir=$keep,upperdir=$layers/upper,workdir=$layers/work" "$dir" 2>/dev/null; then
+    overlay[$dir]=$(stat -c %d "$dir")
+    # An overlay shows its lower directory's own files, not what is mounted below it.
+    mounts_below "$keep" | while read -r mp; do mount --rbind "$mp" "$dir/\${mp#"$keep"/}"; done
+    shadowed="$shadowed$dir "
+    return
+  fi
   mount -t tmpfs ap-persist-test "$dir"
   for entry in "$keep"/* "$keep"/.[!.]*; do
     [ -e "$entry" ] || [ -L "$entry" ] || continue
@@ -51,7 +76,7 @@ fresh_dir() {
   local dir=$1 parent=\${1%/*}
   if [ ! -d "$dir" ]; then
     if [ -d "$parent" ]; then shadow "$parent"; else fresh_dir "$parent"; fi
-    [ "$(stat -f -c %T "$parent")" = tmpfs ] || { echo "refusing to create $dir outside a tmpfs" >&2; exit 98; }
+    [ "$(stat -f -c %T "$parent")" = tmpfs ] || [ "$(stat -c %d "$parent")" = "\${overlay[$parent]-}" ] || { echo "refusing to create $dir outside a tmpfs" >&2; exit 98; }
     mkdir "$dir"
   fi
   mount -t tmpfs ap-persist-test "$dir"
