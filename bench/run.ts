@@ -342,8 +342,13 @@ function commands(
       caller: 'systemd (ap-persist-hook@.service), stub systemctl: none up',
       env: unitEnv(stub.inactive),
       args: [BIN, '--root', boot, '--exec', 'hook', '--event', 'change-1'],
-      // The kernel's default masks again: every run applies the store's.
-      prepare: () => masks.forEach((m) => writeFileSync(m.path, m.text)),
+      // The kernel's default masks again, and /run empty as after a boot (no report of an earlier
+      // hook, no lock): every run is this boot's first hook and applies the store's masks.
+      prepare: () => {
+        masks.forEach((m) => writeFileSync(m.path, m.text));
+        rmSync(join(boot, 'run/ap-persist'), { recursive: true, force: true });
+        rmSync(join(boot, 'run/lock/s390apconfig.lock'), { force: true });
+      },
     });
   }
   list.push(

@@ -64,10 +64,11 @@ export function persistentMasks(config: { masks: HostMasks }, live: LiveState | 
 }
 
 /** Auto mdevs of the configuration plus mdevctl's auto definitions it does not hold. */
-export function autostartMdevs(config: Pick<EffectiveConfig, 'mdevs'>, mdevctl: Pick<MdevctlView, 'definitions'>): MdevDefinition[] {
+export function autostartMdevs(config: Pick<EffectiveConfig, 'mdevs'>, mdevctl: Pick<MdevctlView, 'outside'>): MdevDefinition[] {
   const ours = config.mdevs;
-  const known = new Set(ours.map((m) => m.uuid));
-  return [...ours.filter((m) => m.start === 'auto'), ...mdevctl.definitions.filter((m) => m.start === 'auto' && !known.has(m.uuid))];
+  // mdevctl's own: the store's files are not even parsed (the callout's define path reads 64 and more).
+  const known = new Set<string>(ours.map((m) => m.uuid));
+  return [...ours.filter((m) => m.start === 'auto'), ...mdevctl.outside(known).filter((m) => m.start === 'auto')];
 }
 
 /**

@@ -25,6 +25,8 @@ export interface DefinitionFile {
   readonly reason?: string | undefined;
   /** Another mdev type's definition (vfio_ccw, ...) under a store mdev's UUID: none of vfio_ap's. */
   readonly otherType?: boolean;
+  /** It holds what generate wrote, by the record: assign_* lines only, as renderMdevctlJson writes them. */
+  readonly generated?: boolean;
 }
 
 export interface BootFiles {

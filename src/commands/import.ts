@@ -207,7 +207,7 @@ function conflictsAfter(ctx: Context, view: HostView, p: Plan): ConflictList {
  * store's, and a conflict with them is the import's doing.
  */
 function baseline(view: HostView, from: ImportSource[]): ConflictList {
-  return checkPersistent(from.includes('mdevctl') ? { ...view, mdevctl: { ...view.mdevctl, definitions: [] } } : view);
+  return checkPersistent(from.includes('mdevctl') ? { ...view, mdevctl: { files: view.mdevctl.files, definitions: [], unreadable: view.mdevctl.unreadable, outside: () => [] } } : view);
 }
 
 function sameMasks(a: HostMasks, b: HostMasks): boolean {

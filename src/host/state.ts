@@ -12,6 +12,7 @@ import type { LoadedStore } from '../store/store.js';
 import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition, type MdevctlDevice } from '../store/mdevctl-defs.js';
 import {
   AP_DEVICES,
+  MATRIX,
   listActiveMatrices,
   listActiveMdevs,
   listCards,
@@ -31,7 +32,7 @@ import type { BootFiles, DefinitionFile } from '../checks/drift.js';
 import type { RootPath } from '../generate/host-files.js';
 import { observe } from '../fsio/observe.js';
 import { rootPath } from '../generate/host-files.js';
-import { parseManifest, type ManifestEntry } from '../generate/manifest.js';
+import { holdsRecorded, parseManifest, type ManifestEntry } from '../generate/manifest.js';
 
 export interface LiveState {
   /** False when the AP bus is not there (not an IBM Z host, or a bare fake root). */
@@ -53,6 +54,8 @@ export interface MdevctlView {
   unreadable: { path: string; reason: string }[];
   /** Every definition file (readable or not, of any mdev type), by UUID, for the drift checks. */
   files: Map<string, DefinitionFile>;
+  /** The readable vfio_ap definitions of UUIDs not in `known`: only those files are parsed. */
+  outside(known: ReadonlySet<string>): MdevDefinition[];
 }
 
 /**
@@ -107,13 +110,24 @@ export function readLiveState(sysfs: Sysfs): LiveState {
 
 export interface ActiveState {
   masks: ActiveMasks | undefined;
-  mdevs: ActiveMatrix[];
+  /** The active mdevs' UUIDs, from the listing alone. */
+  uuids: ReadonlySet<string>;
+  /** Their matrices, read when first asked (a hook with nothing to change never asks). */
+  readonly mdevs: ActiveMatrix[];
   vfioAp: boolean;
 }
 
 /** Only what the boot hook needs: masks and active matrices, not every queue. */
 export function readActiveState(sysfs: Sysfs): ActiveState {
-  return { masks: readActiveMasks(sysfs), mdevs: listActiveMatrices(sysfs), vfioAp: vfioApLoaded(sysfs) };
+  let mdevs: ActiveMatrix[] | undefined;
+  return {
+    masks: readActiveMasks(sysfs),
+    uuids: new Set(sysfs.list(MATRIX).filter(isUuid).map((u) => u.toLowerCase())),
+    get mdevs() {
+      return (mdevs ??= listActiveMatrices(sysfs));
+    },
+    vfioAp: vfioApLoaded(sysfs),
+  };
 }
 
 /**
@@ -122,6 +136,8 @@ export function readActiveState(sysfs: Sysfs): ActiveState {
  */
 class ReadDefinition implements DefinitionFile {
   #parsed: { device?: MdevctlDevice; reason?: string } | undefined;
+  /** It holds what generate wrote (readBootFiles tells): valid by construction, so never listed unreadable. */
+  generated = false;
   constructor(
     readonly path: RootPath,
     readonly text: string,
@@ -196,24 +212,16 @@ export function readMdevctlDefinitions(paths: HostPaths, only?: string): Mdevctl
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const entry of entries) if (isUuid(entry.name)) add(entry.name, entry.isFile() ? quick : careful);
   }
-  let listed: Pick<MdevctlView, 'definitions' | 'unreadable'> | undefined;
-  const list = (): Pick<MdevctlView, 'definitions' | 'unreadable'> => {
-    if (listed) return listed;
-    listed = { definitions: [], unreadable: [] };
-    for (const [name, file] of files) {
-      if (file.otherType) continue;
-      if (file.device) listed.definitions.push(toDefinition(parseUuid(name), file.device));
-      else listed.unreadable.push({ path: `${dir}/${name}`, reason: file.reason ?? 'unreadable' });
-    }
-    return listed;
-  };
+  const definition = (name: string, file: ReadDefinition): MdevDefinition[] => (file.device ? [toDefinition(parseUuid(name), file.device)] : []);
+  let definitions: MdevDefinition[] | undefined;
   return {
     get definitions() {
-      return list().definitions;
+      return (definitions ??= [...files].flatMap(([name, file]) => definition(name, file)));
     },
     get unreadable() {
-      return list().unreadable;
+      return [...files].flatMap(([name, file]) => (file.generated || file.otherType || file.device ? [] : [{ path: `${dir}/${name}`, reason: file.reason ?? 'unreadable' }]));
     },
+    outside: (known) => [...files].flatMap(([name, file]) => (known.has(name) ? [] : definition(name, file))),
     files,
   };
 }
@@ -231,6 +239,11 @@ export function readBootFiles(paths: HostPaths, mdevctl: MdevctlView): BootFiles
     if (text !== undefined) recorded = new Map(parseManifest(text, paths.generatedManifest).map((e) => [e.path, e]));
   } catch (err) {
     recordError = err instanceof ApPersistError ? err.message : String(err);
+  }
+  const dirRel = rootPath(paths, paths.mdevctlMatrixDir);
+  for (const [name, file] of mdevctl.files) {
+    const entry = recorded.get(`${dirRel}/${name}`);
+    if (entry && file instanceof ReadDefinition) file.generated = holdsRecorded({ kind: 'file', content: file.text }, entry);
   }
   return {
     recorded,

@@ -290,7 +290,8 @@ async function checkAutostart(s: Session, mdev: MdevDefinition & { claims: MdevD
     .filter((m) => m.uuid !== mdev.uuid)
     .flatMap((m) => {
       const file = mdevctl.files.get(m.uuid);
-      return file?.device ? claimsOnTheWay(m, file.text, file.device, file.path) : [m];
+      // What generate wrote holds assign_* alone: nothing more on the way, and no need to parse it.
+      return file && !file.generated && file.device ? claimsOnTheWay(m, file.text, file.device, file.path) : [m];
     });
   const masks = persistentMasks(config, readLiveState(s.sysfs));
   const reasons = claimReasons(mdev.claims, (claim) => checkClaim(claim, others, masks, 'persistent'), 'is defined for autostart by', 'persistent');

@@ -10,7 +10,7 @@ import { acquireLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
 import { readActiveState, readBootFiles, readMdevctlDefinitions, type ActiveState } from '../host/state.js';
 import { changesBoot, driftLines, effectiveConfig } from '../checks/drift.js';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatAdapter, formatApqn, formatApqnDecimal, formatDomain, type Apqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
@@ -177,7 +177,9 @@ function applyStoreMasks(sysfs: Sysfs, store: Pick<Store, 'masks' | 'mdevs'>, li
   const names = new Map(store.mdevs.map((m) => [m.uuid as string, m.name]));
   const named = (mdevs: ActiveState['mdevs']): Claim[] => mdevs.map((m) => ({ ...m, name: names.get(m.uuid) }));
   const rule = maskCheckRule(sysfs);
-  let { target, kept } = protectActiveMdevs(wanted, live.masks, named(live.mdevs), rule);
+  // Masks that give the host nothing new need no look at the active matrices (protectActiveMdevs says the same).
+  const givesMore = !wanted.apmask.minus(live.masks.apmask).isEmpty() || !wanted.aqmask.minus(live.masks.aqmask).isEmpty();
+  let { target, kept } = protectActiveMdevs(wanted, live.masks, givesMore ? named(live.mdevs) : [], rule);
   const planned = planMaskWrites(live.masks, target);
   const refused = (err: SysfsError): void => void report.errors.push(`mask write refused: ${err.message}: ${MASK_ERRNO_MEANING[err.code] ?? 'see the kernel log'}`);
   const overridden = planned.length ? overriddenQueues(sysfs) : [];
@@ -261,10 +263,12 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     // 3. Checks, then 4. start what passes, in store order: the first claimant wins.
     // After any write or module load, even a failed one, check against what sysfs shows now.
     if (report.masks.writes.length || report.commands.length) live = readActiveState(deps.sysfs);
-    const activeUuids = new Set<string>(live.mdevs.map((m) => m.uuid));
+    const activeUuids = live.uuids;
     const names = new Map<string, string | undefined>([...store.mdevs, ...config.mdevs].map((m) => [m.uuid as string, m.name]));
     // The active mdevs and, as they pass, the auto mdevs this run starts: each is checked against all before it.
-    const holders = new ClaimIndex(live.mdevs);
+    // Made at the first mdev to check: with every auto mdev up, no matrix is read.
+    let index: ClaimIndex | undefined;
+    const holders = (): ClaimIndex => (index ??= new ClaimIndex(live.mdevs));
     const claimed = new Set<string>();
     const toStart: string[] = [];
     const alreadyActive: string[] = [];
@@ -276,14 +280,14 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         alreadyActive.push(mdev.uuid);
         continue;
       }
-      const found = holders.check(mdev, live.masks, 'active');
+      const found = holders().check(mdev, live.masks, 'active');
       if (found.conflicts.length) {
         outcome.outcome = 'skipped';
         outcome.apqns = found.conflicts.map((c) => formatApqn(c.apqn));
         outcome.reason = skipReason(found.conflicts, { active: activeUuids, names, claimed, masks: config.masks, masksApplied: report.masks.applied });
         continue;
       }
-      holders.add(mdev);
+      holders().add(mdev);
       claimed.add(mdev.uuid);
       toStart.push(mdev.uuid);
     }
@@ -299,20 +303,22 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         const allPass = report.mdevs.every((m) => m.outcome !== 'skipped') && linkedMdevUnits(deps.paths).every((u) => autoUnits.has(u));
         const units = toStart.map(mdevUnit);
         const adopted = alreadyActive.map(mdevUnit);
-        const states = await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]);
+        // Before this boot's first hook (its report in /run is not there yet) no unit of ours has
+        // run: no question to systemd, one start for all. Later, systemd says which are up.
+        const states = existsSync(deps.paths.lastHook) ? await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]) : new Map<string, { active: string }>();
         const state = (u: string): string => states.get(u)?.active ?? 'inactive';
         // A unit still active whose mdev is gone (removed by hand) does nothing on start: restart it.
         // One still activating (an earlier event's) is left to finish: start merges with its job.
         const restart = units.filter((u) => state(u) === 'active');
         const restarted = new Set(restart);
         // An mdev mdevctl's own autostart made: its unit starts too (ExecStart finds it up), so
-        // that systemd stops it after libvirt at shutdown, as every other.
-        const start = [...units.filter((u) => !restarted.has(u)), ...adopted.filter((u) => state(u) === 'inactive' || state(u) === 'failed')];
-        const calls: string[][] = [
-          ...(allPass && state(MDEVS_TARGET) !== 'active' ? [['start', MDEVS_TARGET]] : []),
-          ...(restart.length ? [['restart', ...restart]] : []),
-          ...(start.length ? [['start', ...start]] : []),
+        // that systemd stops it after libvirt at shutdown, as every other. The target in the same call.
+        const start = [
+          ...(allPass && state(MDEVS_TARGET) !== 'active' ? [MDEVS_TARGET] : []),
+          ...units.filter((u) => !restarted.has(u)),
+          ...adopted.filter((u) => state(u) === 'inactive' || state(u) === 'failed'),
         ];
+        const calls: string[][] = [...(restart.length ? [['restart', ...restart]] : []), ...(start.length ? [['start', ...start]] : [])];
         let failure: string | undefined;
         let ran = true;
         for (const call of calls) {

@@ -504,8 +504,7 @@ step list mdevctl list -d
       expect((await host.hook()).code).toBe(0);
       expect(JSON.parse(host.read('run/ap-persist/last-hook.json')).commands.map((c: { command: string }) => c.command)).toEqual([
         'modprobe vfio_ap',
-        'systemctl --no-block start ap-persist-mdevs.target',
-        `systemctl --no-block start ${unit(GUEST1)} ${unit(GUEST2)}`,
+        `systemctl --no-block start ap-persist-mdevs.target ${unit(GUEST1)} ${unit(GUEST2)}`,
       ]);
     },
     90_000,
