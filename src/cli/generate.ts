@@ -1,7 +1,7 @@
 // generate, install and uninstall. Their modules (and handlebars) load only when one of
 // them runs: the boot-time hook goes through the same program.
 
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { Wrap } from './program.js';
 
 export function registerGenerate(program: Command, wrap: Wrap): void {
@@ -19,6 +19,14 @@ export function registerGenerate(program: Command, wrap: Wrap): void {
     .option('--staged', "a package build: only the package's files into the tree under --root (no store, generate, systemctl or ap-check set-aside)")
     .option('--bin <path>', 'the ap-persist script the rules, units and callout run (default: this one, symlinks resolved)')
     .option('--node <path>', 'the node binary they run it with (default: the one running now, symlinks resolved)')
+    .addOption(
+      new Option(
+        '--libvirt-hooks <mode>',
+        "where libvirt's qemu hook goes: qemu.d (/etc/libvirt/hooks/qemu.d/ap-persist, libvirt 6.5 and newer), chain (/etc/libvirt/hooks/qemu, running an existing one first), none; auto: chain when libvirtd --version says older than 6.5, else qemu.d",
+      )
+        .choices(['auto', 'qemu.d', 'chain', 'none'])
+        .default('auto'),
+    )
     .option('--no-reload', 'do not run udevadm control --reload and systemctl daemon-reload')
     .action(wrap(async (ctx, opts) => (await import('../commands/install.js')).install(ctx, opts)));
   program

@@ -1,22 +1,38 @@
 // ap-persist install: the package's post-install step. Puts the shipped rules,
 // units, preset and mdevctl callout in place with the tool's path filled in,
 // runs generate, enables the units through the preset on the first install,
-// and reloads udev and systemd once for all. With --staged it is the
+// and reloads udev and systemd once for all. libvirt's qemu hook goes to
+// hooks/qemu.d/, or on libvirt older than 6.5 chains hooks/qemu
+// (--libvirt-hooks, src/host/libvirt-hooks.ts). With --staged it is the
 // package build's step instead: the static files alone, into a staging tree.
 
-import { accessSync, chmodSync, constants, existsSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, realpathSync, statSync, unlinkSync } from 'node:fs';
 import { followTrusted } from '../fsio/trust.js';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { InputError, RuntimeError } from '../errors.js';
 import { defaultBin, defaultNode, packageAssets } from '../generate/assets.js';
 import { rootPath, type FileEntry, type RootPath } from '../generate/host-files.js';
 import { reloadCommands, reloadLines } from '../generate/reload.js';
 import { generateJson, stepLines } from '../generate/report.js';
-import { checkBin, checkNode, staticEntries, SYSTEMCTL_CANDIDATES, type InstalledPrograms } from '../generate/static-files.js';
+import { checkBin, checkNode, libvirtHookEntryPath, renderLibvirtHook, staticEntries, SYSTEMCTL_CANDIDATES, type InstalledPrograms } from '../generate/static-files.js';
 import { fileConflictError, generateFiles, generateWarnings, planGenerate, putEntry, reload, reportStoreRefusal } from './generate.js';
 import { observe } from '../fsio/observe.js';
 import { setApCheckAside, type MoveResult } from '../host/callouts.js';
+import {
+  chainQemuHook,
+  CHAINED_HOOK,
+  checkRequest,
+  chooseMode,
+  libvirtVersion,
+  readHookRecord,
+  unchainQemuHook,
+  type ChainOutcome,
+  type HookRecord,
+  type LibvirtHookMode,
+  type LibvirtHookRequest,
+  type LibvirtVersion,
+} from '../host/libvirt-hooks.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { PRESET_STATE, presetEnables, presetStateText, systemctlArgs } from '../generate/enable.js';
 import { hostRunner, type CommandRunner } from '../runtime/commands.js';
@@ -30,6 +46,8 @@ export interface InstallOptions {
   node?: string;
   /** commander's --no-reload sets this false. */
   reload?: boolean;
+  /** Where libvirt's qemu hook goes: auto (the default), qemu.d, chain or none. */
+  libvirtHooks?: string;
 }
 
 /** Package files are ours by name: replaced whenever content or mode differ. */
@@ -150,8 +168,15 @@ async function applyPreset(ctx: Context, units: string[]): Promise<EnableOutcome
 }
 
 /** --staged: the package's files for a package build, nothing of the host's (no store, record, lock, state, ap-check, systemctl). */
-function installStaged(ctx: Context, programs: InstalledPrograms): number {
-  const statics = installStatic(ctx, staticEntries(packageAssets(), programs, ctx.paths));
+function installStaged(ctx: Context, programs: InstalledPrograms, request: LibvirtHookRequest): number {
+  // Chaining moves the target system's own hooks/qemu: only the post-install step can.
+  if (request === 'chain') {
+    throw new InputError('--staged cannot chain hooks/qemu: it is the target system\'s', {
+      where: '--libvirt-hooks',
+      hint: "stage with --libvirt-hooks none and let the post-install 'ap-persist install --libvirt-hooks chain' chain it",
+    });
+  }
+  const statics = installStatic(ctx, staticEntries(packageAssets(), programs, ctx.paths, request !== 'none'));
   if (ctx.json) {
     ctx.printJson({
       staged: true,
@@ -175,17 +200,25 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
     node: checkNode(opts.node ?? defaultNode()),
     systemctl: findSystemctl(ctx),
   };
+  const request = checkRequest(opts.libvirtHooks);
   // A package build's tree holds neither node nor the store, and its files are
   // the build user's until the package is made: the post-install step checks them.
-  if (opts.staged) return installStaged(ctx, programs);
+  if (opts.staged) return installStaged(ctx, programs, request);
   // Reads and validates the store and the record of generated files before
   // anything is written: bad input (exit 2) changes no file. The plan itself
   // is made again below, once the static units it links to are in place.
   planGenerate(ctx);
+  const hookRecord = readHookRecord(ctx.paths);
   refuseUntrusted(ctx, programs.bin, '--bin');
   refuseUntrusted(ctx, programs.node, '--node');
   const assets = packageAssets();
-  const statics = installStatic(ctx, staticEntries(assets, programs, ctx.paths));
+  const libvirt = request === 'auto' ? await libvirtVersion(ctx.runner) : undefined;
+  const mode = chooseMode(request, libvirt);
+  // The old place goes first: libvirt 6.5 and newer would run a qemu.d hook and a chaining hooks/qemu both.
+  const hooks = mode === 'chain' ? emptyHooks() : unchainQemuHook(ctx.paths, hookRecord);
+  if (mode !== 'qemu.d') removeQemuDHook(ctx, hooks);
+  const statics = installStatic(ctx, staticEntries(assets, programs, ctx.paths, mode === 'qemu.d'));
+  if (mode === 'chain') mergeHooks(hooks, chainHook(ctx, hookRecord, assets, programs));
   warnIfMissing(ctx, programs.bin, '--bin');
   warnIfMissing(ctx, programs.node, '--node');
 
@@ -198,11 +231,13 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
   // The preset made links under etc/systemd/system (systemctl ran with --no-reload on `/`):
   // counted as a change there, so that systemd is reloaded once with the rest.
   const enabledLinks = enabled.state === 'applied' ? [rootPath(ctx.paths, `${ctx.paths.generatedUnitsDir}/${enabled.units[0]}`)] : [];
-  const commands = opts.reload === false ? [] : reloadCommands([...statics.written, ...generated, ...enabledLinks], ctx.paths);
+  const commands = opts.reload === false ? [] : reloadCommands([...statics.written, ...hooks.changed, ...generated, ...enabledLinks], ctx.paths);
   const reloads = await reload(ctx, commands);
   asideErrors(ctx, aside);
+  hookWarnings(ctx, hooks);
+  const failed = aside.failed.length + hooks.failed.length ? 1 : 0;
 
-  const staticLines = [...statics.written.map((p) => `installed ${ctx.paths.at(p)}`), ...asideLines(aside), ...enableLines(enabled)];
+  const staticLines = [...statics.written.map((p) => `installed ${ctx.paths.at(p)}`), ...hookLines(hooks, mode, libvirt), ...asideLines(aside), ...enableLines(enabled)];
   // Refused to generate: the package's files above are in place all the same, and install says so.
   const done = statics.written.length ? `no boot file was generated (the ${statics.written.length} package file(s) above were installed)` : 'no boot file was generated';
   if (g.status === 'store-conflicts') {
@@ -227,17 +262,70 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
       reload: reloads,
       ap_check_set_aside: aside.moved,
       ap_check_not_set_aside: aside.failed,
+      libvirt_hooks: hooksJson(mode, request, libvirt, hooks),
     });
     enableWarning(ctx, enabled);
-    return aside.failed.length ? 1 : 0;
+    return failed;
   }
   for (const line of staticLines) ctx.info(line);
   for (const line of stepLines(ctx.paths, g.plan.steps, { dryRun: false, verbose: ctx.verbose })) ctx.info(line);
-  if (statics.written.length === 0 && generated.length === 0 && aside.moved.length === 0 && enabled.state !== 'applied') ctx.info('nothing to change: installed and generated files are up to date');
+  if (statics.written.length === 0 && hooks.changed.length === 0 && generated.length === 0 && aside.moved.length === 0 && enabled.state !== 'applied') {
+    ctx.info('nothing to change: installed and generated files are up to date');
+  }
   for (const line of reloadLines(reloads)) ctx.info(line);
   enableWarning(ctx, enabled);
   generateWarnings(ctx, g.plan);
-  return aside.failed.length ? 1 : 0;
+  return failed;
+}
+
+// ---- libvirt's qemu hook outside qemu.d/
+
+const emptyHooks = (): ChainOutcome => ({ written: [], removed: [], chained: [], restored: [], kept: [], failed: [], changed: [] });
+
+function mergeHooks(into: ChainOutcome, from: ChainOutcome): void {
+  for (const key of Object.keys(into) as (keyof ChainOutcome)[]) (into[key] as unknown[]).push(...from[key]);
+}
+
+/** hooks/qemu as ours: alone, or running the admin's one first. */
+function chainHook(ctx: Context, record: HookRecord | undefined, assets: PackageAssets, programs: InstalledPrograms): ChainOutcome {
+  return chainQemuHook(ctx.paths, record, renderLibvirtHook(assets, programs), renderLibvirtHook(assets, programs, basename(CHAINED_HOOK)));
+}
+
+/** The qemu.d hook is ours by name; with the hook elsewhere (or nowhere) it goes. */
+function removeQemuDHook(ctx: Context, hooks: ChainOutcome): void {
+  const path = libvirtHookEntryPath(ctx.paths);
+  if (observe(ctx.paths.at(path)).kind === 'absent') return;
+  try {
+    unlinkSync(ctx.paths.confined(path));
+  } catch (err) {
+    throw new RuntimeError(`cannot remove: ${(err as Error).message}`, { where: ctx.paths.at(path) });
+  }
+  hooks.removed.push(ctx.paths.at(path));
+  hooks.changed.push(path);
+}
+
+function hookLines(hooks: ChainOutcome, mode: LibvirtHookMode, libvirt: LibvirtVersion | undefined): string[] {
+  const why = libvirt && mode === 'chain' ? ` (${libvirt.daemon} is libvirt ${libvirt.version}: before 6.5 libvirt runs no qemu.d/)` : '';
+  const chained = new Set(hooks.chained.map((m) => m.from));
+  return [
+    ...hooks.restored.map((m) => `put back libvirt's qemu hook ${m.to} (ap-persist's hook had chained it)`),
+    ...hooks.removed.map((p) => `removed ${p}`),
+    ...hooks.chained.map(
+      (m) =>
+        `chained libvirt's qemu hook ${m.from}${why}: kept unchanged as ${m.to}; ap-persist's ${m.from} runs it first, as libvirt did (same arguments and input), then its own part; 'ap-persist uninstall' puts it back`,
+    ),
+    ...hooks.written.filter((p) => !chained.has(p)).map((p) => `installed ${p}${why}`),
+  ];
+}
+
+function hookWarnings(ctx: Context, hooks: ChainOutcome): void {
+  for (const k of hooks.kept) ctx.warn(`warning: kept ${k.path}: ${k.reason}`);
+  for (const f of hooks.failed) ctx.warn(`error: libvirt's qemu hook ${f.path}: ${f.reason}`);
+}
+
+function hooksJson(mode: LibvirtHookMode, request: LibvirtHookRequest, libvirt: LibvirtVersion | undefined, hooks: ChainOutcome): unknown {
+  const { changed: _changed, ...rest } = hooks;
+  return { mode, requested: request, libvirt: libvirt ?? null, ...rest };
 }
 
 function enableLines(e: EnableOutcome): string[] {

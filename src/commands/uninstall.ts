@@ -4,7 +4,8 @@
 // there to say where the links are), then the package's rules, units, preset
 // and callout by name, the generated files the record names while they still hold what
 // generate wrote (a file chzdev or mdevctl changed since is the admin's now,
-// and stays), then puts back s390-tools' ap-check. The store stays (Debian
+// and stays), then puts back s390-tools' ap-check, and the admin's libvirt
+// qemu hook install chained (libvirt older than 6.5). The store stays (Debian
 // policy: configuration goes on purge); --purge deletes it too. Running mdevs
 // are left alone: their guests keep their queues.
 
@@ -19,6 +20,7 @@ import { reconcile } from '../generate/reconcile.js';
 import { reloadCommands, reloadLines } from '../generate/reload.js';
 import { CALLOUT_NAME, staticEntries, SYSTEMCTL_CANDIDATES } from '../generate/static-files.js';
 import { restoreApCheck } from '../host/callouts.js';
+import { readHookRecord, unchainQemuHook } from '../host/libvirt-hooks.js';
 import { withLock } from '../host/lock.js';
 import { readManifest, reload } from './generate.js';
 import { PRESET_STATE, releasedLinks, systemctlArgs } from '../generate/enable.js';
@@ -100,12 +102,15 @@ async function disableUnits(ctx: Context): Promise<{ units: string[]; command: s
 export async function uninstall(ctx: Context, opts: UninstallOptions): Promise<number> {
   // A damaged record stops uninstall (exit 2) before any file is touched.
   readManifest(ctx.paths);
+  const hookRecord = readHookRecord(ctx.paths);
   const outcome: Outcome = { removed: [], kept: [], adopted: [] };
   // Before anything is removed: a disable that fails leaves everything as it was.
   const disabled = await disableUnits(ctx);
   if (existsSync(ctx.paths.at(PRESET_STATE))) remove(ctx, PRESET_STATE);
   // ap-check first: mdevctl is never without a vfio_ap callout.
   const restored = restoreApCheck(ctx.paths);
+  // The admin's hooks/qemu back in its place, by rename over ours: libvirt never finds none.
+  const hooks = unchainQemuHook(ctx.paths, hookRecord);
   // If ap-check could not go back, ours stays: mdevctl is never left without a vfio_ap check.
   const ours = new Set(ctx.paths.calloutDirs.map((d) => rootPath(ctx.paths, join(d, CALLOUT_NAME))));
   for (const path of staticPaths(ctx)) {
@@ -128,7 +133,7 @@ export async function uninstall(ctx: Context, opts: UninstallOptions): Promise<n
     for (const dir of [ctx.paths.at('etc/ap-persist'), ctx.paths.at('run/ap-persist')]) removeIfEmpty(dir);
   }
   removeIfEmpty(ctx.paths.at('var/lib/ap-persist'));
-  const commands = opts.reload === false ? [] : reloadCommands(outcome.removed, ctx.paths);
+  const commands = opts.reload === false ? [] : reloadCommands([...outcome.removed, ...hooks.changed], ctx.paths);
   const reloads = await reload(ctx, commands);
 
   if (ctx.json) {
@@ -139,6 +144,7 @@ export async function uninstall(ctx: Context, opts: UninstallOptions): Promise<n
       ap_check_restored: restored.moved,
       ap_check_not_restored: restored.failed,
       ap_check_copies_dropped: restored.dropped.map((d) => d.path),
+      libvirt_hooks: { removed: hooks.removed, restored: hooks.restored, kept: hooks.kept, failed: hooks.failed },
       disable: disabled.units.length ? { units: disabled.units, command: disabled.command, ran: disabled.ran, ...(disabled.reason ? { reason: disabled.reason } : {}) } : null,
       store: opts.purge ? null : ctx.paths.store,
       purged,
@@ -147,6 +153,8 @@ export async function uninstall(ctx: Context, opts: UninstallOptions): Promise<n
   } else {
     if (disabled.ran) ctx.info(`disabled ${disabled.units.join(', ')}: ran ${disabled.command}`);
     for (const p of outcome.removed) ctx.info(`removed ${ctx.paths.at(p)}`);
+    for (const p of hooks.removed) ctx.info(`removed ${p}`);
+    for (const m of hooks.restored) ctx.info(`put back libvirt's qemu hook ${m.to} from ${m.from}, as it was before ap-persist chained it`);
     for (const p of outcome.adopted) ctx.info(`left ${ctx.paths.at(p)}: it was there before ap-persist took it over (chzdev's or mdevctl's), and the host goes on using it`);
     for (const p of outcome.kept) ctx.warn(`warning: kept ${ctx.paths.at(p)}: changed by another tool since ap-persist wrote it, so it is the admin's now; the next boot still uses it (remove it by hand if it should not)`);
     for (const m of restored.moved) ctx.info(`put back s390-tools' ap-check callout ${m.to}`);
@@ -155,10 +163,12 @@ export async function uninstall(ctx: Context, opts: UninstallOptions): Promise<n
     }
     for (const p of purged) ctx.info(`deleted ${p}`);
     if (!opts.purge && existsSync(ctx.paths.store)) ctx.info(`kept the store ${ctx.paths.store} ('uninstall --purge' deletes it)`);
-    if (!outcome.removed.length && !restored.moved.length && !purged.length) ctx.info('nothing to remove: ap-persist is not installed here');
+    if (!outcome.removed.length && !restored.moved.length && !hooks.changed.length && !purged.length) ctx.info('nothing to remove: ap-persist is not installed here');
     for (const line of reloadLines(reloads)) ctx.info(line);
   }
   if (disabled.reason) ctx.warn(`warning: ${disabled.units.join(', ')} not disabled (${disabled.reason}); links to the removed unit may be left in ${ctx.paths.generatedUnitsDir}: run '${disabled.command}' before removing the unit, or remove them by hand`);
   for (const m of restored.failed) ctx.warn(`error: could not put back s390-tools' ap-check callout ${m.to} from ${m.from}: ${m.reason}`);
-  return restored.failed.length ? 1 : 0;
+  for (const k of hooks.kept) ctx.warn(`warning: kept ${k.path}: ${k.reason}`);
+  for (const f of hooks.failed) ctx.warn(`error: libvirt's qemu hook ${f.path}: ${f.reason}`);
+  return restored.failed.length || hooks.failed.length ? 1 : 0;
 }

@@ -1,8 +1,11 @@
 // Which daemons must re-read their configuration after files changed: udev
-// for rules, systemd for units and wants links. Pure.
+// for rules, systemd for units and wants links, libvirt for its qemu hooks. Pure.
 
 import type { HostPaths } from '../host/paths.js';
 import { rootPath, type RootPath } from './host-files.js';
+
+/** libvirt's plain qemu hook, beside qemu.d/ (src/host/libvirt-hooks.ts). */
+const LIBVIRT_QEMU_HOOK = 'etc/libvirt/hooks/qemu';
 
 export interface ReloadCommand {
   file: string;
@@ -31,7 +34,8 @@ export function reloadCommands(changed: readonly RootPath[], paths: HostPaths): 
   if (under([paths.generatedRulesDir, paths.staticRulesDir])) out.push({ file: 'udevadm', args: ['control', '--reload'], runningIf: 'run/udev/control' });
   if (under([paths.generatedUnitsDir, paths.staticUnitsDir])) out.push({ file: 'systemctl', args: ['daemon-reload'], runningIf: 'run/systemd/system' });
   // libvirt looks for qemu hooks when it starts and on reload (SIGHUP), not on each call: a new hook needs a reload.
-  if (under([paths.libvirtHooksDir])) {
+  // hooks/qemu itself is ours too when install chains (libvirt older than 6.5).
+  if (under([paths.libvirtHooksDir]) || changed.includes(LIBVIRT_QEMU_HOOK)) {
     out.push({ file: 'systemctl', args: ['try-reload-or-restart', 'libvirtd.service'], runningIf: 'run/libvirtd.pid' });
     out.push({ file: 'systemctl', args: ['try-reload-or-restart', 'virtqemud.service'], runningIf: 'run/virtqemud.pid' });
   }

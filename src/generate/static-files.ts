@@ -4,7 +4,7 @@
 import { basename } from 'node:path';
 import { InputError } from '../errors.js';
 import type { HostPaths } from '../host/paths.js';
-import { rootPath, type FileEntry } from './host-files.js';
+import { rootPath, type FileEntry, type RootPath } from './host-files.js';
 
 export interface PackageFile {
   name: string;
@@ -19,14 +19,19 @@ export interface PackageAssets {
   /** presets/*: to usr/lib/systemd/system-preset/ */
   presets: PackageFile[];
   renderCallout: (model: CalloutModel) => string;
-  /** libvirt's qemu hook: to etc/libvirt/hooks/qemu.d/ap-persist, run with the callout's node and flags. */
-  renderLibvirtHook: (model: CalloutModel) => string;
+  /** libvirt's qemu hook: to etc/libvirt/hooks/qemu.d/ap-persist (or hooks/qemu, src/host/libvirt-hooks.ts), run with the callout's node and flags. */
+  renderLibvirtHook: (model: LibvirtHookModel) => string;
 }
 
 export interface CalloutModel {
   node: string;
   nodeFlags: string;
   bin: string;
+}
+
+export interface LibvirtHookModel extends CalloutModel {
+  /** The name of the admin's hook that ours, as hooks/qemu, runs first (beside it); '' for none. */
+  chained: string;
 }
 
 /** The programs the installed files run, by absolute path: udev and mdevctl give no PATH. */
@@ -77,7 +82,18 @@ export function checkNode(node: string): string {
   return checkProgramPath(node, '--node', '/usr/bin/node');
 }
 
-export function staticEntries(assets: PackageAssets, programs: InstalledPrograms, paths: HostPaths): FileEntry[] {
+/** libvirt's qemu hook as it runs the tool; with `chained`, as hooks/qemu running the admin's hook first. */
+export function renderLibvirtHook(assets: PackageAssets, programs: InstalledPrograms, chained = ''): string {
+  return assets.renderLibvirtHook({ node: programs.node, nodeFlags: CALLOUT_NODE_FLAGS, bin: programs.bin, chained });
+}
+
+/** Where the qemu hook goes in qemu.d/, ours by name. */
+export function libvirtHookEntryPath(paths: HostPaths): RootPath {
+  return `${rootPath(paths, paths.libvirtHooksDir)}/${CALLOUT_NAME}`;
+}
+
+/** `libvirtQemuD`: false leaves the qemu.d hook out (install puts the hook elsewhere, or nowhere). */
+export function staticEntries(assets: PackageAssets, programs: InstalledPrograms, paths: HostPaths, libvirtQemuD = true): FileEntry[] {
   const fill = (text: string): string => text.replace(TOKEN, (token) => programs[TOKENS[token]!]);
   const place = (dir: string, files: PackageFile[]): FileEntry[] =>
     files.map((f) => ({ kind: 'file', path: `${rootPath(paths, dir)}/${basename(f.name)}`, content: fill(f.text), mode: 0o644 }));
@@ -88,6 +104,6 @@ export function staticEntries(assets: PackageAssets, programs: InstalledPrograms
     ...place(paths.staticUnitsDir, assets.units),
     ...place(paths.presetDir, assets.presets),
     ...paths.calloutDirs.map((dir): FileEntry => ({ kind: 'file', path: `${rootPath(paths, dir)}/${CALLOUT_NAME}`, content: callout, mode: 0o755 })),
-    { kind: 'file', path: `${rootPath(paths, paths.libvirtHooksDir)}/${CALLOUT_NAME}`, content: assets.renderLibvirtHook(model), mode: 0o755 },
+    ...(libvirtQemuD ? [{ kind: 'file', path: libvirtHookEntryPath(paths), content: renderLibvirtHook(assets, programs), mode: 0o755 } as const] : []),
   ];
 }
