@@ -5,7 +5,7 @@ import type { Context } from '../cli/context.js';
 import { autostartMdevs, guestFindings, mdevWarnings, persistentConfig, persistentMasks, type CheckWarning } from '../checks/check-host.js';
 import { checkClaim } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
-import { definedGuests, guestsUsing, runningGuests, type Guest } from '../host/libvirt.js';
+import { guestsUsing, libvirtGuests, type Guest } from '../host/libvirt.js';
 import { withLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
 import type { HostView } from '../host/state.js';
@@ -229,10 +229,12 @@ export interface LibvirtGuests {
   running: Guest[];
   /** Defined: libvirt's persistent definitions. */
   defined: Guest[];
+  /** libvirt's directories that could not be read, with the reason. */
+  unreadable: string[];
 }
 
 export function readLibvirtGuests(paths: HostPaths): LibvirtGuests {
-  return { running: runningGuests(paths), defined: definedGuests(paths) };
+  return libvirtGuests(paths);
 }
 
 /** An mdev as status and mdev list show it: with the libvirt guests that name it. */

@@ -31,8 +31,9 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
   const sides = maskSides(view);
   const persistent = storeKnown ? sides.persistent : null;
   const active = sides.active;
-  const mdevs = mdevRows(view, readLibvirtGuests(ctx.paths));
-  const guests = guestsState(ctx, mdevs);
+  const libvirt = readLibvirtGuests(ctx.paths);
+  const mdevs = mdevRows(view, libvirt);
+  const guests = guestsState(ctx, mdevs, libvirt.unreadable);
   const read = readHookReportFile(ctx.paths.lastHook);
   const hook = 'report' in read ? read.report : undefined;
   const shortfalls = guestShortfalls(view, ctx.sysfs);
@@ -51,6 +52,7 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
       guests_holding: guests.holding,
       guest_mdevs_waiting: guests.waiting,
       guest_mdevs_idle: guests.idle,
+      libvirt_unreadable: guests.unreadable,
       guest_shortfalls: shortfalls.map((s) => ({ uuid: s.uuid, assigned: s.assigned, guest_gets: s.guestGets, missing: s.missing })),
       boot_files: { installed: boot.installed, compared: storeKnown, drift: boot.drift.map(driftJson), stale: boot.stale },
       callouts: { ap_persist: view.callouts.ours, ap_check: view.callouts.apCheck, ap_check_set_aside: view.callouts.setAside },
@@ -106,9 +108,11 @@ interface GuestsState {
   waiting: { uuid: string; name: string | null; guests: string[] }[];
   /** `guest` mdevs active that no running guest holds (a start under way, or a stop whose release did not run): their queues stay taken. */
   idle: { uuid: string; name: string | null; made_for: string | null }[];
+  /** libvirt's directories that could not be read: no guest is known then. */
+  unreadable: string[];
 }
 
-function guestsState(ctx: Context, rows: readonly MdevRow[]): GuestsState {
+function guestsState(ctx: Context, rows: readonly MdevRow[], unreadable: string[]): GuestsState {
   const holding = rows
     .flatMap((m) => m.held_by.map((guest) => ({ guest, uuid: m.uuid, name: m.name })))
     .sort((a, b) => compareNames(a.guest, b.guest)); // stable: each guest's mdevs stay in the table's order
@@ -117,15 +121,17 @@ function guestsState(ctx: Context, rows: readonly MdevRow[]): GuestsState {
     holding,
     waiting: ofGuestMode.filter((m) => !m.active).map((m) => ({ uuid: m.uuid, name: m.name, guests: m.guests })),
     idle: ofGuestMode.filter((m) => m.active && m.held_by.length === 0).map((m) => ({ uuid: m.uuid, name: m.name, made_for: madeFor(ctx, m.uuid) ?? null })),
+    unreadable,
   };
 }
 
 /** Nothing on a host without guest mdevs and without a running guest that holds one. */
 function guestsLines(g: GuestsState): string[] {
-  if (!g.holding.length && !g.waiting.length && !g.idle.length) return [];
+  if (!g.holding.length && !g.waiting.length && !g.idle.length && !g.unreadable.length) return [];
   const label = (m: { uuid: string; name: string | null }): string => mdevLabel({ uuid: m.uuid, name: m.name ?? undefined });
   return [
     "guests, as libvirt's domain XML names their mdevs:",
+    ...(g.unreadable.length ? [`  libvirt's files could not be read (${g.unreadable.join(', ')}): no guest is shown; run as root to see them`] : []),
     ...g.holding.map((h) => `  ${h.guest} (running) holds mdev ${label(h)}`),
     ...g.idle.flatMap((m) => [
       `  mdev ${label(m)}, start = guest, is up but no running guest holds it${m.made_for ? ` (made for ${m.made_for})` : ''}`,

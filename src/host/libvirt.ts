@@ -14,12 +14,15 @@ export interface Guest {
   mdevs: Uuid[];
 }
 
-function guestsIn(dir: string): Guest[] {
+/** The guests of the XML files in `dir`; `unreadable`: the directory and why, when it could not be read. */
+function guestsIn(dir: string): { guests: Guest[]; unreadable?: string } {
   let names: string[];
   try {
     names = readdirSync(dir).filter((n) => n.endsWith('.xml')).sort();
-  } catch {
-    return [];
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // No libvirt, or no guest running: nothing to say.
+    return code === 'ENOENT' || code === 'ENOTDIR' ? { guests: [] } : { guests: [], unreadable: `${dir} (${code})` };
   }
   const out: Guest[] = [];
   for (const file of names) {
@@ -32,17 +35,23 @@ function guestsIn(dir: string): Guest[] {
     const found = domainDevices(text);
     out.push({ name: found.name ?? file.slice(0, -4), mdevs: found.anyMdevs });
   }
-  return out;
+  return { guests: out };
 }
 
 /** The guests running now, by libvirt's status files. */
 export function runningGuests(paths: HostPaths): Guest[] {
-  return guestsIn(paths.libvirtRunDir);
+  return guestsIn(paths.libvirtRunDir).guests;
 }
 
-/** The guests libvirt has defined (persistent definitions). */
-export function definedGuests(paths: HostPaths): Guest[] {
-  return guestsIn(paths.libvirtConfigDir);
+/**
+ * Running and defined guests, and libvirt's directories that could not be
+ * read (libvirt keeps them root's: run by another user, status sees no guest
+ * and must say why).
+ */
+export function libvirtGuests(paths: HostPaths): { running: Guest[]; defined: Guest[]; unreadable: string[] } {
+  const running = guestsIn(paths.libvirtRunDir);
+  const defined = guestsIn(paths.libvirtConfigDir);
+  return { running: running.guests, defined: defined.guests, unreadable: [running.unreadable, defined.unreadable].filter((u): u is string => u !== undefined) };
 }
 
 /** The guests of `guests` that use mdev `uuid`, by name. */

@@ -5,8 +5,10 @@
 // definitions (etc/libvirt/qemu/<name>.xml) and the status files of running
 // guests (run/libvirt/qemu/<name>.xml, a <domstatus> around the <domain>).
 
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TALK_GUEST1, TALK_GUEST2, TALK_GUEST3, TALK_STORE, talkGuestsHost } from '../../src/fakehost/talk-guests.js';
 import { GUEST1, threeGuestsHost } from '../../src/fakehost/three-guests.js';
@@ -240,5 +242,23 @@ describe('a host without libvirt guests or guest mdevs', () => {
     const { doc } = await host.json('status');
     expect([doc.guests_holding, doc.guest_mdevs_waiting, doc.guest_mdevs_idle]).toEqual([[], [], []]);
     expect(doc.mdevs.every((m: any) => m.guests.length === 0 && m.held_by.length === 0)).toBe(true);
+  });
+});
+
+describe('status run by another user than root', () => {
+  const BIN = new URL('../../dist/bin/ap-persist.cjs', import.meta.url).pathname;
+  it.runIf(process.geteuid?.() === 0)("says libvirt's files could not be read, rather than that no guest names the mdevs", () => {
+    const host = givenHost({ ...talkGuestsHost(), files: { ...DEFINED, 'run/libvirt/qemu/Guest1.xml': statusFile(DOMAINS.Guest1) } });
+    // libvirt keeps its directories root's alone; the rest of the host is readable by all.
+    // The test's own directories up to the temporary one; never a shared sticky one such as /tmp.
+    const top = tmpdir();
+    for (let dir = host.root; dir === top || dir.startsWith(`${top}/`); dir = dirname(dir)) {
+      const st = statSync(dir);
+      if (st.uid === 0 && (st.mode & 0o1000) === 0) chmodSync(dir, 0o755);
+    }
+    chmodSync(join(host.root, 'etc/libvirt/qemu'), 0o700);
+    chmodSync(join(host.root, 'run/libvirt/qemu'), 0o700);
+    const r = spawnSync(process.execPath, [BIN, '--root', host.root, 'status'], { uid: 65534, gid: 65534, encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
+    expect(r.stdout).toContain(`libvirt's files could not be read (${join(host.root, 'run/libvirt/qemu')} (EACCES), ${join(host.root, 'etc/libvirt/qemu')} (EACCES)): no guest is shown; run as root to see them`);
   });
 });
