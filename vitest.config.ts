@@ -54,13 +54,14 @@ export default defineConfig({
           // of the support modules run for each file (test/support/setup.ts).
           isolate: false,
           env: {
-            // Nothing here goes to the network: node skips the extra CA certificates some
-            // environments name, whose loading takes every node process it starts 50 ms.
+            // Nothing here goes to the network: no node process started loads the extra CA
+            // certificates some environments name (50 ms of CPU at every start).
             NODE_EXTRA_CA_CERTS: '',
             // Temporary roots on a tmpfs where there is one (test/support/scratch.ts).
             ...(scratch ? { TMPDIR: scratch } : {}),
           },
-          globalSetup: ['test/support/scratch.ts'],
+          // This run's temporary directory, and its build of the CLI (test/support/cli-build.ts).
+          globalSetup: ['test/support/scratch.ts', 'test/support/cli-build.ts'],
           sequence: { groupOrder: 0 },
         },
       },

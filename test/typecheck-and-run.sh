@@ -1,8 +1,11 @@
 #!/bin/sh
-# npm test: the typecheck of everything (src, tests, bench, scripts, examples)
-# runs alongside the fast suite instead of before it; its output comes after
-# vitest's, and either failing fails the run. Arguments go to vitest
-# (`npm test -- --reporter=verbose`, `npm test -- test/cli`).
+# npm test: the typecheck of the tests runs alongside the fast suite instead
+# of before it; its output comes after vitest's, and either failing fails the
+# run. Arguments go to vitest (`npm test -- --reporter=verbose`,
+# `npm test -- test/cli`). The build (`npm run build`, before this) checked
+# src, bench, scripts and examples: tsconfig.test.json references that
+# project and checks the tests against its declarations, so a change to src
+# that leaves them as they were checks no test again.
 #
 # The typecheck is incremental (its state in node_modules/.cache, which
 # `npm ci` starts afresh): a run after a small change checks little again.

@@ -1141,7 +1141,12 @@ export class SimKernel implements Sysfs {
   private sharedWith(adapters: IdSet, domains: IdSet, except?: string): { apqn: Apqn; uuid: string } | undefined {
     for (const [uuid, other] of this.mdevs) {
       if (uuid === except) continue;
-      const apqn = first(ApqnSet.cross(other.adapters.intersect(adapters), other.domains.intersect(domains)));
+      // Most mdevs share nothing: no APQN set (65,536 bits) made for them.
+      const a = other.adapters.intersect(adapters);
+      if (a.isEmpty()) continue;
+      const d = other.domains.intersect(domains);
+      if (d.isEmpty()) continue;
+      const apqn = first(ApqnSet.cross(a, d));
       if (apqn) return { apqn, uuid };
     }
     return undefined;

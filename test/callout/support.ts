@@ -1,11 +1,9 @@
 // Shared by the callout tests: a fake host for the kernel documentation's
 // example 3, the callout run in-process with stdin, device JSON as mdevctl
-// writes it, and a private build of the CLI for tests that run it as a process.
+// writes it, and the build of the CLI for tests that run it as a process.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, type BuildOptions, type Plugin } from 'esbuild';
 import type { FakeHost } from '../../src/fakehost/builder.js';
 import { HostPaths } from '../../src/host/paths.js';
 import { parseIdList } from '../../src/model/idlist.js';
@@ -82,57 +80,5 @@ export async function callout(root: string, call: Call, stdin = '', options: Cal
   return { code, stdout, stderr };
 }
 
-/** The parts main.ts loads when the command line asks for one, each in a file of its own as the package ships them (scripts/bundle.ts). */
-const PARTS: Record<string, string> = { './fast-hook.js': 'hook.cjs', './fast-callout.js': 'callout.cjs', './program.js': 'program.cjs' };
-
-/**
- * Builds the CLI from src/ into a directory of its own, so that tests running
- * it as a process neither race each other's builds nor the developer's dist/.
- * CommonJS files (esbuild, a fifth of a second), as the package ships the
- * tool (dist/bin/ap-persist.cjs): the entry point, which requires the hook,
- * the callout or the commands from a file of its own. node starts that in
- * about 15 ms less than the ES modules of a file-by-file build, and the
- * callout in 25 ms less than from one file holding every part (node parses
- * every byte it loads), which counts where mdevctl runs the callout dozens
- * of times. It lives under node_modules so that package-info finds the
- * project's package.json (and its templates) above it. Type errors are the
- * typecheck's to report (`npm test`), not this build's.
- */
-export async function buildCli(): Promise<{ main: string; cleanup(): void }> {
-  const cache = join(PROJECT, 'node_modules', '.cache');
-  mkdirSync(cache, { recursive: true });
-  const out = mkdtempSync(join(cache, 'ap-persist-test-build-'));
-  // package-info finds package.json from import.meta.url: in CommonJS, the file's own URL.
-  const metaUrl = join(out, 'import-meta-url.js');
-  writeFileSync(metaUrl, 'export const importMetaUrl = require("node:url").pathToFileURL(__filename).href;\n');
-  const main = join(out, 'ap-persist.cjs');
-  const cli = join(PROJECT, 'src/cli');
-  const common: BuildOptions = {
-    bundle: true,
-    format: 'cjs',
-    platform: 'node',
-    target: 'node18',
-    inject: [metaUrl],
-    define: { 'import.meta.url': 'importMetaUrl' },
-    logLevel: 'silent',
-    logOverride: { 'empty-import-meta': 'error' },
-  };
-  // main.ts's import('./fast-callout.js') becomes a require('./callout.cjs') when the callout
-  // runs (an import() of a file would go through node's slower ES module loader).
-  const partsAreOtherFiles: Plugin = {
-    name: 'parts-are-other-files',
-    setup(b) {
-      b.onResolve({ filter: /.*/, namespace: 'other-file' }, (args) => ({ path: args.path, external: true }));
-      b.onResolve({ filter: /^\.\/(fast-hook|fast-callout|program)\.js$/ }, (args) =>
-        args.importer === join(cli, 'main.ts') ? { path: `./${PARTS[args.path]}`, namespace: 'other-file' } : undefined,
-      );
-      b.onLoad({ filter: /.*/, namespace: 'other-file' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
-    },
-  };
-  await Promise.all([
-    build({ ...common, entryPoints: [join(cli, 'main.ts')], outfile: main, plugins: [partsAreOtherFiles] }),
-    ...Object.entries(PARTS).map(([entry, file]) => build({ ...common, entryPoints: [join(cli, entry.replace(/\.js$/, '.ts'))], outfile: join(out, file) })),
-  ]);
-  for (const file of [main, ...Object.values(PARTS).map((f) => join(out, f))]) if (!existsSync(file)) throw new Error(`the build in ${out} has no ${file}`);
-  return { main, cleanup: () => rmSync(out, { recursive: true, force: true }) };
-}
+/** The CLI as a process: one build per run (test/support/cli-build.ts). */
+export { buildCli } from '../support/cli-build.js';

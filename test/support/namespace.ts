@@ -27,10 +27,11 @@ export function itWithTools(name: string, tools: readonly string[], fn: () => Pr
  * tmpfs (what is written there stays in the namespace) with the mounts that
  * were below the parent (earlier fresh dirs among them) bound back in place;
  * where no overlay can be mounted, a tmpfs holding recursive bind mounts of
- * the parent's entries (one mount each: a second for /etc, against a
- * hundredth). Before each `step` every fresh dir is checked to still be its
- * own tmpfs, so no command ever runs against a host directory. The script
- * refuses to start in the mount namespace of the test that launched it.
+ * the parent's entries (a mount each: about a second for /etc, where the
+ * overlay takes a hundredth of that). Before each `step` every fresh dir is
+ * checked to still be its own tmpfs, so no command ever runs against a host
+ * directory. The script refuses to start in the mount namespace of the test
+ * that launched it.
  */
 const PRELUDE = `shadowed=" "
 declare -A fresh overlay

@@ -10,15 +10,15 @@ import { relative } from 'node:path';
 
 /** The fast suite's longest files (a second run on this machine times them itself). */
 const LONGEST_FIRST = [
-  'test/real/mdevctl-edits.test.ts',
-  'test/callout/concurrency.test.ts',
-  'test/fault/smoke.test.ts',
-  'test/real/sim-sysfs.test.ts',
-  'test/cli/status.test.ts',
   'test/interop/ap-check-differential.test.ts',
-  'test/real/mdevctl-callout.test.ts',
-  'test/build/pack.test.ts',
+  'test/real/mdevctl-edits.test.ts',
+  'test/fault/smoke.test.ts',
+  'test/callout/concurrency.test.ts',
+  'test/real/sim-sysfs.test.ts',
   'test/hardening/bounds.test.ts',
+  'test/build/pack.test.ts',
+  'test/cli/status.test.ts',
+  'test/real/mdevctl-callout.test.ts',
 ];
 
 export class LongestFirst extends BaseSequencer {
