@@ -130,18 +130,22 @@ function runCommand(c: Command): Run {
   return r;
 }
 
-interface Paired {
+/** One case as measured: what ran, who runs it so, and its median. */
+interface Measured {
   id: string;
   label: string;
   caller: string;
   env: string;
   runs: number;
   ms: number;
+  exitCode: number | null;
+}
+
+interface Paired extends Measured {
   nodeMs: number;
   ratio: number;
   ratioMin: number;
   ratioMax: number;
-  exitCode: number | null;
   target?: number;
   pass?: boolean;
 }
@@ -478,18 +482,11 @@ function bigCheck(id: string, label: string, root: string, runs: number): Big {
 // time, as libvirtd runs it (its environment is LC_ALL=C and its PATH, cwd /,
 // the XML on stdin), beside /bin/true spawned the same way (the floor).
 
-interface Absolute {
-  id: string;
-  label: string;
-  caller: string;
-  env: string;
-  runs: number;
-  ms: number;
+interface Absolute extends Measured {
   msMin: number;
   msMax: number;
   /** /bin/true, spawned the same way. */
   floorMs: number;
-  exitCode: number | null;
   targetMs: number;
   pass: boolean;
 }
