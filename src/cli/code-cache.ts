@@ -13,11 +13,11 @@
 // exits, when it owns the directory; where it cannot (a read-only /usr, a
 // sandbox), the tool runs as it would without one.
 
-import { closeSync, constants, fstatSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 
-const MAGIC = 'ap-persist code cache 1\n';
+const MAGIC = 'ap-persist code cache 2\n';
 
 /** What became of the cache of the last bundle loaded (for the tests). */
 export type CacheUse = 'used' | 'written' | 'untrusted' | 'none';
@@ -30,13 +30,20 @@ export function cachePath(bundle: string): string {
   return `${bundle}${process.execArgv.includes('--jitless') ? '.jitless' : ''}.v8-cache`;
 }
 
-/** What the cache must have been made from: this node, these flags, this very file. */
-function cacheKey(st: Stats): string {
-  return `${process.version} ${JSON.stringify(process.execArgv)} ${st.dev}:${st.ino}:${st.size}:${st.ctimeMs}\n`;
+/** The file's identity: any replacement or edit changes it. */
+const identity = (st: Stats): string => `${st.dev}:${st.ino}:${st.size}:${st.ctimeMs}`;
+
+/**
+ * What the cache must have been made from: this node, these flags, this very
+ * file; and how long the bytes after it are (V8 does not check them: a short
+ * cache would crash every run, not be refused).
+ */
+function cacheKey(st: Stats, length: number): string {
+  return `${process.version} ${JSON.stringify(process.execArgv)} ${identity(st)} ${length}\n`;
 }
 
-/** The cached bytes, when the cache file is trusted and made from this bundle. */
-function readCache(path: string, owner: number, key: string): { data?: Buffer; use: CacheUse } {
+/** The cached bytes, when the cache file is trusted, made from this bundle and whole. */
+function readCache(path: string, bundle: Stats): { data?: Buffer; use: CacheUse } {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -44,25 +51,28 @@ function readCache(path: string, owner: number, key: string): { data?: Buffer; u
     return { use: 'none' };
   }
   try {
-    const st = fstatSync(fd);
-    if (!st.isFile() || (st.uid !== owner && st.uid !== 0) || othersWrite(st)) return { use: 'untrusted' };
+    const file = fstatSync(fd);
+    if (!file.isFile() || (file.uid !== bundle.uid && file.uid !== 0) || othersWrite(file)) return { use: 'untrusted' };
     const bytes = readFileSync(fd);
-    const head = Buffer.from(MAGIC + key);
-    if (bytes.length <= head.length || !bytes.subarray(0, head.length).equals(head)) return { use: 'none' };
+    const end = bytes.indexOf(0x0a, MAGIC.length);
+    if (end < 0) return { use: 'none' };
+    const head = Buffer.from(MAGIC + cacheKey(bundle, bytes.length - end - 1));
+    if (end + 1 !== head.length || !bytes.subarray(0, head.length).equals(head)) return { use: 'none' };
     return { data: bytes.subarray(head.length), use: 'used' };
   } finally {
     closeSync(fd);
   }
 }
 
-/** Beside the cache, then renamed over it: a reader sees the old cache or the new, whole. */
-function writeCache(path: string, key: string, data: Buffer): boolean {
+/** Beside the cache, on disk, then renamed over it: a reader (after a crash too) sees the old cache or the new, whole. */
+function writeCache(path: string, st: Stats, data: Buffer): boolean {
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
   try {
     const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
     try {
-      const bytes = Buffer.concat([Buffer.from(MAGIC + key), data]);
+      const bytes = Buffer.concat([Buffer.from(MAGIC + cacheKey(st, data.length)), data]);
       for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
+      fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -92,22 +102,36 @@ const atProcessExit = (write: () => void): void => {
  * require only built-in modules and each other.
  */
 export function loadPart(bundle: string, require: NodeRequire, atExit = atProcessExit): unknown {
-  const source = readFileSync(bundle, 'utf8');
+  // The text and the identity of one and the same file (an upgrade may replace it meanwhile).
+  const fd = openSync(bundle, constants.O_RDONLY);
+  let source: string;
+  let st: Stats;
+  try {
+    st = fstatSync(fd);
+    source = readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
   const dir = dirname(bundle);
-  const st = statSync(bundle);
   const dirSt = statSync(dir);
   // A bundle others can change is not ours to vouch for; nor, then, is a cache beside it.
   const trusted = !othersWrite(dirSt) && !othersWrite(st) && (dirSt.uid === st.uid || dirSt.uid === 0);
   const path = cachePath(bundle);
-  const key = cacheKey(st);
-  const cached = trusted ? readCache(path, st.uid, key) : { use: 'untrusted' as CacheUse };
+  const cached = trusted ? readCache(path, st) : { use: 'untrusted' as CacheUse };
   const wrapped = `(function (exports, require, module, __filename, __dirname) { ${source}\n})`;
   const script = new Script(wrapped, { filename: bundle, ...(cached.data ? { cachedData: cached.data } : {}) });
   lastUse = cached.data && !script.cachedDataRejected ? 'used' : cached.use === 'untrusted' ? 'untrusted' : 'none';
   if (lastUse === 'none' && trusted && process.geteuid?.() === dirSt.uid) {
     // At exit: the cache then holds the code of every function this run compiled, not only the top level.
     atExit(() => {
-      if (writeCache(path, key, script.createCachedData())) lastUse = 'written';
+      // Only for the file this code came from: one replaced meanwhile would get the old code under its name.
+      let now: Stats | undefined;
+      try {
+        now = statSync(bundle);
+      } catch {
+        return;
+      }
+      if (identity(now) === identity(st) && writeCache(path, st, script.createCachedData())) lastUse = 'written';
     });
   }
   const module = { exports: {} as unknown };

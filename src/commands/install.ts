@@ -8,7 +8,7 @@
 
 import { accessSync, chmodSync, constants, existsSync, realpathSync, statSync, unlinkSync } from 'node:fs';
 import { followTrusted } from '../fsio/trust.js';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { InputError, RuntimeError } from '../errors.js';
 import { defaultBin, defaultNode, packageAssets } from '../generate/assets.js';
@@ -221,6 +221,7 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
   if (mode === 'chain') mergeHooks(hooks, chainHook(ctx, hookRecord, assets, programs));
   warnIfMissing(ctx, programs.bin, '--bin');
   warnIfMissing(ctx, programs.node, '--node');
+  if (mode !== 'none') warnIfConfined(ctx, programs.node);
 
   // Only now that ours is in place: mdevctl is never without a vfio_ap callout.
   const aside = setApCheckAside(ctx.paths);
@@ -276,6 +277,30 @@ export async function install(ctx: Context, opts: InstallOptions): Promise<numbe
   enableWarning(ctx, enabled);
   generateWarnings(ctx, g.plan);
   return failed;
+}
+
+/** Where Debian's AppArmor profile of libvirtd lets its hooks run programs from. */
+const LIBVIRT_HOOK_EXEC_DIRS = ['/usr/bin', '/usr/sbin', '/bin', '/sbin'];
+
+/**
+ * Debian's libvirtd runs its hooks under its AppArmor profile, which lets them
+ * run programs only from the standard bin directories: a node elsewhere
+ * (/usr/local, /opt) passes the hook's own test and is then denied, and every
+ * vfio-ap guest fails to start with "Permission denied".
+ */
+function warnIfConfined(ctx: Context, node: string): void {
+  if (!existsSync(ctx.paths.at('etc/apparmor.d/usr.sbin.libvirtd'))) return;
+  let real = node;
+  try {
+    // As the target system resolves it (under --root: within the root).
+    real = ctx.paths.isRealRoot ? realpathSync(node) : `/${relative(ctx.paths.root, realpathSync(ctx.paths.at(node)))}`;
+  } catch {
+    // missing: warnIfMissing said so
+  }
+  if (LIBVIRT_HOOK_EXEC_DIRS.includes(dirname(real))) return;
+  ctx.warn(
+    `warning: libvirt's AppArmor profile (/etc/apparmor.d/usr.sbin.libvirtd) lets its hooks run programs from ${LIBVIRT_HOOK_EXEC_DIRS.join(', ')} only, and node is ${real}: the qemu hook would be denied and every vfio-ap guest refused; give --node /usr/bin/node, or allow it in /etc/apparmor.d/local/usr.sbin.libvirtd`,
+  );
 }
 
 // ---- libvirt's qemu hook outside qemu.d/

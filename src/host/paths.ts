@@ -86,6 +86,10 @@ export class HostPaths {
   get guestRecordsDir(): string {
     return this.at('run/ap-persist/guests');
   }
+  /** Made before the hook first asks systemd to start units of ours, this boot (/run is a tmpfs). */
+  get unitsStarted(): string {
+    return this.at('run/ap-persist/units-started');
+  }
   get lastHook(): string {
     return this.at('run/ap-persist/last-hook.json');
   }

@@ -303,9 +303,9 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         const allPass = report.mdevs.every((m) => m.outcome !== 'skipped') && linkedMdevUnits(deps.paths).every((u) => autoUnits.has(u));
         const units = toStart.map(mdevUnit);
         const adopted = alreadyActive.map(mdevUnit);
-        // Before this boot's first hook (its report in /run is not there yet) no unit of ours has
-        // run: no question to systemd, one start for all. Later, systemd says which are up.
-        const states = existsSync(deps.paths.lastHook) ? await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]) : new Map<string, { active: string }>();
+        // Before the hook first starts units this boot (its mark in /run is not there yet) no unit
+        // of ours has run: no question to systemd, one start for all. Later, systemd says which are up.
+        const states = existsSync(deps.paths.unitsStarted) ? await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]) : new Map<string, { active: string }>();
         const state = (u: string): string => states.get(u)?.active ?? 'inactive';
         // A unit still active whose mdev is gone (removed by hand) does nothing on start: restart it.
         // One still activating (an earlier event's) is left to finish: start merges with its job.
@@ -321,6 +321,14 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         const calls: string[][] = [...(restart.length ? [['restart', ...restart]] : []), ...(start.length ? [['start', ...start]] : [])];
         let failure: string | undefined;
         let ran = true;
+        // Marked before the first start, so that no later hook takes a unit of ours for never started.
+        if (calls.length && !existsSync(deps.paths.unitsStarted)) {
+          try {
+            writeFileAtomic(deps.paths.unitsStarted, '', { durable: false });
+          } catch (err) {
+            report.errors.push(`${describeFailure(err).message}: the next hook may take an active unit for never started`);
+          }
+        }
         for (const call of calls) {
           const r = await deps.runner.run('systemctl', ['--no-block', ...call], { timeoutMs: within(15_000) });
           report.commands.push({ command: `systemctl --no-block ${call.join(' ')}`, ran: r.ran, exit_code: r.exitCode });

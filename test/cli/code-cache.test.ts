@@ -58,7 +58,7 @@ describe('the code cache of a bundle', () => {
     const { part } = bundleDir('hello');
     expect(load(part)).toBe('hello');
     expect(lastUse).toBe('written');
-    expect(readFileSync(cachePath(part), 'latin1')).toMatch(/^ap-persist code cache 1\n/);
+    expect(readFileSync(cachePath(part), 'latin1')).toMatch(/^ap-persist code cache 2\n/);
     const made = statSync(cachePath(part)).mtimeMs;
     expect(load(part)).toBe('hello');
     expect(lastUse).toBe('used');
@@ -75,6 +75,16 @@ describe('the code cache of a bundle', () => {
     expect(lastUse).toBe('used');
   });
 
+  it('a cache whose bytes are not as long as its header says is not used but made again (V8 checks no sum of them)', () => {
+    const { part } = bundleDir('hello');
+    load(part);
+    const whole = readFileSync(cachePath(part));
+    writeFileSync(cachePath(part), Buffer.concat([whole, Buffer.from([0])]));
+    expect(load(part)).toBe('hello');
+    expect(lastUse).toBe('written');
+    expect(readFileSync(cachePath(part)).length).toBe(whole.length);
+  });
+
   it.runIf(asRoot)('is ignored when another user owns it or may write it, and never written over then', () => {
     // A cache for this very bundle, made from another text of the same length: what a user would plant.
     const { part } = bundleDir('hello');
@@ -86,9 +96,9 @@ describe('the code cache of a bundle', () => {
     const key = (): Buffer => {
       // Our header for the current file, with the other text's bytecode after it.
       load(part);
-      return readFileSync(planted).subarray(0, readFileSync(planted).indexOf(0x0a, 'ap-persist code cache 1\n'.length) + 1);
+      return readFileSync(planted).subarray(0, readFileSync(planted).indexOf(0x0a, 'ap-persist code cache 2\n'.length) + 1);
     };
-    const forged = Buffer.concat([key(), jelloCache.subarray(jelloCache.indexOf(0x0a, 'ap-persist code cache 1\n'.length) + 1)]);
+    const forged = Buffer.concat([key(), jelloCache.subarray(jelloCache.indexOf(0x0a, 'ap-persist code cache 2\n'.length) + 1)]);
     writeFileSync(planted, forged);
     // Root's and root's alone: trusted, and V8 takes it, so the forged code runs. This is what the checks guard.
     expect(load(part)).toBe('jello');

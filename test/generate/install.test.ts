@@ -54,7 +54,7 @@ describe('ap-persist install', () => {
     // libvirt's qemu hook: the callout's node and flags, by absolute path (libvirt gives only LC_ALL and PATH).
     const hook = host.read(LIBVIRT_HOOK);
     expect(hook).toMatch(/^#!\/bin\/sh\n/);
-    expect(hook).toContain("printf '%s\\n' \"$xml\" | /opt/node/bin/node --jitless --no-expose-wasm /opt/ap/bin/ap-persist libvirt-hook \"$@\"\n");
+    expect(hook).toContain("printf '%s\\n' \"$xml\" | /opt/node/bin/node --jitless --no-expose-wasm /opt/ap/bin/ap-persist libvirt-hook -- \"$@\"\n");
     expect(statSync(join(host.root, LIBVIRT_HOOK)).mode & 0o777).toBe(0o755);
   });
 
@@ -107,7 +107,7 @@ describe('ap-persist install', () => {
     const call = (xml: string, ...args: string[]) => spawnSync(script, args, { input: xml, env: { LC_ALL: 'C', PATH: '/usr/bin:/bin' }, cwd: '/', encoding: 'utf8' });
     const ran = call(vfioAp, 'Guest1', 'prepare', 'begin', '-');
     expect(ran.status).toBe(1);
-    expect(JSON.parse(ran.stderr)).toEqual(['--jitless --no-expose-wasm', 'libvirt-hook Guest1 prepare begin -', vfioAp]);
+    expect(JSON.parse(ran.stderr)).toEqual(['--jitless --no-expose-wasm', 'libvirt-hook -- Guest1 prepare begin -', vfioAp]);
     expect(ran.stdout).toBe('');
     // Not for us: 0 at once, node never starts (it would have exited 1).
     for (const args of [['Guest1', 'start', 'begin', '-'], ['Guest1', 'migrate', 'begin', '-'], ['Guest1', 'stopped', 'end', '-']]) expect(call(vfioAp, ...args).status, args.join(' ')).toBe(0);
@@ -122,6 +122,17 @@ describe('ap-persist install', () => {
     // The package removed: never stops a guest.
     rmSync(bin);
     expect(call(vfioAp, 'Guest1', 'prepare', 'begin', '-')).toMatchObject({ status: 0, stderr: '' });
+  });
+
+  it("warns when libvirt's AppArmor profile would deny the qemu hook its node (outside the standard bin directories)", async () => {
+    const host = givenHost({ ...threeGuestsHost(), files: { 'etc/apparmor.d/usr.sbin.libvirtd': '# profile\n' } });
+    const elsewhere = await host.run('install', '--node', '/opt/node/bin/node', '--bin', '/usr/lib/ap-persist/ap-persist.cjs');
+    expect(elsewhere.stderr).toContain("warning: libvirt's AppArmor profile (/etc/apparmor.d/usr.sbin.libvirtd) lets its hooks run programs from /usr/bin, /usr/sbin, /bin, /sbin only, and node is /opt/node/bin/node");
+    const standard = await host.run('install', '--node', '/usr/bin/node', '--bin', '/usr/lib/ap-persist/ap-persist.cjs');
+    expect(standard.stderr).not.toContain('AppArmor');
+    // Without the profile (AppArmor off, or another distribution): nothing to say.
+    const plain = givenHost(threeGuestsHost());
+    expect((await plain.run('install', '--node', '/opt/node/bin/node', '--bin', '/usr/lib/ap-persist/ap-persist.cjs')).stderr).not.toContain('AppArmor');
   });
 
   it('without --node, names node by the stable path that leads to the running one', async () => {

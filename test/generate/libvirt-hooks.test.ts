@@ -251,7 +251,7 @@ describe('libvirt older than 6.5 runs hooks/qemu alone: install chains', () => {
       }
     }
     // Ours ran for the vfio-ap guest's prepare and release only, with the XML, as in qemu.d/.
-    expect(toolCalls(tool.log).map((c) => c.argv.join(' '))).toEqual(['libvirt-hook Guest1 prepare begin -', 'libvirt-hook Guest1 release end -', 'libvirt-hook Guest1 release end destroyed']);
+    expect(toolCalls(tool.log).map((c) => c.argv.join(' '))).toEqual(['libvirt-hook -- Guest1 prepare begin -', 'libvirt-hook -- Guest1 release end -', 'libvirt-hook -- Guest1 release end destroyed']);
     expect(toolCalls(tool.log)[0]!.stdin).toBe(GUEST1_XML);
 
     // libvirt's rule for two hooks: either failing fails the call; both always run.

@@ -58,6 +58,13 @@ for (const flavour of ['5.4', '6.0', '6.19'] as const) {
         // The target is up already: only the unit whose mdev went is restarted.
         expect(host.runner()!.log.filter((l) => l.startsWith('systemctl --no-block'))).toEqual([`systemctl --no-block restart ap-persist-mdev@${GUEST1}.service`]);
         expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST1}/matrix`)).toBe('05.0004\n05.00ab\n06.0004\n06.00ab\n');
+        // Also when the first hook's report is gone (a full /run, a hook killed after its start):
+        // the mark it made before starting units says systemd must be asked.
+        rmSync(join(host.root, 'run/ap-persist/last-hook.json'));
+        host.kernel().write(`devices/vfio_ap/matrix/${GUEST2}/remove`, '1');
+        if (onDisk) host.kernel().saveTo(host.root);
+        expect((await host.run(['hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '3' })).code).toBe(0);
+        expect(host.runner()!.log.filter((l) => l.startsWith('systemctl --no-block'))).toEqual([`systemctl --no-block restart ap-persist-mdev@${GUEST2}.service`]);
       });
 
       it('an intruder auto mdev sharing 05.0004 is skipped, named in the report with the APQN, and fails the hook', async () => {

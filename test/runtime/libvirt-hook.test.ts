@@ -153,6 +153,20 @@ describe("libvirt's qemu hook and the talk's three guests", () => {
     expect(r.stderr).toContain('ap-persist: guest Guest1:');
   });
 
+  it('a guest named like an option is a guest (the installed script passes its arguments after --)', async () => {
+    const host = givenSimulatedHost(talkGuestsHost(), '6.0');
+    for (const name of ['-x', '--json', '--help']) {
+      const named = DOMAINS.Guest1.replace('<name>Guest1</name>', `<name>${name}</name>`);
+      const made = await host.run(['libvirt-hook', '--', name, 'prepare', 'begin', '-'], {}, named);
+      expect([made.code, made.stdout, made.stderr], name).toEqual([0, '', '']);
+      expect(active(host), name).toEqual([TALK_GUEST1]);
+      expect(host.read(`run/ap-persist/guests/${TALK_GUEST1}`)).toBe(`${name}\n`);
+      const released = await host.run(['libvirt-hook', '--', name, 'release', 'end', '-'], {}, named);
+      expect([released.code, released.stdout], name).toEqual([0, '']);
+      expect(active(host), name).toEqual([]);
+    }
+  });
+
   it('bad arguments are exit 2 with what libvirt passes', async () => {
     const host = givenSimulatedHost(talkGuestsHost(), '6.0');
     const r = await host.run(['libvirt-hook', 'Guest1'], {}, DOMAINS.Guest1);
