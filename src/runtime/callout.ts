@@ -282,9 +282,10 @@ async function checkAutostart(s: Session, mdev: MdevDefinition & { claims: MdevD
   ]);
   const store = loadStore(s.paths.store);
   const mdevctl = readMdevctlDefinitions(s.paths);
-  for (const u of mdevctl.unreadable) s.io.stderr(`warning: skipped ${u.path}: ${u.reason}\n`);
   // What the next boot uses: 41-ap.rules as ap-check reads it, mdevctl's changes to our mdevs.
+  // (The record read first tells generate's own definitions, which are then never parsed.)
   const config = persistentConfig({ store, boot: readBootFiles(s.paths, mdevctl) });
+  for (const u of mdevctl.unreadable) s.io.stderr(`warning: skipped ${u.path}: ${u.reason}\n`);
   // Another auto mdev that mdevctl starts from a definition with unassign_* or ap_config holds more on the way.
   const others = autostartMdevs(config, mdevctl)
     .filter((m) => m.uuid !== mdev.uuid)
