@@ -135,7 +135,8 @@ function mdevDrift(mdev: MdevDefinition, files: BootFiles): { drift?: Drift; eff
   const path = `${files.mdevctlDir}/${mdev.uuid}`;
   let file = files.definitions.get(mdev.uuid);
   const recorded = files.recorded.get(path);
-  let owner = ownership(file ? { kind: 'file', content: file.text } : { kind: 'absent' }, recorded);
+  // The reader compared it with the record already.
+  let owner = file?.generated ? 'ours' : ownership(file ? { kind: 'file', content: file.text } : { kind: 'absent' }, recorded);
   // Parsed only when not generate's own text.
   if (owner !== 'ours' && file?.otherType) {
     file = undefined;

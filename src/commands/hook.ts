@@ -7,7 +7,7 @@ import { describeFailure, InputError } from '../errors.js';
 import { mdevUnit } from '../generate/unit-names.js';
 import { loadStore } from '../store/store.js';
 import { effectiveConfig } from '../checks/drift.js';
-import { readBootFiles, readMdevctlDefinitions } from '../host/state.js';
+import { readPeerFiles } from '../host/state.js';
 import { listActiveMdevs, type ActiveMdev } from '../sysfs/ap-host.js';
 import { mdevLabel, sameMatrix, type MdevDefinition } from '../model/mdev.js';
 import { hookReportLines, readHookReport, type HookReport } from '../runtime/hook-report.js';
@@ -127,8 +127,7 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
   let store: MdevDefinition[] | undefined;
   let storeError: unknown;
   try {
-    const mdevctl = readMdevctlDefinitions(ctx.paths);
-    store = effectiveConfig(loadStore(ctx.paths.store).store, readBootFiles(ctx.paths, mdevctl)).mdevs;
+    store = effectiveConfig(loadStore(ctx.paths.store).store, readPeerFiles(ctx.paths).boot).mdevs;
   } catch (err) {
     storeError = err;
   }

@@ -13,19 +13,18 @@
 // the domain XML), always bounded (libvirt waits for ever).
 
 import type { Context } from '../cli/context.js';
-import { checkStart, HOST, type Conflict } from '../checks/conflicts.js';
-import { effectiveMdev } from '../checks/drift.js';
+import { HOST, type Conflict } from '../checks/conflicts.js';
 import { describeFailure, InputError } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { readRegularFile } from '../fsio/read.js';
 import { guestsUsing, runningGuests, type Guest } from '../host/libvirt.js';
-import { acquireLock } from '../host/lock.js';
-import { readBootFiles, readLiveState, readMdevctlDefinitions } from '../host/state.js';
+import { readLiveState } from '../host/state.js';
 import { formatApqn } from '../model/apqn.js';
 import { domainDevices } from '../model/libvirt-domain.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import type { Uuid } from '../model/uuid.js';
-import { findMdevctl, startMdev, stopMdev, type Lifecycle } from '../runtime/mdev-lifecycle.js';
+import { stopMdev } from '../runtime/mdev-lifecycle.js';
+import { bootMdev, lifecycle, startChecked, underApLock } from './lifecycle.js';
 import { loadStore } from '../store/store.js';
 import { rmSync } from 'node:fs';
 
@@ -47,6 +46,8 @@ export function parseHookCall(args: readonly string[]): HookCall {
 
 /** The whole run's bound: libvirt waits for its hooks without a timeout, holding the guest's lock. */
 export const LIBVIRT_HOOK_BUDGET_MS = 60_000;
+/** How long one mdev waits for the AP lock, well inside that bound. */
+const LOCK_WAIT_MS = 20_000;
 
 export async function libvirtHook(ctx: Context, call: HookCall): Promise<number> {
   const op = `${call.operation} ${call.subOperation}`;
@@ -75,17 +76,13 @@ export async function libvirtHook(ctx: Context, call: HookCall): Promise<number>
   }
 }
 
-function lifecycle(ctx: Context): Lifecycle {
-  return { sysfs: ctx.sysfs, paths: ctx.paths, runner: ctx.runner, mdevctl: ctx.exec ? findMdevctl(ctx.paths, ctx.io.env['PATH']) : undefined };
-}
-
 /** The store's mdevs among `uuids`, as the boot would make them (mdevctl's changes in place), and every store mdev's name. */
 function storeMdevs(ctx: Context, uuids: readonly Uuid[]): { mdevs: MdevDefinition[]; names: Map<string, string | undefined> } {
   const store = loadStore(ctx.paths.store).store;
   const mdevs: MdevDefinition[] = [];
   for (const uuid of uuids) {
     const stored = store.mdevs.find((m) => m.uuid === uuid);
-    const mdev = stored && effectiveMdev(stored, readBootFiles(ctx.paths, readMdevctlDefinitions(ctx.paths, uuid)));
+    const mdev = stored && bootMdev(ctx, stored);
     if (mdev) mdevs.push(mdev);
   }
   return { mdevs, names: new Map(store.mdevs.map((m) => [m.uuid as string, m.name])) };
@@ -118,32 +115,24 @@ async function prepare(ctx: Context, guest: string, uuids: readonly Uuid[]): Pro
   const { mdevs: used, names } = storeMdevs(ctx, uuids);
   const mdevs = used.filter((m) => m.start === 'guest' || m.start === 'auto');
   if (mdevs.length === 0) return 0;
-  const lc = lifecycle(ctx);
-  // Through mdevctl its callout takes the AP lock for it (we must not hold it then); through sysfs we do.
-  const lock = lc.mdevctl ? undefined : acquireLock(ctx.paths.lock, { timeoutMs: 20_000 });
-  try {
-    const running = runningGuests(ctx.paths).filter((g) => g.name !== guest);
-    for (const mdev of mdevs) {
-      // Already up: ours to use unless another running guest has it.
-      const users = guestsUsing(running, mdev.uuid);
-      if (users.length) return refuse(ctx, guest, `its mdev ${mdevLabel(mdev)} is in use by running guest ${users.join(', ')}`);
-      const live = readLiveState(ctx.sysfs);
-      const check = checkStart(mdev, live);
-      if (check.conflicts.length) {
-        const byHolder = new Map<string, string[]>();
-        for (const c of check.conflicts) {
-          const who = holderText(c, running, guest, names);
-          byHolder.set(who, [...(byHolder.get(who) ?? []), formatApqn(c.apqn)]);
-        }
-        const parts = [...byHolder].map(([who, apqns]) => `APQN ${apqns.slice(0, 8).join(', ')}${apqns.length > 8 ? `, ... (${apqns.length})` : ''} is in use by ${who}`);
-        return refuse(ctx, guest, `its mdev ${mdevLabel(mdev)} cannot be made: ${parts.join('; ')}`);
+  const running = runningGuests(ctx.paths).filter((g) => g.name !== guest);
+  for (const mdev of mdevs) {
+    // Already up: ours to use unless another running guest has it.
+    const users = guestsUsing(running, mdev.uuid);
+    if (users.length) return refuse(ctx, guest, `its mdev ${mdevLabel(mdev)} is in use by running guest ${users.join(', ')}`);
+    // As `mdev start` makes it (mdevctl or sysfs, the AP lock), within the hook's bound.
+    const started = await startChecked(ctx, mdev, LOCK_WAIT_MS);
+    if ('conflicts' in started) {
+      const byHolder = new Map<string, string[]>();
+      for (const c of started.conflicts.conflicts) {
+        const who = holderText(c, running, guest, names);
+        byHolder.set(who, [...(byHolder.get(who) ?? []), formatApqn(c.apqn)]);
       }
-      const outcome = await startMdev(lc, mdev);
-      if (mdev.start === 'guest') record(ctx, mdev.uuid, guest);
-      if (ctx.verbose) ctx.io.stderr(`ap-persist: guest ${guest}: mdev ${mdevLabel(mdev)} ${outcome === 'started' ? 'made' : 'already up'}\n`);
+      const parts = [...byHolder].map(([who, apqns]) => `APQN ${apqns.slice(0, 8).join(', ')}${apqns.length > 8 ? `, ... (${apqns.length})` : ''} is in use by ${who}`);
+      return refuse(ctx, guest, `its mdev ${mdevLabel(mdev)} cannot be made: ${parts.join('; ')}`);
     }
-  } finally {
-    lock?.release();
+    if (mdev.start === 'guest') record(ctx, mdev.uuid, guest);
+    if (ctx.verbose) ctx.io.stderr(`ap-persist: guest ${guest}: mdev ${mdevLabel(mdev)} ${started.outcome === 'started' ? 'made' : 'already up'}\n`);
   }
   return 0;
 }
@@ -163,13 +152,8 @@ async function release(ctx: Context, guest: string, uuids: readonly Uuid[]): Pro
     const owner = madeFor(ctx, mdev.uuid);
     // Made for another guest (this one was refused, or shares the UUID), or another running guest uses it: not ours to remove.
     if ((owner !== undefined && owner !== guest) || guestsUsing(running, mdev.uuid).length) continue;
-    const lock = lc.mdevctl ? undefined : acquireLock(ctx.paths.lock, { timeoutMs: 20_000 });
-    try {
-      await stopMdev(lc, mdev.uuid, guest);
-      rmSync(recordPath(ctx, mdev.uuid), { force: true });
-    } finally {
-      lock?.release();
-    }
+    await underApLock(ctx, lc, () => stopMdev(lc, mdev.uuid, guest), LOCK_WAIT_MS);
+    rmSync(recordPath(ctx, mdev.uuid), { force: true });
   }
 }
 

@@ -1,19 +1,20 @@
 // mdev start / mdev stop: what the ap-persist-mdev@ units run.
 
 import type { Context } from '../cli/context.js';
-import { checkStart } from '../checks/conflicts.js';
+import { checkStart, type ConflictList } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { acquireLock } from '../host/lock.js';
-import { readBootFiles, readLiveState, readMdevctlDefinitions } from '../host/state.js';
+import { readLiveState, readPeerFiles } from '../host/state.js';
 import { effectiveMdev } from '../checks/drift.js';
-import { mdevLabel } from '../model/mdev.js';
+import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import { parseUuid } from '../model/uuid.js';
-import { findMdevctl, mdevctlDefinition, startMdev, stopMdev, type Lifecycle } from '../runtime/mdev-lifecycle.js';
+import { findMdevctl, mdevctlDefinition, startMdev, stopMdev, type Lifecycle, type StartOutcome } from '../runtime/mdev-lifecycle.js';
 import { loadStore } from '../store/store.js';
 import { reportRefusal } from './view.js';
 import { findMdevByRef, uuidOfRef } from './mdev-ref.js';
 
-function lifecycle(ctx: Context): Lifecycle {
+/** How an mdev is made and removed: through mdevctl where host commands run, else through sysfs. */
+export function lifecycle(ctx: Context): Lifecycle {
   return {
     sysfs: ctx.sysfs,
     paths: ctx.paths,
@@ -23,13 +24,48 @@ function lifecycle(ctx: Context): Lifecycle {
   };
 }
 
+/**
+ * Runs `fn` under the AP configuration lock where we write sysfs ourselves;
+ * through mdevctl its callout takes the lock for mdevctl, so we must not hold it.
+ */
+export async function underApLock<T>(ctx: Context, lc: Lifecycle, fn: () => Promise<T>, timeoutMs?: number): Promise<T> {
+  const lock = lc.mdevctl ? undefined : acquireLock(ctx.paths.lock, timeoutMs === undefined ? {} : { timeoutMs });
+  try {
+    return await fn();
+  } finally {
+    lock?.release();
+  }
+}
+
+/** The definition the boot uses for a store mdev: mdevctl's where it changed ours since generate; undefined once undefined there. */
+export function bootMdev(ctx: Context, stored: MdevDefinition): MdevDefinition | undefined {
+  return effectiveMdev(stored, readPeerFiles(ctx.paths, stored.uuid).boot);
+}
+
+/** Makes `mdev` (as bootMdev gives it), never into a conflict, whatever the kernel would allow: the conflicts, or what became of it. */
+export async function startChecked(ctx: Context, mdev: MdevDefinition, timeoutMs?: number): Promise<{ conflicts: ConflictList } | { outcome: StartOutcome }> {
+  const lc = lifecycle(ctx);
+  if (lc.mdevctl && mdevctlDefinition(ctx.paths, mdev) === 'different') {
+    ctx.warn(`warning: mdevctl's definition of ${mdevLabel(mdev)} differs from the store; starting it through sysfs (run 'ap-persist generate' to update mdevctl's)`);
+    lc.mdevctl = undefined;
+  }
+  return underApLock(
+    ctx,
+    lc,
+    async () => {
+      const found = checkStart(mdev, readLiveState(ctx.sysfs));
+      return found.conflicts.length ? { conflicts: found } : { outcome: await startMdev(lc, mdev) };
+    },
+    timeoutMs,
+  );
+}
+
 export async function mdevStart(ctx: Context, ref: string): Promise<number> {
   const loaded = loadStore(ctx.paths.store);
   // A UUID, or the name of one of the store's mdevs.
   const stored = findMdevByRef(loaded.store.mdevs, ref, loaded.path);
   const uuid = stored?.uuid ?? parseUuid(ref);
-  // The definition the boot uses: mdevctl's where it changed one of ours since generate.
-  const mdev = stored && effectiveMdev(stored, readBootFiles(ctx.paths, readMdevctlDefinitions(ctx.paths, uuid)));
+  const mdev = stored && bootMdev(ctx, stored);
   if (!mdev) {
     if (stored) {
       throw new InputError(`mdev ${uuid} was undefined in mdevctl since ap-persist generated it; not starting it`, {
@@ -39,23 +75,9 @@ export async function mdevStart(ctx: Context, ref: string): Promise<number> {
     }
     throw new InputError(`no mdev ${uuid} in the store`, { where: loaded.path, hint: "define it first: 'ap-persist mdev define'" });
   }
-  const lc = lifecycle(ctx);
-  if (lc.mdevctl && mdevctlDefinition(ctx.paths, mdev) === 'different') {
-    ctx.warn(`warning: mdevctl's definition of ${mdevLabel(mdev)} differs from the store; starting it through sysfs (run 'ap-persist generate' to update mdevctl's)`);
-    lc.mdevctl = undefined;
-  }
-  // Through sysfs we check and write under the AP configuration lock; through
-  // mdevctl its callout takes the lock for mdevctl, so we must not hold it.
-  const lock = lc.mdevctl ? undefined : acquireLock(ctx.paths.lock);
-  let outcome: Awaited<ReturnType<typeof startMdev>>;
-  try {
-    // Never start into a conflict, whatever the kernel would allow.
-    const found = checkStart(mdev, readLiveState(ctx.sysfs));
-    if (found.conflicts.length) return reportRefusal(ctx, `starting mdev ${mdevLabel(mdev)}`, found);
-    outcome = await startMdev(lc, mdev);
-  } finally {
-    lock?.release();
-  }
+  const started = await startChecked(ctx, mdev);
+  if ('conflicts' in started) return reportRefusal(ctx, `starting mdev ${mdevLabel(mdev)}`, started.conflicts);
+  const outcome = started.outcome;
   if (ctx.json) ctx.printJson({ uuid, outcome });
   else ctx.info(outcome === 'started' ? `started mdev ${mdevLabel(mdev)}` : `mdev ${mdevLabel(mdev)} is already active`);
   return 0;
@@ -69,13 +91,7 @@ export async function mdevStop(ctx: Context, ref: string): Promise<number> {
     return { mdevs: loaded.store.mdevs, path: loaded.path };
   });
   const lc = lifecycle(ctx);
-  const lock = lc.mdevctl ? undefined : acquireLock(ctx.paths.lock);
-  let outcome: Awaited<ReturnType<typeof stopMdev>>;
-  try {
-    outcome = await stopMdev(lc, uuid);
-  } finally {
-    lock?.release();
-  }
+  const outcome = await underApLock(ctx, lc, () => stopMdev(lc, uuid));
   if (ctx.json) ctx.printJson({ uuid, outcome });
   else ctx.info(outcome === 'stopped' ? `stopped mdev ${uuid}` : `mdev ${uuid} is not active`);
   return 0;

@@ -4,19 +4,19 @@ import type { Context } from '../cli/context.js';
 import { checkJson, checkLines } from '../checks/report.js';
 import type { CheckWarning } from '../checks/check-host.js';
 import type { ConflictList } from '../checks/conflicts.js';
-import { readBootFiles, readLiveState, readMdevctlDefinitions, type HostView } from '../host/state.js';
+import { readLiveState, readPeerFiles, type HostView } from '../host/state.js';
 import { readCallouts } from '../host/callouts.js';
 import { loadStore, type LoadedStore } from '../store/store.js';
 import { ApPersistError, describeFailure } from '../errors.js';
 import { IniDocument } from '../store/ini-document.js';
 
 export function readHostView(ctx: Context): HostView {
-  const mdevctl = readMdevctlDefinitions(ctx.paths);
+  const { mdevctl, boot } = readPeerFiles(ctx.paths);
   return {
     store: loadStore(ctx.paths.store),
     mdevctl,
     live: readLiveState(ctx.sysfs),
-    boot: readBootFiles(ctx.paths, mdevctl),
+    boot,
     callouts: readCallouts(ctx.paths),
   };
 }
@@ -54,12 +54,12 @@ export function readHostViewOrStoreError(ctx: Context): { view: HostView; storeE
     };
     store = { path, exists: true, doc: IniDocument.parse('', path), store: { masks: { apmask: undefined, aqmask: undefined }, mdevs: [] } };
   }
-  const mdevctl = readMdevctlDefinitions(ctx.paths);
+  const { mdevctl, boot } = readPeerFiles(ctx.paths);
   const view: HostView = {
     store,
     mdevctl,
     live: readLiveState(ctx.sysfs),
-    boot: readBootFiles(ctx.paths, mdevctl),
+    boot,
     callouts: readCallouts(ctx.paths),
   };
   return storeError ? { view, storeError } : { view };

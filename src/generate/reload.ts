@@ -1,11 +1,8 @@
 // Which daemons must re-read their configuration after files changed: udev
 // for rules, systemd for units and wants links, libvirt for its qemu hooks. Pure.
 
-import type { HostPaths } from '../host/paths.js';
+import { LIBVIRT_QEMU_HOOK, type HostPaths } from '../host/paths.js';
 import { rootPath, type RootPath } from './host-files.js';
-
-/** libvirt's plain qemu hook, beside qemu.d/ (src/host/libvirt-hooks.ts). */
-const LIBVIRT_QEMU_HOOK = 'etc/libvirt/hooks/qemu';
 
 export interface ReloadCommand {
   file: string;

@@ -14,17 +14,15 @@ import { writeFileAtomic } from '../fsio/atomic.js';
 import { observe, type Observed } from '../fsio/observe.js';
 import { readRegularFile } from '../fsio/read.js';
 import { rootPath, type RootPath } from '../generate/host-files.js';
-import { sha256 } from '../generate/manifest.js';
+import { holdsRecorded, sha256 } from '../generate/manifest.js';
 import type { CommandRunner } from '../runtime/commands.js';
 import type { Moved } from './callouts.js';
-import type { HostPaths } from './paths.js';
+import { LIBVIRT_QEMU_HOOK, type HostPaths } from './paths.js';
 
 export const LIBVIRT_HOOK_MODES = ['auto', 'qemu.d', 'chain', 'none'] as const;
 export type LibvirtHookRequest = (typeof LIBVIRT_HOOK_MODES)[number];
 export type LibvirtHookMode = Exclude<LibvirtHookRequest, 'auto'>;
 
-/** libvirt's hook for its qemu driver: the only one before 6.5, the first one since. */
-export const QEMU_HOOK = 'etc/libvirt/hooks/qemu';
 /** An admin's hooks/qemu while ours chains it: not a name libvirt runs (only `<driver>` and `<driver>.d/`). */
 export const CHAINED_HOOK = 'etc/libvirt/hooks/qemu.ap-persist-chained';
 /** What install did to hooks/qemu. */
@@ -90,14 +88,14 @@ export function readHookRecord(paths: HostPaths): HookRecord | undefined {
   if (!r || typeof r.sha256 !== 'string' || !(r.chained === null || typeof r.chained === 'string')) {
     throw new InputError("the record of libvirt's qemu hook is damaged", {
       where: path,
-      hint: `compare ${paths.at(QEMU_HOOK)} and ${paths.at(CHAINED_HOOK)} by hand, then remove the record`,
+      hint: `compare ${paths.at(LIBVIRT_QEMU_HOOK)} and ${paths.at(CHAINED_HOOK)} by hand, then remove the record`,
     });
   }
-  return { hook: `/${QEMU_HOOK}`, sha256: r.sha256, chained: r.chained ? `/${CHAINED_HOOK}` : null };
+  return { hook: `/${LIBVIRT_QEMU_HOOK}`, sha256: r.sha256, chained: r.chained ? `/${CHAINED_HOOK}` : null };
 }
 
 function writeRecord(paths: HostPaths, content: string, chained: boolean): void {
-  const record: HookRecord = { hook: `/${QEMU_HOOK}`, sha256: sha256(content), chained: chained ? `/${CHAINED_HOOK}` : null };
+  const record: HookRecord = { hook: `/${LIBVIRT_QEMU_HOOK}`, sha256: sha256(content), chained: chained ? `/${CHAINED_HOOK}` : null };
   writeFileAtomic(paths.confined(HOOK_RECORD), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
 }
 
@@ -131,7 +129,7 @@ function sameFile(paths: HostPaths, a: string, b: string): boolean {
   }
 }
 
-const holds = (o: Observed, sha: string): boolean => o.kind === 'file' && sha256(o.content) === sha;
+const holds = (o: Observed, sha: string): boolean => holdsRecorded(o, { path: LIBVIRT_QEMU_HOOK, sha256: sha });
 
 /**
  * chain: hooks/qemu becomes ours (`plain`) when there is none, or ours
@@ -141,10 +139,10 @@ const holds = (o: Observed, sha: string): boolean => o.kind === 'file' && sha256
  */
 export function chainQemuHook(paths: HostPaths, record: HookRecord | undefined, plain: string, wrapper: string): ChainOutcome {
   const out = emptyOutcome();
-  const qemu = paths.at(QEMU_HOOK);
+  const qemu = paths.at(LIBVIRT_QEMU_HOOK);
   const aside = paths.at(CHAINED_HOOK);
   // An install stopped between the link and the write: the admin's file is still hooks/qemu.
-  if (sameFile(paths, QEMU_HOOK, CHAINED_HOOK)) {
+  if (sameFile(paths, LIBVIRT_QEMU_HOOK, CHAINED_HOOK)) {
     unlinkSync(paths.confined(CHAINED_HOOK));
     record = undefined;
   }
@@ -155,12 +153,12 @@ export function chainQemuHook(paths: HostPaths, record: HookRecord | undefined, 
       if (!record || record.sha256 !== sha256(content) || (record.chained !== null) !== chained) writeRecord(paths, content, chained);
       return;
     }
-    writeFileAtomic(paths.confined(QEMU_HOOK), content, { mode: 0o755 });
+    writeFileAtomic(paths.confined(LIBVIRT_QEMU_HOOK), content, { mode: 0o755 });
     // An existing file's mode is kept by the write: ours must be executable for libvirt.
     chmodSync(qemu, 0o755);
     writeRecord(paths, content, chained);
     out.written.push(qemu);
-    out.changed.push(QEMU_HOOK);
+    out.changed.push(LIBVIRT_QEMU_HOOK);
   };
   if (observe(aside).kind !== 'absent') {
     if (!ours) {
@@ -191,7 +189,7 @@ export function chainQemuHook(paths: HostPaths, record: HookRecord | undefined, 
     return out;
   }
   try {
-    writeFileAtomic(paths.confined(QEMU_HOOK), wrapper, { mode: 0o755 });
+    writeFileAtomic(paths.confined(LIBVIRT_QEMU_HOOK), wrapper, { mode: 0o755 });
     chmodSync(qemu, 0o755);
   } catch (err) {
     // hooks/qemu is still the admin's: the second name goes, as if nothing happened.
@@ -202,7 +200,7 @@ export function chainQemuHook(paths: HostPaths, record: HookRecord | undefined, 
   }
   out.chained.push({ from: qemu, to: aside });
   out.written.push(qemu);
-  out.changed.push(QEMU_HOOK);
+  out.changed.push(LIBVIRT_QEMU_HOOK);
   return out;
 }
 
@@ -213,10 +211,10 @@ export function chainQemuHook(paths: HostPaths, record: HookRecord | undefined, 
 export function unchainQemuHook(paths: HostPaths, record: HookRecord | undefined): ChainOutcome {
   const out = emptyOutcome();
   if (!record) return out;
-  const qemu = paths.at(QEMU_HOOK);
+  const qemu = paths.at(LIBVIRT_QEMU_HOOK);
   const aside = paths.at(CHAINED_HOOK);
   // An install stopped between the link and the write: hooks/qemu is the admin's, untouched.
-  if (sameFile(paths, QEMU_HOOK, CHAINED_HOOK)) {
+  if (sameFile(paths, LIBVIRT_QEMU_HOOK, CHAINED_HOOK)) {
     unlinkSync(paths.confined(CHAINED_HOOK));
     unlinkSync(paths.confined(HOOK_RECORD));
     return out;
@@ -229,23 +227,23 @@ export function unchainQemuHook(paths: HostPaths, record: HookRecord | undefined
       return out;
     }
     try {
-      renameSync(paths.confined(CHAINED_HOOK), paths.confined(QEMU_HOOK));
+      renameSync(paths.confined(CHAINED_HOOK), paths.confined(LIBVIRT_QEMU_HOOK));
     } catch (err) {
       out.failed.push({ path: qemu, reason: `cannot put back ${aside}: ${(err as Error).message}` });
       return out;
     }
     out.restored.push({ from: aside, to: qemu });
-    out.changed.push(QEMU_HOOK);
+    out.changed.push(LIBVIRT_QEMU_HOOK);
   } else if (now.kind !== 'absent') {
     if (!ours) out.kept.push({ path: qemu, reason: 'changed since ap-persist wrote it: it is the admin\'s now' });
     else {
       try {
-        unlinkSync(paths.confined(QEMU_HOOK));
+        unlinkSync(paths.confined(LIBVIRT_QEMU_HOOK));
       } catch (err) {
         throw new RuntimeError(`cannot remove: ${(err as Error).message}`, { where: qemu });
       }
       out.removed.push(qemu);
-      out.changed.push(QEMU_HOOK);
+      out.changed.push(LIBVIRT_QEMU_HOOK);
     }
   }
   unlinkSync(paths.confined(HOOK_RECORD));

@@ -7,6 +7,9 @@ import { InputError } from '../errors.js';
 
 export const DEFAULT_STORE = 'etc/ap-persist/ap-persist.conf';
 
+/** libvirt's hook for its qemu driver: the only one before 6.5, the first one since (src/host/libvirt-hooks.ts). */
+export const LIBVIRT_QEMU_HOOK = 'etc/libvirt/hooks/qemu';
+
 export class HostPaths {
   readonly root: string;
   readonly store: string;

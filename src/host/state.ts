@@ -11,8 +11,8 @@ import { isUuid, parseUuid } from '../model/uuid.js';
 import type { LoadedStore } from '../store/store.js';
 import { parseMdevctlJson, PASSTHROUGH_TYPE, toDefinition, type MdevctlDevice } from '../store/mdevctl-defs.js';
 import {
+  activeMdevNames,
   AP_DEVICES,
-  MATRIX,
   listActiveMatrices,
   listActiveMdevs,
   listCards,
@@ -120,11 +120,12 @@ export interface ActiveState {
 /** Only what the boot hook needs: masks and active matrices, not every queue. */
 export function readActiveState(sysfs: Sysfs): ActiveState {
   let mdevs: ActiveMatrix[] | undefined;
+  const names = activeMdevNames(sysfs);
   return {
     masks: readActiveMasks(sysfs),
-    uuids: new Set(sysfs.list(MATRIX).filter(isUuid).map((u) => u.toLowerCase())),
+    uuids: new Set(names.map((u) => u.toLowerCase())),
     get mdevs() {
-      return (mdevs ??= listActiveMatrices(sysfs));
+      return (mdevs ??= listActiveMatrices(sysfs, names));
     },
     vfioAp: vfioApLoaded(sysfs),
   };
@@ -136,14 +137,17 @@ export function readActiveState(sysfs: Sysfs): ActiveState {
  */
 class ReadDefinition implements DefinitionFile {
   #parsed: { device?: MdevctlDevice; reason?: string } | undefined;
-  /** It holds what generate wrote (readBootFiles tells): valid by construction, so never listed unreadable. */
-  generated = false;
+  /** It holds what generate wrote, by the record: valid by construction, so never parsed for the warnings. */
+  readonly generated: boolean;
   constructor(
     readonly path: RootPath,
     readonly text: string,
     private readonly where: string,
+    recorded: ManifestEntry | undefined,
     private readonly readError?: string,
-  ) {}
+  ) {
+    this.generated = readError === undefined && recorded !== undefined && holdsRecorded({ kind: 'file', content: text }, recorded);
+  }
   private parsed(): { device?: MdevctlDevice; reason?: string } {
     if (this.#parsed) return this.#parsed;
     if (this.readError !== undefined) return (this.#parsed = { reason: this.readError });
@@ -173,9 +177,10 @@ const READ_NONBLOCK = { encoding: 'utf8', flag: (constants.O_RDONLY | constants.
  * mdevctl's vfio_ap-passthrough definitions for parent `matrix`; with `only`,
  * just that one (an mdev unit at boot needs its own, not all of them).
  * `files` holds every file named by a UUID (another type's too, which drift
- * tells apart); `definitions` and `unreadable` parse them when first asked.
+ * tells apart); `definitions` and `unreadable` parse them when first asked,
+ * never those that hold what `recorded` (generate's record) says generate wrote.
  */
-export function readMdevctlDefinitions(paths: HostPaths, only?: string): MdevctlView {
+function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath, ManifestEntry>, only?: string): MdevctlView {
   const dir = paths.mdevctlMatrixDir;
   const files = new Map<string, ReadDefinition>();
   const relDir = rootPath(paths, dir);
@@ -188,7 +193,8 @@ export function readMdevctlDefinitions(paths: HostPaths, only?: string): Mdevctl
     } catch (err) {
       readError = err instanceof ApPersistError ? err.message : String((err as Error).message ?? err);
     }
-    files.set(name, new ReadDefinition(`${relDir}/${name}`, text, path, readError));
+    const rel = `${relDir}/${name}`;
+    files.set(name, new ReadDefinition(rel, text, path, recorded.get(rel), readError));
   };
   const careful = (path: string): string | undefined => readRegularFile(path, "mdevctl's definition");
   if (only !== undefined) {
@@ -227,11 +233,13 @@ export function readMdevctlDefinitions(paths: HostPaths, only?: string): Mdevctl
 }
 
 /**
- * What the boot reads besides mdevctl's definitions: chzdev's 41-ap.rules
- * and generate's record of what it wrote. A damaged record counts as none
- * (every file then looks like a peer's), with the reason in `recordError`.
+ * What the boot reads besides the store: generate's record of what it wrote
+ * (read first: it says which of mdevctl's definitions are generate's own, so
+ * those are never parsed), mdevctl's definitions (with `only`, just that
+ * one) and chzdev's 41-ap.rules. A damaged record counts as none (every file
+ * then looks like a peer's), with the reason in `recordError`.
  */
-export function readBootFiles(paths: HostPaths, mdevctl: MdevctlView): BootFiles & { recordError?: string } {
+export function readPeerFiles(paths: HostPaths, only?: string): { mdevctl: MdevctlView; boot: BootFiles & { recordError?: string } } {
   let recorded = new Map<string, ManifestEntry>();
   let recordError: string | undefined;
   try {
@@ -240,18 +248,17 @@ export function readBootFiles(paths: HostPaths, mdevctl: MdevctlView): BootFiles
   } catch (err) {
     recordError = err instanceof ApPersistError ? err.message : String(err);
   }
-  const dirRel = rootPath(paths, paths.mdevctlMatrixDir);
-  for (const [name, file] of mdevctl.files) {
-    const entry = recorded.get(`${dirRel}/${name}`);
-    if (entry && file instanceof ReadDefinition) file.generated = holdsRecorded({ kind: 'file', content: file.text }, entry);
-  }
+  const mdevctl = readMdevctlDefinitions(paths, recorded, only);
   return {
-    recorded,
-    rulesPath: rootPath(paths, paths.chzdevRules),
-    rules: observe(paths.chzdevRules),
-    mdevctlDir: rootPath(paths, paths.mdevctlMatrixDir),
-    definitions: mdevctl.files,
-    ...(recordError ? { recordError } : {}),
+    mdevctl,
+    boot: {
+      recorded,
+      rulesPath: rootPath(paths, paths.chzdevRules),
+      rules: observe(paths.chzdevRules),
+      mdevctlDir: rootPath(paths, paths.mdevctlMatrixDir),
+      definitions: mdevctl.files,
+      ...(recordError ? { recordError } : {}),
+    },
   };
 }
 

@@ -275,16 +275,15 @@ function claimsOnTheWay(mdev: MdevDefinition, text: string, device: MdevctlDevic
  */
 async function checkAutostart(s: Session, mdev: MdevDefinition & { claims: MdevDefinition[] }): Promise<void> {
   if (mdev.start !== 'auto') return;
-  const [{ loadStore }, { readBootFiles, readLiveState, readMdevctlDefinitions }, { autostartMdevs, persistentConfig, persistentMasks }] = await Promise.all([
+  const [{ loadStore }, { readLiveState, readPeerFiles }, { autostartMdevs, persistentConfig, persistentMasks }] = await Promise.all([
     import('../store/store.js'),
     import('../host/state.js'),
     import('../checks/check-host.js'),
   ]);
   const store = loadStore(s.paths.store);
-  const mdevctl = readMdevctlDefinitions(s.paths);
+  const { mdevctl, boot } = readPeerFiles(s.paths);
   // What the next boot uses: 41-ap.rules as ap-check reads it, mdevctl's changes to our mdevs.
-  // (The record read first tells generate's own definitions, which are then never parsed.)
-  const config = persistentConfig({ store, boot: readBootFiles(s.paths, mdevctl) });
+  const config = persistentConfig({ store, boot });
   for (const u of mdevctl.unreadable) s.io.stderr(`warning: skipped ${u.path}: ${u.reason}\n`);
   // Another auto mdev that mdevctl starts from a definition with unassign_* or ap_config holds more on the way.
   const others = autostartMdevs(config, mdevctl)

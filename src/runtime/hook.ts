@@ -8,7 +8,7 @@ import { describeFailure } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { acquireLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
-import { readActiveState, readBootFiles, readMdevctlDefinitions, type ActiveState } from '../host/state.js';
+import { readActiveState, readPeerFiles, type ActiveState } from '../host/state.js';
 import { changesBoot, driftLines, effectiveConfig } from '../checks/drift.js';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -232,8 +232,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     let t = lap('lock', t0);
     const store = loadStore(deps.paths.store).store; // broken: throws, nothing touched
     // At boot the files the peers act on rule: chzdev's or mdevctl's change since generate is applied, and reported.
-    const mdevctl = readMdevctlDefinitions(deps.paths);
-    const boot = readBootFiles(deps.paths, mdevctl);
+    const { boot } = readPeerFiles(deps.paths);
     const config = effectiveConfig(store, boot);
     const drift = config.drift.filter(changesBoot);
     if (drift.length) report.drift = drift.map((d) => driftLines(d).join('; '));
@@ -305,7 +304,8 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         const adopted = alreadyActive.map(mdevUnit);
         // Before the hook first starts units this boot (its mark in /run is not there yet) no unit
         // of ours has run: no question to systemd, one start for all. Later, systemd says which are up.
-        const states = existsSync(deps.paths.unitsStarted) ? await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]) : new Map<string, { active: string }>();
+        const marked = existsSync(deps.paths.unitsStarted);
+        const states = marked ? await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]) : new Map<string, { active: string }>();
         const state = (u: string): string => states.get(u)?.active ?? 'inactive';
         // A unit still active whose mdev is gone (removed by hand) does nothing on start: restart it.
         // One still activating (an earlier event's) is left to finish: start merges with its job.
@@ -322,7 +322,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         let failure: string | undefined;
         let ran = true;
         // Marked before the first start, so that no later hook takes a unit of ours for never started.
-        if (calls.length && !existsSync(deps.paths.unitsStarted)) {
+        if (calls.length && !marked) {
           try {
             writeFileAtomic(deps.paths.unitsStarted, '', { durable: false });
           } catch (err) {

@@ -186,9 +186,14 @@ export interface ActiveMatrix {
  * view). A matrix that cannot be read is an error, not an empty mdev: taken as
  * empty, its queues could be given to the host. One that vanished was removed.
  */
-export function listActiveMatrices(sysfs: Sysfs): ActiveMatrix[] {
+/** The active mdevs' directory names under vfio_ap's matrix device, as sysfs spells them. */
+export function activeMdevNames(sysfs: Sysfs): string[] {
+  return sysfs.list(MATRIX).filter(isUuid);
+}
+
+export function listActiveMatrices(sysfs: Sysfs, names: readonly string[] = activeMdevNames(sysfs)): ActiveMatrix[] {
   const out: ActiveMatrix[] = [];
-  for (const uuid of sysfs.list(MATRIX).filter(isUuid)) {
+  for (const uuid of names) {
     let text: string;
     try {
       text = sysfs.read(mdevPath(uuid, 'matrix'));

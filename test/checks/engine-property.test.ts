@@ -2,23 +2,9 @@
 // find the same conflicts.
 
 import { describe, expect, it } from 'vitest';
+import { rng, randomIds } from '../support/random.js';
 import { checkClaim, checkStart, ClaimIndex, findHostOwned, findSharedApqns, MAX_REPORTED, type Claim, type ConflictList, type HostPair } from '../../src/checks/conflicts.js';
 import { IdSet } from '../../src/model/idset.js';
-
-/** A small deterministic PRNG so a failure can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-function randomIds(next: () => number, span: number, count: number): IdSet {
-  const set = IdSet.empty();
-  for (let i = 0; i < count; i++) set.add(Math.floor(next() * span));
-  return set;
-}
 
 /** Reference: every pair of claims, every APQN, as tuples; the first claimant owns. */
 function naiveShared(claims: Claim[]): string[] {

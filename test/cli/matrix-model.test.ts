@@ -3,26 +3,13 @@
 // owners, in the same order, on random hosts.
 
 import { describe, expect, it } from 'vitest';
+import { rng, randomIds } from '../support/random.js';
 import { matrixModel } from '../../src/commands/matrix.js';
 import type { HostView, LiveState } from '../../src/host/state.js';
 import { ApqnSet, type Apqn } from '../../src/model/apqn.js';
 import { IdSet } from '../../src/model/idset.js';
 import { compareMdevs } from '../../src/model/mdev.js';
 import type { Uuid } from '../../src/model/uuid.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-function randomIds(next: () => number, span: number, count: number): IdSet {
-  const set = IdSet.empty();
-  for (let i = 0; i < count; i++) set.add(Math.floor(next() * span));
-  return set;
-}
 
 describe('the matrix model agrees with a per-queue reference', () => {
   for (let seed = 1; seed <= 100; seed++) {

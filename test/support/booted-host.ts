@@ -163,34 +163,26 @@ export interface BootedHost {
   shutdown(): Promise<void>;
 }
 
+/** What the rig's fake libvirtd recorded in `dir` (the host side of RECORD). */
+export function libvirtdRecord(dir: string): ReturnType<BootedHost['libvirtd']> {
+  const read = (name: string): string | undefined => {
+    try {
+      return readFileSync(join(dir, name), 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const list = (name: string): string[] | undefined => read(name)?.split('\n').filter(Boolean);
+  const started = read('started');
+  return { startedAt: started ? Math.round(parseFloat(started) * 1000) : undefined, mdevsAtStart: list('mdevs-at-start'), mdevsAtStop: list('mdevs-at-stop') };
+}
+
 /**
- * Boots the host and resolves as soon as systemd takes commands, while the
- * boot still runs: ap-persist-wait.service holds libvirtd back until an
- * event comes (or its fallback runs the hook).
+ * AP bus and mdev parent events as udevd handles them in `container`: real
+ * `udevadm test` for the rules, each RUN program as udevd runs it
+ * (runAsUdevd), the kmod builtin as a load into the simulated kernel.
  */
-export async function bootHost(opts: BootedHostOptions): Promise<BootedHost> {
-  const sim = await startSimSysfs({ host: opts.host, kernel: opts.kernel, mtty: true });
-  for (const fault of opts.faults ?? []) sim.control(fault);
-  const record = tempDir('ap-persist-libvirtd-');
-  const installedBefore = opts.rootfs !== undefined && existsSync(join(opts.rootfs, 'etc/systemd/system/ap-sim-sysfs.service'));
-  const installed = installedBefore ? [] : [...rigFiles(), { path: TOOL, symlink: `${CONTAINER_SRC}/dist/bin/ap-persist.cjs` }, ...(await installStaged(opts.store, opts.files ?? {}))];
-  const container = await bootContainer({
-    until: 'manager',
-    binds: [nodeBind(), checkoutBind(CHECKOUT), { host: sim.mountpoint, container: SIM }, { host: record, container: RECORD }],
-    files: installed,
-    rootfs: opts.rootfs,
-  });
-
-  // The rig runs udev's programs with systemd-run, which needs the bus (udevd itself does not);
-  // then the boot is where libvirtd waits behind ap-persist-wait.service for the AP bus.
-  const states = async (...units: string[]): Promise<string[]> =>
-    (await container.systemctl('show', '--property=ActiveState', '--value', ...units)).stdout.split('\n').filter(Boolean);
-  await container.waitFor(async () => (await states('dbus.service', 'ap-persist-wait.service')).join(' ') === 'active activating' || undefined, {
-    timeoutMs: 30_000,
-    intervalMs: 20,
-    what: 'dbus up and ap-persist-wait.service holding the boot',
-  });
-
+export function udevEvents(container: Container): Pick<BootedHost, 'bindingsComplete' | 'parentAdded'> {
   const deliver = async (runs: string[], builtins: string[], properties: Record<string, string>): Promise<UdevRunResult[]> => {
     const programs: UdevRunResult[] = [];
     // Events a module load makes the kernel send: other devices, so other udevd workers, in parallel.
@@ -234,20 +226,6 @@ export async function bootHost(opts: BootedHostOptions): Promise<BootedHost> {
   };
 
   return {
-    container,
-    sim,
-    libvirtd() {
-      const read = (name: string): string | undefined => {
-        try {
-          return readFileSync(join(record, name), 'utf8');
-        } catch {
-          return undefined;
-        }
-      };
-      const list = (name: string): string[] | undefined => read(name)?.split('\n').filter(Boolean);
-      const started = read('started');
-      return { startedAt: started ? Math.round(parseFloat(started) * 1000) : undefined, mdevsAtStart: list('mdevs-at-start'), mdevsAtStop: list('mdevs-at-stop') };
-    },
     async bindingsComplete(count) {
       const at = Date.now();
       // The bus device's event properties, as the kernel's uevent carries them.
@@ -263,6 +241,44 @@ export async function bootHost(opts: BootedHostOptions): Promise<BootedHost> {
       return { at, runs: test.runs, programs: await deliver(test.runs, test.builtins, test.properties) };
     },
     parentAdded: parentAddedEvent,
+  };
+}
+
+/**
+ * Boots the host and resolves as soon as systemd takes commands, while the
+ * boot still runs: ap-persist-wait.service holds libvirtd back until an
+ * event comes (or its fallback runs the hook).
+ */
+export async function bootHost(opts: BootedHostOptions): Promise<BootedHost> {
+  const sim = await startSimSysfs({ host: opts.host, kernel: opts.kernel, mtty: true });
+  for (const fault of opts.faults ?? []) sim.control(fault);
+  const record = tempDir('ap-persist-libvirtd-');
+  const installedBefore = opts.rootfs !== undefined && existsSync(join(opts.rootfs, 'etc/systemd/system/ap-sim-sysfs.service'));
+  const installed = installedBefore ? [] : [...rigFiles(), { path: TOOL, symlink: `${CONTAINER_SRC}/dist/bin/ap-persist.cjs` }, ...(await installStaged(opts.store, opts.files ?? {}))];
+  const container = await bootContainer({
+    until: 'manager',
+    binds: [nodeBind(), checkoutBind(CHECKOUT), { host: sim.mountpoint, container: SIM }, { host: record, container: RECORD }],
+    files: installed,
+    rootfs: opts.rootfs,
+  });
+
+  // The rig runs udev's programs with systemd-run, which needs the bus (udevd itself does not);
+  // then the boot is where libvirtd waits behind ap-persist-wait.service for the AP bus.
+  const states = async (...units: string[]): Promise<string[]> =>
+    (await container.systemctl('show', '--property=ActiveState', '--value', ...units)).stdout.split('\n').filter(Boolean);
+  await container.waitFor(async () => (await states('dbus.service', 'ap-persist-wait.service')).join(' ') === 'active activating' || undefined, {
+    timeoutMs: 30_000,
+    intervalMs: 20,
+    what: 'dbus up and ap-persist-wait.service holding the boot',
+  });
+
+  const events = udevEvents(container);
+
+  return {
+    container,
+    sim,
+    libvirtd: () => libvirtdRecord(record),
+    ...events,
     activeState: states,
     async shutdown() {
       await container.stop();

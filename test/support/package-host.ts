@@ -16,21 +16,21 @@
 // test`, builtins emulated, RUN programs inside udevd's sandbox).
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, symlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FakeHost } from '../../src/fakehost/builder.js';
 import type { KernelFlavour } from '../../src/sysfs/sim-kernel.js';
-import { bootContainer, runAsUdevd, splitUdevCommand, udevTest, waitFor, type Container, type LayerFile, type UdevRunResult } from './container/index.js';
+import { bootContainer, waitFor, type Container, type LayerFile } from './container/index.js';
 import { isAlive, mustSucceed, runCommand } from './container/process.js';
 import { removeTree } from './container/rootfs.js';
 import { tempDir } from './host.js';
 import { ensurePackageRootfs } from './package-rootfs.js';
-import { RECORD, rigFiles, SIM } from './booted-host.js';
+import { libvirtdRecord, RECORD, rigFiles, SIM, udevEvents, type AppliedEvent } from './booted-host.js';
+export type { AppliedEvent };
 import { startSimSysfs, type ControlCommand, type SimSysfs } from './sim-sysfs/mount.js';
 
 /** vfio_ap's mdev parent device. */
-const MATRIX_DEVICE = '/devices/vfio_ap/matrix';
 /** Where the packages to install are (read-only). */
 export const DEBS = '/srv/ap-persist-debs';
 
@@ -154,12 +154,6 @@ export function upperOf(c: Container): string {
   return join(base, dirs[0]!, 'upper');
 }
 
-export interface AppliedEvent {
-  at: number;
-  runs: string[];
-  programs: UdevRunResult[];
-}
-
 export interface PackageHostOptions {
   disk: Disk;
   host: FakeHost;
@@ -216,38 +210,7 @@ export async function bootPackageHost(opts: PackageHostOptions): Promise<Package
   // systemd-run (the rig's udevd emulation) needs the bus.
   await container.waitFor(async () => (await states('dbus.service'))[0] === 'active' || undefined, { timeoutMs: 30_000, intervalMs: 20, what: 'dbus up' });
 
-  const deliver = async (runs: string[], builtins: string[], properties: Record<string, string>): Promise<UdevRunResult[]> => {
-    const programs: UdevRunResult[] = [];
-    const caused: Promise<AppliedEvent>[] = [];
-    for (const entry of runs) {
-      if (builtins.includes(entry)) {
-        const kmod = /^kmod load (\S+)$/.exec(entry);
-        if (!kmod) throw new Error(`no emulation for the builtin '${entry}'`);
-        const loaded = await container.exec(['sh', '-c', `printf 'load %s' '${kmod[1]}' > ${SIM}/control`]);
-        if (loaded.code === 0 && kmod[1] === 'vfio_ap') caused.push(parentAddedEvent(MATRIX_DEVICE), parentRegisteredEvent(MATRIX_DEVICE));
-      } else {
-        programs.push(await runAsUdevd(container, splitUdevCommand(entry), properties));
-      }
-    }
-    for (const event of await Promise.all(caused)) programs.push(...event.programs);
-    return programs;
-  };
-  const parentAddedEvent = async (devpath: string): Promise<AppliedEvent> => {
-    const at = Date.now();
-    const test = await udevTest(container, { action: 'add', devpath });
-    return { at, runs: test.runs, programs: await deliver(test.runs, test.builtins, test.properties) };
-  };
-  const parentRegisteredEvent = async (devpath: string): Promise<AppliedEvent> => {
-    const at = Date.now();
-    const dir = `/sys${devpath}`;
-    const test = await udevTest(container, {
-      action: 'change',
-      devpath,
-      sysfsMount: dir,
-      sysfs: { [`${dir}/uevent`]: 'MDEV_STATE=registered\n', [`${dir}/subsystem`]: { symlink: '../../../bus/matrix' } },
-    });
-    return { at, runs: test.runs, programs: await deliver(test.runs, test.builtins, test.properties) };
-  };
+  const events = udevEvents(container);
 
   let off = false;
   return {
@@ -258,29 +221,8 @@ export async function bootPackageHost(opts: PackageHostOptions): Promise<Package
       if (r.code !== 0) throw new Error(`in the container: ${script}\nexit ${r.code ?? r.signal}${r.timedOut ? ' (timed out)' : ''}\n${r.stdout}\n${r.stderr}`);
       return r.stdout;
     },
-    libvirtd() {
-      const read = (name: string): string | undefined => {
-        try {
-          return readFileSync(join(record, name), 'utf8');
-        } catch {
-          return undefined;
-        }
-      };
-      const list = (name: string): string[] | undefined => read(name)?.split('\n').filter(Boolean);
-      const started = read('started');
-      return { startedAt: started ? Math.round(parseFloat(started) * 1000) : undefined, mdevsAtStart: list('mdevs-at-start'), mdevsAtStop: list('mdevs-at-stop') };
-    },
-    async bindingsComplete(count) {
-      const at = Date.now();
-      const test = await udevTest(container, {
-        action: 'change',
-        devpath: '/devices/ap',
-        sysfsMount: '/sys/devices/ap',
-        sysfs: { '/sys/devices/ap/uevent': `BINDINGS=complete\nCOMPLETECOUNT=${count}\n`, '/sys/devices/ap/subsystem': { symlink: '../../bus/ap' } },
-      });
-      return { at, runs: test.runs, programs: await deliver(test.runs, test.builtins, test.properties) };
-    },
-    parentAdded: parentAddedEvent,
+    libvirtd: () => libvirtdRecord(record),
+    ...events,
     activeState: states,
     async powerOff() {
       if (off) return;
