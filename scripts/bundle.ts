@@ -124,8 +124,12 @@ const importMetaUrl: Plugin = {
   },
 };
 
+/** The version the bundles carry (src/package-info.ts), from the package.json they ship with. */
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
 const common = {
   bundle: true,
+  define: { AP_PERSIST_VERSION: JSON.stringify(VERSION) },
   format: 'cjs',
   platform: 'node',
   target: 'node18',

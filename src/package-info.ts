@@ -37,8 +37,12 @@ export function packageRoot(): string {
   return locate().root;
 }
 
+/** Set by the bundle (scripts/bundle.ts): the boot then never looks for package.json. */
+declare const AP_PERSIST_VERSION: string | undefined;
+
 /** package.json's version, e.g. 0.1.0. */
 export function packageVersion(): string {
+  if (typeof AP_PERSIST_VERSION === 'string') return AP_PERSIST_VERSION;
   const { version } = locate().manifest;
   if (!version) throw new Error(`${join(locate().root, 'package.json')} has no version`);
   return version;

@@ -14,6 +14,8 @@ import { ApPersistError, ConflictError, RuntimeError } from '../errors.js';
 import { symlinkAtomic, writeFileAtomic, WriteBatch } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import { saveStore, type LoadedStore } from '../store/store.js';
+import { storeSnapshot } from '../store/snapshot.js';
+import { packageVersion } from '../package-info.js';
 import type { HostPaths } from '../host/paths.js';
 import type { HostView } from '../host/state.js';
 import { mdevLabel } from '../model/mdev.js';
@@ -74,7 +76,7 @@ const recordOf = (m: { text: string | undefined; entries: ManifestEntry[] }): Ma
 
 /** `view`: the host as the caller already read it, so it is not read twice. */
 export function planGenerate(ctx: Context, view: HostView = readHostView(ctx)): GeneratePlan {
-  return makePlan({
+  const plan = makePlan({
     store: view.store.store,
     // Generate writes the store over any drift: check the store as it will be.
     check: checkPersistent(view, storeConfig(view.store.store)),
@@ -86,6 +88,7 @@ export function planGenerate(ctx: Context, view: HostView = readHostView(ctx)): 
     observe: (p) => observe(ctx.paths.at(p)),
     exists: (p) => existsSync(ctx.paths.at(p)),
   });
+  return view.store.exists ? { ...plan, storeSnapshot: storeSnapshot(packageVersion(), view.store.text, view.store.store) } : plan;
 }
 
 /** Does the steps, then records them; returns the paths that changed. */
@@ -139,7 +142,7 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
     if (existsSync(abs) && readdirSync(abs).length === 0) rmdirSync(abs);
   }
   // Last: after a crash the old record still holds, and a rerun finds the new files already in place.
-  const text = renderManifest(plan.manifest);
+  const text = renderManifest(plan.manifest, plan.storeSnapshot);
   if (readManifest(ctx.paths).text !== text) writeFileAtomic(ctx.paths.generatedManifest, text, { mode: 0o644 });
   return changed;
 }

@@ -127,7 +127,8 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
   let store: MdevDefinition[] | undefined;
   let storeError: unknown;
   try {
-    store = effectiveConfig(loadStore(ctx.paths.store).store, readPeerFiles(ctx.paths).boot).mdevs;
+    const { boot } = readPeerFiles(ctx.paths);
+    store = effectiveConfig(loadStore(ctx.paths.store, boot.storeSnapshot).store, boot).mdevs;
   } catch (err) {
     storeError = err;
   }

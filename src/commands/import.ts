@@ -321,8 +321,9 @@ export async function importCommand(ctx: Context, opts: ImportOptions): Promise<
     saveStore(view.store);
     // Taken over: the next generate may replace these files with its own; removed ones are no longer ours.
     const manifestPath = ctx.paths.generatedManifest;
-    const after = renderManifest([...recordAfter(ctx, view, p).values()]);
-    if (after !== renderManifest([...view.boot.recorded.values()]) || (p.adopt.length && !existsSync(manifestPath))) writeFileAtomic(manifestPath, after, { mode: 0o644 });
+    // The record's snapshot of the store stays: a store import changed no longer matches it, and is read as always.
+    const after = renderManifest([...recordAfter(ctx, view, p).values()], view.boot.storeSnapshot);
+    if (after !== renderManifest([...view.boot.recorded.values()], view.boot.storeSnapshot) || (p.adopt.length && !existsSync(manifestPath))) writeFileAtomic(manifestPath, after, { mode: 0o644 });
     // The boot files follow at once where the host has them (the guard line back in 41-ap.rules, say).
     return opts.generate === false || !installed ? 0 : persistGenerated(ctx);
   });

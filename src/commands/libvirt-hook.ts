@@ -18,13 +18,14 @@ import { describeFailure, InputError } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { readRegularFile } from '../fsio/read.js';
 import { guestsUsing, runningGuests, type Guest } from '../host/libvirt.js';
-import { readLiveState } from '../host/state.js';
+import { readLiveState, readPeerFiles } from '../host/state.js';
+import { effectiveMdev } from '../checks/drift.js';
 import { formatApqn } from '../model/apqn.js';
 import { domainDevices } from '../model/libvirt-domain.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import type { Uuid } from '../model/uuid.js';
 import { stopMdev } from '../runtime/mdev-lifecycle.js';
-import { bootMdev, lifecycle, startChecked, underApLock } from './lifecycle.js';
+import { lifecycle, startChecked, underApLock } from './lifecycle.js';
 import { loadStore } from '../store/store.js';
 import { rmSync } from 'node:fs';
 
@@ -78,11 +79,12 @@ export async function libvirtHook(ctx: Context, call: HookCall): Promise<number>
 
 /** The store's mdevs among `uuids`, as the boot would make them (mdevctl's changes in place), and every store mdev's name. */
 function storeMdevs(ctx: Context, uuids: readonly Uuid[]): { mdevs: MdevDefinition[]; names: Map<string, string | undefined> } {
-  const store = loadStore(ctx.paths.store).store;
+  const { boot } = readPeerFiles(ctx.paths);
+  const store = loadStore(ctx.paths.store, boot.storeSnapshot).store;
   const mdevs: MdevDefinition[] = [];
   for (const uuid of uuids) {
     const stored = store.mdevs.find((m) => m.uuid === uuid);
-    const mdev = stored && bootMdev(ctx, stored);
+    const mdev = stored && effectiveMdev(stored, boot);
     if (mdev) mdevs.push(mdev);
   }
   return { mdevs, names: new Map(store.mdevs.map((m) => [m.uuid as string, m.name])) };

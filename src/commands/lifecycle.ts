@@ -7,7 +7,7 @@ import { acquireLock } from '../host/lock.js';
 import { readLiveState, readPeerFiles } from '../host/state.js';
 import { effectiveMdev } from '../checks/drift.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
-import { parseUuid } from '../model/uuid.js';
+import { parseUuid, uuidOf } from '../model/uuid.js';
 import { findMdevctl, mdevctlDefinition, startMdev, stopMdev, type Lifecycle, type StartOutcome } from '../runtime/mdev-lifecycle.js';
 import { loadStore } from '../store/store.js';
 import { reportRefusal } from './view.js';
@@ -61,11 +61,12 @@ export async function startChecked(ctx: Context, mdev: MdevDefinition, timeoutMs
 }
 
 export async function mdevStart(ctx: Context, ref: string): Promise<number> {
-  const loaded = loadStore(ctx.paths.store);
-  // A UUID, or the name of one of the store's mdevs.
+  // A UUID (the units give one: then only its own definition is read), or the name of one of the store's mdevs.
+  const { boot } = readPeerFiles(ctx.paths, uuidOf(ref));
+  const loaded = loadStore(ctx.paths.store, boot.storeSnapshot);
   const stored = findMdevByRef(loaded.store.mdevs, ref, loaded.path);
   const uuid = stored?.uuid ?? parseUuid(ref);
-  const mdev = stored && bootMdev(ctx, stored);
+  const mdev = stored && effectiveMdev(stored, boot);
   if (!mdev) {
     if (stored) {
       throw new InputError(`mdev ${uuid} was undefined in mdevctl since ap-persist generated it; not starting it`, {

@@ -13,7 +13,7 @@ import { IniDocument } from '../store/ini-document.js';
 export function readHostView(ctx: Context): HostView {
   const { mdevctl, boot } = readPeerFiles(ctx.paths);
   return {
-    store: loadStore(ctx.paths.store),
+    store: loadStore(ctx.paths.store, boot.storeSnapshot),
     mdevctl,
     live: readLiveState(ctx.sysfs),
     boot,
@@ -38,10 +38,11 @@ export interface StoreError {
  */
 export function readHostViewOrStoreError(ctx: Context): { view: HostView; storeError?: StoreError } {
   const path = ctx.paths.store;
+  const { mdevctl, boot } = readPeerFiles(ctx.paths);
   let store: LoadedStore;
   let storeError: StoreError | undefined;
   try {
-    store = loadStore(path);
+    store = loadStore(path, boot.storeSnapshot);
   } catch (err) {
     const failure = describeFailure(err);
     const own = err instanceof ApPersistError;
@@ -52,9 +53,8 @@ export function readHostViewOrStoreError(ctx: Context): { view: HostView; storeE
       exitCode: failure.exitCode,
       described: failure.message,
     };
-    store = { path, exists: true, doc: IniDocument.parse('', path), store: { masks: { apmask: undefined, aqmask: undefined }, mdevs: [] } };
+    store = { path, exists: true, text: '', doc: IniDocument.parse('', path), store: { masks: { apmask: undefined, aqmask: undefined }, mdevs: [] } };
   }
-  const { mdevctl, boot } = readPeerFiles(ctx.paths);
   const view: HostView = {
     store,
     mdevctl,

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { InputError } from '../errors.js';
 import type { Observed } from '../fsio/observe.js';
 import type { HostEntry, RootPath } from './host-files.js';
+import { asSnapshot, type StoreSnapshot } from '../store/snapshot.js';
 
 /**
  * `adopted`: the path held a file before ap-persist took it over (generate
@@ -21,6 +22,9 @@ import type { HostEntry, RootPath } from './host-files.js';
 export type ManifestEntry = ({ path: RootPath; sha256: string; content?: string } | { path: RootPath; symlink: string }) & { adopted?: true };
 
 const VERSION = 1;
+
+/** An empty, `.` or `..` segment: not a plain path under the root. */
+const NOT_PLAIN = /(?:^|\/)(?:\.\.?)?(?:\/|$)/;
 
 export function sha256(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
@@ -42,12 +46,24 @@ export function holdsRecorded(observed: Observed, recorded: ManifestEntry): bool
   return recorded.content !== undefined ? observed.content === recorded.content : sha256(observed.content) === recorded.sha256;
 }
 
-export function renderManifest(entries: readonly ManifestEntry[]): string {
+/**
+ * The record: the files, one key per line, and the store they were
+ * generated from (store/snapshot.ts), when known, on one line of its own
+ * (its ID sets are arrays of eight numbers: a line per number would be most
+ * of the file).
+ */
+export function renderManifest(entries: readonly ManifestEntry[], store?: StoreSnapshot): string {
   const files = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return `${JSON.stringify({ generator: 'ap-persist', version: VERSION, files }, null, 2)}\n`;
+  const record = JSON.stringify({ generator: 'ap-persist', version: VERSION, files }, null, 2);
+  return store ? `${record.slice(0, -2)},\n  "store": ${JSON.stringify(store)}\n}\n` : `${record}\n`;
 }
 
 export function parseManifest(text: string, where: string): ManifestEntry[] {
+  return parseRecord(text, where).files;
+}
+
+/** The record's files and its snapshot of the store (none in records of older versions, or when it is not well formed). */
+export function parseRecord(text: string, where: string): { files: ManifestEntry[]; store?: StoreSnapshot } {
   const damaged = (why: string): InputError =>
     new InputError(`the record of generated files is damaged: ${why}`, {
       where,
@@ -60,19 +76,26 @@ export function parseManifest(text: string, where: string): ManifestEntry[] {
     throw damaged((err as Error).message);
   }
   if (typeof doc !== 'object' || doc === null) throw damaged('not a JSON object');
-  const { version, files } = doc as { version?: unknown; files?: unknown };
+  const { version, files, store } = doc as { version?: unknown; files?: unknown; store?: unknown };
   if (version !== VERSION || !Array.isArray(files)) throw damaged(`not version ${VERSION} with a files list`);
-  return files.map((f: unknown, i) => {
-    const e = f as Record<string, unknown>;
-    if (typeof e?.['path'] !== 'string') throw damaged(`entry ${i} has no path`);
+  // A plain loop over the entries, one test per field: the boot reads this record at every hook and callout.
+  const entries: ManifestEntry[] = new Array(files.length);
+  for (let i = 0; i < files.length; i++) {
+    const e = files[i] as Record<string, unknown> | null;
+    const path = e?.['path'];
+    if (typeof path !== 'string') throw damaged(`entry ${i} has no path`);
     // generate writes plain paths under the root; any other is not its record.
-    if (!e['path'].split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..')) throw damaged(`entry ${i} (${e['path']}) is not a plain path under the root`);
-    const adopted = e['adopted'] === true ? { adopted: true as const } : {};
-    if (typeof e['sha256'] === 'string') {
-      if (e['content'] !== undefined && typeof e['content'] !== 'string') throw damaged(`entry ${i} (${e['path']}) has a content that is not text`);
-      return { path: e['path'], sha256: e['sha256'], ...(typeof e['content'] === 'string' ? { content: e['content'] } : {}), ...adopted };
-    }
-    if (typeof e['symlink'] === 'string') return { path: e['path'], symlink: e['symlink'], ...adopted };
-    throw damaged(`entry ${i} (${e['path']}) has neither sha256 nor symlink`);
-  });
+    if (NOT_PLAIN.test(path)) throw damaged(`entry ${i} (${path}) is not a plain path under the root`);
+    const { sha256: hash, content, symlink } = e!;
+    let entry: ManifestEntry;
+    if (typeof hash === 'string') {
+      if (content !== undefined && typeof content !== 'string') throw damaged(`entry ${i} (${path}) has a content that is not text`);
+      entry = content === undefined ? { path, sha256: hash } : { path, sha256: hash, content };
+    } else if (typeof symlink === 'string') entry = { path, symlink };
+    else throw damaged(`entry ${i} (${path}) has neither sha256 nor symlink`);
+    if (e!['adopted'] === true) entry.adopted = true;
+    entries[i] = entry;
+  }
+  const snapshot = asSnapshot(store);
+  return snapshot ? { files: entries, store: snapshot } : { files: entries };
 }

@@ -9,6 +9,7 @@ import type { Store } from '../store/store.js';
 import type { RenderChzdevRules } from './chzdev-rules.js';
 import { desiredHostFiles, linkedUnits, type RootPath } from './host-files.js';
 import type { ManifestEntry } from './manifest.js';
+import type { StoreSnapshot } from '../store/snapshot.js';
 import { reconcile, type Observed, type Step } from './reconcile.js';
 import { releasedLinks } from './enable.js';
 
@@ -24,6 +25,8 @@ export interface GeneratePlan {
   missingUnits: RootPath[];
   /** What the peers changed in the boot files, to explain the conflicts. */
   drift: Drift[];
+  /** The store these files come from, for the record (store/snapshot.ts); none when there is no store file. */
+  storeSnapshot?: StoreSnapshot;
 }
 
 export interface PlanInput {

@@ -32,7 +32,8 @@ import type { BootFiles, DefinitionFile } from '../checks/drift.js';
 import type { RootPath } from '../generate/host-files.js';
 import { observe } from '../fsio/observe.js';
 import { rootPath } from '../generate/host-files.js';
-import { holdsRecorded, parseManifest, type ManifestEntry } from '../generate/manifest.js';
+import { holdsRecorded, parseRecord, type ManifestEntry } from '../generate/manifest.js';
+import type { StoreSnapshot } from '../store/snapshot.js';
 
 export interface LiveState {
   /** False when the AP bus is not there (not an IBM Z host, or a bare fake root). */
@@ -232,6 +233,9 @@ function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath
   };
 }
 
+/** The boot's files besides the store, and generate's snapshot of the store from its record. */
+export type PeerFiles = BootFiles & { recordError?: string; storeSnapshot?: StoreSnapshot };
+
 /**
  * What the boot reads besides the store: generate's record of what it wrote
  * (read first: it says which of mdevctl's definitions are generate's own, so
@@ -239,12 +243,17 @@ function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath
  * one) and chzdev's 41-ap.rules. A damaged record counts as none (every file
  * then looks like a peer's), with the reason in `recordError`.
  */
-export function readPeerFiles(paths: HostPaths, only?: string): { mdevctl: MdevctlView; boot: BootFiles & { recordError?: string } } {
+export function readPeerFiles(paths: HostPaths, only?: string): { mdevctl: MdevctlView; boot: PeerFiles } {
   let recorded = new Map<string, ManifestEntry>();
   let recordError: string | undefined;
+  let storeSnapshot: StoreSnapshot | undefined;
   try {
     const text = readRegularFile(paths.generatedManifest, 'the record of generated files');
-    if (text !== undefined) recorded = new Map(parseManifest(text, paths.generatedManifest).map((e) => [e.path, e]));
+    if (text !== undefined) {
+      const record = parseRecord(text, paths.generatedManifest);
+      recorded = new Map(record.files.map((e) => [e.path, e]));
+      storeSnapshot = record.store;
+    }
   } catch (err) {
     recordError = err instanceof ApPersistError ? err.message : String(err);
   }
@@ -258,6 +267,7 @@ export function readPeerFiles(paths: HostPaths, only?: string): { mdevctl: Mdevc
       mdevctlDir: rootPath(paths, paths.mdevctlMatrixDir),
       definitions: mdevctl.files,
       ...(recordError ? { recordError } : {}),
+      ...(storeSnapshot ? { storeSnapshot } : {}),
     },
   };
 }
@@ -266,6 +276,6 @@ export interface HostView {
   store: LoadedStore;
   mdevctl: MdevctlView;
   live: LiveState;
-  boot: BootFiles & { recordError?: string };
+  boot: PeerFiles;
   callouts: CalloutsView;
 }

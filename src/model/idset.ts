@@ -123,13 +123,10 @@ export class IdSet {
 
   /** The kernel's read format: `0x` and 64 hex digits, ID 0 the leftmost bit. */
   toKernelHex(): string {
-    let hex = '';
-    for (let byte = 0; byte < 32; byte++) {
-      let v = 0;
-      for (let bit = 0; bit < 8; bit++) if (this.has(byte * 8 + bit)) v |= 0x80 >> bit;
-      hex += v.toString(16).padStart(2, '0');
-    }
-    return `0x${hex}`;
+    // Eight hex digits per word: ID 0 is the leftmost bit there, the lowest in the word.
+    let hex = '0x';
+    for (let i = 0; i < WORDS; i++) hex += reverseBits(this.words[i]!).toString(16).padStart(8, '0');
+    return hex;
   }
 
   /** The kernel's read format, `0x` and exactly 64 hex digits; undefined for anything else. */
@@ -144,11 +141,19 @@ export class IdSet {
    */
   static fromHexDigits(digits: string): IdSet | undefined {
     if (!/^[0-9a-fA-F]{1,64}$/.test(digits)) return undefined;
-    const set = IdSet.empty();
-    for (let i = 0; i < digits.length; i++) {
-      const nibble = parseInt(digits[i]!, 16);
-      for (let bit = 0; bit < 4; bit++) if (nibble & (8 >> bit)) set.add(i * 4 + bit);
-    }
-    return set;
+    // A word per eight digits, not a step per bit: the boot reads a mask or a matrix per mdev.
+    const all = digits.padEnd(64, '0');
+    const words = new Uint32Array(WORDS);
+    for (let i = 0; i < WORDS; i++) words[i] = reverseBits(parseInt(all.slice(i * 8, i * 8 + 8), 16));
+    return new IdSet(words);
   }
+}
+
+/** Bit i of the 32-bit `w` moved to bit 31 - i: the kernel's order (ID 0 leftmost) to the words' (ID 0 lowest) and back. */
+function reverseBits(w: number): number {
+  w = ((w >>> 1) & 0x55555555) | ((w & 0x55555555) << 1);
+  w = ((w >>> 2) & 0x33333333) | ((w & 0x33333333) << 2);
+  w = ((w >>> 4) & 0x0f0f0f0f) | ((w & 0x0f0f0f0f) << 4);
+  w = ((w >>> 8) & 0x00ff00ff) | ((w & 0x00ff00ff) << 8);
+  return ((w >>> 16) | (w << 16)) >>> 0;
 }

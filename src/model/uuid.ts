@@ -8,6 +8,12 @@ export function isUuid(text: string): boolean {
   return UUID_RE.test(text.trim());
 }
 
+/** The UUID `text` names, lower-cased, or undefined: one test where isUuid then parseUuid would make two. */
+export function uuidOf(text: string): Uuid | undefined {
+  const t = text.trim();
+  return UUID_RE.test(t) ? (t.toLowerCase() as Uuid) : undefined;
+}
+
 /** Validates and lower-cases a UUID as mdevctl and sysfs spell it. */
 export function parseUuid(text: string): Uuid {
   const t = text.trim();

@@ -280,8 +280,8 @@ async function checkAutostart(s: Session, mdev: MdevDefinition & { claims: MdevD
     import('../host/state.js'),
     import('../checks/check-host.js'),
   ]);
-  const store = loadStore(s.paths.store);
   const { mdevctl, boot } = readPeerFiles(s.paths);
+  const store = loadStore(s.paths.store, boot.storeSnapshot);
   // What the next boot uses: 41-ap.rules as ap-check reads it, mdevctl's changes to our mdevs.
   const config = persistentConfig({ store, boot });
   for (const u of mdevctl.unreadable) s.io.stderr(`warning: skipped ${u.path}: ${u.reason}\n`);

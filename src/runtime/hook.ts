@@ -230,9 +230,11 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
   try {
     lock = acquireLock(deps.paths.lock, { timeoutMs: within(10_000) });
     let t = lap('lock', t0);
-    const store = loadStore(deps.paths.store).store; // broken: throws, nothing touched
     // At boot the files the peers act on rule: chzdev's or mdevctl's change since generate is applied, and reported.
     const { boot } = readPeerFiles(deps.paths);
+    t = lap('peer_files', t);
+    const store = loadStore(deps.paths.store, boot.storeSnapshot).store; // broken: throws, nothing touched
+    t = lap('store', t);
     const config = effectiveConfig(store, boot);
     const drift = config.drift.filter(changesBoot);
     if (drift.length) report.drift = drift.map((d) => driftLines(d).join('; '));
@@ -240,7 +242,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     let live = readActiveState(deps.sysfs);
     // Said only now: a hook that stopped before this (the lock, the store) did not look.
     if (live.vfioAp) report.vfio_ap = 'already-loaded';
-    t = lap('read', t);
+    t = lap('sysfs', t);
 
     // 1. Masks: the boot's (41-ap.rules where chzdev changed them), less what an active mdev holds.
     applyStoreMasks(deps.sysfs, { masks: config.masks, mdevs: store.mdevs }, live, report);

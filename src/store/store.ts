@@ -9,8 +9,10 @@ import { parseIdList } from '../model/idlist.js';
 import { IdSet } from '../model/idset.js';
 import { parseMaskSpec } from '../model/maskspec.js';
 import { isStartMode, type HostMasks, type MdevDefinition, type StartMode } from '../model/mdev.js';
-import { isUuid, parseUuid, type Uuid } from '../model/uuid.js';
+import { uuidOf, type Uuid } from '../model/uuid.js';
 import { IniDocument, type Entry } from './ini-document.js';
+import { storeFromSnapshot, type StoreSnapshot } from './snapshot.js';
+import { packageVersion } from '../package-info.js';
 
 export interface Store {
   masks: HostMasks;
@@ -21,7 +23,10 @@ export interface LoadedStore {
   path: string;
   /** False when the file does not exist yet (an empty store). */
   exists: boolean;
-  doc: IniDocument;
+  /** The file's text as read (a new store's header when there is none). */
+  text: string;
+  /** The lines, for edits: parsed when first asked (the boot only reads). */
+  readonly doc: IniDocument;
   store: Store;
 }
 
@@ -34,14 +39,27 @@ export const NEW_STORE_HEADER = `; ap-persist store: host AP masks and vfio_ap m
 ; then run 'ap-persist check' and 'ap-persist generate'.
 `;
 
-export function loadStore(path: string): LoadedStore {
-  const text = readRegularFile(path, 'the store');
-  if (text === undefined) {
-    const doc = IniDocument.parse(NEW_STORE_HEADER, path);
-    return { path, exists: false, doc, store: { masks: { apmask: undefined, aqmask: undefined }, mdevs: [] } };
-  }
-  const doc = IniDocument.parse(text, path);
-  return { path, exists: true, doc, store: validateStore(doc) };
+/**
+ * The store at `path`. With generate's snapshot of it (store/snapshot.ts)
+ * and the same text, its meaning is taken from the snapshot; otherwise the
+ * file is parsed and validated (a broken store throws here).
+ */
+export function loadStore(path: string, snapshot?: StoreSnapshot): LoadedStore {
+  const read = readRegularFile(path, 'the store');
+  const text = read ?? NEW_STORE_HEADER;
+  let doc: IniDocument | undefined;
+  const parsed = (): IniDocument => (doc ??= IniDocument.parse(text, path));
+  let store = read === undefined ? { masks: { apmask: undefined, aqmask: undefined }, mdevs: [] } : snapshot && storeFromSnapshot(snapshot, packageVersion(), text);
+  store ??= validateStore(parsed());
+  return {
+    path,
+    exists: read !== undefined,
+    text,
+    get doc() {
+      return parsed();
+    },
+    store,
+  };
 }
 
 export function parseStoreText(text: string, file: string): Store {
@@ -60,7 +78,8 @@ function validateStore(doc: IniDocument): Store {
     }
     // One mdev, one section: [mdev.U], [mdev. U] and [mdev.u] are the same UUID.
     const uuidText = section.name.startsWith(MDEV_PREFIX) ? section.name.slice(MDEV_PREFIX.length) : undefined;
-    const key = uuidText !== undefined && isUuid(uuidText) ? `${MDEV_PREFIX}${parseUuid(uuidText)}` : section.name;
+    const uuid = uuidText === undefined ? undefined : uuidOf(uuidText);
+    const key = uuid ? `${MDEV_PREFIX}${uuid}` : section.name;
     const first = seen.get(key);
     if (first !== undefined) {
       throw new InputError(`section [${section.name}] defines ${uuidText !== undefined ? `mdev ${key.slice(MDEV_PREFIX.length)}` : `[${section.name}]`} a second time (first at line ${first})`, {
@@ -83,7 +102,7 @@ function validateStore(doc: IniDocument): Store {
         masks[e.key as 'apmask' | 'aqmask'] = spec.mask;
       }
     } else if (section.name.startsWith(MDEV_PREFIX)) {
-      mdevs.push(validateMdev(section.name.slice(MDEV_PREFIX.length), section.line, entries, file));
+      mdevs.push(validateMdev(section.name.slice(MDEV_PREFIX.length), uuid, section.line, entries, file));
     } else {
       throw new InputError(`unknown section [${section.name}]`, {
         where,
@@ -124,14 +143,13 @@ function tryAt<T>(fn: () => T, where: string): T {
   }
 }
 
-function validateMdev(uuidText: string, line: number, entries: Map<string, Entry>, file: string): MdevDefinition {
-  if (!isUuid(uuidText)) {
+function validateMdev(uuidText: string, uuid: Uuid | undefined, line: number, entries: Map<string, Entry>, file: string): MdevDefinition {
+  if (!uuid) {
     throw new InputError(`[mdev.${uuidText}]: '${uuidText}' is not a UUID`, {
       where: `${file}:${line}`,
       hint: 'name mdev sections [mdev.UUID] with an 8-4-4-4-12 hex UUID (uuidgen makes one)',
     });
   }
-  const uuid = parseUuid(uuidText);
   const sectionName = `mdev.${uuidText}`;
   for (const e of entries.values()) if (!MDEV_KEYS.has(e.key)) throw unknownKey(e, file, sectionName, MDEV_KEYS);
   const ids = (key: string, what: string): IdSet => {
@@ -164,7 +182,7 @@ export function findMdevSection(doc: IniDocument, uuid: Uuid): string | undefine
   return doc
     .sections()
     .map((s) => s.name)
-    .find((n) => n.startsWith(MDEV_PREFIX) && isUuid(n.slice(MDEV_PREFIX.length)) && parseUuid(n.slice(MDEV_PREFIX.length)) === uuid);
+    .find((n) => n.startsWith(MDEV_PREFIX) && uuidOf(n.slice(MDEV_PREFIX.length)) === uuid);
 }
 
 /**
