@@ -4,7 +4,8 @@
 // files on disk, without the simulator's checks, which take minutes for
 // thousands of mdevs (the hosts here hold no conflict for them to find).
 
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { HostPaths } from '../src/host/paths.js';
 import { buildFakeHost, type FakeHost, type FakeMdev } from '../src/fakehost/builder.js';
 import { IdSet } from '../src/model/idset.js';
 import { SimKernel } from '../src/sysfs/sim-kernel.js';
@@ -41,6 +42,12 @@ export function layOut(root: string, { host, active }: BenchHost): void {
   const kernel = SimKernel.fromDisk(root, '6.0');
   for (const m of active) kernel.adoptMdev(m.uuid, m.adapters, m.domains, m.controlDomains ?? []);
   kernel.saveTo(root);
+  // /run as after the boot that brought them up: systemd's mark of each mdev's unit (its
+  // RuntimeDirectory), and the boot hook's own marks of the units and the target it started.
+  const paths = new HostPaths(root);
+  for (const m of active) mkdirSync(`${paths.unitMarksDir}/${m.uuid}`, { recursive: true });
+  writeFileSync(paths.unitsStarted, '');
+  writeFileSync(paths.targetStarted, '');
 }
 
 /**

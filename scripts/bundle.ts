@@ -16,10 +16,10 @@
 // time). One file per part: node compiles every byte of the files it loads,
 // so the hook and the callout never compile commander or handlebars, and the
 // commands not the hook's or the callout's code. Within a file a module is
-// initialised when first imported, and two built-in modules that take
-// milliseconds to load, node:child_process and node:crypto, are loaded on
-// first use: a command that runs no host command (every command under
-// --root) or hashes nothing never loads them.
+// initialised when first imported, and the built-in modules that take
+// milliseconds to load (node:child_process, node:crypto, and node:os for its
+// signal numbers) are loaded on first use: a command that runs no host
+// command (every command under --root) or hashes nothing never loads them.
 //
 // `// path` comments before each module stay (test/build/pack.test.ts reads
 // them to check what went in).
@@ -33,8 +33,8 @@ import { fileURLToPath } from 'node:url';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DIST = join(ROOT, 'dist');
 
-/** Built-in modules loaded on first use of one of their exports. */
-const LAZY_BUILTINS = ['child_process', 'crypto'];
+/** Built-in modules loaded on first use of one of their exports (node:os: its signal numbers, wanted only once a command ran). */
+const LAZY_BUILTINS = ['child_process', 'crypto', 'os'];
 
 const require = createRequire(import.meta.url);
 
@@ -63,9 +63,11 @@ function loadedOnFirstUse(modules: Record<string, string>): Plugin {
       b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'first-use' }));
       b.onLoad({ filter: /.*/, namespace: 'first-use' }, (args) => {
         const target = modules[args.path]!;
-        // Its exports as the node running the build has them (a built-in's differ little from node 18 on).
-        const exported = require(target.startsWith('./') ? args.path : target) as object;
-        const keys = Object.keys(exported).filter((k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k));
+        // A built-in's: the names our code imports from it (each file defines a getter per name when
+        // it loads: node:crypto has some eighty). Another bundle's: its exports, as the build has them.
+        const keys = target.startsWith('./')
+          ? Object.keys(require(args.path) as object).filter((k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k))
+          : importedNames(target);
         const getters = keys.map((k) => `  get ${k}() { return load().${k}; },`).join('\n');
         const loader = target.startsWith('./') ? loadOtherFile(target) : `require(${JSON.stringify(target)})`;
         return {
@@ -76,6 +78,21 @@ function loadedOnFirstUse(modules: Record<string, string>): Plugin {
       });
     },
   };
+}
+
+/** Every name our compiled sources import from `builtin` (`import { spawn } from 'node:child_process'`). */
+function importedNames(builtin: string): string[] {
+  const names = new Set<string>();
+  const from = new RegExp(`import \\{([^}]*)\\} from '(?:node:)?${builtin.replace(/^node:/, '')}';`, 'g');
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(dir, e.name));
+      else if (e.name.endsWith('.js')) for (const m of readFileSync(join(dir, e.name), 'utf8').matchAll(from)) for (const spec of m[1]!.split(',')) names.add(spec.trim().split(/\s+as\s+/)[0]!);
+    }
+  };
+  walk(join(DIST, 'src'));
+  names.delete('');
+  return [...names].sort();
 }
 
 /** The built-ins loaded on first use, by both their names. */

@@ -13,6 +13,7 @@ import { mdevLabel, sameMatrix, type MdevDefinition } from '../model/mdev.js';
 import { hookReportLines, readHookReport, type HookReport } from '../runtime/hook-report.js';
 import { eventProperties, isHookEvent, runHook } from '../runtime/hook.js';
 import { unitStates } from '../runtime/units.js';
+import type { CommandRunner } from '../runtime/commands.js';
 
 /** The whole hook's budget: inside its unit's TimeoutStartSec, so the boot never hangs on us. */
 export const HOOK_BUDGET_MS = 60_000;
@@ -38,16 +39,29 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
     return 0;
   }
   // Run by wait, the deadline bounds every step; the process is wait's and must not end here.
-  const budget =
-    opts.deadline === undefined
-      ? setTimeout(() => {
-          ctx.warn(`ap-persist hook: gave up after ${HOOK_BUDGET_MS / 1000} s`);
-          process.exit(1);
-        }, HOOK_BUDGET_MS)
-      : undefined;
-  budget?.unref();
+  // The budget runs from here, but its timer is set at the first host command: until then the
+  // hook does not wait on anything (the timer could not fire), and an event that changes
+  // nothing runs none, so it never pays for node's timers.
+  const started = Date.now();
+  let budget: NodeJS.Timeout | undefined;
+  const runner: CommandRunner = {
+    log: ctx.runner.log,
+    run(file, args, options) {
+      if (opts.deadline === undefined && !budget) {
+        budget = setTimeout(
+          () => {
+            ctx.warn(`ap-persist hook: gave up after ${HOOK_BUDGET_MS / 1000} s`);
+            process.exit(1);
+          },
+          Math.max(0, HOOK_BUDGET_MS - (Date.now() - started)),
+        );
+        budget.unref();
+      }
+      return ctx.runner.run(file, args, options);
+    },
+  };
   try {
-    const report = await runHook({ paths: ctx.paths, sysfs: ctx.sysfs, runner: ctx.runner, env, ...(opts.deadline ? { deadline: opts.deadline } : {}) });
+    const report = await runHook({ paths: ctx.paths, sysfs: ctx.sysfs, runner, env, ...(opts.deadline ? { deadline: opts.deadline } : {}) });
     if (ctx.json) ctx.printJson(report);
     else if (!ctx.quiet) {
       // To the journal with sd-daemon(3) priority prefixes: `journalctl -p err` shows the refusals.

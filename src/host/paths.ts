@@ -93,6 +93,18 @@ export class HostPaths {
   get unitsStarted(): string {
     return this.at('run/ap-persist/units-started');
   }
+  /** Made before the hook first asks systemd to start ap-persist-mdevs.target, this boot. */
+  get targetStarted(): string {
+    return this.at('run/ap-persist/target-started');
+  }
+  /**
+   * systemd's own marks of our mdev units: ap-persist-mdev@.service's
+   * RuntimeDirectory=, a directory per UUID while its unit is active (or
+   * coming up), removed when it stops or fails.
+   */
+  get unitMarksDir(): string {
+    return this.at('run/ap-persist/units');
+  }
   get lastHook(): string {
     return this.at('run/ap-persist/last-hook.json');
   }

@@ -216,8 +216,15 @@ function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath
         return careful(path);
       }
     };
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const entry of entries) if (isUuid(entry.name)) add(entry.name, entry.isFile() ? quick : careful);
+    const plain = new Set<string>();
+    const names: string[] = [];
+    for (const entry of entries) {
+      if (!isUuid(entry.name)) continue;
+      names.push(entry.name);
+      if (entry.isFile()) plain.add(entry.name);
+    }
+    // In name order (the default sort, without a comparison function of ours per pair).
+    for (const name of names.sort()) add(name, plain.has(name) ? quick : careful);
   }
   const definition = (name: string, file: ReadDefinition): MdevDefinition[] => (file.device ? [toDefinition(parseUuid(name), file.device)] : []);
   let definitions: MdevDefinition[] | undefined;

@@ -305,10 +305,13 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         const units = toStart.map(mdevUnit);
         const adopted = alreadyActive.map(mdevUnit);
         // Before the hook first starts units this boot (its mark in /run is not there yet) no unit
-        // of ours has run: no question to systemd, one start for all. Later, systemd says which are up.
+        // of ours has run: no question to systemd, one start for all. Later, systemd says which are up,
+        // unless nothing is to start and the unit of every active mdev (and the target, when it
+        // is wanted) is marked up in /run: then there is nothing to ask.
         const marked = existsSync(deps.paths.unitsStarted);
-        const states = marked ? await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]) : new Map<string, { active: string }>();
-        const state = (u: string): string => states.get(u)?.active ?? 'inactive';
+        const settled = marked && units.length === 0 && unitsMarkedUp(deps.paths, alreadyActive) && (!allPass || existsSync(deps.paths.targetStarted));
+        const states = marked && !settled ? await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]) : new Map<string, { active: string }>();
+        const state = (u: string): string => (settled ? 'active' : (states.get(u)?.active ?? 'inactive'));
         // A unit still active whose mdev is gone (removed by hand) does nothing on start: restart it.
         // One still activating (an earlier event's) is left to finish: start merges with its job.
         const restart = units.filter((u) => state(u) === 'active');
@@ -324,13 +327,15 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         let failure: string | undefined;
         let ran = true;
         // Marked before the first start, so that no later hook takes a unit of ours for never started.
-        if (calls.length && !marked) {
+        const mark = (path: string): void => {
           try {
-            writeFileAtomic(deps.paths.unitsStarted, '', { durable: false });
+            writeFileAtomic(path, '', { durable: false });
           } catch (err) {
             report.errors.push(`${describeFailure(err).message}: the next hook may take an active unit for never started`);
           }
-        }
+        };
+        if (calls.length && !marked) mark(deps.paths.unitsStarted);
+        if (start.includes(MDEVS_TARGET)) mark(deps.paths.targetStarted);
         for (const call of calls) {
           const r = await deps.runner.run('systemctl', ['--no-block', ...call], { timeoutMs: within(15_000) });
           report.commands.push({ command: `systemctl --no-block ${call.join(' ')}`, ran: r.ran, exit_code: r.exitCode });
@@ -428,6 +433,17 @@ export function skipReason(conflicts: readonly Conflict[], ctx: SkipContext): st
     reasons.push(`${apqnsAre(g.apqns)} the host's: the active apmask holds adapter(s) ${adapters} and aqmask domain(s) ${domains}; ${why}`);
   }
   return reasons.join('; ');
+}
+
+/** Whether systemd's mark (the unit's RuntimeDirectory) is there for the unit of each of `uuids`. */
+function unitsMarkedUp(paths: HostPaths, uuids: readonly string[]): boolean {
+  let up: Set<string>;
+  try {
+    up = new Set(readdirSync(paths.unitMarksDir));
+  } catch {
+    return uuids.length === 0;
+  }
+  return uuids.every((u) => up.has(u));
 }
 
 /** The mdev units generate linked into ap-persist-mdevs.target.wants. */

@@ -101,6 +101,8 @@ describe('the real boot of the three-guest host', () => {
       for (const [uuid, name] of [[GUEST1, 'guest1'], [GUEST2, 'guest2'], [GUEST3, 'guest3']]) expect(hookLog).toMatch(new RegExp(`mdev ${uuid} \\(${name}\\): (started|already-active)`));
       // Each has its unit up, so systemd removes it after libvirt at shutdown.
       expect(await h.activeState(...GUESTS.map(mdevUnit))).toEqual(['active', 'active', 'active']);
+      // systemd marks each unit up in /run (its RuntimeDirectory=): a later event that changes nothing asks it nothing.
+      expect((await h.container.exec(['ls', '/run/ap-persist/units'])).stdout.trim().split('\n').sort()).toEqual([...GUESTS].sort());
 
       // mdevctl's autostart of the matrix parent, inside udevd's sandbox: our callout runs there and refuses
       // an mdevctl-only auto mdev that shares 05.0004 with the running guest1.
@@ -164,10 +166,13 @@ describe('the real boot of the three-guest host', () => {
       expect(all.stdout).toContain('Cannot assign requested address (os error 99)');
       if (errors.stdout.includes('os error 99')) expect(errors.stdout).toContain('an APQN is not free for vfio_ap: check the masks');
 
-      // Stopping one mdev's unit stops that mdev only.
+      // The failed unit has no mark in /run: the next event asks systemd about it.
+      expect((await h.container.exec(['ls', '/run/ap-persist/units'])).stdout.trim().split('\n').sort()).toEqual([GUEST1, GUEST3].sort());
+      // Stopping one mdev's unit stops that mdev only, and systemd removes its mark.
       const one = await h.container.systemctl('stop', mdevUnit(GUEST1));
       expect(one.code, one.stderr).toBe(0);
       expect(vfioMdevs(h).map((m) => m.uuid)).toEqual([GUEST3]);
+      expect((await h.container.exec(['ls', '/run/ap-persist/units'])).stdout.trim()).toBe(GUEST3);
       expect(await h.activeState(mdevUnit(GUEST3), 'ap-persist-mdevs.target')).toEqual(['active', 'active']);
       // Stopping the target removes the mdevs that are up, and returns only once they are gone.
       const stop = await h.container.systemctl('stop', 'ap-persist-mdevs.target');

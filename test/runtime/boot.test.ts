@@ -46,6 +46,16 @@ for (const flavour of ['5.4', '6.0', '6.19'] as const) {
         expect(second.masks.writes).toEqual([]);
         expect(second.commands).toEqual([]);
         expect(second.mdevs.map((m: { outcome: string }) => m.outcome)).toEqual(['already-active', 'already-active', 'already-active']);
+        // systemd marked each unit up (its RuntimeDirectory) and the first hook started the target: nothing to ask.
+        expect(host.runner()!.log).toEqual([]);
+        // A unit stopped since is no longer marked: the next event asks systemd, and starts it again.
+        await host.runner()!.run('systemctl', ['--no-block', 'stop', `ap-persist-mdev@${GUEST3}.service`]);
+        if (onDisk) host.kernel().saveTo(host.root);
+        expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST3}`)).toBe(false);
+        const third = JSON.parse((await host.run(['--json', 'hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '3' })).stdout);
+        expect(host.runner()!.log[0]).toMatch(/^systemctl show /);
+        expect(third.commands.map((c: { command: string }) => c.command)).toEqual([`systemctl --no-block start ap-persist-mdev@${GUEST3}.service`]);
+        expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST3}`)).toBe(true);
       });
 
       it('an mdev removed by hand while its unit stays active is restarted by the next event, not left for dead', async () => {

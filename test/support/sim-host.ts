@@ -8,8 +8,12 @@ import { simulatedRunner, type SimulatedRunner } from '../../src/fakehost/sim-ru
 import { run } from '../../src/cli/program.js';
 import { SimKernel, type KernelFlavour, type SimKernelOptions } from '../../src/sysfs/sim-kernel.js';
 import { tempDir, snapshotTree, type RunResult } from './host.js';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { packageRoot } from '../../src/package-info.js';
+
+/** ap-persist-mdev@.service's RuntimeDirectory=, which systemd makes when the unit starts and removes when it stops or fails. */
+const MDEV_UNIT_RUNTIME_DIR = /^RuntimeDirectory=(.+)$/m.exec(readFileSync(join(packageRoot(), 'units/ap-persist-mdev@.service'), 'utf8'))![1]!;
 
 export interface SimHost {
   root: string;
@@ -44,8 +48,15 @@ export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, optio
     let stdout = '';
     let stderr = '';
     const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t), env, stdin: () => stdin };
-    const unit = async (verb: 'start' | 'stop', uuid: string): Promise<number | undefined> =>
-      options.runUnits === false ? undefined : (await cli(['mdev', verb, uuid], {}, false)).code;
+    const runtimeDir = (uuid: string): string => join(root, 'run', MDEV_UNIT_RUNTIME_DIR.replace('%i', uuid));
+    const unit = async (verb: 'start' | 'stop', uuid: string): Promise<number | undefined> => {
+      // As systemd: the directory before ExecStart, gone once the unit is down (stopped or failed).
+      if (verb === 'start') mkdirSync(runtimeDir(uuid), { recursive: true });
+      if (options.runUnits === false) return undefined;
+      const code = (await cli(['mdev', verb, uuid], {}, false)).code;
+      if (verb === 'stop' || code !== 0) rmSync(runtimeDir(uuid), { recursive: true, force: true });
+      return code;
+    };
     const runner = simulatedRunner(kernel, unit, units);
     if (outer) last = runner;
     const code = await run(['--root', root, '--exec', ...args], io, { sysfs: kernel, runner });
