@@ -5,6 +5,8 @@
 //                            requires the one file below that runs it
 //   dist/bin/hook.cjs        the hook (every boot)
 //   dist/bin/callout.cjs     the mdevctl callout (every mdevctl call)
+//   dist/bin/unit.cjs        mdev start and stop, as the mdev units run them
+//                            (every auto mdev, at every boot and shutdown)
 //   dist/bin/program.cjs     every other command, with commander and ini
 //   dist/bin/handlebars.cjs  handlebars, required by program.cjs when a
 //                            template is first compiled (generate, install,
@@ -29,6 +31,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PARTS as SHIPPED_PARTS } from '../src/cli/parts.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DIST = join(ROOT, 'dist');
@@ -116,12 +119,12 @@ const noSourceMap: Plugin = {
  * a `require` of that part's file (node's ES module loader, which import()
  * would go through, costs milliseconds more), when the command line asks for it.
  */
-const PARTS: Record<string, string> = { './fast-hook.js': './hook.cjs', './fast-callout.js': './callout.cjs', './program.js': './program.cjs' };
+const PARTS: Record<string, string> = Object.fromEntries(Object.entries(SHIPPED_PARTS).map(([module, file]) => [module, `./${file}`]));
 const partsAreOtherFiles: Plugin = {
   name: 'parts-are-other-files',
   setup(b) {
     b.onResolve({ filter: /.*/, namespace: 'other-file' }, (args) => (args.path === CODE_CACHE ? undefined : { path: args.path, external: true }));
-    b.onResolve({ filter: /^\.\/(fast-hook|fast-callout|program)\.js$/ }, (args) => ({ path: PARTS[args.path]!, namespace: 'other-file' }));
+    b.onResolve({ filter: /^\.\/[\w-]+\.js$/ }, (args) => (PARTS[args.path] ? { path: PARTS[args.path]!, namespace: 'other-file' } : undefined));
     b.onLoad({ filter: /.*/, namespace: 'other-file' }, (args) => ({ contents: `module.exports = ${loadOtherFile(args.path)};`, loader: 'js', resolveDir: ROOT }));
   },
 };
@@ -166,6 +169,7 @@ await Promise.all([
   bundle(join(DIST, 'src/cli/main.js'), 'ap-persist.cjs', [partsAreOtherFiles, loadedOnFirstUse(builtinsOnFirstUse)]),
   bundle(join(DIST, 'src/cli/fast-hook.js'), 'hook.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
   bundle(join(DIST, 'src/cli/fast-callout.js'), 'callout.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
+  bundle(join(DIST, 'src/cli/fast-unit.js'), 'unit.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
   bundle(join(DIST, 'src/cli/program.js'), 'program.cjs', [loadedOnFirstUse({ ...builtinsOnFirstUse, handlebars: './handlebars.cjs' })]),
   bundle(require.resolve('handlebars'), 'handlebars.cjs', [noSourceMap]),
 ]);

@@ -38,6 +38,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { BUNDLES as SHIPPED_BUNDLES } from '../src/cli/parts.js';
 
 /** The oldest node the packages depend on: Debian `nodejs (>= N)`, RPM `nodejs(engine) >= N` (package.json engines.node). */
 export const NODE_MIN = '18.19';
@@ -51,8 +52,8 @@ export const LAUNCHER = '/usr/sbin/ap-persist';
 /** The node the installed files run (the distributions' nodejs). */
 export const NODE = '/usr/bin/node';
 
-/** The tool as `npm run build` bundles it (scripts/bundle.ts): the entry point, the hook, the callout, the commands, handlebars. */
-const BUNDLES = ['dist/bin/ap-persist.cjs', 'dist/bin/hook.cjs', 'dist/bin/callout.cjs', 'dist/bin/program.cjs', 'dist/bin/handlebars.cjs'];
+/** The tool as `npm run build` bundles it (scripts/bundle.ts): the entry point, its parts, handlebars. */
+const BUNDLES = SHIPPED_BUNDLES.map((f) => `dist/bin/${f}`);
 
 /** What `install` reads from the package root. */
 const ASSET_DIRS = ['templates', 'rules', 'units', 'presets'];

@@ -32,17 +32,25 @@ function locate(): { root: string; manifest: Manifest } {
   }
 }
 
+/** Set by the bundle (scripts/bundle.ts) to the version it was built as. */
+declare const AP_PERSIST_VERSION: string | undefined;
+
+/**
+ * The version this code was built as: the bundle's, fixed when it was built
+ * (the boot asks without looking for package.json); from the compiled tree,
+ * package.json's. It keys what this code derived and kept (store/snapshot.ts).
+ */
+export function codeVersion(): string {
+  return typeof AP_PERSIST_VERSION === 'string' ? AP_PERSIST_VERSION : packageVersion();
+}
+
 /** The directory holding package.json. */
 export function packageRoot(): string {
   return locate().root;
 }
 
-/** Set by the bundle (scripts/bundle.ts): the boot then never looks for package.json. */
-declare const AP_PERSIST_VERSION: string | undefined;
-
 /** package.json's version, e.g. 0.1.0. */
 export function packageVersion(): string {
-  if (typeof AP_PERSIST_VERSION === 'string') return AP_PERSIST_VERSION;
   const { version } = locate().manifest;
   if (!version) throw new Error(`${join(locate().root, 'package.json')} has no version`);
   return version;

@@ -1,11 +1,12 @@
-// The hook (every boot, from udev) and the callout (every mdevctl call) skip
-// commander: only their own modules load. Anything this parser does not
+// The hook (every boot, from udev), the callout (every mdevctl call) and the
+// mdev units' start and stop (every auto mdev, at every boot and shutdown)
+// skip commander: only their own modules load. Anything this parser does not
 // recognise goes the normal way, where commander reports it.
 
 import type { GlobalOptions } from './context.js';
 
 export interface FastCommand {
-  command: 'hook' | 'callout';
+  command: 'hook' | 'callout' | 'mdev';
   globals: GlobalOptions;
   args: string[];
 }
@@ -36,5 +37,7 @@ export function parseFastPath(argv: readonly string[]): FastCommand | undefined 
   const args = argv.slice(i + 1);
   if (command === 'hook' && parseHookArgs(args)) return { command, globals, args };
   if (command === 'callout' && !args.includes('--help') && !args.includes('-h')) return { command, globals, args };
+  // As the units run it: `mdev start UUID`, `mdev stop UUID` (an option, or more, and commander takes it).
+  if (command === 'mdev' && args.length === 2 && (args[0] === 'start' || args[0] === 'stop') && !args[1]!.startsWith('-')) return { command, globals, args };
   return undefined;
 }

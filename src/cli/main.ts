@@ -64,6 +64,7 @@ async function main(argv: string[]): Promise<number> {
   // Each fast path loads only its own modules (in the bundle: initialised on first use).
   if (fast?.command === 'hook') return (await import('./fast-hook.js')).runFastHook(fast.globals, fast.args, io);
   if (fast?.command === 'callout') return (await import('./fast-callout.js')).runFastCallout(fast.globals, fast.args, io);
+  if (fast?.command === 'mdev') return (await import('./fast-unit.js')).runFastUnit(fast.globals, fast.args, io);
   exitWhenStdoutCloses = true;
   const { run } = await import('./program.js');
   return run(argv, io);

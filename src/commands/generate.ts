@@ -15,7 +15,7 @@ import { symlinkAtomic, writeFileAtomic, WriteBatch } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import { saveStore, type LoadedStore } from '../store/store.js';
 import { storeSnapshot } from '../store/snapshot.js';
-import { packageVersion } from '../package-info.js';
+import { codeVersion } from '../package-info.js';
 import type { HostPaths } from '../host/paths.js';
 import type { HostView } from '../host/state.js';
 import { mdevLabel } from '../model/mdev.js';
@@ -88,7 +88,7 @@ export function planGenerate(ctx: Context, view: HostView = readHostView(ctx)): 
     observe: (p) => observe(ctx.paths.at(p)),
     exists: (p) => existsSync(ctx.paths.at(p)),
   });
-  return view.store.exists ? { ...plan, storeSnapshot: storeSnapshot(packageVersion(), view.store.text, view.store.store) } : plan;
+  return view.store.exists ? { ...plan, storeSnapshot: storeSnapshot(codeVersion(), view.store.text, view.store.store) } : plan;
 }
 
 /** Does the steps, then records them; returns the paths that changed. */

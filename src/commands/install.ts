@@ -37,6 +37,7 @@ import { writeFileAtomic } from '../fsio/atomic.js';
 import { PRESET_STATE, presetEnables, presetStateText, systemctlArgs } from '../generate/enable.js';
 import { hostRunner, type CommandRunner } from '../runtime/commands.js';
 import type { PackageAssets } from '../generate/static-files.js';
+import { BUNDLES } from '../cli/parts.js';
 
 export interface InstallOptions {
   /** A package build: only the package's static files, into the tree under --root. */
@@ -98,7 +99,7 @@ function refuseUntrusted(ctx: Context, path: string, option: '--bin' | '--node')
     return; // not there (a staged install): warnIfMissing says so
   }
   // Every link on the way, and for the tool the bundles it loads beside it (scripts/bundle.ts).
-  const sibling = option === '--bin' ? ['hook.cjs', 'callout.cjs', 'program.cjs', 'handlebars.cjs'].map((n) => join(dirname(real), n)).filter((p) => existsSync(p)) : [];
+  const sibling = option === '--bin' ? BUNDLES.filter((n) => n !== basename(real)).map((n) => join(dirname(real), n)).filter((p) => existsSync(p)) : [];
   const unsafe = [onTarget, ...sibling].map((p) => followTrusted(p, ctx.paths.root)).find((f): f is { unsafe: string } => 'unsafe' in f)?.unsafe;
   if (unsafe) {
     throw new InputError(`${onTarget}${real !== onTarget ? ` (${real})` : ''} would run as root, but ${unsafe} can be changed by a user other than root`, {

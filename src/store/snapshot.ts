@@ -24,7 +24,7 @@ interface SnapshotMdev {
 }
 
 export interface StoreSnapshot {
-  /** The version of ap-persist that validated it: another version may read the store otherwise. */
+  /** The version of ap-persist that validated it (codeVersion): another version may read the store otherwise. */
   tool: string;
   /** The store file's text, byte for byte. */
   content: string;

@@ -12,7 +12,7 @@ import { isStartMode, type HostMasks, type MdevDefinition, type StartMode } from
 import { uuidOf, type Uuid } from '../model/uuid.js';
 import { IniDocument, type Entry } from './ini-document.js';
 import { storeFromSnapshot, type StoreSnapshot } from './snapshot.js';
-import { packageVersion } from '../package-info.js';
+import { codeVersion } from '../package-info.js';
 
 export interface Store {
   masks: HostMasks;
@@ -49,7 +49,7 @@ export function loadStore(path: string, snapshot?: StoreSnapshot): LoadedStore {
   const text = read ?? NEW_STORE_HEADER;
   let doc: IniDocument | undefined;
   const parsed = (): IniDocument => (doc ??= IniDocument.parse(text, path));
-  let store = read === undefined ? { masks: { apmask: undefined, aqmask: undefined }, mdevs: [] } : snapshot && storeFromSnapshot(snapshot, packageVersion(), text);
+  let store = read === undefined ? { masks: { apmask: undefined, aqmask: undefined }, mdevs: [] } : snapshot && storeFromSnapshot(snapshot, codeVersion(), text);
   store ??= validateStore(parsed());
   return {
     path,

@@ -9,6 +9,7 @@ import { readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { BUNDLES as SHIPPED_BUNDLES } from '../../src/cli/parts.js';
 import { buildFakeHost } from '../../src/fakehost/builder.js';
 import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { snapshotTree, tempDir } from '../support/host.js';
@@ -24,7 +25,7 @@ function npmPack(...args: string[]): { status: number | null; stdout: string; st
 }
 
 /** The tool as `npm run build` bundles it (scripts/bundle.ts). */
-const BUNDLES = ['dist/bin/ap-persist.cjs', 'dist/bin/hook.cjs', 'dist/bin/callout.cjs', 'dist/bin/program.cjs', 'dist/bin/handlebars.cjs'];
+const BUNDLES = SHIPPED_BUNDLES.map((f) => `dist/bin/${f}`);
 
 const listed = (dir: string): string[] => readdirSync(join(ROOT, dir)).filter((f) => !f.startsWith('.')).map((f) => `${dir}/${f}`);
 
@@ -63,8 +64,8 @@ describe('the npm package', () => {
     expect(modules).toContain('dist/src/cli/program.js');
     expect(modules.filter((m) => /sim-kernel|fakehost|sim-runner|examples|bench|\/test\/|cli\/docs\.js|scripts\//.test(m))).toEqual([]);
     for (const file of BUNDLES) expect(readFileSync(join(ROOT, file), 'utf8'), file).not.toMatch(/SimKernel|buildFakeHost/);
-    // The hook and the callout start without commander and handlebars (they are in the other bundles).
-    for (const file of ['dist/bin/ap-persist.cjs', 'dist/bin/hook.cjs', 'dist/bin/callout.cjs']) {
+    // The hook, the callout and the mdev units start without commander and handlebars (they are in the other bundles).
+    for (const file of ['dist/bin/ap-persist.cjs', 'dist/bin/hook.cjs', 'dist/bin/callout.cjs', 'dist/bin/unit.cjs']) {
       expect(bundledModules(file).filter((m) => /node_modules\/(commander|handlebars)\//.test(m)), file).toEqual([]);
     }
     expect(bundledModules('dist/bin/handlebars.cjs')).toContain('node_modules/handlebars/lib/index.js');

@@ -1,27 +1,43 @@
 // The installed bin (dist/bin/ap-persist.cjs, built by `npm test` first): the
-// boot hook and the mdevctl callout must not load commander or handlebars,
-// and the commander path must still work from the bundle.
+// boot hook, the mdevctl callout and the mdev units' start and stop must not
+// load commander or handlebars, and say and do what the commander path does.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { GUEST1, GUEST3, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { givenHost } from '../support/host.js';
+import type { FakeHost } from '../../src/fakehost/builder.js';
+import { IdSet } from '../../src/model/idset.js';
 
 const BIN = fileURLToPath(new URL('../../dist/bin/ap-persist.cjs', import.meta.url));
+
+/** The same command on two hosts alike: through the bin (its fast path) and through commander in-process. */
+async function bothWays(args: string[], spec: FakeHost = threeGuestsHost()): Promise<{ fast: unknown; commander: unknown }> {
+  const a = givenHost(spec);
+  const b = givenHost(spec);
+  const r = spawnSync(process.execPath, [BIN, '--root', a.root, ...args], { encoding: 'utf8', env: { PATH: process.env['PATH'] } });
+  const c = await b.run(...args);
+  const files = (host: typeof a): Record<string, string> => Object.fromEntries([...host.snapshot()].map(([k, v]) => [k.replace(host.root, 'ROOT'), v.replaceAll(host.root, 'ROOT')]));
+  return {
+    fast: { code: r.status, stdout: r.stdout.replaceAll(a.root, 'ROOT'), stderr: r.stderr.replaceAll(a.root, 'ROOT'), files: files(a) },
+    commander: { code: c.code, stdout: c.stdout.replaceAll(b.root, 'ROOT'), stderr: c.stderr.replaceAll(b.root, 'ROOT'), files: files(b) },
+  };
+}
 
 describe('the bundled bin', () => {
   it('exists (npm run build makes it)', () => {
     expect(existsSync(BIN), `${BIN} is missing: run npm run build`).toBe(true);
   });
 
-  it('holds the hook and the callout without commander or handlebars', () => {
+  it('holds the hook, the callout and the units\' mdev start and stop without commander or handlebars', () => {
     // The entry point and the files it requires for them (scripts/bundle.ts).
-    const text = ['ap-persist.cjs', 'hook.cjs', 'callout.cjs'].map((f) => readFileSync(join(dirname(BIN), f), 'utf8')).join('\n');
+    const text = ['ap-persist.cjs', 'hook.cjs', 'callout.cjs', 'unit.cjs'].map((f) => readFileSync(join(dirname(BIN), f), 'utf8')).join('\n');
     expect(text).toContain('function runFastHook');
     expect(text).toContain('function runCallout');
+    expect(text).toContain('function runFastUnit');
     expect(text).not.toMatch(/commander|handlebars/);
   });
 
@@ -37,3 +53,27 @@ describe('the bundled bin', () => {
     expect(shown.active).toEqual({ apmask: '0-4,7-255', aqmask: '0-3,5-70,72-170,172-254' });
   });
 });
+
+/** The three guests' host after its masks were applied: vfio_ap holds their queues. */
+const FREED: FakeHost = { ...threeGuestsHost(), vfioAp: true, masks: { apmask: IdSet.full().minus(IdSet.of([5, 6])), aqmask: IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff])) } };
+
+describe("the mdev units' start and stop through the bin", () => {
+  // What ap-persist-mdev@.service runs: `mdev start UUID` and `mdev stop UUID`, without commander.
+  for (const args of [
+    ['mdev', 'start', GUEST1],
+    ['mdev', 'start', 'guest2'],
+    ['--json', 'mdev', 'start', GUEST3],
+    ['mdev', 'start', 'deadbeef-0000-4000-8000-000000000009'],
+    ['mdev', 'start', 'no-such-guest'],
+    ['mdev', 'stop', GUEST1],
+    ['-q', 'mdev', 'stop', 'guest2'],
+  ]) {
+    it(`${args.join(' ')}: the same exit code, output and files as through commander`, async () => {
+      for (const spec of [threeGuestsHost(), FREED]) {
+        const { fast, commander } = await bothWays(args, spec);
+        expect(fast).toEqual(commander);
+      }
+    });
+  }
+});
+

@@ -175,10 +175,14 @@ describe('--version', () => {
     }
   });
 
-  it('leaves the hook and callout fast paths as they were: still without commander', async () => {
+  it('leaves the hook, callout and mdev unit fast paths as they were: still without commander', async () => {
     const { parseFastPath } = await import('../../src/cli/fast-path.js');
     expect(parseFastPath(['--version'])).toBeUndefined();
     expect(parseFastPath(['hook', '--event', 'change-1'])?.command).toBe('hook');
     expect(parseFastPath(['callout', '-t', 'x'])?.command).toBe('callout');
+    expect(parseFastPath(['--root', '/x', 'mdev', 'start', 'U'])).toEqual({ command: 'mdev', globals: { root: '/x' }, args: ['start', 'U'] });
+    expect(parseFastPath(['mdev', 'stop', 'U'])?.command).toBe('mdev');
+    // Anything else of mdev is commander's: its help, its errors, the other subcommands.
+    for (const args of [['mdev', 'start'], ['mdev', 'start', '--help'], ['mdev', 'start', 'U', 'V'], ['mdev', 'list'], ['mdev', 'define', 'U'], ['mdev', 'stop', '-h']]) expect(parseFastPath(args), args.join(' ')).toBeUndefined();
   });
 });

@@ -8,13 +8,13 @@ import { describe, expect, it } from 'vitest';
 import { GUEST1, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { parseRecord } from '../../src/generate/manifest.js';
 import { IdSet } from '../../src/model/idset.js';
-import { packageVersion } from '../../src/package-info.js';
+import { codeVersion } from '../../src/package-info.js';
 import { storeFromSnapshot, storeSnapshot, type StoreSnapshot } from '../../src/store/snapshot.js';
 import { loadStore, parseStoreText, type Store } from '../../src/store/store.js';
 import { givenHost, tempDir } from '../support/host.js';
 import { randomIds, rng } from '../support/random.js';
 
-const VERSION = packageVersion();
+const VERSION = codeVersion();
 const BINDINGS = { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', COMPLETECOUNT: '1' };
 
 /** A store as an admin might write it: hex and ranges, names or none, every start mode, masks set or not. */

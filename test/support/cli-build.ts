@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildOptions, type Plugin } from 'esbuild';
 import { inject } from 'vitest';
+import { PARTS as SHIPPED_PARTS } from '../../src/cli/parts.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -19,7 +20,7 @@ declare module 'vitest' {
 const PROJECT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** The parts main.ts loads when the command line asks for one, each in a file of its own as the package ships them (scripts/bundle.ts). */
-const PARTS: Record<string, string> = { './fast-hook.js': 'hook.cjs', './fast-callout.js': 'callout.cjs', './program.js': 'program.cjs' };
+const PARTS: Record<string, string> = SHIPPED_PARTS;
 
 /**
  * Builds the CLI from src/ into a directory of its own, so that tests running
@@ -61,8 +62,8 @@ async function buildOwnCli(): Promise<{ main: string; cleanup(): void }> {
     name: 'parts-are-other-files',
     setup(b) {
       b.onResolve({ filter: /.*/, namespace: 'other-file' }, (args) => (args.path === codeCache ? undefined : { path: args.path, external: true }));
-      b.onResolve({ filter: /^\.\/(fast-hook|fast-callout|program)\.js$/ }, (args) =>
-        args.importer === join(cli, 'main.ts') ? { path: PARTS[args.path]!, namespace: 'other-file' } : undefined,
+      b.onResolve({ filter: /^\.\/[\w-]+\.js$/ }, (args) =>
+        args.importer === join(cli, 'main.ts') && PARTS[args.path] ? { path: PARTS[args.path]!, namespace: 'other-file' } : undefined,
       );
       b.onLoad({ filter: /.*/, namespace: 'other-file' }, (args) => ({
         contents: `module.exports = require(${JSON.stringify(codeCache)}).loadPart(require("node:path").join(__dirname, ${JSON.stringify(args.path)}), require);`,
