@@ -365,7 +365,7 @@ function commands(
       // At boot mdevctl's own autostart often made it first; the unit's start then finds it up.
       caller: 'systemd (ap-persist-mdev@.service, ExecStart)',
       env: unitEnv(),
-      args: [BIN, '--root', host.running, 'mdev', 'start', uuid(5)],
+      args: [BIN, '--root', host.running, 'mdev', 'start', uuid(0)],
       // The callouts before it leave the lock held for their mdevctl (this process).
       prepare: unlock(host.running),
     },
@@ -681,7 +681,7 @@ try {
   }
 
   // 2. The series.
-  const seriesIds = ['hook-idle', 'callout-start', 'callout-define', 'mask-show', 'status', 'check', 'generate', 'mdev-define'].map((id) => `scale:${id}`);
+  const seriesIds = ['hook-idle', 'callout-start', 'callout-define', 'unit-start', 'mask-show', 'status', 'check', 'generate', 'mdev-define'].map((id) => `scale:${id}`);
   if (seriesIds.some(selected)) {
     log(`bench: laying out the hosts of the series (${SIZES.join(', ')} mdevs)`);
     const bySize = new Map<number, Command[]>();
