@@ -1,7 +1,10 @@
 // The bundles' code cache: V8's bytecode for a bundle (hook.cjs, callout.cjs,
 // program.cjs), kept beside it, so that the boot hook and every mdevctl
 // callout do not compile their code again on each start (measured: the hook
-// with 64 mdevs 2.0 -> 1.7 x `node -e 0`).
+// with 64 mdevs 2.0 -> 1.7 x `node -e 0`). A cache holds the functions the
+// run that wrote it compiled, so each command keeps a cache of its own
+// (setCacheFlavour): a callout's pre-define after a cache its pre-start
+// wrote compiled the whole define path again on every run.
 //
 // The cache is code that runs as root, so it is used only when it is as safe
 // as the bundle itself: a regular file in the bundle's directory, owned by
@@ -25,9 +28,23 @@ export type CacheUse = 'used' | 'written' | 'untrusted' | 'none';
 /** Writable by group or others. */
 const othersWrite = (st: Stats): boolean => (st.mode & 0o022) !== 0;
 
-/** The cache file of `bundle` for this node's flags: --jitless code is another cache. */
+/** A command's name in a cache file's: lower-case words and dashes, no more. */
+const FLAVOUR = /^[a-z][a-z-]{0,39}$/;
+
+let flavour: string | undefined;
+
+/**
+ * The command the parts loaded from now on run (`pre-define`, `mask-show`):
+ * its own cache, holding what that command compiles. Anything but a plain
+ * name is none (the bundle's one cache).
+ */
+export function setCacheFlavour(name: string | undefined): void {
+  flavour = name !== undefined && FLAVOUR.test(name) ? name : undefined;
+}
+
+/** The cache file of `bundle` for this command and this node's flags: --jitless code is another cache. */
 export function cachePath(bundle: string): string {
-  return `${bundle}${process.execArgv.includes('--jitless') ? '.jitless' : ''}.v8-cache`;
+  return `${bundle}${flavour ? `.${flavour}` : ''}${process.execArgv.includes('--jitless') ? '.jitless' : ''}.v8-cache`;
 }
 
 /** The file's identity: any replacement or edit changes it. */

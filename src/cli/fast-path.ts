@@ -19,7 +19,33 @@ export function parseHookArgs(args: readonly string[]): { event?: string } | und
   return undefined;
 }
 
-export function parseFastPath(argv: readonly string[]): FastCommand | undefined {
+/** Every command of the tool (src/cli/program.ts registers them; a test holds the two lists together). */
+export const COMMANDS = ['status', 'mask', 'mdev', 'check', 'suggest-masks', 'hook', 'wait', 'callout', 'libvirt-hook', 'generate', 'install', 'uninstall', 'import'] as const;
+
+/**
+ * The name of the code cache a command line runs with (src/cli/code-cache.ts):
+ * a callout's event and action (`pre-define`), a command and its subcommand
+ * (`mask-show`, `mdev-start`), or the command; none for the hook (its part
+ * runs nothing else) and for anything that is no command of ours.
+ */
+export function cacheFlavour(argv: readonly string[]): string | undefined {
+  const { command, args } = splitCommandLine(argv);
+  if (command === 'callout') {
+    const value = (short: string, long: string): string | undefined => {
+      const at = args.findIndex((a) => a === short || a === long);
+      return at >= 0 ? args[at + 1] : args.find((a) => a.startsWith(`${long}=`))?.slice(long.length + 1);
+    };
+    const event = value('-e', '--event');
+    const action = value('-a', '--action');
+    return event && action ? `${event}-${action}` : undefined;
+  }
+  if (command === undefined || command === 'hook' || !(COMMANDS as readonly string[]).includes(command)) return undefined;
+  const sub = args[0];
+  return sub !== undefined && /^[a-z][a-z-]*$/.test(sub) ? `${command}-${sub}` : command;
+}
+
+/** The global options before the command, the command, and what follows it. */
+function splitCommandLine(argv: readonly string[]): { globals: GlobalOptions; command: string | undefined; args: string[] } {
   const globals: GlobalOptions = {};
   let i = 0;
   for (; i < argv.length; i++) {
@@ -33,8 +59,11 @@ export function parseFastPath(argv: readonly string[]): FastCommand | undefined 
     else if (a.startsWith('--config=')) globals.config = a.slice(9);
     else break;
   }
-  const command = argv[i];
-  const args = argv.slice(i + 1);
+  return { globals, command: argv[i], args: argv.slice(i + 1) };
+}
+
+export function parseFastPath(argv: readonly string[]): FastCommand | undefined {
+  const { globals, command, args } = splitCommandLine(argv);
   if (command === 'hook' && parseHookArgs(args)) return { command, globals, args };
   if (command === 'callout' && !args.includes('--help') && !args.includes('-h')) return { command, globals, args };
   // As the units run it: `mdev start UUID`, `mdev stop UUID` (an option, or more, and commander takes it).

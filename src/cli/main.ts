@@ -7,7 +7,8 @@
 
 import { readFileSync } from 'node:fs';
 import type { Io } from './context.js';
-import { parseFastPath } from './fast-path.js';
+import { cacheFlavour, parseFastPath } from './fast-path.js';
+import { setCacheFlavour } from './code-cache.js';
 import { fdWriter, mayBeTerminal } from './fd-writer.js';
 import { isJournal, stderrPriority, withPriority } from './journal.js';
 
@@ -61,6 +62,8 @@ if (!process.env['PATH']) process.env['PATH'] = '/usr/local/sbin:/usr/local/bin:
 
 async function main(argv: string[]): Promise<number> {
   const fast = parseFastPath(argv);
+  // Each command keeps a code cache of its own, holding the functions it compiles.
+  setCacheFlavour(cacheFlavour(argv));
   // Each fast path loads only its own modules (in the bundle: initialised on first use).
   if (fast?.command === 'hook') return (await import('./fast-hook.js')).runFastHook(fast.globals, fast.args, io);
   if (fast?.command === 'callout') return (await import('./fast-callout.js')).runFastCallout(fast.globals, fast.args, io);

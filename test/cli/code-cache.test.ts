@@ -124,7 +124,7 @@ describe('the code cache of a bundle', () => {
 describe('the installed bundles', () => {
   const BIN = fileURLToPath(new URL('../../dist/bin/ap-persist.cjs', import.meta.url));
 
-  it('leave a cache per bundle and per node flags, and give the same output from it', () => {
+  it('leave a cache per bundle, per command and per node flags, and give the same output from it', () => {
     // The package's layout: package.json, and the bundles in dist/bin.
     const top = mkdtempSync(join(tmpdir(), 'ap-persist-bin-'));
     dirs.push(top);
@@ -134,19 +134,44 @@ describe('the installed bundles', () => {
     cpSync(join(dirname(BIN), '../../package.json'), join(top, 'package.json'));
     const bin = join(copy, 'ap-persist.cjs');
     const host = givenHost(threeGuestsHost());
-    const show = (...flags: string[]): string => {
-      const r = spawnSync(process.execPath, [...flags, bin, '--root', host.root, 'mask', 'show'], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '/usr/bin' } });
+    const ap = (flags: string[], ...args: string[]): string => {
+      const r = spawnSync(process.execPath, [...flags, bin, '--root', host.root, ...args], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '/usr/bin' } });
       expect(r.status, r.stderr).toBe(0);
       return r.stdout;
     };
-    const first = show();
-    expect(readdirSync(copy).filter((f) => f.endsWith('.v8-cache'))).toEqual(['program.cjs.v8-cache']);
-    const made = statSync(join(copy, 'program.cjs.v8-cache')).mtimeMs;
-    expect(show()).toBe(first);
-    expect(statSync(join(copy, 'program.cjs.v8-cache')).mtimeMs).toBe(made);
-    // The callout's flags: a cache of its own, the other left as it was.
-    expect(show('--jitless')).toBe(first);
-    expect(readdirSync(copy).filter((f) => f.endsWith('.v8-cache')).sort()).toEqual(['program.cjs.jitless.v8-cache', 'program.cjs.v8-cache']);
-    expect(statSync(join(copy, 'program.cjs.v8-cache')).mtimeMs).toBe(made);
+    const caches = (): string[] => readdirSync(copy).filter((f) => f.endsWith('.v8-cache')).sort();
+    const first = ap([], 'mask', 'show');
+    expect(caches()).toEqual(['program.cjs.mask-show.v8-cache']);
+    const made = statSync(join(copy, 'program.cjs.mask-show.v8-cache')).mtimeMs;
+    expect(ap([], 'mask', 'show')).toBe(first);
+    expect(statSync(join(copy, 'program.cjs.mask-show.v8-cache')).mtimeMs).toBe(made);
+    // Another command compiles other functions: a cache of its own, which holds them.
+    const status = ap([], 'status');
+    expect(caches()).toEqual(['program.cjs.mask-show.v8-cache', 'program.cjs.status.v8-cache']);
+    expect(ap([], 'status')).toBe(status);
+    // The callout's flags: a cache of their own, the others left as they were.
+    expect(ap(['--jitless'], 'mask', 'show')).toBe(first);
+    expect(caches()).toEqual(['program.cjs.mask-show.jitless.v8-cache', 'program.cjs.mask-show.v8-cache', 'program.cjs.status.v8-cache']);
+    expect(statSync(join(copy, 'program.cjs.mask-show.v8-cache')).mtimeMs).toBe(made);
+  });
+
+  it('name the cache after the command line: callout event and action, command and subcommand; nothing that is not a name', async () => {
+    const { cacheFlavour, COMMANDS } = await import('../../src/cli/fast-path.js');
+    const { COMMAND_PARTS } = await import('../../src/cli/program.js');
+    expect([...COMMANDS].sort()).toEqual(COMMAND_PARTS.flatMap((p) => p.commands).sort());
+    expect(cacheFlavour(['callout', '-t', 'vfio_ap-passthrough', '-e', 'pre', '-a', 'define', '-s', 'none', '-u', 'U', '-p', 'matrix'])).toBe('pre-define');
+    expect(cacheFlavour(['callout', '--type=vfio_ap-passthrough', '--event=post', '--action=start'])).toBe('post-start');
+    expect(cacheFlavour(['--root', '/x', 'mask', 'show'])).toBe('mask-show');
+    expect(cacheFlavour(['mdev', 'start', 'bfccf00d-21f1-448c-9979-b7341129d985'])).toBe('mdev-start');
+    expect(cacheFlavour(['--json', 'status', '--matrix'])).toBe('status');
+    expect(cacheFlavour(['libvirt-hook', '--', 'Guest1', 'prepare', 'begin', '-'])).toBe('libvirt-hook');
+    // The hook's part runs nothing else; typos and paths make no cache of their own.
+    for (const argv of [['hook', '--event', 'change-1'], ['stauts'], ['../../x'], [], ['--version'], ['callout', '-e', 'pre']]) expect(cacheFlavour(argv), argv.join(' ')).toBeUndefined();
+    const { cachePath, setCacheFlavour } = await import('../../src/cli/code-cache.js');
+    setCacheFlavour('../evil');
+    expect(cachePath('/b/part.cjs')).toBe(`/b/part.cjs${process.execArgv.includes('--jitless') ? '.jitless' : ''}.v8-cache`);
+    setCacheFlavour('pre-define');
+    expect(cachePath('/b/part.cjs')).toMatch(/^\/b\/part\.cjs\.pre-define\./);
+    setCacheFlavour(undefined);
   });
 });
