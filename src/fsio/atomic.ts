@@ -154,8 +154,14 @@ export class WriteBatch {
     this.unsynced.add(dirname(path));
   }
 
-  /** `dir` was made by mkdirSync, `first` (mkdirSync's answer) the topmost new one: their parents go to the next sync(). */
-  made(dir: string, first: string | undefined): void {
+  /** Directories made or found by makeDir: once per directory, not once per file in it. */
+  private readonly dirs = new Set<string>();
+
+  /** Makes `dir` (and its parents); those it made go to the next sync() with their parents. */
+  makeDir(dir: string): void {
+    if (this.dirs.has(dir)) return;
+    const first = mkdirSync(dir, { recursive: true });
+    this.dirs.add(dir);
     if (first === undefined) return;
     for (let d = dir; ; d = dirname(d)) {
       this.unsynced.add(dirname(d));
@@ -177,6 +183,17 @@ export class WriteBatch {
 export function symlinkAtomic(path: string, target: string, batch?: WriteBatch): void {
   const dir = dirname(path);
   prepareDir(dir, basename(path), batch);
+  // Where nothing is, the link is made in place (a link is never seen half made); one made there
+  // meanwhile (EEXIST) is replaced as any other.
+  if (!lstatSync(path, { throwIfNoEntry: false })) {
+    try {
+      symlinkSync(target, path);
+      batch?.changed(path);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
   symlinkSync(target, tmp);
   try {
@@ -190,12 +207,12 @@ export function symlinkAtomic(path: string, target: string, batch?: WriteBatch):
 
 /** Makes `dir` and clears a dead writer's leftovers beside `base` in it. */
 function prepareDir(dir: string, base: string, batch: WriteBatch | undefined): void {
-  const first = mkdirSync(dir, { recursive: true });
   if (!batch) {
+    mkdirSync(dir, { recursive: true });
     removeLeftovers(dir, base);
     return;
   }
-  batch.made(dir, first);
+  batch.makeDir(dir);
   batch.removeLeftovers(dir, base);
 }
 
@@ -212,12 +229,9 @@ function replace(path: string, data: string, options: AtomicWriteOptions): void 
   const { batch } = options;
   const dir = dirname(path);
   prepareDir(dir, basename(path), batch);
-  let mode = options.mode ?? 0o644;
-  try {
-    mode = statSync(path).mode & 0o7777;
-  } catch {
-    // new file: keep the requested mode
-  }
+  // A file there keeps its mode; a new one gets the requested (no exception thrown and caught per new file).
+  const was = statSync(path, { throwIfNoEntry: false });
+  const mode = was ? was.mode & 0o7777 : (options.mode ?? 0o644);
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
   const fd = openSync(tmp, 'wx', mode);
   try {
