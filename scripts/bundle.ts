@@ -29,7 +29,8 @@
 import { build, type Plugin } from 'esbuild';
 import { createRequire } from 'node:module';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { PARTS as SHIPPED_PARTS } from '../src/cli/parts.js';
 
@@ -55,7 +56,7 @@ const loadOtherFile = (file: string): string =>
  * loads when the first command runs, not when the file does. `modules` maps
  * each import name to what is required then (a built-in, or another bundle).
  */
-function loadedOnFirstUse(modules: Record<string, string>): Plugin {
+function loadedOnFirstUse(modules: Record<string, string>, onlyOurNames = true): Plugin {
   const names = Object.keys(modules);
   const filter = new RegExp(`^(${names.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})$`);
   return {
@@ -66,11 +67,13 @@ function loadedOnFirstUse(modules: Record<string, string>): Plugin {
       b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'first-use' }));
       b.onLoad({ filter: /.*/, namespace: 'first-use' }, (args) => {
         const target = modules[args.path]!;
-        // A built-in's: the names our code imports from it (each file defines a getter per name when
-        // it loads: node:crypto has some eighty). Another bundle's: its exports, as the build has them.
-        const keys = target.startsWith('./')
-          ? Object.keys(require(args.path) as object).filter((k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k))
-          : importedNames(target);
+        // A built-in's: in a bundle of our code alone, the names it imports (each file defines a getter
+        // per name when it loads: node:crypto has some eighty; checkShimNames holds it to that); where
+        // other packages may use more (commander's childProcess.spawn), all. Another bundle's: its exports.
+        const keys =
+          target.startsWith('./') || !onlyOurNames
+            ? Object.keys(require(target.startsWith('./') ? args.path : target) as object).filter((k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k))
+            : importedNames(target);
         const getters = keys.map((k) => `  get ${k}() { return load().${k}; },`).join('\n');
         const loader = target.startsWith('./') ? loadOtherFile(target) : `require(${JSON.stringify(target)})`;
         return {
@@ -144,12 +147,29 @@ const importMetaUrl: Plugin = {
   },
 };
 
-/** The version the bundles carry (src/package-info.ts), from the package.json they ship with. */
-const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+/**
+ * What the bundles say they are (src/package-info.ts codeVersion): the version of the
+ * package.json they ship with and a digest of the compiled code they are made of, so
+ * that a build of the same version with other code (a distribution's patch) is another.
+ */
+function buildName(): string {
+  const digest = createHash('sha256');
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) walk(path);
+      else if (e.name.endsWith('.js')) digest.update(`${relative(DIST, path)}\0`).update(readFileSync(path)).update('\0');
+    }
+  };
+  walk(join(DIST, 'src'));
+  const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  return `${version}+${digest.digest('hex').slice(0, 12)}`;
+}
+const BUILD = buildName();
 
 const common = {
   bundle: true,
-  define: { AP_PERSIST_VERSION: JSON.stringify(VERSION) },
+  define: { AP_PERSIST_BUILD: JSON.stringify(BUILD) },
   format: 'cjs',
   platform: 'node',
   target: 'node18',
@@ -170,6 +190,27 @@ await Promise.all([
   bundle(join(DIST, 'src/cli/fast-hook.js'), 'hook.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
   bundle(join(DIST, 'src/cli/fast-callout.js'), 'callout.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
   bundle(join(DIST, 'src/cli/fast-unit.js'), 'unit.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
-  bundle(join(DIST, 'src/cli/program.js'), 'program.cjs', [loadedOnFirstUse({ ...builtinsOnFirstUse, handlebars: './handlebars.cjs' })]),
+  bundle(join(DIST, 'src/cli/program.js'), 'program.cjs', [loadedOnFirstUse({ ...builtinsOnFirstUse, handlebars: './handlebars.cjs' }, false)]),
   bundle(require.resolve('handlebars'), 'handlebars.cjs', [noSourceMap]),
 ]);
+
+/**
+ * The bundles whose built-in shims carry only the names our code imports: each use of a
+ * shim there must be one of those names, and nothing else may require the built-in
+ * (a package's `require('node:os').cpus()` would find no getter): else the build stops.
+ */
+function checkShimNames(file: string): void {
+  const text = readFileSync(join(DIST, 'bin', file), 'utf8');
+  for (const builtin of LAZY_BUILTINS) {
+    const known = new Set(importedNames(`node:${builtin}`));
+    const shim = builtin.replace(/\W/g, '_');
+    for (const m of text.matchAll(new RegExp(`import_node_${shim}\\d*\\.([A-Za-z_$][\\w$]*)`, 'g'))) {
+      if (!known.has(m[1]!)) throw new Error(`${file}: node:${builtin}'s ${m[1]} is used but not among the names our code imports (${[...known].join(', ')})`);
+    }
+    const required = [...text.matchAll(new RegExp(`require_node_${shim}\\(\\)`, 'g'))].length;
+    const imported = [...text.matchAll(new RegExp(`import_node_${shim}\\d* = __toESM\\(require_node_${shim}\\(\\)`, 'g'))].length;
+    if (required !== imported) throw new Error(`${file}: node:${builtin} is required other than by an import of ours: bundle it with every name (loadedOnFirstUse(..., false))`);
+  }
+}
+for (const file of ['ap-persist.cjs', 'hook.cjs', 'callout.cjs', 'unit.cjs']) checkShimNames(file);
+

@@ -32,16 +32,18 @@ function locate(): { root: string; manifest: Manifest } {
   }
 }
 
-/** Set by the bundle (scripts/bundle.ts) to the version it was built as. */
-declare const AP_PERSIST_VERSION: string | undefined;
+/** Set by the bundle (scripts/bundle.ts): its version and a digest of its code, `0.1.0+1a2b3c4d5e6f`. */
+declare const AP_PERSIST_BUILD: string | undefined;
 
 /**
- * The version this code was built as: the bundle's, fixed when it was built
- * (the boot asks without looking for package.json); from the compiled tree,
- * package.json's. It keys what this code derived and kept (store/snapshot.ts).
+ * What this code is: in the bundle, its version and a digest of its code,
+ * fixed when it was built (the boot asks without looking for package.json);
+ * in the compiled tree, package.json's version. It keys what this code
+ * derived and kept (store/snapshot.ts): other code, even of the same version,
+ * derives it again.
  */
 export function codeVersion(): string {
-  return typeof AP_PERSIST_VERSION === 'string' ? AP_PERSIST_VERSION : packageVersion();
+  return typeof AP_PERSIST_BUILD === 'string' ? AP_PERSIST_BUILD : packageVersion();
 }
 
 /** The directory holding package.json. */

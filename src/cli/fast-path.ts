@@ -19,8 +19,22 @@ export function parseHookArgs(args: readonly string[]): { event?: string } | und
   return undefined;
 }
 
-/** Every command of the tool (src/cli/program.ts registers them; a test holds the two lists together). */
-export const COMMANDS = ['status', 'mask', 'mdev', 'check', 'suggest-masks', 'hook', 'wait', 'callout', 'libvirt-hook', 'generate', 'install', 'uninstall', 'import'] as const;
+/** Every command of the tool and its subcommands (src/cli/program.ts registers them; a test holds the two together). */
+export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
+  status: [],
+  mask: ['show', 'set'],
+  mdev: ['list', 'define', 'modify', 'undefine', 'start', 'stop'],
+  check: [],
+  'suggest-masks': [],
+  hook: [],
+  wait: [],
+  callout: [],
+  'libvirt-hook': [],
+  generate: [],
+  install: [],
+  uninstall: [],
+  import: [],
+};
 
 /**
  * The name of the code cache a command line runs with (src/cli/code-cache.ts):
@@ -39,9 +53,10 @@ export function cacheFlavour(argv: readonly string[]): string | undefined {
     const action = value('-a', '--action');
     return event && action ? `${event}-${action}` : undefined;
   }
-  if (command === undefined || command === 'hook' || !(COMMANDS as readonly string[]).includes(command)) return undefined;
+  const subcommands = command === undefined || command === 'hook' || !Object.hasOwn(COMMANDS, command) ? undefined : COMMANDS[command];
+  if (!subcommands) return undefined;
   const sub = args[0];
-  return sub !== undefined && /^[a-z][a-z-]*$/.test(sub) ? `${command}-${sub}` : command;
+  return sub !== undefined && subcommands.includes(sub) ? `${command}-${sub}` : command;
 }
 
 /** The global options before the command, the command, and what follows it. */

@@ -4,7 +4,7 @@
 // The decisions and the words are pure (src/generate); this module reads and
 // writes the disk and runs the daemons' reloads.
 
-import { existsSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { checkPersistent, persistentConfig, storeConfig } from '../checks/check-host.js';
@@ -88,7 +88,9 @@ export function planGenerate(ctx: Context, view: HostView = readHostView(ctx)): 
     observe: (p) => observe(ctx.paths.at(p)),
     exists: (p) => existsSync(ctx.paths.at(p)),
   });
-  return view.store.exists ? { ...plan, storeSnapshot: storeSnapshot(codeVersion(), view.store.text, view.store.store) } : plan;
+  // The record is readable by all (0644): a store its admin made readable by root alone is not copied there.
+  const readableByAll = ((statSync(ctx.paths.store, { throwIfNoEntry: false })?.mode ?? 0) & 0o004) !== 0;
+  return view.store.exists && readableByAll ? { ...plan, storeSnapshot: storeSnapshot(codeVersion(), view.store.text, view.store.store) } : plan;
 }
 
 /** Does the steps, then records them; returns the paths that changed. */

@@ -57,8 +57,8 @@ export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new
             // restart: ExecStop, then ExecStart.
             if (verb === 'restart') await unit('stop', uuid);
             const code = await unit(verb === 'restart' ? 'start' : verb, uuid);
-            // A stopped unit is inactive, whatever its ExecStop said; a start still running shows no result yet.
-            if (code === undefined || verb === 'stop') units.delete(uuid);
+            // A unit stopped cleanly is inactive, one whose ExecStop failed is failed; a start still running shows no result yet.
+            if (code === undefined || (verb === 'stop' && code === 0)) units.delete(uuid);
             else units.set(uuid, code);
           }
         }

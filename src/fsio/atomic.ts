@@ -229,9 +229,15 @@ function replace(path: string, data: string, options: AtomicWriteOptions): void 
   const { batch } = options;
   const dir = dirname(path);
   prepareDir(dir, basename(path), batch);
-  // A file there keeps its mode; a new one gets the requested (no exception thrown and caught per new file).
-  const was = statSync(path, { throwIfNoEntry: false });
-  const mode = was ? was.mode & 0o7777 : (options.mode ?? 0o644);
+  // A file there keeps its mode; a new one (no exception thrown and caught for each) or one that cannot be
+  // looked at (a link loop) gets the requested.
+  let mode = options.mode ?? 0o644;
+  try {
+    const was = statSync(path, { throwIfNoEntry: false });
+    if (was) mode = was.mode & 0o7777;
+  } catch {
+    // keep the requested mode
+  }
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
   const fd = openSync(tmp, 'wx', mode);
   try {

@@ -326,21 +326,24 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
         const calls: string[][] = [...(restart.length ? [['restart', ...restart]] : []), ...(start.length ? [['start', ...start]] : [])];
         let failure: string | undefined;
         let ran = true;
-        // Marked before the first start, so that no later hook takes a unit of ours for never started.
-        const mark = (path: string): void => {
+        const mark = (path: string, lacking: string): void => {
           try {
             writeFileAtomic(path, '', { durable: false });
           } catch (err) {
-            report.errors.push(`${describeFailure(err).message}: the next hook may take an active unit for never started`);
+            report.errors.push(`${describeFailure(err).message}: ${lacking}`);
           }
         };
-        if (calls.length && !marked) mark(deps.paths.unitsStarted);
-        if (start.includes(MDEVS_TARGET)) mark(deps.paths.targetStarted);
+        // Marked before the first start, so that no later hook takes a unit of ours for never started.
+        if (calls.length && !marked) mark(deps.paths.unitsStarted, 'the next hook may take an active unit for never started');
+        // systemd said the target is up (it was asked: its mark was not there): later hooks need not ask for it.
+        if (states.get(MDEVS_TARGET)?.active === 'active') mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
         for (const call of calls) {
           const r = await deps.runner.run('systemctl', ['--no-block', ...call], { timeoutMs: within(15_000) });
           report.commands.push({ command: `systemctl --no-block ${call.join(' ')}`, ran: r.ran, exit_code: r.exitCode });
           ran &&= r.ran;
           if (r.ran && r.exitCode !== 0) failure ??= r.stderr.trim() || `exit ${r.exitCode}`;
+          // The target's mark only once systemd took its start: without it, later hooks ask systemd again.
+          else if (r.ran && call[0] === 'start' && call.includes(MDEVS_TARGET)) mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
         }
         for (const m of report.mdevs) {
           if (m.outcome !== 'started') continue;

@@ -3,12 +3,12 @@
 // load commander or handlebars, and say and do what the commander path does.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST3, threeGuestsHost } from '../../src/fakehost/three-guests.js';
-import { givenHost } from '../support/host.js';
+import { givenHost, tempDir } from '../support/host.js';
 import type { FakeHost } from '../../src/fakehost/builder.js';
 import { IdSet } from '../../src/model/idset.js';
 
@@ -58,6 +58,18 @@ describe('the bundled bin', () => {
 const FREED: FakeHost = { ...threeGuestsHost(), vfioAp: true, masks: { apmask: IdSet.full().minus(IdSet.of([5, 6])), aqmask: IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff])) } };
 
 describe("the mdev units' start and stop through the bin", () => {
+  it('never load the commands\' part: they run where program.cjs is not there', () => {
+    const top = tempDir('ap-persist-bin-');
+    cpSync(dirname(BIN), join(top, 'dist/bin'), { recursive: true, filter: (src) => !src.includes('.v8-cache') && !/(program|handlebars)\.cjs$/.test(src) });
+    cpSync(join(dirname(BIN), '../../package.json'), join(top, 'package.json'));
+    const host = givenHost(FREED);
+    const run = (...args: string[]) => spawnSync(process.execPath, [join(top, 'dist/bin/ap-persist.cjs'), '--root', host.root, ...args], { encoding: 'utf8' });
+    expect(run('mdev', 'stop', GUEST1)).toMatchObject({ status: 0, stdout: `mdev ${GUEST1} is not active\n` });
+    expect(run('mdev', 'start', 'no-such-guest')).toMatchObject({ status: 2 });
+    // The same bin without that part fails for any other command: the test can tell.
+    expect(run('mdev', 'list').status).not.toBe(0);
+  });
+
   // What ap-persist-mdev@.service runs: `mdev start UUID` and `mdev stop UUID`, without commander.
   for (const args of [
     ['mdev', 'start', GUEST1],

@@ -157,16 +157,20 @@ describe('the installed bundles', () => {
 
   it('name the cache after the command line: callout event and action, command and subcommand; nothing that is not a name', async () => {
     const { cacheFlavour, COMMANDS } = await import('../../src/cli/fast-path.js');
-    const { COMMAND_PARTS } = await import('../../src/cli/program.js');
-    expect([...COMMANDS].sort()).toEqual(COMMAND_PARTS.flatMap((p) => p.commands).sort());
+    const { buildProgram } = await import('../../src/cli/program.js');
+    const program = buildProgram({ stdout: () => {}, stderr: () => {}, env: {} }, () => async () => {});
+    expect(COMMANDS).toEqual(Object.fromEntries(program.commands.map((c) => [c.name(), c.commands.map((s) => s.name())])));
     expect(cacheFlavour(['callout', '-t', 'vfio_ap-passthrough', '-e', 'pre', '-a', 'define', '-s', 'none', '-u', 'U', '-p', 'matrix'])).toBe('pre-define');
     expect(cacheFlavour(['callout', '--type=vfio_ap-passthrough', '--event=post', '--action=start'])).toBe('post-start');
     expect(cacheFlavour(['--root', '/x', 'mask', 'show'])).toBe('mask-show');
     expect(cacheFlavour(['mdev', 'start', 'bfccf00d-21f1-448c-9979-b7341129d985'])).toBe('mdev-start');
     expect(cacheFlavour(['--json', 'status', '--matrix'])).toBe('status');
     expect(cacheFlavour(['libvirt-hook', '--', 'Guest1', 'prepare', 'begin', '-'])).toBe('libvirt-hook');
+    // Not a subcommand (a typo, a guest named as libvirt would not name it): the command's cache.
+    expect(cacheFlavour(['mask', 'sett'])).toBe('mask');
+    expect(cacheFlavour(['libvirt-hook', 'web-server', 'prepare', 'begin', '-'])).toBe('libvirt-hook');
     // The hook's part runs nothing else; typos and paths make no cache of their own.
-    for (const argv of [['hook', '--event', 'change-1'], ['stauts'], ['../../x'], [], ['--version'], ['callout', '-e', 'pre']]) expect(cacheFlavour(argv), argv.join(' ')).toBeUndefined();
+    for (const argv of [['hook', '--event', 'change-1'], ['stauts'], ['../../x'], [], ['--version'], ['callout', '-e', 'pre'], ['constructor'], ['__proto__']]) expect(cacheFlavour(argv), argv.join(' ')).toBeUndefined();
     const { cachePath, setCacheFlavour } = await import('../../src/cli/code-cache.js');
     setCacheFlavour('../evil');
     expect(cachePath('/b/part.cjs')).toBe(`/b/part.cjs${process.execArgv.includes('--jitless') ? '.jitless' : ''}.v8-cache`);

@@ -48,11 +48,21 @@ for (const flavour of ['5.4', '6.0', '6.19'] as const) {
         expect(second.mdevs.map((m: { outcome: string }) => m.outcome)).toEqual(['already-active', 'already-active', 'already-active']);
         // systemd marked each unit up (its RuntimeDirectory) and the first hook started the target: nothing to ask.
         expect(host.runner()!.log).toEqual([]);
+        // Without the target's mark (a hook of an earlier version, a start systemd did not take), systemd is asked.
+        rmSync(join(host.root, 'run/ap-persist/target-started'));
+        expect((await host.run(['hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '3' })).code).toBe(0);
+        expect(host.runner()!.log).toEqual([
+          `systemctl show --property=Id,ActiveState,Result ${[GUEST1, GUEST2, GUEST3].map((u) => `ap-persist-mdev@${u}.service`).join(' ')} ap-persist-mdevs.target`,
+        ]);
+        // It said the target is up: marked again, the next event asks nothing.
+        expect(host.read('run/ap-persist/target-started')).toBe('');
+        expect((await host.run(['hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '3' })).code).toBe(0);
+        expect(host.runner()!.log).toEqual([]);
         // A unit stopped since is no longer marked: the next event asks systemd, and starts it again.
         await host.runner()!.run('systemctl', ['--no-block', 'stop', `ap-persist-mdev@${GUEST3}.service`]);
         if (onDisk) host.kernel().saveTo(host.root);
         expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST3}`)).toBe(false);
-        const third = JSON.parse((await host.run(['--json', 'hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '3' })).stdout);
+        const third = JSON.parse((await host.run(['--json', 'hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '4' })).stdout);
         expect(host.runner()!.log[0]).toMatch(/^systemctl show /);
         expect(third.commands.map((c: { command: string }) => c.command)).toEqual([`systemctl --no-block start ap-persist-mdev@${GUEST3}.service`]);
         expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST3}`)).toBe(true);

@@ -33,6 +33,9 @@ describe('the hook on a fake root', () => {
     ]);
     expect(report.commands.every((c: { ran: boolean }) => !c.ran)).toBe(true);
     expect(r.stdout).toContain('not run under --root');
+    // Marked before its first start call; the target only once systemd took its start, which never ran here.
+    expect(host.exists('run/ap-persist/units-started')).toBe(true);
+    expect(host.exists('run/ap-persist/target-started')).toBe(false);
     // status tells the report in words.
     const status = await host.run('status');
     expect(status.stdout).toMatch(/last hook: .*change \/devices\/ap BINDINGS=complete, exit 0/);

@@ -2,7 +2,7 @@
 // meaning from there while the file still holds that very text. Given a
 // store, generate, then an edit (or none), the hook acts on what the file says.
 
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
@@ -76,6 +76,28 @@ describe("generate's snapshot of the store", () => {
       expect(storeFromSnapshot(s, VERSION, THREE_GUESTS_STORE), what).toBeUndefined();
     }
     expect(storeFromSnapshot(good(), VERSION, THREE_GUESTS_STORE)).toEqual(parsed);
+  });
+
+  it('beside a store file of the same text, its meaning is the snapshot\'s: the file is not parsed again', () => {
+    const dir = tempDir();
+    const path = join(dir, 'ap-persist.conf');
+    writeFileSync(path, THREE_GUESTS_STORE);
+    const parsed = parseStoreText(THREE_GUESTS_STORE, 'f');
+    // A snapshot that says something else of this very text (no generate writes one): it is what the store means.
+    const marked = storeSnapshot(VERSION, THREE_GUESTS_STORE, { ...parsed, mdevs: parsed.mdevs.map((m) => ({ ...m, name: `${m.name}-from-the-snapshot` })) });
+    expect(loadStore(path, marked).store.mdevs.map((m) => m.name)).toEqual(['guest1-from-the-snapshot', 'guest2-from-the-snapshot', 'guest3-from-the-snapshot']);
+    // Made by other code, or of another text: the file is parsed.
+    expect(loadStore(path, { ...marked, tool: `${VERSION}+other` }).store).toEqual(parsed);
+    expect(loadStore(path, { ...marked, content: `${THREE_GUESTS_STORE} ` }).store).toEqual(parsed);
+    // Edits go through the lines, parsed when asked.
+    expect(loadStore(path, marked).doc.get('masks', 'apmask')).toBe('0-4,7-255');
+  });
+
+  it('a store readable by root alone is not copied into the record, which all may read', async () => {
+    const host = givenHost(threeGuestsHost());
+    chmodSync(join(host.root, 'etc/ap-persist/ap-persist.conf'), 0o600);
+    expect((await host.run('generate')).code).toBe(0);
+    expect(parseRecord(host.read('etc/ap-persist/generated.json'), 'generated.json').store).toBeUndefined();
   });
 
   it('a broken store is refused with its line even beside a snapshot of another text', () => {
