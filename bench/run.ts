@@ -196,6 +196,57 @@ function paired(c: Command, runs: number, target?: number): Paired {
 const envLabel = (env: Env): string => `env -i ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}`;
 
 // ---------------------------------------------------------------------------
+// /run as on every host: a tmpfs. Run as root, the bench runs itself again in a
+// private mount namespace (unshare), where each host's run/ (the lock, the
+// hook's report and marks) is a tmpfs of its own; etc/ stays on the disk, where
+// generate's fsyncs are paid. Not root, or no unshare: run/ on the disk, said in
+// the report's header. Nothing mounted there is seen outside the bench.
+
+const NAMESPACE_MARK = 'AP_PERSIST_BENCH_NAMESPACE';
+const UNSHARE = ['--mount', '--propagation', 'private'];
+// Where unshare is missing or refused (no CAP_SYS_ADMIN in a container), the bench runs here, run/ on the disk.
+if (process.getuid?.() === 0 && process.env[NAMESPACE_MARK] === undefined && spawnSync('unshare', [...UNSHARE, 'true']).status === 0) {
+  const again = spawnSync('unshare', [...UNSHARE, process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, [NAMESPACE_MARK]: String(process.pid) },
+  });
+  process.exit(again.status ?? 1);
+}
+/** Our own mount namespace, not the one the bench was started in. */
+const privateMounts = process.env[NAMESPACE_MARK] !== undefined && readlinkSync('/proc/self/ns/mnt') !== readlinkSync(`/proc/${process.env[NAMESPACE_MARK]}/ns/mnt`, { encoding: 'utf8' });
+
+/** The run/ directories this bench mounted, to unmount before they are removed. */
+const tmpfsRuns = new Set<string>();
+
+/** Makes `root`/run a tmpfs holding what it held (in our own namespace only: each mount is checked to be ours). */
+function runOnTmpfs(root: string): void {
+  if (!privateMounts) return;
+  const run = join(root, 'run');
+  const kept = `${run}.on-disk`;
+  rmSync(kept, { recursive: true, force: true });
+  if (existsSync(run)) cpSync(run, kept, { recursive: true, verbatimSymlinks: true });
+  rmSync(run, { recursive: true, force: true });
+  mkdirSync(run);
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'ap-persist-bench', run], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`mount tmpfs on ${run}: ${r.stderr}`);
+  const mine = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === run && / - tmpfs ap-persist-bench /.test(l));
+  if (!mine) throw new Error(`${run} is not the tmpfs this bench mounted`);
+  tmpfsRuns.add(run);
+  if (existsSync(kept)) cpSync(kept, run, { recursive: true, verbatimSymlinks: true });
+  rmSync(kept, { recursive: true, force: true });
+}
+
+/** Removes a host (its run/ unmounted first). */
+function removeHost(root: string): void {
+  for (const run of [...tmpfsRuns]) {
+    if (run !== join(root, 'run') && !run.startsWith(`${root}/`)) continue;
+    spawnSync('umount', [run]);
+    tmpfsRuns.delete(run);
+  }
+  rmSync(root, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------------------
 // The hosts and what resets them.
 
 const work = mkdtempSync(join(tmpdir(), 'ap-persist-bench-'));
@@ -239,6 +290,7 @@ function installed(name: string, host: BenchHost): string {
   const root = join(work, name);
   layOut(root, host);
   install(root);
+  runOnTmpfs(root);
   return root;
 }
 
@@ -298,6 +350,7 @@ const putEtc = (saved: string, root: string) => (): void => syncTree(saved, join
 function copyHost(from: string, name: string): string {
   const root = join(work, name);
   cpSync(from, root, { recursive: true, verbatimSymlinks: true });
+  runOnTmpfs(root);
   return root;
 }
 
@@ -404,6 +457,7 @@ function hostSet(name: string, running: BenchHost, boot?: BenchHost): Parameters
   const fresh = saveEtc(root, `${name}-fresh`);
   install(root);
   spawnTimed([BIN, '--root', root, '--exec', 'hook'], unitEnv(stubSystemctl('active')));
+  runOnTmpfs(root);
   const installedEtc = saveEtc(root, `${name}-installed`);
   const writable = copyHost(root, `${name}-w`);
   return {
@@ -616,6 +670,8 @@ const result: {
   date: string;
   bin: string;
   environment: string;
+  /** Each host's run/ a tmpfs, as /run is (false: not root, or no private mount namespace here). */
+  runOnTmpfs: boolean;
   runs: { paired: number; scale: number; big: number };
   loadavg: number[];
   seconds: number;
@@ -631,6 +687,7 @@ const result: {
   date: new Date().toISOString(),
   bin: BIN,
   environment: envLabel(unitEnv()),
+  runOnTmpfs: privateMounts,
   runs: { paired: RUNS, scale: SCALE_RUNS, big: BIG_RUNS },
   loadavg: load,
   seconds: 0,
@@ -688,7 +745,7 @@ try {
       const at = (n: number): Command => ({ ...bySize.get(n)!.find((c) => c.id === id)!, id: `scale:${id}:${n}` });
       result.scaling.push(series(`scale:${id}`, new Map(SIZES.map((n) => [n, at(n)])), SCALE_RUNS));
     }
-    for (const n of SIZES) for (const suffix of ['', '-w']) rmSync(join(work, `scale${n}${suffix}`), { recursive: true, force: true });
+    for (const n of SIZES) for (const suffix of ['', '-w']) removeHost(join(work, `scale${n}${suffix}`));
   }
 
   // 3. The big check, all cards (65,536 queues in sysfs) and one.
@@ -710,7 +767,7 @@ try {
 
   if (BOOT) result.boot = bootToLibvirt();
 } finally {
-  rmSync(work, { recursive: true, force: true });
+  removeHost(work);
 }
 
 load.push(loadavg()[0]!);
@@ -722,6 +779,7 @@ result.seconds = Math.round((performance.now() - started) / 100) / 10;
 const verdict = (pass: boolean | undefined): string => (pass === undefined ? '    ' : pass ? 'PASS' : 'FAIL');
 const out: string[] = [];
 out.push(`ap-persist bench: node ${process.version}, ${result.environment} (systemd's PATH for units; udev gives none, mdevctl passes on its caller's)`);
+out.push(`each host's run/ ${result.runOnTmpfs ? 'a tmpfs, as /run is' : 'on the disk (not root, or no private mount namespace): /run is a tmpfs on a host'}`);
 out.push(`${RUNS} pairs per case against node -e 0 in rotating order; ${SCALE_RUNS} runs per size in the series; load average ${load.map((l) => l.toFixed(2)).join(' -> ')}; ${result.seconds} s`);
 if (result.paired.length) {
   out.push('');
