@@ -62,11 +62,13 @@ export async function startChecked(ctx: Context, mdev: MdevDefinition, timeoutMs
 
 export async function mdevStart(ctx: Context, ref: string): Promise<number> {
   // A UUID (the units give one: then only its own definition is read), or the name of one of the store's mdevs.
-  const { boot } = readPeerFiles(ctx.paths, uuidOf(ref));
+  const only = uuidOf(ref);
+  const { boot } = readPeerFiles(ctx.paths, only);
   const loaded = loadStore(ctx.paths.store, boot.storeSnapshot);
   const stored = findMdevByRef(loaded.store.mdevs, ref, loaded.path);
   const uuid = stored?.uuid ?? parseUuid(ref);
-  const mdev = stored && effectiveMdev(stored, boot);
+  // A name that is a UUID (a libvirt domain's) names another mdev, whose definition was not read.
+  const mdev = stored && (only === undefined || only === stored.uuid ? effectiveMdev(stored, boot) : bootMdev(ctx, stored));
   if (!mdev) {
     if (stored) {
       throw new InputError(`mdev ${uuid} was undefined in mdevctl since ap-persist generated it; not starting it`, {

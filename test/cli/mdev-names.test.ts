@@ -85,4 +85,17 @@ describe('a name where a UUID is expected', () => {
     expect(stop.code, stop.stderr).toBe(0);
     expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST1}`)).toBe(false);
   });
+
+  it('mdev start by a name that is a UUID (a libvirt domain\'s) makes the mdev of that name, after generate as before it', async () => {
+    const LIBVIRT = '77777777-0000-4000-8000-000000000000';
+    const host = givenSimulatedHost({ ...threeGuestsHost(), store: THREE_GUESTS_STORE.replace('name = guest3', `name = ${LIBVIRT}`) }, '6.0');
+    // generate's record names guest3's mdevctl definition: it is guest3's, not the name's, that the start reads.
+    expect((await host.run(['generate', '--no-reload'])).code).toBe(0);
+    expect((await host.run(['mask', 'set', '--active', 'apmask=0-4,7-255', 'aqmask=0-3,5-70,72-170,172-254'])).code).toBe(0);
+    host.kernel().loadVfioAp();
+    const start = await host.run(['mdev', 'start', LIBVIRT]);
+    expect(start.code, start.stderr).toBe(0);
+    expect(start.stdout).toContain(`started mdev ${GUEST3} (${LIBVIRT})`);
+    expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST3}/matrix`)).toBe('06.0047\n06.00ff\n');
+  });
 });
