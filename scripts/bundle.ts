@@ -86,17 +86,25 @@ function loadedOnFirstUse(modules: Record<string, string>, onlyOurNames = true):
   };
 }
 
+/** The compiled sources (dist/src/**\/*.js), in path order: what the bundles are made of. */
+const SOURCES: readonly { path: string; text: string }[] = (() => {
+  const out: { path: string; text: string }[] = [];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) walk(path);
+      else if (e.name.endsWith('.js')) out.push({ path: relative(DIST, path), text: readFileSync(path, 'utf8') });
+    }
+  };
+  walk(join(DIST, 'src'));
+  return out;
+})();
+
 /** Every name our compiled sources import from `builtin` (`import { spawn } from 'node:child_process'`). */
 function importedNames(builtin: string): string[] {
   const names = new Set<string>();
   const from = new RegExp(`import \\{([^}]*)\\} from '(?:node:)?${builtin.replace(/^node:/, '')}';`, 'g');
-  const walk = (dir: string): void => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(join(dir, e.name));
-      else if (e.name.endsWith('.js')) for (const m of readFileSync(join(dir, e.name), 'utf8').matchAll(from)) for (const spec of m[1]!.split(',')) names.add(spec.trim().split(/\s+as\s+/)[0]!);
-    }
-  };
-  walk(join(DIST, 'src'));
+  for (const { text } of SOURCES) for (const m of text.matchAll(from)) for (const spec of m[1]!.split(',')) names.add(spec.trim().split(/\s+as\s+/)[0]!);
   names.delete('');
   return [...names].sort();
 }
@@ -154,14 +162,7 @@ const importMetaUrl: Plugin = {
  */
 function buildName(): string {
   const digest = createHash('sha256');
-  const walk = (dir: string): void => {
-    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const path = join(dir, e.name);
-      if (e.isDirectory()) walk(path);
-      else if (e.name.endsWith('.js')) digest.update(`${relative(DIST, path)}\0`).update(readFileSync(path)).update('\0');
-    }
-  };
-  walk(join(DIST, 'src'));
+  for (const { path, text } of SOURCES) digest.update(`${path}\0`).update(text).update('\0');
   const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
   return `${version}+${digest.digest('hex').slice(0, 12)}`;
 }

@@ -1,5 +1,6 @@
 // What every command gets: the host paths, sysfs, output and the global flags.
 
+import { describeFailure } from '../errors.js';
 import { HostPaths } from '../host/paths.js';
 import { FileSysfs } from '../sysfs/file-sysfs.js';
 import type { Sysfs } from '../sysfs/sysfs.js';
@@ -70,4 +71,11 @@ export function makeContext(opts: GlobalOptions, io: Io, overrides: ContextOverr
     warn: (line) => io.stderr(`${line}\n`),
     printJson: (doc) => io.stdout(`${JSON.stringify(doc, null, 2)}\n`),
   };
+}
+
+/** A command that failed: `ap-persist: what` (and where, and what to do) on stderr; its exit code. */
+export function reportFailure(io: Io, err: unknown): number {
+  const failure = describeFailure(err);
+  io.stderr(`ap-persist: ${failure.message}\n`);
+  return failure.exitCode;
 }

@@ -59,8 +59,8 @@ export function cacheFlavour(argv: readonly string[]): string | undefined {
   return sub !== undefined && subcommands.includes(sub) ? `${command}-${sub}` : command;
 }
 
-/** The global options before the command, the command, and what follows it. */
-function splitCommandLine(argv: readonly string[]): { globals: GlobalOptions; command: string | undefined; args: string[] } {
+/** The global options before the command (as commander reads them there), the command, and what follows it. */
+export function splitCommandLine(argv: readonly string[]): { globals: GlobalOptions; command: string | undefined; args: string[] } {
   const globals: GlobalOptions = {};
   let i = 0;
   for (; i < argv.length; i++) {

@@ -2,9 +2,8 @@
 // ap-persist-mdev@.service runs, once per auto mdev at every boot and
 // shutdown. The same errors and exit codes as through commander.
 
-import { describeFailure } from '../errors.js';
 import { mdevStart, mdevStop } from '../commands/lifecycle.js';
-import { makeContext, type GlobalOptions, type Io } from './context.js';
+import { makeContext, reportFailure, type GlobalOptions, type Io } from './context.js';
 
 export async function runFastUnit(globals: GlobalOptions, args: readonly string[], io: Io): Promise<number> {
   const [verb, ref] = args as [string, string];
@@ -12,8 +11,6 @@ export async function runFastUnit(globals: GlobalOptions, args: readonly string[
     const ctx = makeContext(globals, io);
     return verb === 'start' ? await mdevStart(ctx, ref) : await mdevStop(ctx, ref);
   } catch (err) {
-    const failure = describeFailure(err);
-    io.stderr(`ap-persist: ${failure.message}\n`);
-    return failure.exitCode;
+    return reportFailure(io, err);
   }
 }

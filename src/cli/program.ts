@@ -2,7 +2,6 @@
 // implementation under src/commands. Usage errors (commander's included) exit 2.
 
 import { Command, CommanderError } from 'commander';
-import { describeFailure } from '../errors.js';
 import { registerCallout } from './callout.js';
 import { registerCheck } from './check.js';
 import { registerGenerate } from './generate.js';
@@ -13,7 +12,8 @@ import { registerHook } from './hook.js';
 import { registerImport } from './import.js';
 import { registerLibvirtHook } from './libvirt-hook.js';
 import { packageVersion } from '../package-info.js';
-import { makeContext, type Context, type ContextOverrides, type GlobalOptions, type Io } from './context.js';
+import { makeContext, reportFailure, type Context, type ContextOverrides, type GlobalOptions, type Io } from './context.js';
+import { splitCommandLine } from './fast-path.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Action = (ctx: Context, ...args: any[]) => number | Promise<number>;
@@ -36,26 +36,14 @@ export const COMMAND_PARTS: readonly { commands: readonly string[]; register: (p
   { commands: ['import'], register: registerImport },
 ];
 
-/** The global options that take a value, as commander reads them before the command. */
-const VALUE_OPTIONS = new Set(['--root', '--config']);
-const FLAG_OPTIONS = new Set(['--json', '-v', '--verbose', '-q', '--quiet', '--exec']);
-
 /**
  * The top-level command a command line names, when nothing before it is
  * anything but a global option; undefined otherwise (help, --version, an
  * unknown command or option: commander then needs the whole tree).
  */
 export function commandOf(argv: readonly string[]): string | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (FLAG_OPTIONS.has(a) || [...VALUE_OPTIONS].some((o) => a.startsWith(`${o}=`))) continue;
-    if (VALUE_OPTIONS.has(a)) {
-      i++;
-      continue;
-    }
-    return COMMAND_PARTS.some((p) => p.commands.includes(a)) ? a : undefined;
-  }
-  return undefined;
+  const { command } = splitCommandLine(argv);
+  return command !== undefined && COMMAND_PARTS.some((p) => p.commands.includes(command)) ? command : undefined;
 }
 
 /**
@@ -116,7 +104,5 @@ function handleError(err: unknown, io: Io): number {
     // commander printed its message already.
     return 2;
   }
-  const failure = describeFailure(err);
-  io.stderr(`ap-persist: ${failure.message}\n`);
-  return failure.exitCode;
+  return reportFailure(io, err);
 }

@@ -79,7 +79,8 @@ export async function libvirtHook(ctx: Context, call: HookCall): Promise<number>
 
 /** The store's mdevs among `uuids`, as the boot would make them (mdevctl's changes in place), and every store mdev's name. */
 function storeMdevs(ctx: Context, uuids: readonly Uuid[]): { mdevs: MdevDefinition[]; names: Map<string, string | undefined> } {
-  const { boot } = readPeerFiles(ctx.paths);
+  // Only the guest's own definitions: the hook runs as the guest starts.
+  const { boot } = readPeerFiles(ctx.paths, uuids);
   const store = loadStore(ctx.paths.store, boot.storeSnapshot).store;
   const mdevs: MdevDefinition[] = [];
   for (const uuid of uuids) {

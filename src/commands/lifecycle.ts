@@ -39,7 +39,7 @@ export async function underApLock<T>(ctx: Context, lc: Lifecycle, fn: () => Prom
 
 /** The definition the boot uses for a store mdev: mdevctl's where it changed ours since generate; undefined once undefined there. */
 export function bootMdev(ctx: Context, stored: MdevDefinition): MdevDefinition | undefined {
-  return effectiveMdev(stored, readPeerFiles(ctx.paths, stored.uuid).boot);
+  return effectiveMdev(stored, readPeerFiles(ctx.paths, [stored.uuid]).boot);
 }
 
 /** Makes `mdev` (as bootMdev gives it), never into a conflict, whatever the kernel would allow: the conflicts, or what became of it. */
@@ -63,7 +63,7 @@ export async function startChecked(ctx: Context, mdev: MdevDefinition, timeoutMs
 export async function mdevStart(ctx: Context, ref: string): Promise<number> {
   // A UUID (the units give one: then only its own definition is read), or the name of one of the store's mdevs.
   const only = uuidOf(ref);
-  const { boot } = readPeerFiles(ctx.paths, only);
+  const { boot } = readPeerFiles(ctx.paths, only && [only]);
   const loaded = loadStore(ctx.paths.store, boot.storeSnapshot);
   const stored = findMdevByRef(loaded.store.mdevs, ref, loaded.path);
   const uuid = stored?.uuid ?? parseUuid(ref);

@@ -5,13 +5,13 @@
 import { InputError } from '../errors.js';
 import { hexRanges } from '../model/apqn.js';
 import { compareMdevs, type MdevDefinition } from '../model/mdev.js';
-import { isUuid, parseUuid, type Uuid } from '../model/uuid.js';
+import { uuidOf, type Uuid } from '../model/uuid.js';
 
 /** The store's mdev that `ref` names: a UUID, else a unique name; undefined for a UUID the store does not hold. */
 export function findMdevByRef(mdevs: readonly MdevDefinition[], ref: string, storePath: string): MdevDefinition | undefined {
   const text = ref.trim();
-  if (isUuid(text)) {
-    const uuid = parseUuid(text);
+  const uuid = uuidOf(text);
+  if (uuid) {
     const byUuid = mdevs.find((m) => m.uuid === uuid);
     // A name may be a UUID too (a libvirt domain's, say): it is looked up when no mdev has that UUID.
     if (byUuid) return byUuid;
@@ -42,7 +42,8 @@ function byName(mdevs: readonly MdevDefinition[], name: string, storePath: strin
 
 /** The UUID `ref` names: a UUID as it is (the store need not hold it), else the store's mdev of that name. */
 export function uuidOfRef(ref: string, mdevs: () => { mdevs: readonly MdevDefinition[]; path: string }): Uuid {
-  if (isUuid(ref)) return parseUuid(ref);
+  const uuid = uuidOf(ref);
+  if (uuid) return uuid;
   const store = mdevs();
   return findMdevByRef(store.mdevs, ref, store.path)!.uuid;
 }

@@ -176,12 +176,12 @@ const READ_NONBLOCK = { encoding: 'utf8', flag: (constants.O_RDONLY | constants.
 
 /**
  * mdevctl's vfio_ap-passthrough definitions for parent `matrix`; with `only`,
- * just that one (an mdev unit at boot needs its own, not all of them).
+ * just those (an mdev unit at boot needs its own, not all of them).
  * `files` holds every file named by a UUID (another type's too, which drift
  * tells apart); `definitions` and `unreadable` parse them when first asked,
  * never those that hold what `recorded` (generate's record) says generate wrote.
  */
-function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath, ManifestEntry>, only?: string): MdevctlView {
+function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath, ManifestEntry>, only?: readonly string[]): MdevctlView {
   const dir = paths.mdevctlMatrixDir;
   const files = new Map<string, ReadDefinition>();
   const relDir = rootPath(paths, dir);
@@ -199,8 +199,8 @@ function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath
   };
   const careful = (path: string): string | undefined => readRegularFile(path, "mdevctl's definition");
   if (only !== undefined) {
-    // One look, not a listing: each mdev's unit reads its own at boot.
-    if (isUuid(only) && lstatSync(`${dir}/${only}`, { throwIfNoEntry: false })) add(only, careful);
+    // One look each, not a listing: each mdev's unit reads its own at boot.
+    for (const name of only) if (isUuid(name) && lstatSync(`${dir}/${name}`, { throwIfNoEntry: false })) add(name, careful);
   } else {
     let entries: Dirent[] = [];
     try {
@@ -246,11 +246,11 @@ export type PeerFiles = BootFiles & { recordError?: string; storeSnapshot?: Stor
 /**
  * What the boot reads besides the store: generate's record of what it wrote
  * (read first: it says which of mdevctl's definitions are generate's own, so
- * those are never parsed), mdevctl's definitions (with `only`, just that
- * one) and chzdev's 41-ap.rules. A damaged record counts as none (every file
+ * those are never parsed), mdevctl's definitions (with `only`, just those
+ * of these UUIDs) and chzdev's 41-ap.rules. A damaged record counts as none (every file
  * then looks like a peer's), with the reason in `recordError`.
  */
-export function readPeerFiles(paths: HostPaths, only?: string): { mdevctl: MdevctlView; boot: PeerFiles } {
+export function readPeerFiles(paths: HostPaths, only?: readonly string[]): { mdevctl: MdevctlView; boot: PeerFiles } {
   let recorded = new Map<string, ManifestEntry>();
   let recordError: string | undefined;
   let storeSnapshot: StoreSnapshot | undefined;

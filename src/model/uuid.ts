@@ -16,11 +16,11 @@ export function uuidOf(text: string): Uuid | undefined {
 
 /** Validates and lower-cases a UUID as mdevctl and sysfs spell it. */
 export function parseUuid(text: string): Uuid {
-  const t = text.trim();
-  if (!UUID_RE.test(t)) {
+  const uuid = uuidOf(text);
+  if (!uuid) {
     throw new InputError(`'${text}' is not a UUID`, {
       hint: 'write it as 8-4-4-4-12 hex digits, e.g. bfccf00d-21f1-448c-9979-b7341129d985 (uuidgen makes one)',
     });
   }
-  return t.toLowerCase() as Uuid;
+  return uuid;
 }

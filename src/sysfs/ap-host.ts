@@ -181,16 +181,16 @@ export interface ActiveMatrix {
   domains: IdSet;
 }
 
-/**
- * The active mdevs' matrices, one read each (the boot hook's and the callout's
- * view). A matrix that cannot be read is an error, not an empty mdev: taken as
- * empty, its queues could be given to the host. One that vanished was removed.
- */
 /** The active mdevs' directory names under vfio_ap's matrix device, as sysfs spells them. */
 export function activeMdevNames(sysfs: Sysfs): string[] {
   return sysfs.list(MATRIX).filter(isUuid);
 }
 
+/**
+ * The active mdevs' matrices, one read each (the boot hook's and the callout's
+ * view). A matrix that cannot be read is an error, not an empty mdev: taken as
+ * empty, its queues could be given to the host. One that vanished was removed.
+ */
 export function listActiveMatrices(sysfs: Sysfs, names: readonly string[] = activeMdevNames(sysfs)): ActiveMatrix[] {
   const out: ActiveMatrix[] = [];
   for (const uuid of names) {
