@@ -1,6 +1,7 @@
 // ap-persist hook (ap-persist-hook@<event>.service, queued by udev) and
 // ap-persist wait (ap-persist-wait.service, before libvirt).
 
+import { existsSync } from 'node:fs';
 import type { Context } from '../cli/context.js';
 import { withPriority } from '../cli/journal.js';
 import { describeFailure, InputError } from '../errors.js';
@@ -76,6 +77,9 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
     clearTimeout(budget);
   }
 }
+
+/** The longest the wait waits for udev's events to be done, within its own timeout. */
+const SETTLE_MS = 30_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -189,6 +193,13 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
   }
   const up = awaited.filter((a) => a.result === 'up');
   const failed = awaited.filter((a) => a.result === 'failed');
+  // mdevctl's own autostart runs inside the udev events of vfio_ap's matrix device, and for an mdev
+  // the kernel refuses it may still be trying, making the mdev and removing it again: libvirt must not
+  // start in that moment and find it half made. Where udevd runs, those events are waited for (bounded).
+  if (failed.length > 0 && ctx.exec && existsSync(ctx.paths.at('run/udev/control'))) {
+    const left = Math.min(SETTLE_MS, timeoutMs - (Date.now() - start));
+    if (left > 0) await ctx.runner.run('udevadm', ['settle', `--timeout=${Math.ceil(left / 1000)}`], { timeoutMs: left + 1_000 });
+  }
   const problems = failed.length > 0 || report.exit_code !== 0;
   for (const a of failed) ctx.warn(`mdev ${a.label} is not up: ${a.reason}`);
   const line = `${problems ? 'not ready' : 'ready'}: ${up.length} of ${awaited.length} auto mdev(s) up`;

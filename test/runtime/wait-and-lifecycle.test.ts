@@ -53,6 +53,25 @@ describe('ap-persist wait', () => {
     expect(r.stderr).toContain('not ready: 2 of 3 auto mdev(s) up');
   }, 20_000);
 
+  it("with an mdev refused, lets udev's events end before libvirt (mdevctl's own autostart may still be making and removing it); not otherwise", async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
+    // udevd runs on this host.
+    mkdirSync(join(host.root, 'run/udev'), { recursive: true });
+    writeFileSync(join(host.root, 'run/udev/control'), '');
+    await host.run(['hook'], BINDINGS_COMPLETE);
+    expect((await onFakeClock(() => host.run(['wait', '--timeout', '5']))).code).toBe(0);
+    expect(host.runner()!.log.filter((l) => l.startsWith('udevadm'))).toEqual([]);
+
+    const refused = givenSimulatedHost(threeGuestsHost(), '6.0');
+    mkdirSync(join(refused.root, 'run/udev'), { recursive: true });
+    writeFileSync(join(refused.root, 'run/udev/control'), '');
+    refused.kernel().failWrite(`devices/vfio_ap/matrix/${GUEST2}/assign_adapter`, 'EADDRNOTAVAIL');
+    await refused.run(['hook'], BINDINGS_COMPLETE);
+    const r = await onFakeClock(() => refused.run(['wait', '--timeout', '600']));
+    expect(r.code).toBe(1);
+    expect(refused.runner()!.log.filter((l) => l.startsWith('udevadm'))).toEqual(['udevadm settle --timeout=30']);
+  }, 20_000);
+
   it('ends at once when vfio_ap did not load (exit 1): no mdev can come', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     host.kernel().failLoad('vfio_ap');
