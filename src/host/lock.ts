@@ -116,13 +116,48 @@ function unopenable(path: string): Owner {
  * contents are a user's) is renamed aside in /run/lock instead.
  */
 function breakLock(path: string, owner: Exclude<Owner, 'gone'>): boolean {
+  // One breaker at a time. Between looking at the lock and removing it, another breaker may have
+  // removed it and a third process taken it anew: that lock, removed in its turn, left two holders
+  // (the race suite lost a define to it when a dozen commands queued behind a dead owner).
+  const breaker = join(dirname(path), `.${basename(path)}.break`);
+  let fd: number;
   try {
+    fd = openSync(breaker, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') clearStaleBreaker(breaker);
+    // Another is breaking it: try the lock again.
+    return false;
+  }
+  closeSync(fd);
+  try {
+    // Still the very lock judged stale: not one another breaker removed and a new owner made since.
+    if (!sameOwner(readOwner(path), owner)) return false;
     if ('directory' in owner && owner.directory) renameSync(path, `${path}.broken-${randomHex(8)}`);
     else unlinkSync(path);
     return true;
   } catch {
     // someone else cleaned it
     return false;
+  } finally {
+    try {
+      unlinkSync(breaker);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** A breaker's mark holds a few milliseconds: one older (its breaker was killed), or a user's, is removed. */
+const BREAKER_STALE_MS = 5_000;
+
+function clearStaleBreaker(breaker: string): void {
+  try {
+    const st = lstatSync(breaker);
+    if (st.isFile() && trusted(st.uid) && Date.now() - st.mtimeMs < BREAKER_STALE_MS) return;
+    if (st.isDirectory()) renameSync(breaker, `${breaker}.broken-${randomHex(8)}`);
+    else unlinkSync(breaker);
+  } catch {
+    // gone meanwhile
   }
 }
 
@@ -191,8 +226,8 @@ export function tryLock(path: string, owner = process.pid): boolean | 'held-by-o
   const current = readOwner(path);
   if (current === 'gone') return false;
   if ('pid' in current && current.pid === owner) return 'held-by-owner';
-  // Remove only if it still says the same: another process may have broken it and taken it meanwhile.
-  if (isStale(current) && sameOwner(readOwner(path), current)) return breakLock(path, current) ? 'broken' : false;
+  // Removed only if it still says the same (breakLock looks again): another process may have broken it and taken it meanwhile.
+  if (isStale(current)) return breakLock(path, current) ? 'broken' : false;
   return false;
 }
 

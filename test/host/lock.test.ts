@@ -114,6 +114,18 @@ describe('the AP configuration lock against what a user plants in /run/lock', ()
   });
 });
 
+describe('a breaker mark a user plants', () => {
+  itWith(asRoot, 'is removed at once, and the stale lock broken', () => {
+    const { dir, lock } = runLock();
+    writeFileSync(lock, '4194304\n');
+    plant(join(dir, '.s390apconfig.lock.break'), '');
+    const held = acquireLock(lock, quick);
+    expect(held.acquired).toBe(true);
+    held.release();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
 describe("the lock root's own tools hold", () => {
   it('a live PID holds it until the timeout, with the holder named', () => {
     const { lock } = runLock();
@@ -138,6 +150,23 @@ describe("the lock root's own tools hold", () => {
     const held = acquireLock(lock, quick);
     expect(held.acquired).toBe(true);
     held.release();
+  });
+
+  it('one breaker at a time: while another removes a stale lock (its mark fresh), the lock is tried again, not broken twice', () => {
+    const { dir, lock } = runLock();
+    writeFileSync(lock, '4194304\n');
+    const mark = join(dir, '.s390apconfig.lock.break');
+    writeFileSync(mark, '');
+    expect(() => acquireLock(lock, quick)).toThrow('the AP configuration lock is held by PID 4194304');
+    expect(readFileSync(lock, 'utf8')).toBe('4194304\n');
+    expect(existsSync(mark)).toBe(true);
+    // A breaker killed at it leaves its mark: a few seconds on, the mark goes and the stale lock is broken.
+    utimesSync(mark, longAgo, longAgo);
+    const held = acquireLock(lock, quick);
+    expect(held.acquired).toBe(true);
+    expect(existsSync(mark)).toBe(false);
+    held.release();
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it('release removes only a lock that names the owner', () => {
