@@ -41,6 +41,7 @@ import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { checkHost, layOut, mdevHost, NEWCOMER, uuid, type BenchHost } from './hosts.js';
+import { HostPaths } from '../src/host/paths.js';
 
 // ---------------------------------------------------------------------------
 // Options.
@@ -397,7 +398,8 @@ function commands(
     list.push({
       id: 'hook-boot',
       label: 'hook at a boot, all to start',
-      caller: 'systemd (ap-persist-hook@.service), stub systemctl: none up',
+      // The udev rule queues ap-persist-mdevs.target behind the boot's first hook: systemd starts the units then.
+      caller: 'systemd (ap-persist-hook@change-1.service, the target queued behind it), stub systemctl',
       env: unitEnv(stub.inactive),
       args: [BIN, '--root', boot, '--exec', 'hook', '--event', 'change-1'],
       // The kernel's default masks again, and /run empty as after a boot (no report of an earlier
@@ -406,6 +408,23 @@ function commands(
         masks.forEach((m) => writeFileSync(m.path, m.text));
         rmSync(join(boot, 'run/ap-persist'), { recursive: true, force: true });
         rmSync(join(boot, 'run/lock/s390apconfig.lock'), { force: true });
+      },
+    });
+    list.push({
+      id: 'hook-later-start',
+      label: 'hook at a later event, all to start',
+      // Units of ours ran this boot and none is up (all stopped since): the hook asks systemd, then starts them.
+      caller: 'systemd (ap-persist-hook@change-2.service), stub systemctl: none up',
+      env: unitEnv(stub.inactive),
+      args: [BIN, '--root', boot, '--exec', 'hook', '--event', 'change-2'],
+      prepare: () => {
+        masks.forEach((m) => writeFileSync(m.path, m.text));
+        rmSync(join(boot, 'run/ap-persist'), { recursive: true, force: true });
+        rmSync(join(boot, 'run/lock/s390apconfig.lock'), { force: true });
+        const paths = new HostPaths(boot);
+        mkdirSync(dirname(paths.unitsStarted), { recursive: true });
+        writeFileSync(paths.unitsStarted, '');
+        writeFileSync(paths.targetStarted, '');
       },
     });
   }
@@ -706,7 +725,7 @@ try {
   const stub = { active: stubSystemctl('active'), inactive: stubSystemctl('inactive') };
 
   // 1. The targets: 64 auto mdevs for hook and callout, the example host for the admin's commands.
-  const pairedIds = ['hook-idle', 'hook-idle-exec', 'hook-boot', 'callout-start', 'callout-define', 'unit-start', 'mask-show', 'status', 'example-check', 'example-generate', 'example-mdev-define'];
+  const pairedIds = ['hook-idle', 'hook-idle-exec', 'hook-boot', 'hook-later-start', 'callout-start', 'callout-define', 'unit-start', 'mask-show', 'status', 'example-check', 'example-generate', 'example-mdev-define'];
   if (pairedIds.some(selected)) {
     log('bench: laying out the hosts (64 mdevs, the example)');
     const h64 = commands(hostSet('mdevs64', mdevHost(64, true), mdevHost(64, false)), stub);
@@ -739,7 +758,7 @@ try {
     const bySize = new Map<number, Command[]>();
     for (const n of SIZES) bySize.set(n, commands(hostSet(`scale${n}`, mdevHost(n, true)), stub));
     // The hook once (without --exec): with it, the series would time the stub systemctl too.
-    for (const id of bySize.get(SIZES[0]!)!.map((c) => c.id).filter((i) => i !== 'hook-idle-exec' && i !== 'hook-boot')) {
+    for (const id of bySize.get(SIZES[0]!)!.map((c) => c.id).filter((i) => i !== 'hook-idle-exec' && i !== 'hook-boot' && i !== 'hook-later-start')) {
       if (!selected(`scale:${id}`)) continue;
       log(`bench: scale:${id} (${SCALE_RUNS} runs per size)`);
       const at = (n: number): Command => ({ ...bySize.get(n)!.find((c) => c.id === id)!, id: `scale:${id}:${n}` });

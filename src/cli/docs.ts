@@ -216,6 +216,7 @@ export function renderManPage(program: Command, meta: DocsMeta): string {
       [`${paths.mdevctlMatrixDir}/`, 'Every mdev as an mdevctl definition with its start mode (written by generate).'],
       ...paths.calloutDirs.map((d): [string, string] => [`${d}/${CALLOUT_NAME}`, 'The mdevctl callout (mdevctl 1.2 looks in /etc, newer ones in /usr/lib).']),
       [paths.lastHook, 'The report of the last hook run (status shows it; wait reads it).'],
+      [`${paths.heldDir}/`, "The mdev units the hook holds back, one file per UUID with the reason (ap-persist-mdev@.service's ConditionPathExists=! skips their start); all while the boot's hook has not judged them."],
       [paths.lock, 'The AP configuration lock shared with chzdev and mdevctl.'],
       [`${paths.setAsideDir}/`, "s390-tools' ap-check callout, set aside by install (mdevctl asks only the first callout); uninstall puts it back."],
       [at(PRESET_STATE), `The units install enabled through the preset, so that a later install does not enable them again.`],

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import type { Context } from '../cli/context.js';
 import { withPriority } from '../cli/journal.js';
 import { describeFailure, InputError } from '../errors.js';
-import { mdevUnit } from '../generate/unit-names.js';
+import { mdevUnit, TARGET_EVENTS } from '../generate/unit-names.js';
 import { loadStore } from '../store/store.js';
 import { effectiveConfig } from '../checks/drift.js';
 import { readPeerFiles } from '../host/state.js';
@@ -62,7 +62,9 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
     },
   };
   try {
-    const report = await runHook({ paths: ctx.paths, sysfs: ctx.sysfs, runner, env, ...(opts.deadline ? { deadline: opts.deadline } : {}) });
+    // Only systemd runs the target after us: on a host (or --exec), as the instance the rule queues it with.
+    const targetQueued = ctx.exec && opts.event !== undefined && TARGET_EVENTS.includes(opts.event);
+    const report = await runHook({ paths: ctx.paths, sysfs: ctx.sysfs, runner, env, targetQueued, ...(opts.deadline ? { deadline: opts.deadline } : {}) });
     if (ctx.json) ctx.printJson(report);
     else if (!ctx.quiet) {
       // To the journal with sd-daemon(3) priority prefixes: `journalctl -p err` shows the refusals.

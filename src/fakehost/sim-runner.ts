@@ -7,8 +7,12 @@ import type { SimKernel } from '../sysfs/sim-kernel.js';
 import { commandLine, type CommandRunner } from '../runtime/commands.js';
 import { mdevUnitUuid } from '../generate/unit-names.js';
 
-/** Runs `ap-persist mdev start|stop UUID` as the unit would; returns its exit code, or undefined while it still runs. */
-export type UnitAction = (verb: 'start' | 'stop', uuid: string) => Promise<number | undefined>;
+/**
+ * Runs `ap-persist mdev start|stop UUID` as the unit would; returns its exit
+ * code, undefined while it still runs, or 'skipped' when a condition of the
+ * unit failed (systemd then runs nothing and leaves its state).
+ */
+export type UnitAction = (verb: 'start' | 'stop', uuid: string) => Promise<number | undefined | 'skipped'>;
 
 
 export interface SimulatedRunner extends CommandRunner {
@@ -16,8 +20,12 @@ export interface SimulatedRunner extends CommandRunner {
   readonly units: Map<string, number>;
 }
 
-/** `units` is systemd's memory of the units' results, shared by the commands of one simulated boot. */
-export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new Map<string, number>()): SimulatedRunner {
+/**
+ * `units` is systemd's memory of the units' results, shared by the commands
+ * of one simulated boot; `wants` lists the UUIDs of the mdev units the target
+ * wants (generate's links): starting the target starts those not active.
+ */
+export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new Map<string, number>(), wants: () => string[] = () => []): SimulatedRunner {
   const log: string[] = [];
   const ok = { exitCode: 0, stdout: '', stderr: '', timedOut: false, ran: true };
   return {
@@ -47,19 +55,27 @@ export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new
         const verb = args.find((a) => a === 'start' || a === 'stop' || a === 'restart');
         if (verb) {
           // --no-block: systemctl returns once the jobs are queued; the units' results show later.
-          for (const name of args) {
-            const uuid = mdevUnitUuid(name);
-            // Other units (the target) have nothing to run: only their state is kept.
-            if (!uuid) {
-              if (name.endsWith('.target')) verb === 'stop' ? units.delete(name) : units.set(name, 0);
-              continue;
-            }
+          const run = async (uuid: string, how: typeof verb): Promise<void> => {
             // restart: ExecStop, then ExecStart.
-            if (verb === 'restart') await unit('stop', uuid);
-            const code = await unit(verb === 'restart' ? 'start' : verb, uuid);
+            if (how === 'restart') await unit('stop', uuid);
+            const code = await unit(how === 'restart' ? 'start' : how, uuid);
+            if (code === 'skipped') return;
             // A unit stopped cleanly is inactive, one whose ExecStop failed is failed; a start still running shows no result yet.
-            if (code === undefined || (verb === 'stop' && code === 0)) units.delete(uuid);
+            if (code === undefined || (how === 'stop' && code === 0)) units.delete(uuid);
             else units.set(uuid, code);
+          };
+          const named = args.filter((a) => !a.startsWith('-') && a !== verb);
+          for (const name of named) {
+            const uuid = mdevUnitUuid(name);
+            if (uuid) await run(uuid, verb);
+            else if (name.endsWith('.target')) {
+              // The target runs nothing; its start starts, after the units named with it, each unit it wants that is not up.
+              if (verb === 'stop') units.delete(name);
+              else units.set(name, 0);
+            }
+          }
+          if (verb !== 'stop' && named.some((n) => n.endsWith('.target'))) {
+            for (const uuid of wants()) if (units.get(uuid) !== 0) await run(uuid, 'start');
           }
         }
         return ok;

@@ -14,3 +14,12 @@ export function mdevUnit(uuid: string): string {
 export function mdevUnitUuid(unit: string): string | undefined {
   return /^ap-persist-mdev@([0-9a-f-]{36})\.service$/.exec(unit)?.[1];
 }
+
+/**
+ * The hook instances 42-ap-persist.rules queues together with MDEVS_TARGET,
+ * ordered after the hook: the boot's first AP bus event (COMPLETECOUNT 1)
+ * and coldplug's add of the bus. Later events queue the hook alone, since
+ * an active target's start would start its inactive units at once, beside
+ * the hook rather than after it.
+ */
+export const TARGET_EVENTS: readonly string[] = ['change-1', 'add'];

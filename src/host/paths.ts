@@ -105,6 +105,15 @@ export class HostPaths {
   get unitMarksDir(): string {
     return this.at('run/ap-persist/units');
   }
+  /**
+   * The hook's verdicts on the mdev units the target wants: a file per UUID
+   * it holds back (the reason inside), and `all` while a boot hook that the
+   * target follows has not judged them all. ap-persist-mdev@.service has a
+   * ConditionPathExists=! on each, so systemd skips such a unit's start.
+   */
+  get heldDir(): string {
+    return this.at('run/ap-persist/held');
+  }
   get lastHook(): string {
     return this.at('run/ap-persist/last-hook.json');
   }

@@ -20,6 +20,8 @@ export interface HookReport {
   /** What chzdev or mdevctl changed in the boot files since generate: the hook applied theirs. */
   drift?: string[];
   commands: { command: string; ran: boolean; exit_code?: number; error?: string }[];
+  /** Set when systemd starts the units after the hook (the boot's first event): the target that does. */
+  started_by?: string;
   errors: string[];
   timings_ms: Record<string, number>;
   exit_code: number;
@@ -51,6 +53,7 @@ export function hookReportLines(r: HookReport): ReportLine[] {
     const refused = m.outcome === 'skipped' || m.outcome === 'failed';
     add(`  mdev ${m.uuid}${m.name ? ` (${m.name})` : ''}: ${m.outcome}${m.reason ? ` - ${m.reason}` : ''}`, refused ? 'err' : 'info');
   }
+  if (r.started_by) add(`  units: ${r.started_by} starts those to start once this hook has exited; it holds back the others (/run/ap-persist/held)`);
   for (const e of r.errors) add(`  error: ${e}`, 'err');
   return lines;
 }

@@ -16,7 +16,8 @@ import { formatAdapter, formatApqn, formatApqnDecimal, formatDomain, type Apqn }
 import { IdSet } from '../model/idset.js';
 import { mdevLabel, type HostMasks } from '../model/mdev.js';
 import { loadStore, type Store } from '../store/store.js';
-import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
+import { MDEVS_TARGET, mdevUnit, mdevUnitUuid } from '../generate/unit-names.js';
+import { HOLD_ALL, hold, readHeldMarks, syncHeldMarks } from './held-marks.js';
 import { listQueueApqns, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
@@ -31,6 +32,13 @@ export interface HookDeps {
   env: Record<string, string | undefined>;
   /** Epoch ms by which the hook must be done (wait's own timeout); each step's bound shrinks to fit. */
   deadline?: number;
+  /**
+   * systemd runs this hook with ap-persist-mdevs.target queued behind it
+   * (TARGET_EVENTS): unless the target was started before, systemd starts it,
+   * and every unit it wants that the hook does not hold back, once the hook
+   * has exited. The hook then asks systemd for nothing it would do anyway.
+   */
+  targetQueued?: boolean;
 }
 
 /**
@@ -227,6 +235,13 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
   // Each bounded step, never past the caller's deadline.
   const within = (capMs: number): number => (deps.deadline === undefined ? capMs : Math.max(100, Math.min(capMs, deps.deadline - Date.now())));
   let lock: ReturnType<typeof acquireLock> | undefined;
+  // The target follows this hook: until every unit it wants is judged, all are held back, so that a
+  // hook that fails or is killed before then leaves no mdev to start unchecked.
+  const follows = deps.targetQueued === true && !existsSync(deps.paths.targetStarted);
+  if (follows) {
+    const failed = hold(deps.paths, HOLD_ALL, "the boot's hook has not finished its checks (journalctl -u 'ap-persist-hook@*')");
+    if (failed) report.errors.push(`${failed}: the mdev units may start before the hook's checks`);
+  }
   try {
     lock = acquireLock(deps.paths.lock, { timeoutMs: within(10_000) });
     let t = lap('lock', t0);
@@ -293,72 +308,92 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       toStart.push(mdev.uuid);
     }
     t = lap('check', t);
-    if (toStart.length || alreadyActive.length) {
-      if (report.vfio_ap === 'failed') {
-        const why = report.errors.find((e) => e.startsWith('modprobe vfio_ap')) ?? 'modprobe vfio_ap failed';
-        for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: `vfio_ap is not loaded (${why}), so no mdev can be made` });
-      } else {
-        // The target wants every mdev generate linked, so it would start the refused ones too, and
-        // those mdevctl made manual or undefined since: only when all passed and nothing else is linked.
-        const autoUnits = new Set(report.mdevs.map((m) => mdevUnit(m.uuid)));
-        const allPass = report.mdevs.every((m) => m.outcome !== 'skipped') && linkedMdevUnits(deps.paths).every((u) => autoUnits.has(u));
-        const units = toStart.map(mdevUnit);
-        const adopted = alreadyActive.map(mdevUnit);
-        // Before the hook first starts units this boot (its mark in /run is not there yet) no unit
-        // of ours has run: no question to systemd, one start for all. Later, systemd says which are up,
-        // unless nothing is to start and the unit of every active mdev (and the target, when it
-        // is wanted) is marked up in /run: then there is nothing to ask.
-        const marked = existsSync(deps.paths.unitsStarted);
-        const settled = marked && units.length === 0 && unitsMarkedUp(deps.paths, alreadyActive) && (!allPass || existsSync(deps.paths.targetStarted));
-        const states = marked && !settled ? await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]) : new Map<string, { active: string }>();
-        const state = (u: string): string => (settled ? 'active' : (states.get(u)?.active ?? 'inactive'));
-        // A unit still active whose mdev is gone (removed by hand) does nothing on start: restart it.
-        // One still activating (an earlier event's) is left to finish: start merges with its job.
-        const restart = units.filter((u) => state(u) === 'active');
-        const restarted = new Set(restart);
-        // An mdev mdevctl's own autostart made: its unit starts too (ExecStart finds it up), so
-        // that systemd stops it after libvirt at shutdown, as every other. The target in the same call.
-        const start = [
-          ...(allPass && state(MDEVS_TARGET) !== 'active' ? [MDEVS_TARGET] : []),
-          ...units.filter((u) => !restarted.has(u)),
-          ...adopted.filter((u) => state(u) === 'inactive' || state(u) === 'failed'),
-        ];
-        const calls: string[][] = [...(restart.length ? [['restart', ...restart]] : []), ...(start.length ? [['start', ...start]] : [])];
-        let failure: string | undefined;
-        let ran = true;
-        const mark = (path: string, lacking: string): void => {
-          try {
-            writeFileAtomic(path, '', { durable: false });
-          } catch (err) {
-            report.errors.push(`${describeFailure(err).message}: ${lacking}`);
-          }
-        };
-        // Marked before the first start, so that no later hook takes a unit of ours for never started.
-        if (calls.length && !marked) mark(deps.paths.unitsStarted, 'the next hook may take an active unit for never started');
-        // systemd said the target is up (it was asked: its mark was not there): later hooks need not ask for it.
-        if (states.get(MDEVS_TARGET)?.active === 'active') mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
-        for (const call of calls) {
-          const r = await deps.runner.run('systemctl', ['--no-block', ...call], { timeoutMs: within(15_000) });
-          report.commands.push({ command: `systemctl --no-block ${call.join(' ')}`, ran: r.ran, exit_code: r.exitCode });
-          ran &&= r.ran;
-          if (r.ran && r.exitCode !== 0) failure ??= r.stderr.trim() || `exit ${r.exitCode}`;
-          // The target's mark only once systemd took its start: without it, later hooks ask systemd again.
-          else if (r.ran && call[0] === 'start' && call.includes(MDEVS_TARGET)) mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
-        }
-        for (const m of report.mdevs) {
-          if (m.outcome !== 'started') continue;
-          if (!ran) m.outcome = 'would-start';
-          else if (failure) Object.assign(m, { outcome: 'failed', reason: `systemctl: ${failure}` });
-        }
-        if (failure) report.errors.push(`systemctl start failed: ${failure}`);
-      }
+    if (report.vfio_ap === 'failed') {
+      const why = report.errors.find((e) => e.startsWith('modprobe vfio_ap')) ?? 'modprobe vfio_ap failed';
+      for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: `vfio_ap is not loaded (${why}), so no mdev can be made` });
     }
+    // Every unit the target wants (generate's links) that this hook neither starts nor adopts is held
+    // back with its reason: the refused, and those mdevctl made manual or undefined since generate.
+    const linked = linkedMdevUuids(deps.paths);
+    const outcomes = new Map(report.mdevs.map((m) => [m.uuid as string, m]));
+    const held = new Map<string, string>();
+    for (const uuid of linked) {
+      const m = outcomes.get(uuid);
+      if (m?.outcome === 'started' || m?.outcome === 'already-active') continue;
+      held.set(uuid, m ? `refused by the hook: ${m.reason ?? m.outcome}` : "not an auto mdev of the boot's configuration (changed since 'ap-persist generate')");
+    }
+    const marks = readHeldMarks(deps.paths);
+    if (held.size || marks.size) report.errors.push(...syncHeldMarks(deps.paths, marks, held));
+    const mark = (path: string, lacking: string): void => {
+      try {
+        writeFileAtomic(path, '', { durable: false });
+      } catch (err) {
+        report.errors.push(`${describeFailure(err).message}: ${lacking}`);
+      }
+    };
+    const marked = existsSync(deps.paths.unitsStarted);
+    if (follows) {
+      // systemd starts the target and its units after this hook: later hooks know they ran.
+      if (!marked) mark(deps.paths.unitsStarted, 'the next hook may take an active unit for never started');
+      mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
+    }
+    if ((toStart.length || alreadyActive.length) && report.vfio_ap !== 'failed') {
+      // What the target brings up after a hook it follows is not asked for again.
+      const byTarget = follows ? new Set(linked.map(mdevUnit)) : new Set<string>();
+      const units = toStart.map(mdevUnit);
+      const adopted = alreadyActive.map(mdevUnit);
+      // Before the hook first starts units this boot (its mark in /run is not there yet) no unit
+      // of ours has run: no question to systemd, one start for all. Later, systemd says which are up,
+      // unless nothing is to start and the unit of every active mdev and the target are marked
+      // up in /run: then there is nothing to ask.
+      const settled = marked && units.length === 0 && unitsMarkedUp(deps.paths, alreadyActive) && existsSync(deps.paths.targetStarted);
+      const states = marked && !settled ? await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]) : new Map<string, { active: string }>();
+      const state = (u: string): string => (settled ? 'active' : (states.get(u)?.active ?? 'inactive'));
+      // A unit still active whose mdev is gone (removed by hand) does nothing on start: restart it.
+      // One still activating (an earlier event's) is left to finish: start merges with its job.
+      const restart = units.filter((u) => state(u) === 'active');
+      const restarted = new Set(restart);
+      // An mdev mdevctl's own autostart made: its unit starts too (ExecStart finds it up), so
+      // that systemd stops it after libvirt at shutdown, as every other. The target in the same
+      // call: what it wants beside them is held back by its mark.
+      const start = [
+        ...(!follows && state(MDEVS_TARGET) !== 'active' ? [MDEVS_TARGET] : []),
+        ...units.filter((u) => !restarted.has(u) && !byTarget.has(u)),
+        ...adopted.filter((u) => (state(u) === 'inactive' || state(u) === 'failed') && !byTarget.has(u)),
+      ];
+      const calls: string[][] = [...(restart.length ? [['restart', ...restart]] : []), ...(start.length ? [['start', ...start]] : [])];
+      let failure: string | undefined;
+      let ran = true;
+      // Marked before the first start, so that no later hook takes a unit of ours for never started.
+      if (calls.length && !marked && !follows) mark(deps.paths.unitsStarted, 'the next hook may take an active unit for never started');
+      // systemd said the target is up (it was asked: its mark was not there): later hooks need not ask for it.
+      if (states.get(MDEVS_TARGET)?.active === 'active') mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
+      for (const call of calls) {
+        const r = await deps.runner.run('systemctl', ['--no-block', ...call], { timeoutMs: within(15_000) });
+        report.commands.push({ command: `systemctl --no-block ${call.join(' ')}`, ran: r.ran, exit_code: r.exitCode });
+        ran &&= r.ran;
+        if (r.ran && r.exitCode !== 0) failure ??= r.stderr.trim() || `exit ${r.exitCode}`;
+        // The target's mark only once systemd took its start: without it, later hooks ask systemd again.
+        else if (r.ran && call[0] === 'start' && call.includes(MDEVS_TARGET)) mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
+      }
+      const askedFor = new Set(calls.flat());
+      for (const m of report.mdevs) {
+        // What the target starts after this hook is started; what was asked for, as systemctl answered.
+        if (m.outcome !== 'started' || !askedFor.has(mdevUnit(m.uuid))) continue;
+        if (!ran) m.outcome = 'would-start';
+        else if (failure) Object.assign(m, { outcome: 'failed', reason: `systemctl: ${failure}` });
+      }
+      if (failure) report.errors.push(`systemctl start failed: ${failure}`);
+    }
+    if (follows) report.started_by = MDEVS_TARGET;
     lap('start', t);
   } catch (err) {
     // A broken store is bad input (2); anything else a runtime failure (1).
     const failure = describeFailure(err);
     report.errors.push(failure.message);
     report.exit_code = failure.exitCode;
+    // The target still comes after a failed hook: `all` keeps every unit back, now with the reason.
+    if (follows) hold(deps.paths, HOLD_ALL, `the boot's hook failed: ${failure.message} (journalctl -u 'ap-persist-hook@*')`);
   } finally {
     lock?.release();
   }
@@ -449,11 +484,11 @@ function unitsMarkedUp(paths: HostPaths, uuids: readonly string[]): boolean {
   return uuids.every((u) => up.has(u));
 }
 
-/** The mdev units generate linked into ap-persist-mdevs.target.wants. */
-function linkedMdevUnits(paths: HostPaths): string[] {
+/** The UUIDs of the mdev units generate linked into ap-persist-mdevs.target.wants. */
+function linkedMdevUuids(paths: HostPaths): string[] {
   try {
     // A dot file is a temporary link of a generate that was killed, not a unit.
-    return readdirSync(join(paths.generatedUnitsDir, `${MDEVS_TARGET}.wants`)).filter((n) => !n.startsWith('.'));
+    return readdirSync(join(paths.generatedUnitsDir, `${MDEVS_TARGET}.wants`)).flatMap((n) => mdevUnitUuid(n) ?? []);
   } catch {
     return [];
   }

@@ -6,7 +6,8 @@
 // command line (a link to sleep named after it), so pgrep finds exactly them.
 
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { HostPaths } from '../../src/host/paths.js';
 import { buildFakeHost } from '../../src/fakehost/builder.js';
 import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { tempDir } from '../support/host.js';
@@ -17,7 +18,8 @@ export type StubMode = 'hang' | 'hang-with-child' | 'exit-leaving-child' | 'ok';
 
 export interface HangCase {
   name: string;
-  host: 'fresh' | 'vfio-loaded';
+  /** fresh: the boot's first event; after-boot: vfio_ap loaded and units of ours started this boot (a later event asks systemd, then starts them). */
+  host: 'fresh' | 'after-boot';
   modprobe: StubMode;
   /** systemctl's `show`/`list-units` (the questions) and its `start`/`restart` (the jobs). */
   systemctlShow: StubMode;
@@ -84,23 +86,24 @@ export const HANG_CASES: HangCase[] = [
     says: /modprobe vfio_ap failed \(timed out\)/,
   },
   {
-    name: 'hook, systemctl start hangs with a child on the pipe (vfio_ap loaded)',
-    host: 'vfio-loaded',
+    // A later event: at the first, the target the rule queued starts the units, not the hook.
+    name: 'hook, systemctl start hangs with a child on the pipe (a later event)',
+    host: 'after-boot',
     modprobe: 'ok',
     systemctlShow: 'ok',
     systemctlStart: 'hang-with-child',
-    args: ['hook', '--event', 'change-1'],
+    args: ['hook', '--event', 'change-2'],
     boundMs: 15_000 + 1_100 + 3_000,
     code: 1,
     says: /systemctl/,
   },
   {
-    name: 'hook, systemctl show hangs (vfio_ap loaded)',
-    host: 'vfio-loaded',
+    name: 'hook, systemctl show hangs (a later event)',
+    host: 'after-boot',
     modprobe: 'ok',
     systemctlShow: 'hang',
     systemctlStart: 'ok',
-    args: ['hook', '--event', 'change-1'],
+    args: ['hook', '--event', 'change-2'],
     // show: 5 s; start then answers at once.
     boundMs: 5_000 + 1_100 + 3_000,
     code: 0,
@@ -146,11 +149,18 @@ export interface HangOutcome {
   left: string;
 }
 
+const mkdirp = (file: string): string => {
+  mkdirSync(dirname(file), { recursive: true });
+  return file;
+};
+
 export async function runHangCase(c: HangCase): Promise<HangOutcome> {
   const marker = `ap-persist-fault-hang-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const root = tempDir('ap-persist-fault-hang-');
-  buildFakeHost(root, { ...threeGuestsHost(), ...(c.host === 'vfio-loaded' ? { vfioAp: true } : {}) });
+  buildFakeHost(root, { ...threeGuestsHost(), ...(c.host === 'after-boot' ? { vfioAp: true } : {}) });
   mkdirSync(join(root, 'run'), { recursive: true });
+  // The first hook's mark that it had systemd start units: this hook asks systemd which are up.
+  if (c.host === 'after-boot') writeFileSync(mkdirp(new HostPaths(root).unitsStarted), '');
   const path = stubDir(c, marker);
   const r = await runCli(['--root', root, '--exec', ...c.args], { env: { PATH: `${path}:/usr/bin:/bin` }, boundMs: 90_000 });
   tally.runs++;

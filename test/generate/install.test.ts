@@ -9,6 +9,7 @@ import { run } from '../../src/cli/program.js';
 import { THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { HostPaths } from '../../src/host/paths.js';
 import { givenHost, snapshotTree, tempDir, type TestHost } from '../support/host.js';
+import { MDEVS_TARGET, TARGET_EVENTS } from '../../src/generate/unit-names.js';
 
 const CALLOUTS = ['etc/mdevctl.d/scripts.d/callouts/ap-persist', 'usr/lib/mdevctl/scripts.d/callouts/ap-persist'];
 /** libvirt's qemu hook: runs the tool with the callout's node and flags. */
@@ -33,10 +34,14 @@ describe('ap-persist install', () => {
     for (const rel of [RULE, ...UNITS, ...CALLOUTS]) expect(host.read(rel), rel).not.toMatch(/@(BIN|NODE|SYSTEMCTL)@/);
     // No node inside udevd's sandbox: the rule queues the hook's unit, by absolute path.
     expect(host.read(RULE)).toContain('RUN+="/usr/bin/systemctl --no-block start ap-persist-hook@change-$env{COMPLETECOUNT}.service"');
-    expect(host.read(RULE)).toContain('RUN+="/usr/bin/systemctl --no-block start ap-persist-hook@add.service"');
+    expect(host.read(RULE)).toContain('RUN+="/usr/bin/systemctl --no-block start ap-persist-hook@add.service ap-persist-mdevs.target"');
     // Every RUN of the rule is systemctl; node never runs inside udevd.
-    const runs = [...host.read(RULE).matchAll(/RUN\+="([^"]*)"/g)].map((m) => m[1]!.split(' ')[0]);
-    expect(runs).toEqual(['/usr/bin/systemctl', '/usr/bin/systemctl', '/usr/bin/systemctl']);
+    const runs = [...host.read(RULE).matchAll(/RUN\+="([^"]*)"/g)].map((m) => m[1]!.split(' '));
+    expect(runs.map((r) => r[0])).toEqual(['/usr/bin/systemctl', '/usr/bin/systemctl', '/usr/bin/systemctl', '/usr/bin/systemctl']);
+    // The hook knows which of its instances come with the target queued behind them (it then starts
+    // none of the target's units itself): exactly those the rule names with it.
+    const withTarget = runs.filter((r) => r.includes(MDEVS_TARGET)).map((r) => /^ap-persist-hook@(.+)\.service$/.exec(r.find((a) => a.startsWith('ap-persist-hook@'))!)![1]);
+    expect(withTarget.sort()).toEqual([...TARGET_EVENTS].sort());
     expect(host.read(unit('ap-persist-hook@.service'))).toContain('ExecStart=/opt/node/bin/node /opt/ap/bin/ap-persist hook --event %i\n');
     expect(host.read(unit('ap-persist-mdev@.service'))).toContain(
       'ExecStart=/opt/node/bin/node /opt/ap/bin/ap-persist mdev start %i\nExecStop=/opt/node/bin/node /opt/ap/bin/ap-persist mdev stop %i\n',
@@ -154,7 +159,7 @@ describe('ap-persist install', () => {
     const host = givenHost({ ...threeGuestsHost(), files: { 'bin/systemctl': '#!/bin/sh\n' } });
     chmodSync(join(host.root, 'bin/systemctl'), 0o755);
     await host.run('install', '--bin', '/usr/bin/ap-persist');
-    expect(host.read(RULE)).toContain('RUN+="/bin/systemctl --no-block start ap-persist-hook@add.service"');
+    expect(host.read(RULE)).toContain('RUN+="/bin/systemctl --no-block start ap-persist-hook@add.service ap-persist-mdevs.target"');
   });
 
   it('warns when the tool is not executable on the target system', async () => {

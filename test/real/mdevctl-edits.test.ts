@@ -231,8 +231,9 @@ step list mdevctl list -d
         [GUEST2, 'would-start'],
         [GUEST3, 'would-start'],
       ]);
-      // The target would start guest1's linked unit: the others are started one by one.
-      expect(report.commands.map((c: { command: string }) => c.command)).toEqual(['modprobe vfio_ap', `systemctl --no-block start ${unit(GUEST2)} ${unit(GUEST3)}`]);
+      // The target wants guest1's linked unit too: the hook holds it back, with the reason.
+      expect(report.commands.map((c: { command: string }) => c.command)).toEqual(['modprobe vfio_ap', `systemctl --no-block start ap-persist-mdevs.target ${unit(GUEST2)} ${unit(GUEST3)}`]);
+      expect(hookHost.read(`run/ap-persist/held/${GUEST1}`)).toContain("not an auto mdev of the boot's configuration");
 
       const before = host.snapshot();
       const gen = await host.run('generate', '--no-reload');
@@ -467,7 +468,8 @@ step list mdevctl list -d
         [GUEST1, 'would-start'],
         [GUEST2, 'would-start'],
       ]);
-      expect(report.commands.map((c: { command: string }) => c.command)).toEqual(['modprobe vfio_ap', `systemctl --no-block start ${unit(GUEST1)} ${unit(GUEST2)}`]);
+      expect(report.commands.map((c: { command: string }) => c.command)).toEqual(['modprobe vfio_ap', `systemctl --no-block start ap-persist-mdevs.target ${unit(GUEST1)} ${unit(GUEST2)}`]);
+      expect(booted.read(`run/ap-persist/held/${GUEST3}`)).toContain("not an auto mdev of the boot's configuration");
 
       const before = host.snapshot();
       const gen = await host.run('generate', '--no-reload');

@@ -239,7 +239,7 @@ describe('the .deb', () => {
         });
         expect(h2.libvirtd().startedAt).toBeUndefined();
         const event = await h2.bindingsComplete(1);
-        expect(event.runs).toEqual(['kmod load vfio_ap', '/usr/bin/systemctl --no-block start ap-persist-hook@change-1.service']);
+        expect(event.runs).toEqual(['kmod load vfio_ap', '/usr/bin/systemctl --no-block start ap-persist-hook@change-1.service ap-persist-mdevs.target']);
         expectCleanRuns(event);
         await h2.container.waitFor(() => h2.libvirtd().startedAt, { timeoutMs: 120_000, intervalMs: 20, what: 'libvirtd to start' });
         expect(h2.libvirtd().mdevsAtStart).toEqual([...GUESTS].sort());

@@ -125,11 +125,13 @@ describe('the rules under udevadm test', () => {
     };
     // udevd runs no node: each event queues one instance of the hook's unit with systemctl.
     const hookUnit = (instance: string): string => `/usr/bin/systemctl --no-block start ap-persist-hook@${instance}.service`;
+    // The boot's first event queues the target too, ordered after the hook: systemd starts the mdev units then.
+    const firstHookUnit = (instance: string): string => `${hookUnit(instance)} ap-persist-mdevs.target`;
     const applied = { writes: { apmask: APMASK, aqmask: AQMASK }, apmask: APMASK, aqmask: AQMASK };
     const untouched = { writes: {}, apmask: KERNEL_DEFAULT, aqmask: KERNEL_DEFAULT };
 
     // Boot: the bus bound every queue for the first time.
-    expect(event('first-complete')).toEqual({ ...applied, run: ['kmod load vfio_ap', hookUnit('change-1')] });
+    expect(event('first-complete')).toEqual({ ...applied, run: ['kmod load vfio_ap', firstHookUnit('change-1')] });
     // A card added later: the masks stay as they are (as chzdev's rule does), the hook checks again.
     expect(event('later-complete')).toEqual({ ...untouched, run: [hookUnit('change-2')] });
     // Any other change of the bus runs nothing.
@@ -137,7 +139,7 @@ describe('the rules under udevadm test', () => {
     // Without a count (5.11-5.13) chzdev's lines do not match (the hook applies the masks); the hook still runs.
     expect(event('complete-no-count')).toEqual({ ...untouched, run: [hookUnit('change')] });
     // Coldplug: udevadm trigger replays the bus's add once the bindings completed.
-    expect(event('coldplug')).toEqual({ ...applied, run: ['kmod load vfio_ap', hookUnit('add')] });
+    expect(event('coldplug')).toEqual({ ...applied, run: ['kmod load vfio_ap', firstHookUnit('add')] });
     expect(event('coldplug-incomplete')).toEqual({ ...untouched, run: [] });
     // Kernels without bindings_complete_count: nothing here; `ap-persist wait` runs the hook at boot.
     expect(event('coldplug-old-kernel')).toEqual({ ...untouched, run: [] });
@@ -161,7 +163,8 @@ describe('the rules under udevadm test', () => {
       expect(o, e.name).toBeDefined();
       expect({ writes: o!.writes, apmask: o!.apmask, aqmask: o!.aqmask }, `${e.name}\n${o!.log}`).toEqual({ writes: {}, apmask: FREE_MASK, aqmask: FREE_MASK });
       // The hook still runs for a BINDINGS=complete: it applies what is safe.
-      if (e.uevent) expect(o!.run, e.name).toEqual([`/usr/bin/systemctl --no-block start ap-persist-hook@change-${e.completeCount}.service`]);
+      const target = e.completeCount === 1 ? ' ap-persist-mdevs.target' : '';
+      if (e.uevent) expect(o!.run, e.name).toEqual([`/usr/bin/systemctl --no-block start ap-persist-hook@change-${e.completeCount}.service${target}`]);
     }
     // The check has teeth: the same events without the mdev write the masks.
     const control = await runInMountNamespace(script(host.root, [{ ...replays[0]!, activeMdev: false }]));

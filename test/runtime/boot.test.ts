@@ -3,12 +3,13 @@
 // mdevs up, on the 5.4 kernel of the seeds and on 6.0 and 6.19 kernels, in memory
 // and through a fake root on disk.
 
-import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { IdSet } from '../../src/model/idset.js';
-import { BINDINGS_COMPLETE, givenSimulatedHost } from '../support/sim-host.js';
+import { BINDINGS_COMPLETE, givenSimulatedHost, type SimHost } from '../support/sim-host.js';
+import { run } from '../../src/cli/program.js';
 
 const INTRUDER = 'deadbeef-0000-4000-8000-000000000001';
 const FREE = { apmask: IdSet.full().minus(IdSet.of([5, 6])), aqmask: IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff])) };
@@ -92,9 +93,9 @@ for (const flavour of ['5.4', '6.0', '6.19'] as const) {
         const host = givenSimulatedHost({ ...threeGuestsHost(), store }, flavour, { onDisk });
         // Exit 1: the hook's unit ends failed, so `systemctl --failed` shows the refusal.
         expect((await host.run(['hook'], BINDINGS_COMPLETE)).code).toBe(1);
-        // The target requires the intruder too: only the three that passed are started, one by one.
+        // The three that passed are started, with the target; the intruder is not.
         expect(host.runner()!.log.filter((l) => l.startsWith('systemctl --no-block'))).toEqual([
-          `systemctl --no-block start ap-persist-mdev@${GUEST1}.service ap-persist-mdev@${GUEST2}.service ap-persist-mdev@${GUEST3}.service`,
+          `systemctl --no-block start ap-persist-mdevs.target ap-persist-mdev@${GUEST1}.service ap-persist-mdev@${GUEST2}.service ap-persist-mdev@${GUEST3}.service`,
         ]);
         const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
         expect(report.mdevs.find((m: { uuid: string }) => m.uuid === INTRUDER)).toMatchObject({ outcome: 'skipped', apqns: ['05.0004'] });
@@ -213,5 +214,78 @@ describe('status after a boot', () => {
     expect(r.stdout).toContain('      0004 0047 00ab 00ff\n  05     a    b    a    b\n  06     a    c    a    c\n');
     expect(r.stdout).toContain(`  a = ${GUEST1} (guest1)\n  b = ${GUEST2} (guest2)\n  c = ${GUEST3} (guest3)\n`);
     expect(r.stdout).toContain('vfio_ap loaded');
+  });
+});
+
+describe("the boot's first event, as systemd runs it: the target follows the hook", () => {
+  const unitOf = (uuid: string): string => `ap-persist-mdev@${uuid}.service`;
+  /** The three-guest host with an intruder sharing 05.0004, generated anyway (--force): the target wants all four. */
+  const store = `${THREE_GUESTS_STORE}\n[mdev.${INTRUDER}]\nname = intruder\nadapters = 5\ndomains = 4\nstart = auto\n`;
+  async function generatedWithIntruder(): Promise<SimHost> {
+    const host = givenSimulatedHost({ ...threeGuestsHost(), store }, '6.0');
+    const g = await host.run(['generate', '--force']);
+    expect(g.code, g.stderr).toBe(0);
+    return host;
+  }
+
+  it('the hook asks systemd for nothing; the target then starts the units that passed and skips the one held back', async () => {
+    const host = await generatedWithIntruder();
+    const r = await host.run(['hook', '--event', 'change-1']);
+    expect(r.code).toBe(1);
+    const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
+    // No systemctl of the hook's own: the rule queued the target behind it.
+    expect(report.commands.map((c: { command: string }) => c.command)).toEqual(['modprobe vfio_ap']);
+    expect(report.started_by).toBe('ap-persist-mdevs.target');
+    expect(r.stdout).toContain('units: ap-persist-mdevs.target starts those to start once this hook has exited');
+    expect(report.mdevs.map((m: { outcome: string }) => m.outcome)).toEqual(['started', 'started', 'started', 'skipped']);
+    // systemd, after the hook: the target, then each unit it wants; the intruder's condition fails, so it never ran.
+    expect(Object.fromEntries(host.runner()!.units)).toEqual({ 'ap-persist-mdevs.target': 0, [GUEST1]: 0, [GUEST2]: 0, [GUEST3]: 0 });
+    for (const uuid of [GUEST1, GUEST2, GUEST3]) expect(host.kernel().exists(`devices/vfio_ap/matrix/${uuid}`), uuid).toBe(true);
+    expect(host.kernel().exists(`devices/vfio_ap/matrix/${INTRUDER}`)).toBe(false);
+    // The mark says why, where the unit's ConditionPathExists= looks; nothing else is held.
+    expect(readdirSync(join(host.root, 'run/ap-persist/held'))).toEqual([INTRUDER]);
+    expect(host.read(`run/ap-persist/held/${INTRUDER}`)).toMatch(/^refused by the hook: APQN 05\.0004 \(5\.4\) is also assigned to auto mdev .* \(guest1\), which comes earlier in the store/);
+    // The next event knows the target and the units ran: with nothing to change it asks systemd nothing.
+    // A mark of a unit the target no longer wants (an mdev removed from the store since) goes.
+    const gone = '00000000-0000-4000-8000-00000000dead';
+    writeFileSync(join(host.root, `run/ap-persist/held/${gone}`), 'refused by the hook: an earlier reason\n');
+    const again = await host.run(['hook', '--event', 'change-2']);
+    expect(again.code).toBe(1);
+    expect(host.runner()!.log).toEqual([]);
+    expect(readdirSync(join(host.root, 'run/ap-persist/held'))).toEqual([INTRUDER]);
+  });
+
+  it('a boot hook that fails before its checks holds every unit back; the next event that passes lets them start', async () => {
+    const host = await generatedWithIntruder();
+    writeFileSync(join(host.root, 'etc/ap-persist/ap-persist.conf'), store.replace('adapters = 5\n', 'adapters = 5-3\n'));
+    const r = await host.run(['hook', '--event', 'change-1']);
+    expect(r.code).toBe(2);
+    // The target came all the same (the rule queued it; ordering, not a requirement): no unit ran.
+    expect(Object.fromEntries(host.runner()!.units)).toEqual({ 'ap-persist-mdevs.target': 0 });
+    expect(host.read('run/ap-persist/held/all')).toMatch(/^the boot's hook failed: .*ap-persist\.conf:18: range '5-3' is reversed/);
+    // The admin repairs the store; a later event's hook judges every mdev and starts those that pass itself.
+    writeFileSync(join(host.root, 'etc/ap-persist/ap-persist.conf'), store);
+    const later = await host.run(['hook', '--event', 'change-2']);
+    expect(later.code, later.stdout).toBe(1);
+    expect(readdirSync(join(host.root, 'run/ap-persist/held'))).toEqual([INTRUDER]);
+    const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
+    // vfio_ap too: the failed hook stopped before loading it.
+    expect(report.commands.map((c: { command: string }) => c.command)).toEqual([
+      'modprobe vfio_ap',
+      `systemctl --no-block start ap-persist-mdevs.target ${[GUEST1, GUEST2, GUEST3].map(unitOf).join(' ')}`,
+    ]);
+    for (const uuid of [GUEST1, GUEST2, GUEST3]) expect(host.runner()!.units.get(uuid), uuid).toBe(0);
+  });
+
+  it('under --root without --exec nothing follows the hook: it says what it would start', async () => {
+    const host = await generatedWithIntruder();
+    const r = await run(['--root', host.root, '--json', 'hook', '--event', 'change-1'], { stdout: () => undefined, stderr: () => undefined, env: {} });
+    expect(r).toBe(1);
+    const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
+    expect(report.started_by).toBeUndefined();
+    expect(report.commands.map((c: { command: string }) => c.command)).toEqual([
+      'modprobe vfio_ap',
+      `systemctl --no-block start ap-persist-mdevs.target ${[GUEST1, GUEST2, GUEST3].map(unitOf).join(' ')}`,
+    ]);
   });
 });

@@ -8,12 +8,26 @@ import { simulatedRunner, type SimulatedRunner } from '../../src/fakehost/sim-ru
 import { run } from '../../src/cli/program.js';
 import { SimKernel, type KernelFlavour, type SimKernelOptions } from '../../src/sysfs/sim-kernel.js';
 import { tempDir, snapshotTree, type RunResult } from './host.js';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { HostPaths } from '../../src/host/paths.js';
+import { MDEVS_TARGET, mdevUnitUuid, TARGET_EVENTS } from '../../src/generate/unit-names.js';
 import { join } from 'node:path';
 import { packageRoot } from '../../src/package-info.js';
 
+const MDEV_UNIT = readFileSync(join(packageRoot(), 'units/ap-persist-mdev@.service'), 'utf8');
 /** ap-persist-mdev@.service's RuntimeDirectory=, which systemd makes when the unit starts and removes when it stops or fails. */
-const MDEV_UNIT_RUNTIME_DIR = /^RuntimeDirectory=(.+)$/m.exec(readFileSync(join(packageRoot(), 'units/ap-persist-mdev@.service'), 'utf8'))![1]!;
+const MDEV_UNIT_RUNTIME_DIR = /^RuntimeDirectory=(.+)$/m.exec(MDEV_UNIT)![1]!;
+/** Its ConditionPathExists=!PATH: any of these there (relative to the root), systemd skips its start. */
+const MDEV_UNIT_UNLESS = [...MDEV_UNIT.matchAll(/^ConditionPathExists=!\/(.+)$/gm)].map((m) => m[1]!);
+
+/** The UUIDs of the mdev units generate linked into the target's wants. */
+function linkedUuids(root: string): string[] {
+  try {
+    return readdirSync(join(new HostPaths(root).generatedUnitsDir, `${MDEVS_TARGET}.wants`)).flatMap((n) => mdevUnitUuid(n) ?? []);
+  } catch {
+    return [];
+  }
+}
 
 export interface SimHost {
   root: string;
@@ -49,7 +63,9 @@ export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, optio
     let stderr = '';
     const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t), env, stdin: () => stdin };
     const runtimeDir = (uuid: string): string => join(root, 'run', MDEV_UNIT_RUNTIME_DIR.replace('%i', uuid));
-    const unit = async (verb: 'start' | 'stop', uuid: string): Promise<number | undefined> => {
+    const unit = async (verb: 'start' | 'stop', uuid: string): Promise<number | undefined | 'skipped'> => {
+      // As systemd: a start whose ConditionPathExists=! names a file there runs nothing.
+      if (verb === 'start' && MDEV_UNIT_UNLESS.some((path) => existsSync(join(root, path.replace('%i', uuid))))) return 'skipped';
       // As systemd: the directory before ExecStart, gone once the unit is down (stopped or failed).
       if (verb === 'start') mkdirSync(runtimeDir(uuid), { recursive: true });
       if (options.runUnits === false) return undefined;
@@ -57,9 +73,12 @@ export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, optio
       if (verb === 'stop' || code !== 0) rmSync(runtimeDir(uuid), { recursive: true, force: true });
       return code;
     };
-    const runner = simulatedRunner(kernel, unit, units);
+    const wants = (): string[] => linkedUuids(root);
+    const runner = simulatedRunner(kernel, unit, units, wants);
     if (outer) last = runner;
     const code = await run(['--root', root, '--exec', ...args], io, { sysfs: kernel, runner });
+    // The hook as its unit, of an instance the udev rule queues the target with: systemd starts the target after it.
+    if (outer && args[0] === 'hook' && args[1] === '--event' && TARGET_EVENTS.includes(args[2]!)) await runner.run('systemctl', ['start', MDEVS_TARGET]);
     return { code, stdout, stderr };
   };
 

@@ -1,0 +1,58 @@
+// The hook's marks of the mdev units it holds back (run/ap-persist/held/):
+// ap-persist-mdev@.service is skipped by systemd while its UUID, or `all`,
+// is there. This is what lets systemd start the auto mdevs' units itself
+// after the boot's first hook (the udev rule queues ap-persist-mdevs.target
+// with it), yet never one the hook refused, nor any before it has judged.
+
+import { readdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { describeFailure } from '../errors.js';
+import { writeFileAtomic } from '../fsio/atomic.js';
+import type { HostPaths } from '../host/paths.js';
+
+/** The mark that holds back every unit: a UUID is never this. */
+export const HOLD_ALL = 'all';
+
+/** The marks there are now; empty when the directory is not there (the usual case). */
+export function readHeldMarks(paths: HostPaths): Set<string> {
+  try {
+    return new Set(readdirSync(paths.heldDir));
+  } catch {
+    return new Set();
+  }
+}
+
+/** Writes one mark with its reason; the failure in words, or undefined. */
+export function hold(paths: HostPaths, name: string, reason: string): string | undefined {
+  try {
+    // /run is emptied at every boot: no fsync.
+    writeFileAtomic(join(paths.heldDir, name), `${reason}\n`, { durable: false });
+    return undefined;
+  } catch (err) {
+    return describeFailure(err).message;
+  }
+}
+
+/**
+ * Makes the marks say `held` (UUID -> reason) and nothing else: the others,
+ * `all` included, are removed once every one of `held` is written. Returns
+ * what could not be done, in words.
+ */
+export function syncHeldMarks(paths: HostPaths, existing: ReadonlySet<string>, held: ReadonlyMap<string, string>): string[] {
+  const problems: string[] = [];
+  for (const [uuid, reason] of held) {
+    const failed = hold(paths, uuid, reason);
+    if (failed) problems.push(`${failed}: systemd may start ap-persist-mdev@${uuid}.service, which the hook holds back`);
+  }
+  // `all` goes last, and only when every unit's own mark is there.
+  const stale = [...existing].filter((name) => !held.has(name) && name !== HOLD_ALL);
+  if (problems.length === 0 && existing.has(HOLD_ALL)) stale.push(HOLD_ALL);
+  for (const name of stale) {
+    try {
+      unlinkSync(join(paths.heldDir, name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`cannot remove ${join(paths.heldDir, name)} (${(err as NodeJS.ErrnoException).code}): systemd skips that unit's start`);
+    }
+  }
+  return problems;
+}
