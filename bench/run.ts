@@ -395,6 +395,13 @@ function commands(
       const path = join(boot, 'sys/bus/ap', m);
       return { path, text: readFileSync(path, 'utf8') };
     });
+    // The kernel's default masks again, and /run empty as after a boot (no report of an earlier
+    // hook, no lock): every run applies the store's masks and finds no mdev up.
+    const freshBoot = (): void => {
+      masks.forEach((m) => writeFileSync(m.path, m.text));
+      rmSync(join(boot, 'run/ap-persist'), { recursive: true, force: true });
+      rmSync(join(boot, 'run/lock/s390apconfig.lock'), { force: true });
+    };
     list.push({
       id: 'hook-boot',
       label: 'hook at a boot, all to start',
@@ -402,13 +409,8 @@ function commands(
       caller: 'systemd (ap-persist-hook@change-1.service, the target queued behind it), stub systemctl',
       env: unitEnv(stub.inactive),
       args: [BIN, '--root', boot, '--exec', 'hook', '--event', 'change-1'],
-      // The kernel's default masks again, and /run empty as after a boot (no report of an earlier
-      // hook, no lock): every run is this boot's first hook and applies the store's masks.
-      prepare: () => {
-        masks.forEach((m) => writeFileSync(m.path, m.text));
-        rmSync(join(boot, 'run/ap-persist'), { recursive: true, force: true });
-        rmSync(join(boot, 'run/lock/s390apconfig.lock'), { force: true });
-      },
+      // Every run is this boot's first hook.
+      prepare: freshBoot,
     });
     list.push({
       id: 'hook-later-start',
@@ -418,9 +420,7 @@ function commands(
       env: unitEnv(stub.inactive),
       args: [BIN, '--root', boot, '--exec', 'hook', '--event', 'change-2'],
       prepare: () => {
-        masks.forEach((m) => writeFileSync(m.path, m.text));
-        rmSync(join(boot, 'run/ap-persist'), { recursive: true, force: true });
-        rmSync(join(boot, 'run/lock/s390apconfig.lock'), { force: true });
+        freshBoot();
         const paths = new HostPaths(boot);
         mkdirSync(dirname(paths.unitsStarted), { recursive: true });
         writeFileSync(paths.unitsStarted, '');
