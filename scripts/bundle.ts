@@ -33,6 +33,7 @@ import { dirname, join, relative } from 'node:path';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { PARTS as SHIPPED_PARTS } from '../src/cli/parts.js';
+import { PART_HEAD, PART_TAIL } from '../src/cli/code-cache.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DIST = join(ROOT, 'dist');
@@ -183,14 +184,25 @@ const common = {
 rmSync(join(DIST, 'bin/program.js'), { force: true });
 for (const f of existsSync(join(DIST, 'bin')) ? readdirSync(join(DIST, 'bin')) : []) if (f.includes('.v8-cache')) rmSync(join(DIST, 'bin', f), { force: true });
 
-const bundle = (entry: string, out: string, plugins: Plugin[]): Promise<unknown> =>
-  build({ ...common, entryPoints: [entry], outfile: join(DIST, 'bin', out), plugins: [...plugins, importMetaUrl] });
+/**
+ * `wrapped`: the part comes in its module function, as loadPart (src/cli/code-cache.ts) compiles it. The
+ * fast paths' parts only: program.cjs and handlebars.cjs are also imported as plain CommonJS (the fault
+ * suite runs the commands in its own process).
+ */
+const bundle = (entry: string, out: string, plugins: Plugin[], wrapped = false): Promise<unknown> =>
+  build({
+    ...common,
+    entryPoints: [entry],
+    outfile: join(DIST, 'bin', out),
+    plugins: [...plugins, importMetaUrl],
+    ...(wrapped ? { banner: { js: PART_HEAD }, footer: { js: PART_TAIL.trimStart() } } : {}),
+  });
 
 await Promise.all([
   bundle(join(DIST, 'src/cli/main.js'), 'ap-persist.cjs', [partsAreOtherFiles, loadedOnFirstUse(builtinsOnFirstUse)]),
-  bundle(join(DIST, 'src/cli/fast-hook.js'), 'hook.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
-  bundle(join(DIST, 'src/cli/fast-callout.js'), 'callout.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
-  bundle(join(DIST, 'src/cli/fast-unit.js'), 'unit.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
+  bundle(join(DIST, 'src/cli/fast-hook.js'), 'hook.cjs', [loadedOnFirstUse(builtinsOnFirstUse)], true),
+  bundle(join(DIST, 'src/cli/fast-callout.js'), 'callout.cjs', [loadedOnFirstUse(builtinsOnFirstUse)], true),
+  bundle(join(DIST, 'src/cli/fast-unit.js'), 'unit.cjs', [loadedOnFirstUse(builtinsOnFirstUse)], true),
   bundle(join(DIST, 'src/cli/program.js'), 'program.cjs', [loadedOnFirstUse({ ...builtinsOnFirstUse, handlebars: './handlebars.cjs' }, false)]),
   bundle(require.resolve('handlebars'), 'handlebars.cjs', [noSourceMap]),
 ]);

@@ -18,12 +18,20 @@ import { isJournal, stderrPriority, withPriority } from './journal.js';
  * callout carry on (their report, mdevctl's lock) and drop the output.
  */
 let exitWhenStdoutCloses = false;
+/** Set once a writer handed its descriptor to node's stream, which may hold output until node's loop has written it. */
+let streamMade = false;
+/**
+ * Set for the hook: it waits for every command it runs and writes all it says
+ * itself, so once it is done nothing is left for node's loop to run.
+ */
+let doneWhenReturned = false;
 const stdoutClosed = (): void => {
   if (exitWhenStdoutCloses) process.exit(process.exitCode ?? 0);
 };
 // Straight to fd 1 and 2: node's stream objects for them cost milliseconds to make (fd-writer.ts).
 const writeOut = fdWriter(1, {
   stream: () => {
+    streamMade = true;
     if (process.stdout.listenerCount('error') === 0) {
       process.stdout.on('error', (err: NodeJS.ErrnoException) => {
         if (err.code === 'EPIPE') stdoutClosed();
@@ -33,7 +41,12 @@ const writeOut = fdWriter(1, {
   },
   onClosed: stdoutClosed,
 });
-const writeErr = fdWriter(2, { stream: () => process.stderr });
+const writeErr = fdWriter(2, {
+  stream: () => {
+    streamMade = true;
+    return process.stderr;
+  },
+});
 
 // Run by a unit, our stderr is the journal: each line at error priority (warnings as such),
 // so `journalctl -p err` shows every refusal with its reason.
@@ -65,7 +78,10 @@ async function main(argv: string[]): Promise<number> {
   // Each command keeps a code cache of its own, holding the functions it compiles.
   setCacheFlavour(cacheFlavour(argv));
   // Each fast path loads only its own modules (in the bundle: initialised on first use).
-  if (fast?.command === 'hook') return (await import('./fast-hook.js')).runFastHook(fast.globals, fast.args, io);
+  if (fast?.command === 'hook') {
+    doneWhenReturned = true;
+    return (await import('./fast-hook.js')).runFastHook(fast.globals, fast.args, io);
+  }
   if (fast?.command === 'callout') return (await import('./fast-callout.js')).runFastCallout(fast.globals, fast.args, io);
   if (fast?.command === 'mdev') return (await import('./fast-unit.js')).runFastUnit(fast.globals, fast.args, io);
   exitWhenStdoutCloses = true;
@@ -76,6 +92,9 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // Ending here spares node's teardown of the heap and the garbage collection the run's allocations had
+    // scheduled for then ('exit' listeners still run): the hook of 64 mdevs with nothing to do, 1.40 -> 1.35 x `node -e 0`.
+    if (doneWhenReturned && !streamMade) process.exit();
   },
   (err: unknown) => {
     writeErr(`ap-persist: ${String((err as Error)?.stack ?? err)}\n`);

@@ -58,16 +58,31 @@ export function asSnapshot(value: unknown): StoreSnapshot | undefined {
   return s as StoreSnapshot;
 }
 
-/** Eight integers 0 .. 2^32-1, as IdSet words; undefined for anything else. */
-function idSet(value: unknown): IdSet | undefined {
-  if (!Array.isArray(value) || value.length !== 8) return undefined;
-  // One test per word (a string, a fraction, a negative or a larger number fails it): the boot reads some 200 sets.
-  for (let i = 0; i < 8; i++) if (value[i] >>> 0 !== value[i]) return undefined;
-  return IdSet.fromWords(new Uint32Array(value as number[]));
-}
+/**
+ * Reads the snapshot's ID sets into one buffer, each set a view of its own
+ * eight words there (IdSet.inWords): one typed array, not one per set.
+ */
+class SetReader {
+  private readonly words: Uint32Array;
+  private next = 0;
+  constructor(sets: number) {
+    this.words = new Uint32Array(8 * sets);
+  }
 
-function mask(value: unknown): IdSet | undefined | null {
-  return value === null ? null : (idSet(value) ?? undefined);
+  /** Eight integers 0 .. 2^32-1, as IdSet words; undefined for anything else. */
+  idSet(value: unknown): IdSet | undefined {
+    if (!Array.isArray(value) || value.length !== 8) return undefined;
+    // One test per word (a string, a fraction, a negative or a larger number fails it): the boot reads some 200 sets.
+    for (let i = 0; i < 8; i++) if (value[i] >>> 0 !== value[i]) return undefined;
+    const at = this.next;
+    this.next += 8;
+    this.words.set(value as number[], at);
+    return IdSet.inWords(this.words.subarray(at, at + 8));
+  }
+
+  mask(value: unknown): IdSet | undefined | null {
+    return value === null ? null : (this.idSet(value) ?? undefined);
+  }
 }
 
 /**
@@ -76,17 +91,18 @@ function mask(value: unknown): IdSet | undefined | null {
  */
 export function storeFromSnapshot(snapshot: StoreSnapshot, tool: string, text: string): Store | undefined {
   if (snapshot.tool !== tool || snapshot.content !== text) return undefined;
-  const apmask = mask(snapshot.masks.apmask);
-  const aqmask = mask(snapshot.masks.aqmask);
+  const sets = new SetReader(2 + 3 * snapshot.mdevs.length);
+  const apmask = sets.mask(snapshot.masks.apmask);
+  const aqmask = sets.mask(snapshot.masks.aqmask);
   if (apmask === undefined || aqmask === undefined) return undefined;
   const masks: HostMasks = { apmask: apmask ?? undefined, aqmask: aqmask ?? undefined };
   const mdevs: MdevDefinition[] = [];
   for (const m of snapshot.mdevs as unknown[]) {
     const s = m as Partial<Record<keyof SnapshotMdev, unknown>> | null;
     const uuid = typeof s?.uuid === 'string' ? uuidOf(s.uuid) : undefined;
-    const adapters = idSet(s?.adapters);
-    const domains = idSet(s?.domains);
-    const controlDomains = idSet(s?.control_domains);
+    const adapters = sets.idSet(s?.adapters);
+    const domains = sets.idSet(s?.domains);
+    const controlDomains = sets.idSet(s?.control_domains);
     const start = s?.start;
     if (!uuid || uuid !== s!.uuid || !adapters || !domains || !controlDomains || typeof start !== 'string' || !isStartMode(start)) return undefined;
     if (s!.name !== undefined && typeof s!.name !== 'string') return undefined;

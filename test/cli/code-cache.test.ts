@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cachePath } from '../../src/cli/code-cache.js';
+import { cachePath, PART_HEAD, PART_TAIL } from '../../src/cli/code-cache.js';
 import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { givenHost } from '../support/host.js';
 
@@ -63,6 +63,15 @@ describe('the code cache of a bundle', () => {
     expect(load(part)).toBe('hello');
     expect(lastUse).toBe('used');
     expect(statSync(cachePath(part)).mtimeMs).toBe(made);
+  });
+
+  it('takes a part that comes in its module function (as the bundle writes the fast paths) as it is, from its cache too', () => {
+    const { part } = bundleDir('hello');
+    writeFileSync(part, `${PART_HEAD}\n${partSource('hello')}${PART_TAIL}\n`);
+    expect(load(part)).toBe('hello');
+    expect(lastUse).toBe('written');
+    expect(load(part)).toBe('hello');
+    expect(lastUse).toBe('used');
   });
 
   it('is not used for a bundle changed since, even to a text of the same length, and is made again', () => {
