@@ -27,6 +27,17 @@ export interface HookReport {
   exit_code: number;
 }
 
+/**
+ * `date` as toISOString writes it (UTC, milliseconds, `Z`), from the UTC
+ * getters: toISOString's first call sets up V8's time zone cache (it reads
+ * /etc/localtime), 0.2 ms of every hook for a time that needs no zone.
+ */
+export function isoTime(date: Date): string {
+  const two = (n: number): string => String(n).padStart(2, '0');
+  const day = `${String(date.getUTCFullYear()).padStart(4, '0')}-${two(date.getUTCMonth() + 1)}-${two(date.getUTCDate())}`;
+  return `${day}T${two(date.getUTCHours())}:${two(date.getUTCMinutes())}:${two(date.getUTCSeconds())}.${String(date.getUTCMilliseconds()).padStart(3, '0')}Z`;
+}
+
 /** How much a line needs the admin (the journal's priorities). */
 export type Priority = 'err' | 'warning' | 'info';
 

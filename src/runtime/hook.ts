@@ -22,7 +22,7 @@ import { listQueueApqns, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
 import { unitStates } from './units.js';
-import type { HookMdevOutcome, HookReport } from './hook-report.js';
+import { isoTime, type HookMdevOutcome, type HookReport } from './hook-report.js';
 import { applyMaskWrites, MASK_ERRNO_MEANING, planMaskWrites, type MaskPair } from './masks.js';
 
 export interface HookDeps {
@@ -157,7 +157,7 @@ export function protectActiveMdevs(
 
 function emptyReport(env: Record<string, string | undefined>): HookReport {
   return {
-    time: new Date().toISOString(),
+    time: isoTime(new Date()),
     event: { action: env['ACTION'], devpath: env['DEVPATH'], bindings: env['BINDINGS'], completecount: env['COMPLETECOUNT'] },
     masks: { applied: false, writes: [], kept_for_active_mdevs: [] },
     vfio_ap: 'not-checked',
