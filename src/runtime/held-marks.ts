@@ -7,7 +7,7 @@
 import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeFailure } from '../errors.js';
-import { writeFileAtomic } from '../fsio/atomic.js';
+import { writeMark } from '../fsio/mark.js';
 import type { HostPaths } from '../host/paths.js';
 
 /** The mark that holds back every unit: a UUID is never this. */
@@ -25,8 +25,7 @@ export function readHeldMarks(paths: HostPaths): Set<string> {
 /** Writes one mark with its reason; the failure in words, or undefined. */
 export function hold(paths: HostPaths, name: string, reason: string): string | undefined {
   try {
-    // /run is emptied at every boot: no fsync.
-    writeFileAtomic(join(paths.heldDir, name), `${reason}\n`, { durable: false });
+    writeMark(join(paths.heldDir, name), `${reason}\n`);
     return undefined;
   } catch (err) {
     return describeFailure(err).message;

@@ -6,6 +6,7 @@
 import { ClaimIndex, type Claim, type Conflict } from '../checks/conflicts.js';
 import { describeFailure } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
+import { writeMark } from '../fsio/mark.js';
 import { acquireLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
 import { readActiveState, readPeerFiles, type ActiveState } from '../host/state.js';
@@ -326,7 +327,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     if (held.size || marks.size) report.errors.push(...syncHeldMarks(deps.paths, marks, held));
     const mark = (path: string, lacking: string): void => {
       try {
-        writeFileAtomic(path, '', { durable: false });
+        writeMark(path);
       } catch (err) {
         report.errors.push(`${describeFailure(err).message}: ${lacking}`);
       }

@@ -11,6 +11,7 @@ import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../
 import { ACTIVE, exampleHost } from '../callout/support.js';
 import { givenHost, tempDir } from '../support/host.js';
 import { givenSimulatedHost } from '../support/sim-host.js';
+import { writeMark } from '../../src/fsio/mark.js';
 import { itWith } from '../support/real-tools.js';
 
 const STORE = 'etc/ap-persist/ap-persist.conf';
@@ -142,6 +143,24 @@ describe('nothing outside --root is written or removed', () => {
     expect(r.stderr).toContain('--config: ');
     expect(r.stderr).toContain('holds a control character');
     expect(host.snapshot()).toEqual(before);
+  });
+});
+
+describe("the hook's marks in /run", () => {
+  it('a link planted where a mark goes is not written through: the mark fails, the target is untouched', () => {
+    const root = tempDir();
+    const target = victim();
+    mkdirSync(join(root, 'run/ap-persist/held'), { recursive: true });
+    symlinkSync(target, join(root, 'run/ap-persist/held/all'));
+    expect(() => writeMark(join(root, 'run/ap-persist/held/all'), 'held\n')).toThrow(/cannot write the file: ELOOP/);
+    expect(readFileSync(target, 'utf8')).toBe('root:secret\n');
+  });
+
+  it('is made with its directory, and says what it was given', () => {
+    const root = tempDir();
+    writeMark(join(root, 'run/ap-persist/held/x'), 'a reason\n');
+    writeMark(join(root, 'run/ap-persist/held/x'), 'another\n');
+    expect(readFileSync(join(root, 'run/ap-persist/held/x'), 'utf8')).toBe('another\n');
   });
 });
 

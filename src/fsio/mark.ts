@@ -1,0 +1,39 @@
+// Marks under /run: files whose being there is what counts (systemd's
+// ConditionPathExists=, the hook's next run); the text in them only says why.
+// One open makes one, not a temporary file and a rename as writeFileAtomic
+// does: a reader that finds a mark half written still finds it there, and
+// /run is emptied at every boot, so nothing is synced.
+
+import { closeSync, constants, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { RuntimeError } from '../errors.js';
+
+/** Never through a link put there in its place; never waiting on a FIFO. */
+const FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/** Makes the mark at `path` (and its directory), holding `text`. */
+export function writeMark(path: string, text = ''): void {
+  try {
+    let fd: number;
+    try {
+      fd = openSync(path, FLAGS, 0o644);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // Its directory is made only when the open says it is not there: once per boot.
+      mkdirSync(dirname(path), { recursive: true });
+      fd = openSync(path, FLAGS, 0o644);
+    }
+    try {
+      const bytes = Buffer.from(text, 'utf8');
+      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new RuntimeError(`cannot write the file: ${e.code ?? e.message}`, {
+      where: path,
+      hint: e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? 'run as root, on a writable file system' : 'check that its directory can be created and written',
+    });
+  }
+}
