@@ -475,13 +475,17 @@ function hostSet(name: string, running: BenchHost, boot?: BenchHost): Parameters
   // Before the first generate: the store alone in etc/.
   const fresh = saveEtc(root, `${name}-fresh`);
   install(root);
+  // On a host the first hook after the install is the boot's: it writes the hook's code cache
+  // (src/cli/code-cache.ts), which then holds the boot's path and the idle one within it.
+  const bootRoot = boot ? installed(`${name}-boot`, boot) : undefined;
+  if (bootRoot) spawnTimed([BIN, '--root', bootRoot, '--exec', 'hook', '--event', 'change-1'], unitEnv(stubSystemctl('inactive')));
   spawnTimed([BIN, '--root', root, '--exec', 'hook'], unitEnv(stubSystemctl('active')));
   runOnTmpfs(root);
   const installedEtc = saveEtc(root, `${name}-installed`);
   const writable = copyHost(root, `${name}-w`);
   return {
     running: root,
-    ...(boot ? { boot: installed(`${name}-boot`, boot) } : {}),
+    ...(bootRoot ? { boot: bootRoot } : {}),
     writable,
     beforeGenerate: putEtc(fresh, writable),
     resetWritable: putEtc(installedEtc, writable),

@@ -181,7 +181,7 @@ const READ_NONBLOCK = { encoding: 'utf8', flag: (constants.O_RDONLY | constants.
  * tells apart); `definitions` and `unreadable` parse them when first asked,
  * never those that hold what `recorded` (generate's record) says generate wrote.
  */
-function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath, ManifestEntry>, only?: readonly string[]): MdevctlView {
+function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath, ManifestEntry>, only?: readonly string[], asRecorded?: ReadonlySet<string>): MdevctlView {
   const dir = paths.mdevctlMatrixDir;
   const files = new Map<string, ReadDefinition>();
   const relDir = rootPath(paths, dir);
@@ -223,8 +223,17 @@ function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath
       names.push(entry.name);
       if (entry.isFile()) plain.add(entry.name);
     }
+    // A plain file generate wrote for one of `asRecorded` is taken as the record has it, unread.
+    const kept = (name: string): string | undefined => {
+      if (!asRecorded?.has(name) || !plain.has(name)) return undefined;
+      const entry = recorded.get(`${relDir}/${name}`);
+      return entry && 'content' in entry ? entry.content : undefined;
+    };
     // In name order (the default sort, without a comparison function of ours per pair).
-    for (const name of names.sort()) add(name, plain.has(name) ? quick : careful);
+    for (const name of names.sort()) {
+      const text = kept(name);
+      add(name, text !== undefined ? () => text : plain.has(name) ? quick : careful);
+    }
   }
   const definition = (name: string, file: ReadDefinition): MdevDefinition[] => (file.device ? [toDefinition(parseUuid(name), file.device)] : []);
   let definitions: MdevDefinition[] | undefined;
@@ -249,8 +258,11 @@ export type PeerFiles = BootFiles & { recordError?: string; storeSnapshot?: Stor
  * those are never parsed), mdevctl's definitions (with `only`, just those
  * of these UUIDs) and chzdev's 41-ap.rules. A damaged record counts as none (every file
  * then looks like a peer's), with the reason in `recordError`.
+ * `asRecorded`: UUIDs whose definition, where generate wrote it, is taken as
+ * the record holds it without being read (the hook's active mdevs: what the
+ * file says cannot change what it does with them).
  */
-export function readPeerFiles(paths: HostPaths, only?: readonly string[]): { mdevctl: MdevctlView; boot: PeerFiles } {
+export function readPeerFiles(paths: HostPaths, only?: readonly string[], asRecorded?: ReadonlySet<string>): { mdevctl: MdevctlView; boot: PeerFiles } {
   let recorded = new Map<string, ManifestEntry>();
   let recordError: string | undefined;
   let storeSnapshot: StoreSnapshot | undefined;
@@ -264,7 +276,7 @@ export function readPeerFiles(paths: HostPaths, only?: readonly string[]): { mde
   } catch (err) {
     recordError = err instanceof ApPersistError ? err.message : String(err);
   }
-  const mdevctl = readMdevctlDefinitions(paths, recorded, only);
+  const mdevctl = readMdevctlDefinitions(paths, recorded, only, asRecorded);
   return {
     mdevctl,
     boot: {

@@ -246,8 +246,12 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
   try {
     lock = acquireLock(deps.paths.lock, { timeoutMs: within(10_000) });
     let t = lap('lock', t0);
+    let live = readActiveState(deps.sysfs);
+    t = lap('sysfs', t);
     // At boot the files the peers act on rule: chzdev's or mdevctl's change since generate is applied, and reported.
-    const { boot } = readPeerFiles(deps.paths);
+    // Not an active mdev's definition where generate wrote it: the hook neither starts, restarts nor stops an
+    // active mdev, so what mdevctl may have changed there cannot change what it does (status reports it).
+    const { boot } = readPeerFiles(deps.paths, undefined, live.uuids);
     t = lap('peer_files', t);
     const store = loadStore(deps.paths.store, boot.storeSnapshot).store; // broken: throws, nothing touched
     t = lap('store', t);
@@ -255,10 +259,8 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     const drift = config.drift.filter(changesBoot);
     if (drift.length) report.drift = drift.map((d) => driftLines(d).join('; '));
     if (boot.recordError) report.errors.push(`${boot.recordError}: drift cannot be told from the store's own files`);
-    let live = readActiveState(deps.sysfs);
     // Said only now: a hook that stopped before this (the lock, the store) did not look.
     if (live.vfioAp) report.vfio_ap = 'already-loaded';
-    t = lap('sysfs', t);
 
     // 1. Masks: the boot's (41-ap.rules where chzdev changed them), less what an active mdev holds.
     applyStoreMasks(deps.sysfs, { masks: config.masks, mdevs: store.mdevs }, live, report);

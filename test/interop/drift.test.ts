@@ -171,6 +171,30 @@ describe('mdevctl edits our mdevs after generate', () => {
     expect((await host.run(['status'])).stdout).toContain('boot files: up to date with the store');
   });
 
+  it("modify --manual of a running guest's mdev: events leave it be (status tells); once it is down, the boot's rule is mdevctl's", async () => {
+    const host = await generatedHost();
+    expect((await host.run(['hook'], BINDINGS_COMPLETE)).code).toBe(0);
+    mdevctlEdit(host, GUEST1, (d) => {
+      d.start = 'manual';
+    });
+    // The hook does nothing to an active mdev, whatever its definition says: it does not read it.
+    const r = await host.run(['--json', 'hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '2' });
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.drift).toBeUndefined();
+    expect(report.mdevs.map((m: { outcome: string }) => m.outcome)).toEqual(['already-active', 'already-active', 'already-active']);
+    expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST1}`)).toBe(true);
+    // status reads everything: the drift is there for the admin.
+    expect((await host.run(['status'])).stdout).toContain(`mdevctl's definition of mdev ${GUEST1} (guest1)`);
+    // Its guest is gone and the mdev stopped: the next event reads it and keeps it down, held back with the reason.
+    await host.runner()!.run('systemctl', ['--no-block', 'stop', `ap-persist-mdev@${GUEST1}.service`]);
+    const later = JSON.parse((await host.run(['--json', 'hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '3' })).stdout);
+    expect(later.drift?.join('\n')).toContain(`mdev ${GUEST1} (guest1)`);
+    expect(later.mdevs.map((m: { uuid: string }) => m.uuid)).toEqual([GUEST2, GUEST3]);
+    expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST1}`)).toBe(false);
+    expect(host.read(`run/ap-persist/held/${GUEST1}`)).toContain("not an auto mdev of the boot's configuration");
+  });
+
   it('modify --auto of a manual mdev that conflicts: check reports the conflict mdevctl made', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     expect((await host.run(['mdev', 'modify', GUEST3, '--start', 'manual'])).code).toBe(0);
