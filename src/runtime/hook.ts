@@ -176,7 +176,7 @@ function emptyReport(env: Record<string, string | undefined>): HookReport {
  * when the bus shows it, or after an EBUSY from a backport). Records in the
  * report the writes the kernel took, what was kept out, and any refusal.
  */
-function applyStoreMasks(sysfs: Sysfs, store: Pick<Store, 'masks' | 'mdevs'>, live: ActiveState, report: HookReport): void {
+function applyStoreMasks(sysfs: Sysfs, store: Pick<Store, 'masks' | 'mdevs'>, live: ActiveState, report: HookReport, beforeChange: () => void): void {
   if (!live.masks) {
     report.errors.push('no AP bus masks in sysfs (bus/ap/apmask): masks not applied');
     return;
@@ -191,6 +191,7 @@ function applyStoreMasks(sysfs: Sysfs, store: Pick<Store, 'masks' | 'mdevs'>, li
   let { target, kept } = protectActiveMdevs(wanted, live.masks, givesMore ? named(live.mdevs) : [], rule);
   const planned = planMaskWrites(live.masks, target);
   const refused = (err: SysfsError): void => void report.errors.push(`mask write refused: ${err.message}: ${MASK_ERRNO_MEANING[err.code] ?? 'see the kernel log'}`);
+  if (planned.length) beforeChange();
   const overridden = planned.length ? overriddenQueues(sysfs) : [];
   if (overridden.length) {
     report.errors.push(
@@ -225,7 +226,31 @@ function applyStoreMasks(sysfs: Sysfs, store: Pick<Store, 'masks' | 'mdevs'>, li
 /** Monotonic milliseconds: process.hrtime, since node:perf_hooks costs a millisecond to load. */
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
+/** Thrown where a hook that looked without the lock would change something: it then takes the lock and looks again. */
+const NEEDS_LOCK = Symbol('the hook needs the lock');
+
+/**
+ * Runs the hook. An event that changes nothing (every auto mdev up and its
+ * unit marked, the masks right, vfio_ap loaded, no mark to change) needs no
+ * lock: the hook first looks without it. At the first thing it would change
+ * (a mask, the module, a mark, a question to or a job for systemd) it takes
+ * the lock and looks again from the start: what it saw may have been half of
+ * a change another process made under the lock. Nothing is written before.
+ */
 export async function runHook(deps: HookDeps): Promise<HookReport> {
+  // A boot hook the target follows writes its hold on every unit first: it takes the lock at once.
+  const follows = deps.targetQueued === true && !existsSync(deps.paths.targetStarted);
+  if (!follows) {
+    try {
+      return await runOnce(deps, false, false);
+    } catch (err) {
+      if (err !== NEEDS_LOCK) throw err;
+    }
+  }
+  return runOnce(deps, true, follows);
+}
+
+async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Promise<HookReport> {
   const t0 = nowMs();
   const report = emptyReport(deps.env);
   const lap = (name: string, since: number): number => {
@@ -236,15 +261,18 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
   // Each bounded step, never past the caller's deadline.
   const within = (capMs: number): number => (deps.deadline === undefined ? capMs : Math.max(100, Math.min(capMs, deps.deadline - Date.now())));
   let lock: ReturnType<typeof acquireLock> | undefined;
+  /** Before each change: a look without the lock ends here (runHook looks again, with it). */
+  const change = (): void => {
+    if (!locking) throw NEEDS_LOCK;
+  };
   // The target follows this hook: until every unit it wants is judged, all are held back, so that a
   // hook that fails or is killed before then leaves no mdev to start unchecked.
-  const follows = deps.targetQueued === true && !existsSync(deps.paths.targetStarted);
   if (follows) {
     const failed = hold(deps.paths, HOLD_ALL, "the boot's hook has not finished its checks (journalctl -u 'ap-persist-hook@*')");
     if (failed) report.errors.push(`${failed}: the mdev units may start before the hook's checks`);
   }
   try {
-    lock = acquireLock(deps.paths.lock, { timeoutMs: within(10_000) });
+    if (locking) lock = acquireLock(deps.paths.lock, { timeoutMs: within(10_000) });
     let t = lap('lock', t0);
     let live = readActiveState(deps.sysfs);
     t = lap('sysfs', t);
@@ -263,11 +291,12 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     if (live.vfioAp) report.vfio_ap = 'already-loaded';
 
     // 1. Masks: the boot's (41-ap.rules where chzdev changed them), less what an active mdev holds.
-    applyStoreMasks(deps.sysfs, { masks: config.masks, mdevs: store.mdevs }, live, report);
+    applyStoreMasks(deps.sysfs, { masks: config.masks, mdevs: store.mdevs }, live, report, change);
     t = lap('masks', t);
 
     // 2. vfio_ap.
     if (!live.vfioAp) {
+      change();
       const r = await deps.runner.run('modprobe', ['vfio_ap'], { timeoutMs: within(15_000) });
       report.commands.push({ command: 'modprobe vfio_ap', ran: r.ran, exit_code: r.exitCode, ...(r.exitCode ? { error: r.stderr.trim() } : {}) });
       if (!r.ran) report.vfio_ap = 'would-load';
@@ -326,7 +355,10 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       held.set(uuid, m ? `refused by the hook: ${m.reason ?? m.outcome}` : "not an auto mdev of the boot's configuration (changed since 'ap-persist generate')");
     }
     const marks = readHeldMarks(deps.paths);
-    if (held.size || marks.size) report.errors.push(...syncHeldMarks(deps.paths, marks, held));
+    // The same marks, none holding all: a look without the lock leaves them as the hook that made them worded them.
+    const sameMarks = !marks.has(HOLD_ALL) && marks.size === held.size && [...held.keys()].every((u) => marks.has(u));
+    if (!sameMarks) change();
+    if ((held.size || marks.size) && locking) report.errors.push(...syncHeldMarks(deps.paths, marks, held));
     const mark = (path: string, lacking: string): void => {
       try {
         writeMark(path);
@@ -336,6 +368,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     };
     const marked = existsSync(deps.paths.unitsStarted);
     if (follows) {
+      change();
       // systemd starts the target and its units after this hook: later hooks know they ran.
       if (!marked) mark(deps.paths.unitsStarted, 'the next hook may take an active unit for never started');
       mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
@@ -350,6 +383,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
       // unless nothing is to start and the unit of every active mdev and the target are marked
       // up in /run: then there is nothing to ask.
       const settled = marked && units.length === 0 && unitsMarkedUp(deps.paths, alreadyActive) && existsSync(deps.paths.targetStarted);
+      if (!settled) change();
       const states = marked && !settled ? await unitStates(deps.runner, [...units, ...adopted, MDEVS_TARGET]) : new Map<string, { active: string }>();
       const state = (u: string): string => (settled ? 'active' : (states.get(u)?.active ?? 'inactive'));
       // A unit still active whose mdev is gone (removed by hand) does nothing on start: restart it.
@@ -391,6 +425,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
     if (follows) report.started_by = MDEVS_TARGET;
     lap('start', t);
   } catch (err) {
+    if (err === NEEDS_LOCK) throw err;
     // A broken store is bad input (2); anything else a runtime failure (1).
     const failure = describeFailure(err);
     report.errors.push(failure.message);

@@ -3,13 +3,17 @@
 // mdevs up, on the 5.4 kernel of the seeds and on 6.0 and 6.19 kernels, in memory
 // and through a fake root on disk.
 
-import { mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { IdSet } from '../../src/model/idset.js';
 import { BINDINGS_COMPLETE, givenSimulatedHost, type SimHost } from '../support/sim-host.js';
 import { run } from '../../src/cli/program.js';
+import { HostPaths } from '../../src/host/paths.js';
+import { runHook } from '../../src/runtime/hook.js';
+import { recordingRunner } from '../../src/runtime/commands.js';
+import { FileSysfs } from '../../src/sysfs/file-sysfs.js';
 
 const INTRUDER = 'deadbeef-0000-4000-8000-000000000001';
 const FREE = { apmask: IdSet.full().minus(IdSet.of([5, 6])), aqmask: IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff])) };
@@ -202,6 +206,34 @@ for (const flavour of ['5.4', '6.0', '6.19'] as const) {
     });
   });
 }
+
+describe('an event that changes nothing', () => {
+  it('needs no lock: with chzdev holding it, the hook neither waits nor touches it', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0', { onDisk: true });
+    expect((await host.run(['hook'], BINDINGS_COMPLETE)).code).toBe(0);
+    // A live process holds the AP configuration lock (PID 1 stands for chzdev: alive, and not this process).
+    const lock = join(host.root, 'run/lock/s390apconfig.lock');
+    writeFileSync(lock, '1\n');
+    const r = await host.run(['--json', 'hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '2' });
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report.mdevs.map((m: { outcome: string }) => m.outcome)).toEqual(['already-active', 'already-active', 'already-active']);
+    expect(report.errors).toEqual([]);
+    expect(readFileSync(lock, 'utf8')).toBe('1\n');
+    // One mdev gone: now there is something to do, and the hook waits for the lock (bounded here by a deadline, as wait gives it).
+    host.kernel().write(`devices/vfio_ap/matrix/${GUEST2}/remove`, '1');
+    host.kernel().saveTo(host.root);
+    const paths = new HostPaths(host.root);
+    const held = await runHook({ paths, sysfs: new FileSysfs(host.root), runner: recordingRunner(), env: { ...BINDINGS_COMPLETE, COMPLETECOUNT: '3' }, deadline: Date.now() + 300 });
+    expect(held.errors.join('\n')).toContain('the AP configuration lock is held by PID 1');
+    expect(held.commands).toEqual([]);
+    // Once it is free, the hook takes it and restarts the mdev's unit.
+    rmSync(lock);
+    const again = JSON.parse((await host.run(['--json', 'hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '3' })).stdout);
+    expect(again.commands.map((c: { command: string }) => c.command)).toContain(`systemctl --no-block restart ap-persist-mdev@${GUEST2}.service`);
+    expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST2}`)).toBe(true);
+  });
+});
 
 describe('status after a boot', () => {
   it('--matrix draws which mdev owns each present APQN', async () => {
