@@ -377,16 +377,17 @@ function commands(
     {
       id: 'hook-idle',
       label: 'hook, nothing to change',
-      caller: 'systemd (ap-persist-hook@.service); host commands recorded, not run (no --exec)',
+      // A later event (a rescan, a card added): the boot's first was change-1.
+      caller: 'systemd (ap-persist-hook@change-2.service); host commands recorded, not run (no --exec)',
       env: unitEnv(),
-      args: [BIN, '--root', host.running, 'hook', '--event', 'change-1'],
+      args: [BIN, '--root', host.running, 'hook', '--event', 'change-2'],
     },
     {
       id: 'hook-idle-exec',
       label: 'hook, nothing to change, --exec',
-      caller: 'systemd (ap-persist-hook@.service), stub systemctl: all up',
+      caller: 'systemd (ap-persist-hook@change-2.service), stub systemctl: all up',
       env: unitEnv(stub.active),
-      args: [BIN, '--root', host.running, '--exec', 'hook', '--event', 'change-1'],
+      args: [BIN, '--root', host.running, '--exec', 'hook', '--event', 'change-2'],
     },
   ];
   if (host.boot) {
@@ -475,8 +476,8 @@ function hostSet(name: string, running: BenchHost, boot?: BenchHost): Parameters
   // Before the first generate: the store alone in etc/.
   const fresh = saveEtc(root, `${name}-fresh`);
   install(root);
-  // On a host the first hook after the install is the boot's: it writes the hook's code cache
-  // (src/cli/code-cache.ts), which then holds the boot's path and the idle one within it.
+  // On a host the first hook after the install is the boot's (its code cache is its own, `hook-boot`),
+  // then one with nothing to change (below), which writes the hook's cache for later events.
   const bootRoot = boot ? installed(`${name}-boot`, boot) : undefined;
   if (bootRoot) spawnTimed([BIN, '--root', bootRoot, '--exec', 'hook', '--event', 'change-1'], unitEnv(stubSystemctl('inactive')));
   spawnTimed([BIN, '--root', root, '--exec', 'hook'], unitEnv(stubSystemctl('active')));

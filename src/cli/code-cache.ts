@@ -16,7 +16,7 @@
 // exits, when it owns the directory; where it cannot (a read-only /usr, a
 // sandbox), the tool runs as it would without one.
 
-import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 
@@ -70,7 +70,11 @@ function readCache(path: string, bundle: Stats): { data?: Buffer; use: CacheUse 
   try {
     const file = fstatSync(fd);
     if (!file.isFile() || (file.uid !== bundle.uid && file.uid !== 0) || othersWrite(file)) return { use: 'untrusted' };
-    const bytes = readFileSync(fd);
+    // One read into a buffer of the size fstat gave: readFileSync(fd) asks again and reads in steps (0.1 ms more).
+    const bytes = Buffer.allocUnsafe(file.size);
+    let got = 0;
+    for (let n = 1; got < file.size && n > 0; got += n) n = readSync(fd, bytes, got, file.size - got, got);
+    if (got !== file.size) return { use: 'none' };
     const end = bytes.indexOf(0x0a, MAGIC.length);
     if (end < 0) return { use: 'none' };
     const head = Buffer.from(MAGIC + cacheKey(bundle, bytes.length - end - 1));

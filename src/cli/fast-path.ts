@@ -4,6 +4,7 @@
 // recognise goes the normal way, where commander reports it.
 
 import type { GlobalOptions } from './context.js';
+import { TARGET_EVENTS } from '../generate/unit-names.js';
 
 export interface FastCommand {
   command: 'hook' | 'callout' | 'mdev';
@@ -39,11 +40,17 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
 /**
  * The name of the code cache a command line runs with (src/cli/code-cache.ts):
  * a callout's event and action (`pre-define`), a command and its subcommand
- * (`mask-show`, `mdev-start`), or the command; none for the hook (its part
- * runs nothing else) and for anything that is no command of ours.
+ * (`mask-show`, `mdev-start`), or the command; `hook-boot` for the boot's
+ * first hook (it applies the masks, checks and starts every mdev: a later
+ * event, which mostly finds all up, would load all that code for nothing),
+ * none for other hooks and for anything that is no command of ours.
  */
 export function cacheFlavour(argv: readonly string[]): string | undefined {
   const { command, args } = splitCommandLine(argv);
+  if (command === 'hook') {
+    const event = parseHookArgs(args)?.event;
+    return event !== undefined && TARGET_EVENTS.includes(event) ? 'hook-boot' : undefined;
+  }
   if (command === 'callout') {
     const value = (short: string, long: string): string | undefined => {
       const at = args.findIndex((a) => a === short || a === long);

@@ -179,7 +179,10 @@ describe('the installed bundles', () => {
     expect(cacheFlavour(['mask', 'sett'])).toBe('mask');
     expect(cacheFlavour(['libvirt-hook', 'web-server', 'prepare', 'begin', '-'])).toBe('libvirt-hook');
     // The hook's part runs nothing else; typos and paths make no cache of their own.
-    for (const argv of [['hook', '--event', 'change-1'], ['stauts'], ['../../x'], [], ['--version'], ['callout', '-e', 'pre'], ['constructor'], ['__proto__']]) expect(cacheFlavour(argv), argv.join(' ')).toBeUndefined();
+    // The boot's first hook keeps its own; a later event's, the hook's one cache.
+    expect(cacheFlavour(['hook', '--event', 'change-1'])).toBe('hook-boot');
+    expect(cacheFlavour(['--root', '/x', 'hook', '--event=add'])).toBe('hook-boot');
+    for (const argv of [['hook', '--event', 'change-2'], ['hook'], ['stauts'], ['../../x'], [], ['--version'], ['callout', '-e', 'pre'], ['constructor'], ['__proto__']]) expect(cacheFlavour(argv), argv.join(' ')).toBeUndefined();
     const { cachePath, setCacheFlavour } = await import('../../src/cli/code-cache.js');
     setCacheFlavour('../evil');
     expect(cachePath('/b/part.cjs')).toBe(`/b/part.cjs${process.execArgv.includes('--jitless') ? '.jitless' : ''}.v8-cache`);
