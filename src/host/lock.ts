@@ -172,6 +172,18 @@ function sleep(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
+/** Creates `tmp` (O_EXCL, never through a link); its directory is made only when the open says it is missing. */
+function openTemp(tmp: string): number {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  try {
+    return openSync(tmp, flags, 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    mkdirSync(dirname(tmp), { recursive: true });
+    return openSync(tmp, flags, 0o644);
+  }
+}
+
 /**
  * The temporary file libap links to the lock, made with O_EXCL (a name
  * someone planted, link or file, is never opened) and a random suffix.
@@ -182,7 +194,7 @@ function writeTemp(path: string, owner: number): string {
     // Named as our atomic writes name theirs, so that one a killed run left is removed here too.
     const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomHex(8)}`);
     try {
-      const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      const fd = openTemp(tmp);
       try {
         writeSync(fd, `${owner}\n`);
       } catch (err) {
@@ -203,7 +215,6 @@ function writeTemp(path: string, owner: number): string {
 export function tryLock(path: string, owner = process.pid): boolean | 'held-by-owner' | 'broken' {
   let tmp: string;
   try {
-    mkdirSync(dirname(path), { recursive: true });
     tmp = writeTemp(path, owner);
   } catch (err) {
     throw new RuntimeError(`cannot take the AP configuration lock: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
