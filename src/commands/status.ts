@@ -1,6 +1,7 @@
 // ap-persist status: masks, mdevs and the last hook report, in that order.
 
 import type { Context } from '../cli/context.js';
+import { HOLD_ALL, readHeldReasons } from '../runtime/held-marks.js';
 import { maskSides, maskTable } from './mask.js';
 import { formatApqn, hexRanges } from '../model/apqn.js';
 import { compareNames, mdevApqns, mdevLabel } from '../model/mdev.js';
@@ -35,6 +36,7 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
   const mdevs = mdevRows(view, libvirt);
   const guests = guestsState(ctx, mdevs, libvirt.unreadable);
   const read = readHookReportFile(ctx.paths.lastHook);
+  const held = readHeldReasons(ctx.paths);
   const hook = 'report' in read ? read.report : undefined;
   const shortfalls = guestShortfalls(view, ctx.sysfs);
   const boot = storeKnown ? bootFilesState(ctx, view) : { installed: hasBootFiles(ctx.paths), drift: [], stale: [] };
@@ -57,6 +59,7 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
       boot_files: { installed: boot.installed, compared: storeKnown, drift: boot.drift.map(driftJson), stale: boot.stale },
       callouts: { ap_persist: view.callouts.ours, ap_check: view.callouts.apCheck, ap_check_set_aside: view.callouts.setAside },
       last_hook: hook ?? null,
+      held: held.map((h) => ({ uuid: h.name === HOLD_ALL ? null : h.name, all: h.name === HOLD_ALL, reason: h.reason })),
       ...('damaged' in read ? { last_hook_damaged: read.damaged } : {}),
     });
     return code;
@@ -94,6 +97,11 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
     ctx.out();
   }
   ctx.out(hook ? describeHookReport(hook).join('\n') : 'damaged' in read ? `last hook: the report ${ctx.paths.lastHook} is damaged: ${read.damaged}; the next hook run writes a new one` : 'last hook: none recorded since boot');
+  if (held.length) {
+    const names = new Map(view.store.store.mdevs.map((m) => [m.uuid as string, m.name]));
+    ctx.out(`held back by the hook (${ctx.paths.heldDir}: systemd skips these units' start; fix the cause, then run 'ap-persist hook'):`);
+    for (const h of held) ctx.out(`  ${h.name === HOLD_ALL ? 'every mdev unit' : mdevLabel({ uuid: h.name, name: names.get(h.name) })}: ${h.reason.replace(/\n/g, '\n    ')}`);
+  }
   if (storeError) {
     ctx.warn(`ap-persist: the store cannot be read: ${storeError.described}`);
     ctx.warn("  status showed the live state and everything it could without it; fix the store, then run 'ap-persist check'");

@@ -59,7 +59,11 @@ export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new
             // restart: ExecStop, then ExecStart.
             if (how === 'restart') await unit('stop', uuid);
             const code = await unit(how === 'restart' ? 'start' : how, uuid);
-            if (code === 'skipped') return;
+            // A start its condition skips leaves the unit as it was; after a restart's stop, inactive.
+            if (code === 'skipped') {
+              if (how === 'restart') units.delete(uuid);
+              return;
+            }
             // A unit stopped cleanly is inactive, one whose ExecStop failed is failed; a start still running shows no result yet.
             if (code === undefined || (how === 'stop' && code === 0)) units.delete(uuid);
             else units.set(uuid, code);

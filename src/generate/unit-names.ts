@@ -18,8 +18,7 @@ export function mdevUnitUuid(unit: string): string | undefined {
 /**
  * The hook instances 42-ap-persist.rules queues together with MDEVS_TARGET,
  * ordered after the hook: the boot's first AP bus event (COMPLETECOUNT 1)
- * and coldplug's add of the bus. Later events queue the hook alone, since
- * an active target's start would start its inactive units at once, beside
- * the hook rather than after it.
+ * and coldplug's add of the bus. Later events queue the hook alone; it
+ * starts what is to start itself.
  */
 export const TARGET_EVENTS: readonly string[] = ['change-1', 'add'];

@@ -6,8 +6,9 @@
 
 import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { describeFailure } from '../errors.js';
+import { describeFailure, RuntimeError } from '../errors.js';
 import { writeMark } from '../fsio/mark.js';
+import { readRegularFile } from '../fsio/read.js';
 import type { HostPaths } from '../host/paths.js';
 
 /** The mark that holds back every unit: a UUID is never this. */
@@ -17,8 +18,21 @@ export const HOLD_ALL = 'all';
 export function readHeldMarks(paths: HostPaths): Set<string> {
   try {
     return new Set(readdirSync(paths.heldDir));
-  } catch {
-    return new Set();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return new Set();
+    // Unknown marks are no verdict to go on: the hook fails, saying where.
+    throw new RuntimeError(`cannot list the hook's marks: ${code ?? String(err)}`, { where: paths.heldDir, hint: 'it must be a directory root can read; remove what is there and run ap-persist hook' });
+  }
+}
+
+/** Removes `all` (another hook's, whose verdict stands); a failure goes to the report's errors. */
+export function releaseHoldAll(paths: HostPaths, report: { errors: string[] }): void {
+  try {
+    unlinkSync(join(paths.heldDir, HOLD_ALL));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') report.errors.push(`cannot remove ${join(paths.heldDir, HOLD_ALL)} (${code}): systemd skips every mdev unit's start`);
   }
 }
 
@@ -54,4 +68,26 @@ export function syncHeldMarks(paths: HostPaths, existing: ReadonlySet<string>, h
     }
   }
   return problems;
+}
+
+/** Each mark with the reason written in it (`all` first), for status; none when there are none or they cannot be listed. */
+export function readHeldReasons(paths: HostPaths): { name: string; reason: string }[] {
+  let names: string[];
+  try {
+    names = readdirSync(paths.heldDir);
+  } catch {
+    return [];
+  }
+  const order = (n: string): string => (n === HOLD_ALL ? '' : n);
+  return names
+    .sort((a, b) => order(a).localeCompare(order(b)))
+    .map((name) => {
+      let reason = '(no reason written)';
+      try {
+        reason = readRegularFile(join(paths.heldDir, name), "the hook's mark")?.trim() || reason;
+      } catch (err) {
+        reason = `(${describeFailure(err).message})`;
+      }
+      return { name, reason };
+    });
 }

@@ -18,7 +18,7 @@ import { IdSet } from '../model/idset.js';
 import { mdevLabel, type HostMasks } from '../model/mdev.js';
 import { loadStore, type Store } from '../store/store.js';
 import { MDEVS_TARGET, mdevUnit, mdevUnitUuid } from '../generate/unit-names.js';
-import { HOLD_ALL, hold, readHeldMarks, syncHeldMarks } from './held-marks.js';
+import { HOLD_ALL, hold, readHeldMarks, releaseHoldAll, syncHeldMarks } from './held-marks.js';
 import { listQueueApqns, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
@@ -238,8 +238,11 @@ const NEEDS_LOCK = Symbol('the hook needs the lock');
  * a change another process made under the lock. Nothing is written before.
  */
 export async function runHook(deps: HookDeps): Promise<HookReport> {
-  // A boot hook the target follows writes its hold on every unit first: it takes the lock at once.
-  const follows = deps.targetQueued === true && !existsSync(deps.paths.targetStarted);
+  // The target follows only the boot's first hook: not once a hook of this boot marked it queued,
+  // nor when one left every unit held (it failed or was killed: this is a run by hand, or a second
+  // event's, which nothing follows). A boot hook the target follows writes its hold on every unit
+  // first: it takes the lock at once.
+  const follows = deps.targetQueued === true && !existsSync(deps.paths.targetStarted) && !existsSync(join(deps.paths.heldDir, HOLD_ALL));
   if (!follows) {
     try {
       return await runOnce(deps, false, false);
@@ -358,7 +361,6 @@ async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Prom
     // The same marks, none holding all: a look without the lock leaves them as the hook that made them worded them.
     const sameMarks = !marks.has(HOLD_ALL) && marks.size === held.size && [...held.keys()].every((u) => marks.has(u));
     if (!sameMarks) change();
-    if ((held.size || marks.size) && locking) report.errors.push(...syncHeldMarks(deps.paths, marks, held));
     const mark = (path: string, lacking: string): void => {
       try {
         writeMark(path);
@@ -369,11 +371,18 @@ async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Prom
     const marked = existsSync(deps.paths.unitsStarted);
     if (follows) {
       change();
-      // systemd starts the target and its units after this hook: later hooks know they ran.
+      // systemd starts the target and its units after this hook: later hooks know they ran. Marked
+      // before `all` goes, so that a second boot hook that fails meanwhile leaves this one's verdict be.
       if (!marked) mark(deps.paths.unitsStarted, 'the next hook may take an active unit for never started');
       mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
     }
-    if ((toStart.length || alreadyActive.length) && report.vfio_ap !== 'failed') {
+    const markProblems = (held.size || marks.size) && locking ? syncHeldMarks(deps.paths, marks, held) : [];
+    report.errors.push(...markProblems);
+    // A mark missing lets the target start a refused unit; `all` kept holds back every one: say so.
+    if (markProblems.length && follows) {
+      for (const m of report.mdevs) if (m.outcome === 'started') Object.assign(m, { outcome: 'failed', reason: `held back: the hook could not write the marks that let systemd start only the mdevs that passed (${markProblems[0]}); run 'ap-persist hook' once /run is writable` });
+    }
+    if ((toStart.length || alreadyActive.length) && report.vfio_ap !== 'failed' && !(follows && markProblems.length)) {
       // What the target brings up after a hook it follows is not asked for again.
       const byTarget = follows ? new Set(linked.map(mdevUnit)) : new Set<string>();
       const units = toStart.map(mdevUnit);
@@ -394,7 +403,8 @@ async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Prom
       // that systemd stops it after libvirt at shutdown, as every other. The target in the same
       // call: what it wants beside them is held back by its mark.
       const start = [
-        ...(!follows && state(MDEVS_TARGET) !== 'active' ? [MDEVS_TARGET] : []),
+        // Not with a mark missing: the target would start the unit it should hold back.
+        ...(!follows && markProblems.length === 0 && state(MDEVS_TARGET) !== 'active' ? [MDEVS_TARGET] : []),
         ...units.filter((u) => !restarted.has(u) && !byTarget.has(u)),
         ...adopted.filter((u) => (state(u) === 'inactive' || state(u) === 'failed') && !byTarget.has(u)),
       ];
@@ -430,8 +440,12 @@ async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Prom
     const failure = describeFailure(err);
     report.errors.push(failure.message);
     report.exit_code = failure.exitCode;
-    // The target still comes after a failed hook: `all` keeps every unit back, now with the reason.
-    if (follows) hold(deps.paths, HOLD_ALL, `the boot's hook failed: ${failure.message} (journalctl -u 'ap-persist-hook@*')`);
+    // The target still comes after a failed hook: `all` keeps every unit back, now with the reason,
+    // unless another boot hook (add and change-1 both came) has judged them meanwhile.
+    if (follows) {
+      if (!existsSync(deps.paths.targetStarted)) hold(deps.paths, HOLD_ALL, `the boot's hook failed: ${failure.message}; fix it, then run 'ap-persist hook' (journalctl -u 'ap-persist-hook@*')`);
+      else releaseHoldAll(deps.paths, report);
+    }
   } finally {
     lock?.release();
   }

@@ -10,6 +10,7 @@ import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../
 import { IdSet } from '../../src/model/idset.js';
 import { BINDINGS_COMPLETE, givenSimulatedHost, type SimHost } from '../support/sim-host.js';
 import { run } from '../../src/cli/program.js';
+import { spawn } from 'node:child_process';
 import { HostPaths } from '../../src/host/paths.js';
 import { runHook } from '../../src/runtime/hook.js';
 import { recordingRunner } from '../../src/runtime/commands.js';
@@ -277,6 +278,11 @@ describe("the boot's first event, as systemd runs it: the target follows the hoo
     // The mark says why, where the unit's ConditionPathExists= looks; nothing else is held.
     expect(readdirSync(join(host.root, 'run/ap-persist/held'))).toEqual([INTRUDER]);
     expect(host.read(`run/ap-persist/held/${INTRUDER}`)).toMatch(/^refused by the hook: APQN 05\.0004 \(5\.4\) is also assigned to auto mdev .* \(guest1\), which comes earlier in the store/);
+    // status says what is held back, why, and what to do.
+    const status = (await host.run(['status'])).stdout;
+    expect(status).toContain("held back by the hook (");
+    expect(status).toContain("systemd skips these units' start; fix the cause, then run 'ap-persist hook'):");
+    expect(status).toMatch(new RegExp(`  ${INTRUDER} \\(intruder\\): refused by the hook: APQN 05\\.0004`));
     // The next event knows the target and the units ran: with nothing to change it asks systemd nothing.
     // A mark of a unit the target no longer wants (an mdev removed from the store since) goes.
     const gone = '00000000-0000-4000-8000-00000000dead';
@@ -295,9 +301,11 @@ describe("the boot's first event, as systemd runs it: the target follows the hoo
     // The target came all the same (the rule queued it; ordering, not a requirement): no unit ran.
     expect(Object.fromEntries(host.runner()!.units)).toEqual({ 'ap-persist-mdevs.target': 0 });
     expect(host.read('run/ap-persist/held/all')).toMatch(/^the boot's hook failed: .*ap-persist\.conf:18: range '5-3' is reversed/);
-    // The admin repairs the store; a later event's hook judges every mdev and starts those that pass itself.
+    expect((await host.run(['status'])).stdout).toMatch(/  every mdev unit: the boot's hook failed: .*range '5-3' is reversed\n +write it low to high: 3-5; fix it, then run 'ap-persist hook'/);
+    // The admin repairs the store and runs the hook again (here as `systemctl restart` of the same
+    // instance would): nothing follows it now, so it judges every mdev and starts those that pass itself.
     writeFileSync(join(host.root, 'etc/ap-persist/ap-persist.conf'), store);
-    const later = await host.run(['hook', '--event', 'change-2']);
+    const later = await host.run(['hook', '--event', 'change-1']);
     expect(later.code, later.stdout).toBe(1);
     expect(readdirSync(join(host.root, 'run/ap-persist/held'))).toEqual([INTRUDER]);
     const report = JSON.parse(host.read('run/ap-persist/last-hook.json'));
@@ -307,6 +315,37 @@ describe("the boot's first event, as systemd runs it: the target follows the hoo
       `systemctl --no-block start ap-persist-mdevs.target ${[GUEST1, GUEST2, GUEST3].map(unitOf).join(' ')}`,
     ]);
     for (const uuid of [GUEST1, GUEST2, GUEST3]) expect(host.runner()!.units.get(uuid), uuid).toBe(0);
+  });
+
+  it('a mark it cannot write: every unit stays held back, and the report says so rather than "started"', async () => {
+    const host = await generatedWithIntruder();
+    // Where the intruder's mark goes, a directory: the write fails (EISDIR), as on a full /run.
+    mkdirSync(join(host.root, `run/ap-persist/held/${INTRUDER}/x`), { recursive: true });
+    const r = await host.run(['--json', 'hook', '--event', 'change-1']);
+    expect(r.code).toBe(1);
+    const report = JSON.parse(r.stdout);
+    expect(report.errors.join('\n')).toContain(`systemd may start ap-persist-mdev@${INTRUDER}.service, which the hook holds back`);
+    expect(report.mdevs.filter((m: { outcome: string }) => m.outcome === 'failed').map((m: { uuid: string }) => m.uuid)).toEqual([GUEST1, GUEST2, GUEST3]);
+    expect(report.mdevs[0].reason).toMatch(/^held back: the hook could not write the marks/);
+    // `all` stays: the target the rule queued starts nothing.
+    expect(readdirSync(join(host.root, 'run/ap-persist/held')).sort()).toEqual(['all', INTRUDER].sort());
+    expect(Object.fromEntries(host.runner()!.units)).toEqual({ 'ap-persist-mdevs.target': 0 });
+  });
+
+  it("two boot hooks (coldplug's add and change-1): the one that fails leaves the other's verdict be", async () => {
+    const host = await generatedWithIntruder();
+    const paths = new HostPaths(host.root);
+    // The first judged every unit; the second, queued with it, waited for the lock meanwhile (held by
+    // a live process, PID 1, here) and gives up once the first has marked the target queued.
+    const lock = join(host.root, 'run/lock/s390apconfig.lock');
+    mkdirSync(join(host.root, 'run/lock'), { recursive: true });
+    writeFileSync(lock, '1\n');
+    const first = spawn('sh', ['-c', `sleep 0.3; mkdir -p ${host.root}/run/ap-persist/held; : > ${paths.targetStarted}; echo 'refused by the hook: the first' > ${paths.heldDir}/${INTRUDER}`]);
+    const second = await runHook({ paths, sysfs: new FileSysfs(host.root), runner: recordingRunner(), env: {}, targetQueued: true, deadline: Date.now() + 800 });
+    await new Promise((resolve) => first.on('exit', resolve));
+    expect(second.errors.join('\n')).toContain('the AP configuration lock is held by PID 1');
+    // The first's marks stand; the second's `all` is gone again.
+    expect(readdirSync(paths.heldDir)).toEqual([INTRUDER]);
   });
 
   it('under --root without --exec nothing follows the hook: it says what it would start', async () => {
