@@ -12,7 +12,7 @@ import { HostPaths } from '../host/paths.js';
 import { packageVersion } from '../package-info.js';
 import { buildProgram } from './program.js';
 import { CALLOUT_NAME } from '../generate/static-files.js';
-import { MDEVS_TARGET, WAIT_SERVICE } from '../generate/unit-names.js';
+import { WAIT_SERVICE } from '../generate/unit-names.js';
 import { PRESET_NAME, PRESET_STATE } from '../generate/enable.js';
 
 /** Where the generated documentation goes, relative to the package root (package.json "files" ships it). */
@@ -212,7 +212,7 @@ export function renderManPage(program: Command, meta: DocsMeta): string {
       ...meta.rules.map((r): [string, string] => [`${paths.staticRulesDir}/${r}`, 'Hands each AP bus event to systemd as an ap-persist-hook@.service instance (installed by install).']),
       ...meta.units.map((u): [string, string] => [`${paths.staticUnitsDir}/${u.name}`, `${u.description.replace(/^ap-persist: /, '')} (installed by install).`]),
       [at(`usr/lib/systemd/system-preset/${PRESET_NAME}`), `Enables ${WAIT_SERVICE} (systemctl preset) on the first install; an admin's preset file or systemctl disable overrides it.`],
-      [`${paths.generatedUnitsDir}/${MDEVS_TARGET}.wants/`, 'One link per auto mdev, as systemctl enable makes it (written by generate).'],
+      [`${paths.mdevsWantsDir}/`, 'One link per auto mdev, as systemctl enable makes it (written by generate).'],
       [`${paths.mdevctlMatrixDir}/`, 'Every mdev as an mdevctl definition with its start mode (written by generate).'],
       ...paths.calloutDirs.map((d): [string, string] => [`${d}/${CALLOUT_NAME}`, 'The mdevctl callout (mdevctl 1.2 looks in /etc, newer ones in /usr/lib).']),
       [paths.lastHook, 'The report of the last hook run (status shows it; wait reads it).'],

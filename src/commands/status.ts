@@ -98,9 +98,9 @@ export function status(ctx: Context, opts: { matrix?: boolean }): number {
   }
   ctx.out(hook ? describeHookReport(hook).join('\n') : 'damaged' in read ? `last hook: the report ${ctx.paths.lastHook} is damaged: ${read.damaged}; the next hook run writes a new one` : 'last hook: none recorded since boot');
   if (held.length) {
-    const names = new Map(view.store.store.mdevs.map((m) => [m.uuid as string, m.name]));
+    const name = (uuid: string): string | undefined => mdevs.find((m) => m.uuid === uuid)?.name ?? undefined;
     ctx.out(`held back by the hook (${ctx.paths.heldDir}: systemd skips these units' start; fix the cause, then run 'ap-persist hook'):`);
-    for (const h of held) ctx.out(`  ${h.name === HOLD_ALL ? 'every mdev unit' : mdevLabel({ uuid: h.name, name: names.get(h.name) })}: ${h.reason.replace(/\n/g, '\n    ')}`);
+    for (const h of held) ctx.out(`  ${h.name === HOLD_ALL ? 'every mdev unit' : mdevLabel({ uuid: h.name, name: name(h.name) })}: ${h.reason.replace(/\n/g, '\n    ')}`);
   }
   if (storeError) {
     ctx.warn(`ap-persist: the store cannot be read: ${storeError.described}`);

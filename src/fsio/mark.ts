@@ -6,23 +6,30 @@
 
 import { closeSync, constants, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { RuntimeError } from '../errors.js';
+import { describeFailure, RuntimeError } from '../errors.js';
 
 /** Never through a link put there in its place; never waiting on a FIFO. */
 const FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
+/**
+ * Opens `path` with `flags` (creating it), making its directory only when the
+ * open says it is not there: a mkdir per file would be a system call or two
+ * more in every hook and every lock.
+ */
+export function openMakingDir(path: string, flags: number, mode = 0o644): number {
+  try {
+    return openSync(path, flags, mode);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    mkdirSync(dirname(path), { recursive: true });
+    return openSync(path, flags, mode);
+  }
+}
+
 /** Makes the mark at `path` (and its directory), holding `text`. */
 export function writeMark(path: string, text = ''): void {
   try {
-    let fd: number;
-    try {
-      fd = openSync(path, FLAGS, 0o644);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      // Its directory is made only when the open says it is not there: once per boot.
-      mkdirSync(dirname(path), { recursive: true });
-      fd = openSync(path, FLAGS, 0o644);
-    }
+    const fd = openMakingDir(path, FLAGS);
     try {
       const bytes = Buffer.from(text, 'utf8');
       for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
@@ -35,5 +42,15 @@ export function writeMark(path: string, text = ''): void {
       where: path,
       hint: e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? 'run as root, on a writable file system' : 'check that its directory can be created and written',
     });
+  }
+}
+
+/** writeMark, for a caller that carries on: the failure in words, or undefined. */
+export function tryWriteMark(path: string, text = ''): string | undefined {
+  try {
+    writeMark(path, text);
+    return undefined;
+  } catch (err) {
+    return describeFailure(err).message;
   }
 }

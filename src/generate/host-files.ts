@@ -9,7 +9,7 @@ import { isAbsolute, relative } from 'node:path';
 import type { HostPaths } from '../host/paths.js';
 import type { Store } from '../store/store.js';
 import { renderChzdevRules, type RenderChzdevRules } from './chzdev-rules.js';
-import { MDEV_TEMPLATE, MDEVS_TARGET, mdevUnit } from './unit-names.js';
+import { MDEV_TEMPLATE, mdevUnit } from './unit-names.js';
 
 /** A path relative to the root, as `etc/udev/rules.d/41-ap.rules`. */
 export type RootPath = string;
@@ -50,7 +50,7 @@ export function desiredHostFiles(input: HostFilesInput): HostEntry[] {
   const rules = renderChzdevRules(input.renderChzdevRules, store.masks, input.storeLabel);
   if (rules !== undefined) entries.push({ kind: 'file', path: rootPath(paths, paths.chzdevRules), content: rules, mode: 0o644 });
 
-  const units = rootPath(paths, paths.generatedUnitsDir);
+  const wants = rootPath(paths, paths.mdevsWantsDir);
   // As `systemctl enable` links them: to the installed unit, as the target system sees it.
   const installed = (unit: string): string => `/${rootPath(paths, paths.staticUnitsDir)}/${unit}`;
   const autos = store.mdevs.filter((m) => m.start === 'auto');
@@ -64,7 +64,7 @@ export function desiredHostFiles(input: HostFilesInput): HostEntry[] {
   // (tests, images) without depending on systemctl or spawning it per mdev.
   for (const m of autos) {
     // Wanted, not required: with Requires= stopping or restarting one mdev would stop the target and so, through PartOf=, every other.
-    entries.push({ kind: 'symlink', path: `${units}/${MDEVS_TARGET}.wants/${mdevUnit(m.uuid)}`, target: installed(MDEV_TEMPLATE) });
+    entries.push({ kind: 'symlink', path: `${wants}/${mdevUnit(m.uuid)}`, target: installed(MDEV_TEMPLATE) });
   }
   // Every mdev also as an mdevctl definition with its real start mode, so mdevctl,
   // libvirt, chzdev and ap-check see our auto mdevs and refuse what conflicts with
@@ -86,5 +86,5 @@ export function linkedUnits(entries: readonly HostEntry[]): RootPath[] {
 
 /** Directories generate alone fills, removed when it empties them. */
 export function ownedDirs(paths: HostPaths): RootPath[] {
-  return [`${rootPath(paths, paths.generatedUnitsDir)}/${MDEVS_TARGET}.wants`];
+  return [rootPath(paths, paths.mdevsWantsDir)];
 }

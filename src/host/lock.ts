@@ -5,9 +5,10 @@
 // world-writable: see readOwner and writeTemp for what a user may plant there.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { removeLeftovers } from '../fsio/atomic.js';
+import { openMakingDir } from '../fsio/mark.js';
 import { RuntimeError } from '../errors.js';
 
 const RETRY_MS = 30;
@@ -122,7 +123,7 @@ function breakLock(path: string, owner: Exclude<Owner, 'gone'>): boolean {
   const breaker = join(dirname(path), `.${basename(path)}.break`);
   let fd: number;
   try {
-    fd = openSync(breaker, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    fd = openSync(breaker, CREATE_NEW, 0o644);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') clearStaleBreaker(breaker);
     // Another is breaking it: try the lock again.
@@ -172,17 +173,8 @@ function sleep(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-/** Creates `tmp` (O_EXCL, never through a link); its directory is made only when the open says it is missing. */
-function openTemp(tmp: string): number {
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-  try {
-    return openSync(tmp, flags, 0o644);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    mkdirSync(dirname(tmp), { recursive: true });
-    return openSync(tmp, flags, 0o644);
-  }
-}
+/** A new file of ours in /run/lock: never one someone planted there, link or file. */
+const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
 /**
  * The temporary file libap links to the lock, made with O_EXCL (a name
@@ -194,7 +186,7 @@ function writeTemp(path: string, owner: number): string {
     // Named as our atomic writes name theirs, so that one a killed run left is removed here too.
     const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomHex(8)}`);
     try {
-      const fd = openTemp(tmp);
+      const fd = openMakingDir(tmp, CREATE_NEW);
       try {
         writeSync(fd, `${owner}\n`);
       } catch (err) {

@@ -2,6 +2,7 @@
 // does it: each command can run against a test root as well as against `/`.
 
 import { isAbsolute, join, resolve } from 'node:path';
+import { MDEVS_TARGET } from '../generate/unit-names.js';
 import { confine } from '../fsio/confine.js';
 import { InputError } from '../errors.js';
 
@@ -52,6 +53,10 @@ export class HostPaths {
   /** The package's systemd preset file (enable what the boot needs, once). */
   get presetDir(): string {
     return this.at('usr/lib/systemd/system-preset');
+  }
+  /** ap-persist-mdevs.target's wants: generate's link per auto mdev, the units the target starts. */
+  get mdevsWantsDir(): string {
+    return join(this.generatedUnitsDir, `${MDEVS_TARGET}.wants`);
   }
   get generatedUnitsDir(): string {
     return this.at('etc/systemd/system');

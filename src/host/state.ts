@@ -32,6 +32,7 @@ import type { BootFiles, DefinitionFile } from '../checks/drift.js';
 import type { RootPath } from '../generate/host-files.js';
 import { observe } from '../fsio/observe.js';
 import { rootPath } from '../generate/host-files.js';
+import { mdevUnitUuid } from '../generate/unit-names.js';
 import { holdsRecorded, parseRecord, type ManifestEntry } from '../generate/manifest.js';
 import type { StoreSnapshot } from '../store/snapshot.js';
 
@@ -252,6 +253,16 @@ function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath
     outside: (known) => [...files].flatMap(([name, file]) => (known.has(name) ? [] : definition(name, file))),
     files,
   };
+}
+
+/** The UUIDs of the mdev units generate linked into ap-persist-mdevs.target's wants: the units the target starts. */
+export function readLinkedMdevs(paths: HostPaths): string[] {
+  try {
+    // A dot file is a temporary link of a generate that was killed, not a unit.
+    return readdirSync(paths.mdevsWantsDir).flatMap((n) => mdevUnitUuid(n) ?? []);
+  } catch {
+    return [];
+  }
 }
 
 /** The boot's files besides the store, and generate's snapshot of the store from its record. */

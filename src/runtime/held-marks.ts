@@ -7,7 +7,7 @@
 import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeFailure, RuntimeError } from '../errors.js';
-import { writeMark } from '../fsio/mark.js';
+import { tryWriteMark } from '../fsio/mark.js';
 import { readRegularFile } from '../fsio/read.js';
 import type { HostPaths } from '../host/paths.js';
 
@@ -26,24 +26,27 @@ export function readHeldMarks(paths: HostPaths): Set<string> {
   }
 }
 
-/** Removes `all` (another hook's, whose verdict stands); a failure goes to the report's errors. */
-export function releaseHoldAll(paths: HostPaths, report: { errors: string[] }): void {
+/** Removes one mark (gone already is as good); the failure in words, or undefined. */
+function release(paths: HostPaths, name: string): string | undefined {
+  const path = join(paths.heldDir, name);
   try {
-    unlinkSync(join(paths.heldDir, HOLD_ALL));
+    unlinkSync(path);
+    return undefined;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') report.errors.push(`cannot remove ${join(paths.heldDir, HOLD_ALL)} (${code}): systemd skips every mdev unit's start`);
+    return code === 'ENOENT' ? undefined : `cannot remove ${path} (${code}): systemd skips ${name === HOLD_ALL ? "every mdev unit's" : "that unit's"} start`;
   }
+}
+
+/** Removes `all` (another hook's, whose verdict stands); a failure goes to the report's errors. */
+export function releaseHoldAll(paths: HostPaths, report: { errors: string[] }): void {
+  const failed = release(paths, HOLD_ALL);
+  if (failed) report.errors.push(failed);
 }
 
 /** Writes one mark with its reason; the failure in words, or undefined. */
 export function hold(paths: HostPaths, name: string, reason: string): string | undefined {
-  try {
-    writeMark(join(paths.heldDir, name), `${reason}\n`);
-    return undefined;
-  } catch (err) {
-    return describeFailure(err).message;
-  }
+  return tryWriteMark(join(paths.heldDir, name), `${reason}\n`);
 }
 
 /**
@@ -61,11 +64,8 @@ export function syncHeldMarks(paths: HostPaths, existing: ReadonlySet<string>, h
   const stale = [...existing].filter((name) => !held.has(name) && name !== HOLD_ALL);
   if (problems.length === 0 && existing.has(HOLD_ALL)) stale.push(HOLD_ALL);
   for (const name of stale) {
-    try {
-      unlinkSync(join(paths.heldDir, name));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`cannot remove ${join(paths.heldDir, name)} (${(err as NodeJS.ErrnoException).code}): systemd skips that unit's start`);
-    }
+    const failed = release(paths, name);
+    if (failed) problems.push(failed);
   }
   return problems;
 }
@@ -74,7 +74,7 @@ export function syncHeldMarks(paths: HostPaths, existing: ReadonlySet<string>, h
 export function readHeldReasons(paths: HostPaths): { name: string; reason: string }[] {
   let names: string[];
   try {
-    names = readdirSync(paths.heldDir);
+    names = [...readHeldMarks(paths)];
   } catch {
     return [];
   }

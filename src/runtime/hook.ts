@@ -6,10 +6,10 @@
 import { ClaimIndex, type Claim, type Conflict } from '../checks/conflicts.js';
 import { describeFailure } from '../errors.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
-import { writeMark } from '../fsio/mark.js';
+import { tryWriteMark } from '../fsio/mark.js';
 import { acquireLock } from '../host/lock.js';
 import type { HostPaths } from '../host/paths.js';
-import { readActiveState, readPeerFiles, type ActiveState } from '../host/state.js';
+import { readActiveState, readLinkedMdevs, readPeerFiles, type ActiveState } from '../host/state.js';
 import { changesBoot, driftLines, effectiveConfig } from '../checks/drift.js';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ import { formatAdapter, formatApqn, formatApqnDecimal, formatDomain, type Apqn }
 import { IdSet } from '../model/idset.js';
 import { mdevLabel, type HostMasks } from '../model/mdev.js';
 import { loadStore, type Store } from '../store/store.js';
-import { MDEVS_TARGET, mdevUnit, mdevUnitUuid } from '../generate/unit-names.js';
+import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
 import { HOLD_ALL, hold, readHeldMarks, releaseHoldAll, syncHeldMarks } from './held-marks.js';
 import { listQueueApqns, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
@@ -349,7 +349,7 @@ async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Prom
     }
     // Every unit the target wants (generate's links) that this hook neither starts nor adopts is held
     // back with its reason: the refused, and those mdevctl made manual or undefined since generate.
-    const linked = linkedMdevUuids(deps.paths);
+    const linked = readLinkedMdevs(deps.paths);
     const outcomes = new Map(report.mdevs.map((m) => [m.uuid as string, m]));
     const held = new Map<string, string>();
     for (const uuid of linked) {
@@ -362,19 +362,18 @@ async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Prom
     const sameMarks = !marks.has(HOLD_ALL) && marks.size === held.size && [...held.keys()].every((u) => marks.has(u));
     if (!sameMarks) change();
     const mark = (path: string, lacking: string): void => {
-      try {
-        writeMark(path);
-      } catch (err) {
-        report.errors.push(`${describeFailure(err).message}: ${lacking}`);
-      }
+      const failed = tryWriteMark(path);
+      if (failed) report.errors.push(`${failed}: ${lacking}`);
     };
+    const markUnitsStarted = (): void => mark(deps.paths.unitsStarted, 'the next hook may take an active unit for never started');
+    const markTargetStarted = (): void => mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
     const marked = existsSync(deps.paths.unitsStarted);
     if (follows) {
       change();
       // systemd starts the target and its units after this hook: later hooks know they ran. Marked
       // before `all` goes, so that a second boot hook that fails meanwhile leaves this one's verdict be.
-      if (!marked) mark(deps.paths.unitsStarted, 'the next hook may take an active unit for never started');
-      mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
+      if (!marked) markUnitsStarted();
+      markTargetStarted();
     }
     const markProblems = (held.size || marks.size) && locking ? syncHeldMarks(deps.paths, marks, held) : [];
     report.errors.push(...markProblems);
@@ -412,16 +411,16 @@ async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Prom
       let failure: string | undefined;
       let ran = true;
       // Marked before the first start, so that no later hook takes a unit of ours for never started.
-      if (calls.length && !marked && !follows) mark(deps.paths.unitsStarted, 'the next hook may take an active unit for never started');
+      if (calls.length && !marked && !follows) markUnitsStarted();
       // systemd said the target is up (it was asked: its mark was not there): later hooks need not ask for it.
-      if (states.get(MDEVS_TARGET)?.active === 'active') mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
+      if (states.get(MDEVS_TARGET)?.active === 'active') markTargetStarted();
       for (const call of calls) {
         const r = await deps.runner.run('systemctl', ['--no-block', ...call], { timeoutMs: within(15_000) });
         report.commands.push({ command: `systemctl --no-block ${call.join(' ')}`, ran: r.ran, exit_code: r.exitCode });
         ran &&= r.ran;
         if (r.ran && r.exitCode !== 0) failure ??= r.stderr.trim() || `exit ${r.exitCode}`;
         // The target's mark only once systemd took its start: without it, later hooks ask systemd again.
-        else if (r.ran && call[0] === 'start' && call.includes(MDEVS_TARGET)) mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
+        else if (r.ran && call[0] === 'start' && call.includes(MDEVS_TARGET)) markTargetStarted();
       }
       const askedFor = new Set(calls.flat());
       for (const m of report.mdevs) {
@@ -536,15 +535,6 @@ function unitsMarkedUp(paths: HostPaths, uuids: readonly string[]): boolean {
   return uuids.every((u) => up.has(u));
 }
 
-/** The UUIDs of the mdev units generate linked into ap-persist-mdevs.target.wants. */
-function linkedMdevUuids(paths: HostPaths): string[] {
-  try {
-    // A dot file is a temporary link of a generate that was killed, not a unit.
-    return readdirSync(join(paths.generatedUnitsDir, `${MDEVS_TARGET}.wants`)).flatMap((n) => mdevUnitUuid(n) ?? []);
-  } catch {
-    return [];
-  }
-}
 
 function writeReport(paths: HostPaths, report: HookReport): void {
   try {

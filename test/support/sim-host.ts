@@ -8,10 +8,11 @@ import { simulatedRunner, type SimulatedRunner } from '../../src/fakehost/sim-ru
 import { run } from '../../src/cli/program.js';
 import { SimKernel, type KernelFlavour, type SimKernelOptions } from '../../src/sysfs/sim-kernel.js';
 import { tempDir, snapshotTree, type RunResult } from './host.js';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { HostPaths } from '../../src/host/paths.js';
 import { parseHookArgs, splitCommandLine } from '../../src/cli/fast-path.js';
-import { MDEVS_TARGET, mdevUnitUuid, TARGET_EVENTS } from '../../src/generate/unit-names.js';
+import { MDEVS_TARGET, TARGET_EVENTS } from '../../src/generate/unit-names.js';
+import { readLinkedMdevs } from '../../src/host/state.js';
 import { join } from 'node:path';
 import { packageRoot } from '../../src/package-info.js';
 
@@ -21,14 +22,6 @@ const MDEV_UNIT_RUNTIME_DIR = /^RuntimeDirectory=(.+)$/m.exec(MDEV_UNIT)![1]!;
 /** Its ConditionPathExists=!PATH: any of these there (relative to the root), systemd skips its start. */
 const MDEV_UNIT_UNLESS = [...MDEV_UNIT.matchAll(/^ConditionPathExists=!\/(.+)$/gm)].map((m) => m[1]!);
 
-/** The UUIDs of the mdev units generate linked into the target's wants. */
-function linkedUuids(root: string): string[] {
-  try {
-    return readdirSync(join(new HostPaths(root).generatedUnitsDir, `${MDEVS_TARGET}.wants`)).flatMap((n) => mdevUnitUuid(n) ?? []);
-  } catch {
-    return [];
-  }
-}
 
 export interface SimHost {
   root: string;
@@ -74,7 +67,7 @@ export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, optio
       if (verb === 'stop' || code !== 0) rmSync(runtimeDir(uuid), { recursive: true, force: true });
       return code;
     };
-    const wants = (): string[] => linkedUuids(root);
+    const wants = (): string[] => readLinkedMdevs(new HostPaths(root));
     const runner = simulatedRunner(kernel, unit, units, wants);
     if (outer) last = runner;
     const code = await run(['--root', root, '--exec', ...args], io, { sysfs: kernel, runner });
