@@ -47,9 +47,16 @@ export interface GenerateOptions {
  */
 export function putEntry(paths: HostPaths, entry: HostEntry, batch?: WriteBatch): void {
   const path = paths.confined(entry.path);
-  try {
+  writing(path, () => {
     if (entry.kind === 'file') writeFileAtomic(path, entry.content, { mode: entry.mode, batch });
     else symlinkAtomic(path, entry.target, batch);
+  });
+}
+
+/** `write` of `path`, its failure said as putEntry says it. */
+function writing(path: string, write: () => void): void {
+  try {
+    write();
   } catch (err) {
     throw new RuntimeError(`cannot write: ${(err as Error).message}`, { where: path });
   }
@@ -118,14 +125,30 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
   // This run's alone: each directory listed once for leftovers and synced once (see WriteBatch).
   const batch = new WriteBatch();
   try {
+    // Every file's new content beside its place first, all made durable in one round (generate of
+    // a thousand mdevs: a thousand fsyncs in parallel, not one after another); a failure here (a
+    // full disk) has changed nothing yet.
+    const staged = new Map<Step, string>();
+    for (const step of plan.steps) {
+      if (step.op !== 'write' || step.entry.kind !== 'file') continue;
+      const path = ctx.paths.confined(step.entry.path);
+      const { content, mode } = step.entry;
+      writing(path, () => batch.stage(path, content, mode));
+      staged.set(step, path);
+    }
+    batch.flush();
     for (const step of plan.steps) {
       if (step.op === 'keep') continue;
-      if (step.op === 'write') putEntry(ctx.paths, step.entry, batch);
+      const path = staged.get(step);
+      if (path !== undefined) {
+        writing(path, () => batch.commit(path));
+      } else if (step.op === 'write') putEntry(ctx.paths, step.entry, batch);
       else removeEntry(ctx.paths, step.path, batch);
       done.push(step);
       changed.push(stepPath(step));
     }
   } catch (err) {
+    batch.discard();
     if (!(err instanceof ApPersistError)) throw err;
     // All or nothing (a full disk half-way): what was changed goes back, newest first.
     try {

@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildFakeHost } from '../../src/fakehost/builder.js';
 import { GUEST1, GUEST3, threeGuestsHost, THREE_GUESTS_STORE } from '../../src/fakehost/three-guests.js';
+import { grid, storeOf } from '../../bench/hosts.js';
 import { runInNamespace } from '../support/namespace.js';
 import { tempDir } from '../support/host.js';
 import { CLI, copyTree, isTemp, runHere, tally, treeDiff, treeOf, type Entry } from './support.js';
@@ -32,6 +33,10 @@ export interface DiskStep {
 export interface DiskCase {
   name: string;
   store?: string;
+  /** The store's boot files never generated: the steps' generate is the host's first. */
+  firstGenerate?: boolean;
+  /** Directories there before the steps (the fault mounts on them), empty. */
+  emptyDirs?: string[];
   /** Edits (run to completion) after generate, before the fault. */
   edits?: string[][];
   /** bash: the fault, with $R the root. */
@@ -82,6 +87,17 @@ export const DISK_CASES: DiskCase[] = [
     steps: [{ args: ['mdev', 'define', GUEST3, '--adapters', '6', '--domains', '0x47,0xff'], code: 1, says: CLEAR('ENOSPC', GUEST3), maxMs: 5_000 }],
     heal: 'rm -f "$R/etc/mdevctl.d/matrix/.fill"',
     again: ['mdev', 'define', GUEST3, '--adapters', '6', '--domains', '0x47,0xff'],
+  },
+  {
+    // Past PARALLEL_FROM files: written first, then synced together in a worker thread.
+    name: "mdevctl's definitions' file system with room for 16 of 81 new definitions: generate",
+    store: storeOf(grid(9, 1)),
+    firstGenerate: true,
+    emptyDirs: ['etc/mdevctl.d/matrix'],
+    fault: 'small_fs "$R/etc/mdevctl.d/matrix" 512k; fill "$R/etc/mdevctl.d/matrix" 16',
+    steps: [{ args: ['generate'], code: 1, says: /ENOSPC/, maxMs: 10_000 }],
+    heal: 'rm -f "$R/etc/mdevctl.d/matrix/.fill"',
+    again: ['generate'],
   },
   {
     name: 'a read-only /run: hook, mask set, status, check, wait',
@@ -166,7 +182,8 @@ export async function runDiskCases(cases: readonly DiskCase[]): Promise<DiskOutc
   for (const [i, c] of cases.entries()) {
     const root = join(roots, `c${i}`);
     buildFakeHost(root, { ...threeGuestsHost(), store: c.store ?? TWO_GUESTS_STORE });
-    if ((await runHere(root, 'generate')).code !== 0) throw new Error(`${c.name}: generate failed`);
+    if (!c.firstGenerate && (await runHere(root, 'generate')).code !== 0) throw new Error(`${c.name}: generate failed`);
+    for (const d of c.emptyDirs ?? []) mkdirSync(join(root, d), { recursive: true });
     for (const e of c.edits ?? []) if ((await runHere(root, ...e)).code !== 0) throw new Error(`${c.name}: ${e.join(' ')} failed`);
     mkdirSync(join(root, 'run'), { recursive: true });
     // What the last step leads to when nothing is in the way: the steps, then `again`, on a copy.

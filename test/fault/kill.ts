@@ -14,6 +14,7 @@ import { GUEST1, GUEST2, GUEST3, threeGuestsHost } from '../../src/fakehost/thre
 import { renderMdevctlJson } from '../../src/store/mdevctl-defs.js';
 import { IdSet } from '../../src/model/idset.js';
 import { loadStore } from '../../src/store/store.js';
+import { grid, storeOf } from '../../bench/hosts.js';
 import { copyTree, crashed, isLinkTemp, isTemp, lockTemps, note, prng, runCli, runHere, SEED, tally, treeDiff, treeOf, violation, type Entry } from './support.js';
 
 const STORE = 'etc/ap-persist/ap-persist.conf';
@@ -71,6 +72,14 @@ export const SCENARIOS: Scenario[] = [
       await must(root, 'mdev', 'undefine', GUEST2, '--no-generate');
       await must(root, 'mdev', 'modify', GUEST1, '--domains', '4', '--no-generate');
       await must(root, 'mdev', 'define', GUEST3, '--adapters', '6', '--domains', '0x47,0xff', '--no-generate');
+    },
+    args: ['generate'],
+  },
+  {
+    // 81 new definitions: their fsyncs run in parallel, in a worker thread (src/fsio/fsync-files.ts).
+    name: 'generate of 81 mdevs',
+    async prepare(root) {
+      buildFakeHost(root, { ...threeGuestsHost(), store: storeOf(grid(9, 1)) });
     },
     args: ['generate'],
   },

@@ -36,6 +36,7 @@ faultSuite({
   diskCases: [
     named(DISK_CASES, "the store's file system full: mask set --persistent"),
     named(DISK_CASES, "mdevctl's definitions' file system full: mdev define"),
+    named(DISK_CASES, "mdevctl's definitions' file system with room for 16 of 81 new definitions: generate"),
     named(DISK_CASES, 'a read-only /run: hook, mask set, status, check, wait'),
   ],
 });
