@@ -296,19 +296,27 @@ function skipJournalled(why: string): null {
 /** Unmounts the journalled file system and frees its loop device. */
 function dropJournalled(): void {
   if (!journalled) return;
-  spawnSync('umount', [journalled.dir]);
+  // The hosts' run/ mounted on it first, or it is busy.
+  unmountRuns(journalled.dir);
+  const r = spawnSync('umount', [journalled.dir], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`umount ${journalled.dir}: ${r.stderr.trim()}; ${journalled.device} left attached`);
   spawnSync('losetup', ['-d', journalled.device]);
   journalled = null;
 }
 
 /** Removes a host (its run/ unmounted first). */
 function removeHost(root: string): void {
+  unmountRuns(root);
+  rmSync(root, { recursive: true, force: true });
+}
+
+/** Unmounts the run/ tmpfs of every host at or under `dir`. */
+function unmountRuns(dir: string): void {
   for (const run of [...tmpfsRuns]) {
-    if (run !== join(root, 'run') && !run.startsWith(`${root}/`)) continue;
+    if (run !== join(dir, 'run') && !run.startsWith(`${dir}/`)) continue;
     spawnSync('umount', [run]);
     tmpfsRuns.delete(run);
   }
-  rmSync(root, { recursive: true, force: true });
 }
 
 // ---------------------------------------------------------------------------
