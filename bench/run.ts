@@ -37,7 +37,7 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync, type Stats } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { checkHost, layOut, mdevHost, NEWCOMER, uuid, type BenchHost } from './hosts.js';
@@ -252,6 +252,8 @@ function runOnTmpfs(root: string): void {
 interface Journalled {
   dir: string;
   device: string;
+  /** The loop device reads and writes its image with direct I/O. */
+  dio: boolean;
 }
 /** undefined: not tried yet; null: not to be had here. */
 let journalled: Journalled | null | undefined;
@@ -267,9 +269,10 @@ function makeJournalled(): Journalled | null {
   const image = join(work, 'journalled.img');
   const dir = join(work, 'journalled');
   mkdirSync(dir);
-  // Inode tables written now (no lazy init): the kernel's zeroing them later would be I/O under the measurements.
+  // Allocated now (writes into holes would allocate the image's blocks under the measurements),
+  // inode tables written now (no lazy init: the kernel's zeroing them later would be I/O there too).
   const steps: string[][] = [
-    ['truncate', '-s', '3G', image],
+    ['fallocate', '-l', '3G', image],
     ['mkfs.ext4', '-q', '-F', '-N', '300000', '-E', 'lazy_itable_init=0,lazy_journal_init=0', image],
   ];
   for (const [cmd, ...args] of steps) {
@@ -279,13 +282,18 @@ function makeJournalled(): Journalled | null {
   const loop = spawnSync('losetup', ['--direct-io=on', '--find', '--show', image], { encoding: 'utf8' });
   if (loop.status !== 0) return skipJournalled(`losetup: ${loop.error?.message ?? loop.stderr.trim()}`);
   const device = loop.stdout.trim();
+  // The kernel falls back to buffered I/O where direct I/O cannot be had (the image on a tmpfs).
+  const dio = readFileSync(`/sys/block/${basename(device)}/loop/dio`, 'utf8').trim() === '1';
   const m = spawnSync('mount', ['-t', 'ext4', device, dir], { encoding: 'utf8' });
+  // Detached now, the device goes with the mount (at the end, or with this namespace if the bench is killed).
+  spawnSync('losetup', ['-d', device]);
   const mine = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir && l.includes(` - ext4 ${device} `));
   if (m.status !== 0 || !mine) {
-    spawnSync('losetup', ['-d', device]);
+    if (m.status === 0) spawnSync('umount', [dir]);
     return skipJournalled(`mount ${device}: ${m.stderr.trim() || 'not the file system this bench made'}`);
   }
-  return { dir, device };
+  if (!dio) log(`bench: ${device} could not use direct I/O: the journalled file system's writes go through the page cache of its image`);
+  return { dir, device, dio };
 }
 
 function skipJournalled(why: string): null {
@@ -293,15 +301,18 @@ function skipJournalled(why: string): null {
   return null;
 }
 
-/** Unmounts the journalled file system and frees its loop device. */
-function dropJournalled(): void {
-  if (!journalled) return;
+/** Unmounts the journalled file system (its loop device goes with it); false, said, when that fails. */
+function dropJournalled(): boolean {
+  if (!journalled) return true;
   // The hosts' run/ mounted on it first, or it is busy.
   unmountRuns(journalled.dir);
   const r = spawnSync('umount', [journalled.dir], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`umount ${journalled.dir}: ${r.stderr.trim()}; ${journalled.device} left attached`);
-  spawnSync('losetup', ['-d', journalled.device]);
+  if (r.status !== 0) {
+    log(`bench: umount ${journalled.dir}: ${r.stderr.trim()}; the work directory is left as it is`);
+    return false;
+  }
   journalled = null;
+  return true;
 }
 
 /** Removes a host (its run/ unmounted first). */
@@ -782,8 +793,8 @@ const result: {
   environment: string;
   /** Each host's run/ a tmpfs, as /run is (false: not root, or no private mount namespace here). */
   runOnTmpfs: boolean;
-  /** The hosts that generate and mdev define change on an ext4 with a journal (false: on the work directory's disk). */
-  etcJournalled: boolean;
+  /** The hosts that generate and mdev define change on an ext4 with a journal, its loop device's I/O direct or buffered (false: on the work directory's disk). */
+  etcJournalled: 'direct' | 'buffered' | false;
   runs: { paired: number; scale: number; big: number };
   loadavg: number[];
   seconds: number;
@@ -883,9 +894,8 @@ try {
 
   if (BOOT) result.boot = bootToLibvirt();
 } finally {
-  result.etcJournalled = Boolean(journalled);
-  dropJournalled();
-  removeHost(work);
+  result.etcJournalled = journalled ? (journalled.dio ? 'direct' : 'buffered') : false;
+  if (dropJournalled()) removeHost(work);
 }
 
 load.push(loadavg()[0]!);
@@ -898,7 +908,7 @@ const verdict = (pass: boolean | undefined): string => (pass === undefined ? '  
 const out: string[] = [];
 out.push(`ap-persist bench: node ${process.version}, ${result.environment} (systemd's PATH for units; udev gives none, mdevctl passes on its caller's)`);
 out.push(`each host's run/ ${result.runOnTmpfs ? 'a tmpfs, as /run is' : 'on the disk (not root, or no private mount namespace): /run is a tmpfs on a host'}`);
-out.push(`the hosts generate and mdev define change ${result.etcJournalled ? 'on an ext4 with a journal (a loop device, direct I/O), as /etc is' : "on the work directory's disk (not root, no private mount namespace or no loop device): /etc has a journal on a host"}`);
+out.push(`the hosts generate and mdev define change ${result.etcJournalled ? `on an ext4 with a journal (a loop device, ${result.etcJournalled} I/O), as /etc is` : "on the work directory's disk (not root, no private mount namespace or no loop device): /etc has a journal on a host"}`);
 out.push(`${RUNS} pairs per case against node -e 0 in rotating order; ${SCALE_RUNS} runs per size in the series; load average ${load.map((l) => l.toFixed(2)).join(' -> ')}; ${result.seconds} s`);
 if (result.paired.length) {
   out.push('');

@@ -12,6 +12,7 @@ import { HOST } from '../checks/conflicts.js';
 import { conflictOwners } from '../checks/report.js';
 import { ApPersistError, ConflictError, RuntimeError } from '../errors.js';
 import { symlinkAtomic, writeFileAtomic, WriteBatch } from '../fsio/atomic.js';
+import { PARALLEL_FROM } from '../fsio/fsync-files.js';
 import { withLock } from '../host/lock.js';
 import { saveStore, type LoadedStore } from '../store/store.js';
 import { storeSnapshot } from '../store/snapshot.js';
@@ -129,11 +130,12 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
     // a thousand mdevs: a thousand fsyncs in parallel, not one after another); a failure here (a
     // full disk) has changed nothing yet.
     const staged = new Map<Step, string>();
-    for (const step of plan.steps) {
-      if (step.op !== 'write' || step.entry.kind !== 'file') continue;
-      const path = ctx.paths.confined(step.entry.path);
-      const { content, mode } = step.entry;
-      writing(path, () => batch.stage(path, content, mode));
+    const files = plan.steps.flatMap((step) => (step.op === 'write' && step.entry.kind === 'file' ? [{ step, entry: step.entry }] : []));
+    // A few (an edit's) synced as written, through their own descriptors; many in one round.
+    const deferSync = files.length >= PARALLEL_FROM;
+    for (const { step, entry } of files) {
+      const path = ctx.paths.confined(entry.path);
+      writing(path, () => batch.stage(path, entry.content, entry.mode, deferSync));
       staged.set(step, path);
     }
     batch.flush();

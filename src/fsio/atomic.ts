@@ -182,16 +182,21 @@ export class WriteBatch {
 
   /** Files written beside their place and not yet moved there: each temporary file by the path it replaces. */
   private readonly staged = new Map<string, string>();
+  /** Those of the staged files already durable: only these may be moved into place. */
+  private readonly durable = new Set<string>();
 
   /**
    * Writes `data` beside `path` (a new file gets `mode`, an existing one keeps
-   * its own), to be moved there by commit() once flush() has made every
-   * staged file durable: many files then cost one round of fsyncs in
-   * parallel, not one after another. Throws as writeFileAtomic does.
+   * its own), to be moved there by commit(). `deferSync`: its fsync waits for
+   * flush(), which makes all deferred files durable in one round (in parallel
+   * when many); else it is synced now, through the descriptor that wrote it,
+   * as writeFileAtomic does. Throws as writeFileAtomic does.
    */
-  stage(path: string, data: string, mode?: number): void {
+  stage(path: string, data: string, mode: number | undefined, deferSync: boolean): void {
     try {
-      this.staged.set(path, writeTemp(path, data, { mode, batch: this }, false));
+      const tmp = writeTemp(path, data, { mode, batch: this }, !deferSync);
+      this.staged.set(path, tmp);
+      if (!deferSync) this.durable.add(tmp);
     } catch (err) {
       throw writeError(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
     }
@@ -199,16 +204,20 @@ export class WriteBatch {
 
   /** Every staged file durable, or the first that could not be made so thrown (nothing moved yet). */
   flush(): void {
-    const byTemp = new Map([...this.staged].map(([path, tmp]) => [tmp, path]));
+    const byTemp = new Map([...this.staged].filter(([, tmp]) => !this.durable.has(tmp)).map(([path, tmp]) => [tmp, path]));
     const failed = fsyncFiles([...byTemp.keys()]);
     if (failed) throw writeError(byTemp.get(failed.path)!, failed.code);
+    for (const tmp of byTemp.keys()) this.durable.add(tmp);
   }
 
-  /** The staged file of `path` into its place (after flush()); its directory goes to the next sync(). */
+  /** The staged file of `path` into its place, once durable; its directory goes to the next sync(). */
   commit(path: string): void {
     const tmp = this.staged.get(path);
     if (tmp === undefined) throw new Error(`nothing staged for ${path}`);
+    // Never a rename the disk could keep without the content: a crash would leave an empty file there.
+    if (!this.durable.has(tmp)) throw new Error(`${path}: committed before flush()`);
     this.staged.delete(path);
+    this.durable.delete(tmp);
     try {
       moveInto(tmp, path);
     } catch (err) {
@@ -227,6 +236,7 @@ export class WriteBatch {
       }
     }
     this.staged.clear();
+    this.durable.clear();
   }
 }
 

@@ -14,10 +14,11 @@ export const PARALLEL_FROM = 64;
 /** fsyncs in flight, and threads in libuv's pool when this process has not started it yet. */
 const IN_FLIGHT = 16;
 /**
- * The wait for the worker is bounded: a worker that never starts (no thread
- * to be had) cannot say so while this thread waits. Past the bound the files
- * are synced here, one by one (a second fsync of a file costs nothing).
+ * The waits for the worker are bounded: one that does not start or does not
+ * finish cannot say why while this thread waits. Past a bound the files are
+ * synced here, one by one (a second fsync of a file costs nothing).
  */
+const START_MS = 5_000;
 const WAIT_MS = 60_000;
 
 /** A file that could not be made durable, and why (an errno name). */
@@ -70,33 +71,34 @@ const errnoName = (errno: number): string => {
 
 // The worker's whole program (CommonJS, evaluated): open, fsync and close each
 // path, IN_FLIGHT at a time; the errno of each (0: durable) into the shared
-// array after the flag, then the flag set (1: done, 2: the worker failed) and
-// the waiter woken.
-const DONE = 1;
+// array after the flag. The flag: STARTED once it runs, then DONE, or FAILED
+// on any exception (also one thrown in a callback), each time with the
+// waiter woken.
+const STARTED = 1;
+const DONE = 2;
+const FAILED = 3;
 const WORKER = `
 const { workerData: { shared, paths, inFlight } } = require('node:worker_threads');
 const a = new Int32Array(shared);
-const end = (flag) => { Atomics.store(a, 0, flag); Atomics.notify(a, 0); };
-try {
-  const fs = require('node:fs');
-  let next = 0, running = 0;
-  const done = (i, err) => {
-    if (err) a[i + 1] = err.errno || -5;
-    running--;
-    if (next < paths.length) one(next++);
-    else if (running === 0) end(${DONE});
-  };
-  const one = (i) => {
-    running++;
-    fs.open(paths[i], 'r', (err, fd) => {
-      if (err) return done(i, err);
-      fs.fsync(fd, (syncErr) => fs.close(fd, () => done(i, syncErr)));
-    });
-  };
-  while (running < inFlight && next < paths.length) one(next++);
-} catch {
-  end(2);
-}
+const flag = (value) => { Atomics.store(a, 0, value); Atomics.notify(a, 0); };
+process.on('uncaughtException', () => flag(${FAILED}));
+flag(${STARTED});
+const fs = require('node:fs');
+let next = 0, running = 0;
+const done = (i, err) => {
+  if (err) a[i + 1] = err.errno || -5;
+  running--;
+  if (next < paths.length) one(next++);
+  else if (running === 0) flag(${DONE});
+};
+const one = (i) => {
+  running++;
+  fs.open(paths[i], 'r', (err, fd) => {
+    if (err) return done(i, err);
+    fs.fsync(fd, (syncErr) => fs.close(fd, () => done(i, syncErr)));
+  });
+};
+while (running < inFlight && next < paths.length) one(next++);
 `;
 
 /** The errno of each path's fsync (0: durable), or undefined when the worker could not do it. */
@@ -107,19 +109,24 @@ function inWorker(paths: readonly string[]): Int32Array | undefined {
   // for nothing before (its file I/O is synchronous), so the pool gets IN_FLIGHT threads.
   const setPoolSize = process.env.UV_THREADPOOL_SIZE === undefined;
   if (setPoolSize) process.env.UV_THREADPOOL_SIZE = String(IN_FLIGHT);
-  let settled = false;
   try {
     const worker = new Worker(WORKER, { eval: true, workerData: { shared, paths, inFlight: IN_FLIGHT }, stdout: true, stderr: true });
     // It ends on its own once it has set the flag; it must not keep the process alive otherwise.
     worker.unref();
-    settled = Atomics.wait(a, 0, 0, WAIT_MS) !== 'timed-out';
-    return settled && Atomics.load(a, 0) === DONE ? a.subarray(1) : undefined;
+    // Its failure is answered below (the files synced here); the event node emits for it later, on
+    // this thread, would otherwise end the process as an uncaught error after the command's work.
+    worker.on('error', () => {});
+    // A worker that cannot start (a preload node passes on that throws) says nothing this thread
+    // could hear while it waits: a short bound for the start, the long one for the fsyncs.
+    if (Atomics.wait(a, 0, 0, START_MS) === 'timed-out') return undefined;
+    while (Atomics.load(a, 0) === STARTED) {
+      if (Atomics.wait(a, 0, STARTED, WAIT_MS) === 'timed-out') return undefined;
+    }
+    return Atomics.load(a, 0) === DONE ? a.subarray(1) : undefined;
   } catch {
-    settled = true;
     return undefined;
   } finally {
-    // For the pool's start only, not for the programs this process runs later; left while a
-    // worker that has not answered may still read it.
-    if (setPoolSize && settled) delete process.env.UV_THREADPOOL_SIZE;
+    // For the pool's start only, not for the programs this process runs later.
+    if (setPoolSize) delete process.env.UV_THREADPOOL_SIZE;
   }
 }

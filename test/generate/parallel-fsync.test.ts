@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { grid, storeOf } from '../../bench/hosts.js';
 import { buildFakeHost } from '../../src/fakehost/builder.js';
+import { WriteBatch } from '../../src/fsio/atomic.js';
 import { fsyncFiles, PARALLEL_FROM } from '../../src/fsio/fsync-files.js';
 import { buildCli } from '../support/cli-build.js';
 import { tempDir } from '../support/host.js';
@@ -21,15 +22,19 @@ beforeAll(async () => {
 });
 afterAll(() => cli.cleanup());
 
-/** generate on a host whose store holds `n` auto mdevs and no boot files yet; what the preload saw at exit. */
-function generateOf(n: number): { code: number | null; stderr: string; threads: number; poolSizeLeft: string; root: string } {
+/**
+ * generate on a host whose store holds `n` auto mdevs and no boot files yet; what the preload saw at exit.
+ * `workersFail`: the preload throws in every worker thread (node passes its flags on to them).
+ */
+function generateOf(n: number, workersFail = false): { code: number | null; stderr: string; threads: number; poolSizeLeft: string; root: string } {
   const root = tempDir();
   buildFakeHost(root, { cards: [{ adapter: 0, hwtype: 12 }], domains: [0], vfioAp: true, store: storeOf(grid(Math.sqrt(n), 1)) });
   const preload = join(root, 'threads.cjs');
   writeFileSync(
     preload,
-    // The main thread's exit (a worker runs the preload too: node passes its flags on).
-    "if (require('node:worker_threads').isMainThread) process.on('exit', () => require('node:fs').writeSync(2, `\\nthreads=${require('node:fs').readdirSync('/proc/self/task').length} pool=${process.env.UV_THREADPOOL_SIZE ?? '-'}\\n`));\n",
+    (workersFail ? "if (!require('node:worker_threads').isMainThread) throw new Error('no worker here');\n" : '') +
+      // The main thread's exit.
+      "if (require('node:worker_threads').isMainThread) process.on('exit', () => require('node:fs').writeSync(2, `\\nthreads=${require('node:fs').readdirSync('/proc/self/task').length} pool=${process.env.UV_THREADPOOL_SIZE ?? '-'}\\n`));\n",
   );
   const r = spawnSync(process.execPath, ['--require', preload, cli.main, '--root', root, '-q', 'generate'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
   const m = /^threads=(\d+) pool=(\S+)$/m.exec(r.stderr);
@@ -51,7 +56,31 @@ describe('generate makes many new files durable in parallel', () => {
     expect(many.poolSizeLeft).toBe('-');
   });
 
+  it('given a worker that cannot start: generate still writes every file, syncing them one by one', () => {
+    const r = generateOf(81, true);
+    expect(r.code, r.stderr).toBe(0);
+    const defs = readdirSync(join(r.root, 'etc/mdevctl.d/matrix'));
+    expect(defs).toHaveLength(81);
+    expect(defs.filter((d) => d.startsWith('.'))).toEqual([]);
+    expect(r.poolSizeLeft).toBe('-');
+  });
+
+  it('moves no staged file into place before it is durable', () => {
+    const dir = tempDir();
+    const batch = new WriteBatch();
+    const [deferred, synced] = [join(dir, 'deferred'), join(dir, 'synced')];
+    batch.stage(deferred, 'new\n', 0o644, true);
+    batch.stage(synced, 'new\n', 0o644, false);
+    expect(() => batch.commit(deferred)).toThrow(/before flush/);
+    batch.commit(synced);
+    expect(readdirSync(dir).sort()).toEqual([expect.stringMatching(/^\.deferred\.tmp-/), 'synced']);
+    batch.flush();
+    batch.commit(deferred);
+    expect(readdirSync(dir).sort()).toEqual(['deferred', 'synced']);
+  });
+
   it('says which file could not be made durable, after trying every one (both ways: one by one and in parallel)', () => {
+    const poolSize = process.env.UV_THREADPOOL_SIZE;
     for (const n of [3, PARALLEL_FROM + 6]) {
       const dir = tempDir();
       const paths = Array.from({ length: n }, (_, i) => join(dir, `f${i}`));
@@ -60,7 +89,7 @@ describe('generate makes many new files durable in parallel', () => {
       // One gone before its fsync (as a temporary file another process removed): named, with its errno.
       const gone = join(dir, 'gone');
       expect(fsyncFiles([...paths.slice(0, 2), gone, ...paths.slice(2)])).toEqual({ path: gone, code: 'ENOENT' });
-      expect(process.env.UV_THREADPOOL_SIZE).toBeUndefined();
+      expect(process.env.UV_THREADPOOL_SIZE).toBe(poolSize);
     }
   });
 });
