@@ -820,8 +820,8 @@ const result: {
   environment: string;
   /** Each host's run/ a tmpfs, as /run is (false: not root, or no private mount namespace here). */
   runOnTmpfs: boolean;
-  /** The hosts that generate and mdev define change on an ext4 with a journal, its loop device's I/O direct or buffered (false: on the work directory's disk). */
-  etcJournalled: 'direct' | 'buffered' | false;
+  /** The hosts that generate and mdev define change on an ext4 with a journal, its loop device's I/O direct or buffered (false: on the work directory's disk; unused: no such host in this run). */
+  etcJournalled: 'direct' | 'buffered' | 'unused' | false;
   runs: { paired: number; scale: number; big: number };
   loadavg: number[];
   seconds: number;
@@ -921,7 +921,7 @@ try {
 
   if (BOOT) result.boot = bootToLibvirt();
 } finally {
-  result.etcJournalled = journalled ? (journalled.dio ? 'direct' : 'buffered') : false;
+  result.etcJournalled = journalled === undefined ? 'unused' : journalled ? (journalled.dio ? 'direct' : 'buffered') : false;
   if (dropJournalled()) removeHost(work);
 }
 
@@ -935,7 +935,9 @@ const verdict = (pass: boolean | undefined): string => (pass === undefined ? '  
 const out: string[] = [];
 out.push(`ap-persist bench: node ${process.version}, ${result.environment} (systemd's PATH for units; udev gives none, mdevctl passes on its caller's)`);
 out.push(`each host's run/ ${result.runOnTmpfs ? 'a tmpfs, as /run is' : 'on the disk (not root, or no private mount namespace): /run is a tmpfs on a host'}`);
-out.push(`the hosts generate and mdev define change ${result.etcJournalled ? `on an ext4 with a journal (a loop device, ${result.etcJournalled} I/O), as /etc is` : "on the work directory's disk (not root, no private mount namespace or no loop device): /etc has a journal on a host"}`);
+if (result.etcJournalled !== 'unused') {
+  out.push(`the hosts generate and mdev define change ${result.etcJournalled ? `on an ext4 with a journal (a loop device, ${result.etcJournalled} I/O), as /etc is` : "on the work directory's disk (not root, no private mount namespace or no loop device): /etc has a journal on a host"}`);
+}
 out.push(`${RUNS} pairs per case against node -e 0 in rotating order; ${SCALE_RUNS} runs per size in the series; load average ${load.map((l) => l.toFixed(2)).join(' -> ')}; ${result.seconds} s`);
 if (result.paired.length) {
   out.push('');
