@@ -4,7 +4,7 @@
 // The decisions and the words are pure (src/generate); this module reads and
 // writes the disk and runs the daemons' reloads.
 
-import { existsSync, readdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Context } from '../cli/context.js';
 import { checkPersistent, persistentConfig, storeConfig } from '../checks/check-host.js';
@@ -79,11 +79,18 @@ export function readManifest(paths: HostPaths): { text: string | undefined; entr
   return { text, entries: parseManifest(text, paths.generatedManifest) };
 }
 
+/** What a first generate killed before its record was creating (paths.generatedPending); none when it is not there. */
+export function readPending(paths: HostPaths): ManifestEntry[] {
+  const text = readRegularFile(paths.generatedPending, 'the list of files a first generate was creating');
+  return text === undefined ? [] : parseManifest(text, paths.generatedPending);
+}
+
 /** The record's entries; undefined when generate never ran here (no record at all). */
 const recordOf = (m: { text: string | undefined; entries: ManifestEntry[] }): ManifestEntry[] | undefined => (m.text === undefined ? undefined : m.entries);
 
 /** `view`: the host as the caller already read it, so it is not read twice. */
 export function planGenerate(ctx: Context, view: HostView = readHostView(ctx)): GeneratePlan {
+  const recorded = recordOf(readManifest(ctx.paths));
   const plan = makePlan({
     store: view.store.store,
     // Generate writes the store over any drift: check the store as it will be.
@@ -92,7 +99,8 @@ export function planGenerate(ctx: Context, view: HostView = readHostView(ctx)): 
     paths: ctx.paths,
     storeLabel: storeLabel(ctx.paths),
     renderChzdevRules: chzdevRulesTemplate(),
-    recorded: recordOf(readManifest(ctx.paths)),
+    recorded,
+    pending: recorded === undefined ? readPending(ctx.paths) : [],
     observe: (p) => observe(ctx.paths.at(p)),
     exists: (p) => existsSync(ctx.paths.at(p)),
   });
@@ -139,6 +147,7 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
       staged.set(step, path);
     }
     batch.flush();
+    namePending(ctx.paths, plan);
     for (const step of plan.steps) {
       if (step.op === 'keep') continue;
       const path = staged.get(step);
@@ -171,7 +180,24 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
   // Last: after a crash the old record still holds, and a rerun finds the new files already in place.
   const text = renderManifest(plan.manifest, plan.storeSnapshot);
   if (readManifest(ctx.paths).text !== text) writeFileAtomic(ctx.paths.generatedManifest, text, { mode: 0o644 });
+  // The record names them now.
+  rmSync(ctx.paths.generatedPending, { force: true });
   return changed;
+}
+
+/**
+ * Without a record (a first run), names the files this run creates where
+ * nothing was, with those an earlier first run killed before its record
+ * named, durably and before any is moved into place: see
+ * paths.generatedPending. A later run has a record, and needs none.
+ */
+function namePending(paths: HostPaths, plan: GeneratePlan): void {
+  if (existsSync(paths.generatedManifest)) return;
+  const creating = new Set(plan.steps.flatMap((step) => (step.op === 'write' && step.observed.kind === 'absent' ? [step.entry.path] : [])));
+  if (creating.size === 0) return;
+  const earlier = readPending(paths).filter((e) => !creating.has(e.path));
+  const entries = [...earlier, ...plan.manifest.filter((e) => creating.has(e.path))];
+  writeFileAtomic(paths.generatedPending, renderManifest(entries), { mode: 0o644 });
 }
 
 export type Generated =

@@ -22,7 +22,7 @@ import { CALLOUT_NAME, staticEntries, SYSTEMCTL_CANDIDATES } from '../generate/s
 import { restoreApCheck } from '../host/callouts.js';
 import { readHookRecord, unchainQemuHook } from '../host/libvirt-hooks.js';
 import { withLock } from '../host/lock.js';
-import { readManifest, reload } from './generate.js';
+import { readManifest, readPending, reload } from './generate.js';
 import { PRESET_STATE, releasedLinks, systemctlArgs } from '../generate/enable.js';
 import { presetUnits, unitFileRunner } from './install.js';
 
@@ -62,7 +62,10 @@ function staticPaths(ctx: Context): RootPath[] {
 function removeGenerated(ctx: Context, outcome: Outcome): void {
   // A link generate made before the preset is systemctl's: disable took it.
   const released = new Set(releasedLinks(ctx.paths));
-  const entries = readManifest(ctx.paths).entries.filter((e) => !released.has(e.path));
+  const recorded = readManifest(ctx.paths).entries;
+  // What a first generate killed before its record made (and a record does not name) is generate's too.
+  const named = new Set(recorded.map((e) => e.path));
+  const entries = [...recorded, ...readPending(ctx.paths).filter((e) => !named.has(e.path))].filter((e) => !released.has(e.path));
   for (const e of entries) if (e.adopted && observe(ctx.paths.at(e.path)).kind !== 'absent') outcome.adopted.push(e.path);
   const record = entries.filter((e) => !e.adopted);
   withLock(ctx.paths.lock, () => {
@@ -76,7 +79,7 @@ function removeGenerated(ctx: Context, outcome: Outcome): void {
       }
     }
     for (const dir of ownedDirs(ctx.paths)) removeIfEmpty(ctx.paths.at(dir));
-    if (existsSync(ctx.paths.generatedManifest)) remove(ctx, rootPath(ctx.paths, ctx.paths.generatedManifest));
+    for (const record of [ctx.paths.generatedManifest, ctx.paths.generatedPending]) if (existsSync(record)) remove(ctx, rootPath(ctx.paths, record));
   });
 }
 

@@ -46,16 +46,34 @@ function ownership(observed: Observed, recorded: ManifestEntry | undefined): Con
  * `observe` answers for every path of `desired` and `recorded`; the caller
  * reads the disk, so this stays pure.
  */
-export function reconcile(desired: readonly HostEntry[], recorded: readonly ManifestEntry[], observe: (path: RootPath) => Observed, opts: { adoptUnrecorded?: boolean } = {}): Reconciled {
+export function reconcile(
+  desired: readonly HostEntry[],
+  recorded: readonly ManifestEntry[],
+  observe: (path: RootPath) => Observed,
+  opts: {
+    adoptUnrecorded?: boolean;
+    /** What a first run killed before its record was creating (paths.generatedPending): ours where it holds that, not adopted. */
+    pending?: readonly ManifestEntry[];
+  } = {},
+): Reconciled {
   const previous = new Map(recorded.map((r) => [r.path, r]));
+  const pending = new Map((opts.pending ?? []).map((r) => [r.path, r]));
   const wanted = new Map(desired.map((d) => [d.path, d]));
   const steps: Step[] = [];
   const seen = new Map<RootPath, Observed>();
-  for (const path of [...new Set([...wanted.keys(), ...previous.keys()])].sort()) {
+  /** Made by the killed run: absent (it never got there) or holding what that run wrote. */
+  const leftByKilledRun = (path: RootPath, observed: Observed): boolean => {
+    const p = pending.get(path);
+    return p !== undefined && !previous.has(path) && (observed.kind === 'absent' || holdsRecorded(observed, p));
+  };
+  for (const path of [...new Set([...wanted.keys(), ...previous.keys(), ...pending.keys()])].sort()) {
     const entry = wanted.get(path);
     const observed = observe(path);
     seen.set(path, observed);
-    const conflict = ownership(observed, previous.get(path));
+    const left = leftByKilledRun(path, observed);
+    // Named by the killed run, no longer wanted, and since replaced by someone else: theirs, not ours to remove.
+    if (!entry && !previous.has(path) && !left) continue;
+    const conflict = left ? undefined : ownership(observed, previous.get(path));
     if (entry) {
       if (holds(observed, entry)) steps.push({ op: 'keep', entry });
       else steps.push({ op: 'write', entry, observed, ...(conflict ? { conflict } : {}) });
@@ -64,11 +82,13 @@ export function reconcile(desired: readonly HostEntry[], recorded: readonly Mani
     }
   }
   // On its first run on a host (no record yet), what generate finds already in place was
-  // chzdev's or mdevctl's: adopted, and it stays so. Later, an unrecorded file of the right
-  // content is what a run killed between the file and the record left: ours.
+  // chzdev's or mdevctl's: adopted, and it stays so; but not what a first run killed before its
+  // record had made (it named those first). Later, an unrecorded file of the right content is
+  // what a run killed between the file and the record left: ours.
   const manifest = desired.map((d): ManifestEntry => {
     const before = previous.get(d.path);
-    const adopted = before ? before.adopted : opts.adoptUnrecorded === true && seen.get(d.path)!.kind !== 'absent';
+    const observed = seen.get(d.path)!;
+    const adopted = before ? before.adopted : opts.adoptUnrecorded === true && observed.kind !== 'absent' && !leftByKilledRun(d.path, observed);
     return adopted ? { ...manifestEntry(d), adopted: true } : manifestEntry(d);
   });
   return { steps, manifest };

@@ -126,4 +126,13 @@ export class HostPaths {
   get generatedManifest(): string {
     return this.at('etc/ap-persist/generated.json');
   }
+  /**
+   * The files a first generate (no record yet) is creating, named before it
+   * moves any into place and removed once its record is written: a run killed
+   * in between leaves the next one able to tell them from chzdev's or
+   * mdevctl's, which a first run adopts.
+   */
+  get generatedPending(): string {
+    return this.at('etc/ap-persist/generated.pending.json');
+  }
 }

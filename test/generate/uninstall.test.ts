@@ -3,7 +3,7 @@
 // say when an s390-tools update has put it back, and uninstall removes what
 // install and generate wrote, and nothing else, then puts ap-check back.
 
-import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST2, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
@@ -31,6 +31,8 @@ function withS390Tools(host: TestHost, version = 'ap-check 2.40'): void {
 }
 
 const mode = (host: TestHost, rel: string): number => statSync(join(host.root, rel)).mode & 0o777;
+/** Anything at `rel`, a dangling link too (the wants links point at /usr/lib on the real system). */
+const present = (host: TestHost, rel: string): boolean => lstatSync(join(host.root, rel), { throwIfNoEntry: false }) !== undefined;
 
 describe("install sets s390-tools' ap-check aside", () => {
   it('moves both ap-check files whole under /var/lib/ap-persist/set-aside and says so; other callouts stay', async () => {
@@ -127,6 +129,61 @@ describe('ap-persist uninstall', () => {
     // What ap-persist wrote itself is gone.
     expect(host.has(`etc/mdevctl.d/matrix/${GUEST2}`)).toBe(false);
     expect(host.has('etc/ap-persist/generated.json')).toBe(false);
+  });
+
+  it("a first generate killed after putting some files in place: the next takes those for its own, not mdevctl's, and uninstall removes them", async () => {
+    // What an uninterrupted first generate leaves, on a copy.
+    const done = givenHost(threeGuestsHost());
+    expect((await done.run('generate', '--no-reload')).code).toBe(0);
+    const recordOf = (h: TestHost): { path: string; adopted?: true }[] => JSON.parse(h.read('etc/ap-persist/generated.json')).files;
+    // The host: mdevctl defined guest1 before ap-persist came (byte for byte what generate writes). A first
+    // generate named the files it was creating (the pending list), moved guest2's definition and link into
+    // place and was killed before its record.
+    const host = givenHost(threeGuestsHost());
+    const mdevctls = `etc/mdevctl.d/matrix/${GUEST1}`;
+    const ours = [`etc/mdevctl.d/matrix/${GUEST2}`, `etc/systemd/system/ap-persist-mdevs.target.wants/ap-persist-mdev@${GUEST2}.service`];
+    mkdirSync(dirname(join(host.root, mdevctls)), { recursive: true });
+    writeFileSync(join(host.root, mdevctls), done.read(mdevctls));
+    for (const rel of ours) {
+      mkdirSync(dirname(join(host.root, rel)), { recursive: true });
+      if (rel.endsWith('.service')) symlinkSync(readlinkSync(join(done.root, rel)), join(host.root, rel));
+      else writeFileSync(join(host.root, rel), done.read(rel));
+    }
+    const creating = recordOf(done).filter((e) => e.path !== mdevctls);
+    writeFileSync(join(host.root, 'etc/ap-persist/generated.pending.json'), `${JSON.stringify({ generator: 'ap-persist', version: 1, files: creating }, null, 2)}\n`);
+
+    const g = await host.run('generate', '--no-reload');
+    expect(g.code, g.stderr).toBe(0);
+    const adopted = recordOf(host).filter((e) => e.adopted).map((e) => e.path);
+    expect(adopted).toEqual([mdevctls]);
+    expect(recordOf(host).map((e) => e.path)).toEqual(recordOf(done).map((e) => e.path));
+    expect(host.has('etc/ap-persist/generated.pending.json')).toBe(false);
+
+    const u = await host.run('uninstall');
+    expect(u.code, u.stderr).toBe(0);
+    expect(host.read(mdevctls)).toBe(done.read(mdevctls));
+    for (const rel of ours) expect(present(host, rel), rel).toBe(false);
+  });
+
+  it('a first generate killed before its record, then uninstall: the files it named and made go, what changed since stays', async () => {
+    const done = givenHost(threeGuestsHost());
+    expect((await done.run('generate', '--no-reload')).code).toBe(0);
+    const host = givenHost(threeGuestsHost());
+    const made = `etc/mdevctl.d/matrix/${GUEST1}`;
+    const changedSince = `etc/mdevctl.d/matrix/${GUEST2}`;
+    for (const rel of [made, changedSince]) {
+      mkdirSync(dirname(join(host.root, rel)), { recursive: true });
+      writeFileSync(join(host.root, rel), done.read(rel));
+    }
+    // mdevctl modified guest2's definition after the kill: no longer what generate made.
+    writeFileSync(join(host.root, changedSince), done.read(changedSince).replace('"auto"', '"manual"'));
+    const files = JSON.parse(done.read('etc/ap-persist/generated.json')).files;
+    writeFileSync(join(host.root, 'etc/ap-persist/generated.pending.json'), `${JSON.stringify({ generator: 'ap-persist', version: 1, files }, null, 2)}\n`);
+    const u = await host.run('uninstall');
+    expect(u.code, u.stderr).toBe(0);
+    expect(present(host, made)).toBe(false);
+    expect(host.read(changedSince)).toContain('"manual"');
+    expect(host.has('etc/ap-persist/generated.pending.json')).toBe(false);
   });
 
   it('keeps a generated file chzdev changed since, and says so; removes the rest', async () => {
