@@ -23,7 +23,7 @@ import { mdevLabel } from '../model/mdev.js';
 import { chzdevRulesTemplate } from '../generate/assets.js';
 import { MDEV_TEMPLATE } from '../generate/unit-names.js';
 import { ownedDirs, storeLabel, type HostEntry, type RootPath } from '../generate/host-files.js';
-import { parseManifest, renderManifest, type ManifestEntry } from '../generate/manifest.js';
+import { parseManifest, PENDING_RECORD, renderManifest, type ManifestEntry } from '../generate/manifest.js';
 import { makePlan, type GeneratePlan } from '../generate/plan.js';
 import { conflictsOf, stepPath, type Observed, type Step } from '../generate/reconcile.js';
 import { readRegularFile } from '../fsio/read.js';
@@ -81,8 +81,8 @@ export function readManifest(paths: HostPaths): { text: string | undefined; entr
 
 /** What a first generate killed before its record was creating (paths.generatedPending); none when it is not there. */
 export function readPending(paths: HostPaths): ManifestEntry[] {
-  const text = readRegularFile(paths.generatedPending, 'the list of files a first generate was creating');
-  return text === undefined ? [] : parseManifest(text, paths.generatedPending);
+  const text = readRegularFile(paths.generatedPending, PENDING_RECORD.what);
+  return text === undefined ? [] : parseManifest(text, paths.generatedPending, PENDING_RECORD);
 }
 
 /** The record's entries; undefined when generate never ran here (no record at all). */
@@ -133,6 +133,8 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
   const done: Exclude<Step, { op: 'keep' }>[] = [];
   // This run's alone: each directory listed once for leftovers and synced once (see WriteBatch).
   const batch = new WriteBatch();
+  /** What the pending list named before this run wrote it (see namePending); undefined when it did not. */
+  let earlierPending: ManifestEntry[] | undefined;
   try {
     // Every file's new content beside its place first, all made durable in one round (generate of
     // a thousand mdevs: a thousand fsyncs in parallel, not one after another); a failure here (a
@@ -147,7 +149,7 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
       staged.set(step, path);
     }
     batch.flush();
-    namePending(ctx.paths, plan);
+    earlierPending = namePending(ctx.paths, plan);
     for (const step of plan.steps) {
       if (step.op === 'keep') continue;
       const path = staged.get(step);
@@ -169,6 +171,11 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
     } finally {
       batch.sync();
     }
+    // Every file this run made is gone again: the list names no more than it did before.
+    if (earlierPending) {
+      if (earlierPending.length) writeFileAtomic(ctx.paths.generatedPending, renderManifest(earlierPending), { mode: 0o644 });
+      else rmSync(ctx.paths.generatedPending, { force: true });
+    }
     throw new ApplyError(err, true);
   }
   // Before the record: it must never name a file whose rename the disk could still lose.
@@ -186,18 +193,24 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
 }
 
 /**
- * Without a record (a first run), names the files this run creates where
- * nothing was, with those an earlier first run killed before its record
- * named, durably and before any is moved into place: see
- * paths.generatedPending. A later run has a record, and needs none.
+ * Without a record (a first run), names what this run writes that will be
+ * its own (not adopted: where nothing was, or over what a first run killed
+ * before its record left), beside all an earlier such run named (a path may
+ * hold either run's content when this one is killed too), durably and before
+ * any file is moved into place: see paths.generatedPending. Returns what the
+ * list named before; undefined when there is nothing to name (a later run
+ * has a record, and needs none).
  */
-function namePending(paths: HostPaths, plan: GeneratePlan): void {
-  if (existsSync(paths.generatedManifest)) return;
-  const creating = new Set(plan.steps.flatMap((step) => (step.op === 'write' && step.observed.kind === 'absent' ? [step.entry.path] : [])));
-  if (creating.size === 0) return;
-  const earlier = readPending(paths).filter((e) => !creating.has(e.path));
-  const entries = [...earlier, ...plan.manifest.filter((e) => creating.has(e.path))];
+function namePending(paths: HostPaths, plan: GeneratePlan): ManifestEntry[] | undefined {
+  if (existsSync(paths.generatedManifest)) return undefined;
+  const adopted = new Set(plan.manifest.flatMap((e) => (e.adopted ? [e.path] : [])));
+  const ours = new Set(plan.steps.flatMap((step) => (step.op === 'write' && !adopted.has(step.entry.path) ? [step.entry.path] : [])));
+  if (ours.size === 0) return undefined;
+  const earlier = readPending(paths);
+  const named = new Set(earlier.map((e) => JSON.stringify(e)));
+  const entries = [...earlier, ...plan.manifest.filter((e) => ours.has(e.path) && !named.has(JSON.stringify(e)))];
   writeFileAtomic(paths.generatedPending, renderManifest(entries), { mode: 0o644 });
+  return earlier;
 }
 
 export type Generated =
@@ -225,7 +238,7 @@ export function generateFiles(ctx: Context, opts: { dryRun: boolean; force: bool
 
 /** A host where generate has run (or install has): there an edit regenerates the boot files at once. */
 export function hasBootFiles(paths: HostPaths): boolean {
-  return existsSync(paths.generatedManifest) || existsSync(join(paths.staticUnitsDir, MDEV_TEMPLATE));
+  return existsSync(paths.generatedManifest) || existsSync(paths.generatedPending) || existsSync(join(paths.staticUnitsDir, MDEV_TEMPLATE));
 }
 
 export type Persisted =

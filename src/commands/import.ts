@@ -11,14 +11,14 @@ import { sameMask } from '../checks/drift.js';
 import { conflictKey, type ConflictList } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { rootPath } from '../generate/host-files.js';
-import { fileEntry, renderManifest, type ManifestEntry } from '../generate/manifest.js';
+import { fileEntry, holdsRecorded, renderManifest, type ManifestEntry } from '../generate/manifest.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import type { HostView } from '../host/state.js';
 import type { IdSet } from '../model/idset.js';
 import { mdevLabel, sameMatrix, type HostMasks, type MdevDefinition, type StartMode } from '../model/mdev.js';
 import { putMasks, putMdev, removeMdev, saveStore, unsetMask, type Store } from '../store/store.js';
-import { hasBootFiles, persistGenerated, reportPersisted, type Persisted } from './generate.js';
+import { hasBootFiles, persistGenerated, readPending, reportPersisted, type Persisted } from './generate.js';
 import { describeMdev } from './mdev.js';
 import { readHostView, reportRefusal } from './view.js';
 
@@ -185,12 +185,16 @@ function changesOf(store: Store, p: Plan): { imports: string[]; demoted: string[
 function recordAfter(ctx: Context, view: HostView, p: Plan): Map<string, ManifestEntry> {
   const recorded = new Map(view.boot.recorded);
   for (const path of p.forget) recorded.delete(path);
+  // Without a record, what a first generate killed before its record made is generate's, not a peer's.
+  const pending = existsSync(ctx.paths.generatedManifest) ? [] : readPending(ctx.paths);
   for (const file of p.adopt) {
     const path = rootPath(ctx.paths, file);
     const text = path === view.boot.rulesPath ? (view.boot.rules.kind === 'file' ? view.boot.rules.content : undefined) : view.mdevctl.files.get(path.split('/').pop()!)?.text;
+    if (text === undefined) continue;
     // Taken in from chzdev or mdevctl: adopted, unless generate wrote it first.
     const before = view.boot.recorded.get(path);
-    if (text !== undefined) recorded.set(path, { ...fileEntry(path, text), ...(before && !before.adopted ? {} : { adopted: true as const }) });
+    const generates = before ? !before.adopted : pending.some((e) => e.path === path && holdsRecorded({ kind: 'file', content: text }, e));
+    recorded.set(path, { ...fileEntry(path, text), ...(generates ? {} : { adopted: true as const }) });
   }
   return recorded;
 }

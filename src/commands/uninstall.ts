@@ -79,7 +79,7 @@ function removeGenerated(ctx: Context, outcome: Outcome): void {
       }
     }
     for (const dir of ownedDirs(ctx.paths)) removeIfEmpty(ctx.paths.at(dir));
-    for (const record of [ctx.paths.generatedManifest, ctx.paths.generatedPending]) if (existsSync(record)) remove(ctx, rootPath(ctx.paths, record));
+    for (const list of [ctx.paths.generatedManifest, ctx.paths.generatedPending]) if (existsSync(list)) remove(ctx, rootPath(ctx.paths, list));
   });
 }
 
@@ -103,8 +103,9 @@ async function disableUnits(ctx: Context): Promise<{ units: string[]; command: s
 }
 
 export async function uninstall(ctx: Context, opts: UninstallOptions): Promise<number> {
-  // A damaged record stops uninstall (exit 2) before any file is touched.
+  // A damaged record (or list of a killed first generate's files) stops uninstall (exit 2) before any file is touched.
   readManifest(ctx.paths);
+  readPending(ctx.paths);
   const hookRecord = readHookRecord(ctx.paths);
   const outcome: Outcome = { removed: [], kept: [], adopted: [] };
   // Before anything is removed: a disable that fails leaves everything as it was.

@@ -58,17 +58,29 @@ export function renderManifest(entries: readonly ManifestEntry[], store?: StoreS
   return store ? `${record.slice(0, -2)},\n  "store": ${JSON.stringify(store)}\n}\n` : `${record}\n`;
 }
 
-export function parseManifest(text: string, where: string): ManifestEntry[] {
-  return parseRecord(text, where).files;
+/** What a file in the record's format is, and what to do when it is damaged. */
+export interface RecordKind {
+  what: string;
+  hint: string;
+}
+
+export const GENERATED_RECORD: RecordKind = {
+  what: 'the record of generated files',
+  hint: 'delete it and run ap-persist generate again: files identical to what it writes are taken over, others are reported',
+};
+
+export const PENDING_RECORD: RecordKind = {
+  what: 'the list of files a first generate was creating',
+  hint: "repair it, or delete it: the next generate then takes the files it names for chzdev's or mdevctl's, and uninstall leaves them",
+};
+
+export function parseManifest(text: string, where: string, kind: RecordKind = GENERATED_RECORD): ManifestEntry[] {
+  return parseRecord(text, where, kind).files;
 }
 
 /** The record's files and its snapshot of the store (none in records of older versions, or when it is not well formed). */
-export function parseRecord(text: string, where: string): { files: ManifestEntry[]; store?: StoreSnapshot } {
-  const damaged = (why: string): InputError =>
-    new InputError(`the record of generated files is damaged: ${why}`, {
-      where,
-      hint: 'delete it and run ap-persist generate again: files identical to what it writes are taken over, others are reported',
-    });
+export function parseRecord(text: string, where: string, kind: RecordKind = GENERATED_RECORD): { files: ManifestEntry[]; store?: StoreSnapshot } {
+  const damaged = (why: string): InputError => new InputError(`${kind.what} is damaged: ${why}`, { where, hint: kind.hint });
   let doc: unknown;
   try {
     doc = JSON.parse(text);

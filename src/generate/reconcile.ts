@@ -57,14 +57,16 @@ export function reconcile(
   } = {},
 ): Reconciled {
   const previous = new Map(recorded.map((r) => [r.path, r]));
-  const pending = new Map((opts.pending ?? []).map((r) => [r.path, r]));
+  // A path twice: two first runs killed in turn, with the store changed between them.
+  const pending = new Map<RootPath, ManifestEntry[]>();
+  for (const r of opts.pending ?? []) pending.set(r.path, [...(pending.get(r.path) ?? []), r]);
   const wanted = new Map(desired.map((d) => [d.path, d]));
   const steps: Step[] = [];
   const seen = new Map<RootPath, Observed>();
   /** Made by the killed run: absent (it never got there) or holding what that run wrote. */
   const leftByKilledRun = (path: RootPath, observed: Observed): boolean => {
-    const p = pending.get(path);
-    return p !== undefined && !previous.has(path) && (observed.kind === 'absent' || holdsRecorded(observed, p));
+    const named = pending.get(path);
+    return named !== undefined && !previous.has(path) && (observed.kind === 'absent' || named.some((p) => holdsRecorded(observed, p)));
   };
   for (const path of [...new Set([...wanted.keys(), ...previous.keys(), ...pending.keys()])].sort()) {
     const entry = wanted.get(path);

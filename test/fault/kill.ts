@@ -120,6 +120,27 @@ interface Prepared {
 
 const withoutTemps = (t: Map<string, Entry>): Map<string, Entry> => new Map([...t].filter(([p]) => !isTemp(p)));
 
+const PENDING = 'etc/ap-persist/generated.pending.json';
+
+/** What is wrong with the list a killed first generate left (`entry` as treeOf has it), measured against the completed run's host. */
+function pendingProblem(entry: Entry, after: Map<string, Entry>): string | undefined {
+  const m = /^file 644 ([\s\S]*)$/.exec(entry);
+  if (!m) return `not a file of mode 644: ${entry.slice(0, 80)}`;
+  let files: { path?: unknown; content?: unknown; symlink?: unknown }[];
+  try {
+    files = JSON.parse(Buffer.from(m[1]!, 'latin1').toString('utf8')).files;
+  } catch (err) {
+    return `does not parse: ${(err as Error).message}`;
+  }
+  if (!Array.isArray(files) || files.length === 0) return 'names no file';
+  for (const f of files) {
+    const done = typeof f.path === 'string' ? after.get(f.path) : undefined;
+    const expected = typeof f.symlink === 'string' ? `link -> ${f.symlink}` : typeof f.content === 'string' ? Buffer.from(f.content, 'utf8').toString('latin1') : undefined;
+    if (done === undefined || expected === undefined || done.replace(/^file [0-7]+ /, '') !== expected) return `names ${String(f.path)} otherwise than the completed run leaves it`;
+  }
+  return undefined;
+}
+
 /**
  * Builds the host before, and the host after the command ran to completion
  * (on a copy), `runs` times (at least 2): every run must leave the same host.
@@ -180,9 +201,17 @@ export async function killOnce(p: Prepared, root: string, when: KillWhen, label:
   const temps = [...seen.keys()].filter(isTemp);
   if (temps.length) note('kills leaving a temporary file');
   const allowed = [p.before, p.after, ...p.stages];
-  const bad = [...new Set([...seen.keys(), ...p.before.keys(), ...p.after.keys()])].filter((path) => !isTemp(path) && !allowed.some((t) => t.get(path) === seen.get(path)));
+  // A first generate's list of the files it is creating, there only until its record is: whole, and
+  // naming nothing but files the completed run has, as it has them.
+  const pending = seen.get(PENDING);
+  if (pending !== undefined) {
+    note('kills leaving the list of files a first generate is creating');
+    const wrong = pendingProblem(pending, p.after);
+    if (wrong) violation('corrupt', `${where}: ${PENDING}: ${wrong}`);
+  }
+  const bad = [...new Set([...seen.keys(), ...p.before.keys(), ...p.after.keys()])].filter((path) => path !== PENDING && !isTemp(path) && !allowed.some((t) => t.get(path) === seen.get(path)));
   for (const path of bad) violation('corrupt', `${where}: ${path} is neither the old nor the new: ${JSON.stringify(seen.get(path)?.slice(0, 200))}`);
-  const clean = withoutTemps(seen);
+  const clean = withoutTemps(new Map([...seen].filter(([path]) => path !== PENDING)));
   const state: KillState = treeDiff(clean, p.before).length === 0 ? 'old' : treeDiff(clean, p.after).length === 0 ? 'new' : 'mixed';
   note(`killed state ${state}`);
   if (!r.killed && state !== 'new') violation('lost', `${where}: exited 0 but the host is ${state}: ${treeDiff(clean, p.after).join('; ')}`);
