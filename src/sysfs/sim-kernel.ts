@@ -2,7 +2,7 @@
 // interface as the real /sys. It refuses what the kernel refuses, with the
 // kernel's errno, so boot sequences, mask changes and mdev starts can be
 // tested (with faults injected) on any machine. Three flavours, each the
-// kernels it stands for (/work/shared/DESIGN.md, "Kernel behaviour"):
+// kernels it stands for (the design document, "Kernel behaviour"):
 //   '5.4'   up to 5.19: Documentation/s390/vfio-ap.rst of 5.4, no checks of
 //           the mdevs on a mask change, no BINDINGS=complete;
 //   '6.0'   6.0 to 6.18: vfio_ap's in_use check, hot plug, guest_matrix,
