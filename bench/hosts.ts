@@ -4,8 +4,9 @@
 // files on disk, without the simulator's checks, which take minutes for
 // thousands of mdevs (the hosts here hold no conflict for them to find).
 
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { HostPaths } from '../src/host/paths.js';
+import { writeMark } from '../src/fsio/mark.js';
 import { buildFakeHost, type FakeHost, type FakeMdev } from '../src/fakehost/builder.js';
 import { IdSet } from '../src/model/idset.js';
 import { SimKernel } from '../src/sysfs/sim-kernel.js';
@@ -46,8 +47,13 @@ export function layOut(root: string, { host, active }: BenchHost): void {
   // RuntimeDirectory), and the boot hook's own marks of the units and the target it started.
   const paths = new HostPaths(root);
   for (const m of active) mkdirSync(`${paths.unitMarksDir}/${m.uuid}`, { recursive: true });
-  writeFileSync(paths.unitsStarted, '');
-  writeFileSync(paths.targetStarted, '');
+  markBootHookRan(paths);
+}
+
+/** The boot hook's marks in /run that it had the units and the target started: a later event's hook finds them. */
+export function markBootHookRan(paths: HostPaths): void {
+  writeMark(paths.unitsStarted);
+  writeMark(paths.targetStarted);
 }
 
 /**

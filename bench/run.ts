@@ -40,7 +40,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { checkHost, layOut, mdevHost, NEWCOMER, uuid, type BenchHost } from './hosts.js';
+import { checkHost, layOut, markBootHookRan, mdevHost, NEWCOMER, uuid, type BenchHost } from './hosts.js';
 import { HostPaths } from '../src/host/paths.js';
 
 // ---------------------------------------------------------------------------
@@ -246,6 +246,11 @@ const privateMounts = process.env[NAMESPACE_MARK] !== undefined && readlinkSync(
 /** The run/ directories this bench mounted, to unmount before they are removed. */
 const tmpfsRuns = new Set<string>();
 
+/** Whether `dir` is a mount point in this namespace whose mountinfo line holds `source` (file system type and source). */
+function mountedHere(dir: string, source: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir && l.includes(source));
+}
+
 /** Makes `root`/run a tmpfs holding what it held (in our own namespace only: each mount is checked to be ours). */
 function runOnTmpfs(root: string): void {
   if (!privateMounts) return;
@@ -257,7 +262,7 @@ function runOnTmpfs(root: string): void {
   mkdirSync(run);
   const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'ap-persist-bench', run], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`mount tmpfs on ${run}: ${r.stderr}`);
-  const mine = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === run && / - tmpfs ap-persist-bench /.test(l));
+  const mine = mountedHere(run, ' - tmpfs ap-persist-bench ');
   if (!mine) throw new Error(`${run} is not the tmpfs this bench mounted`);
   tmpfsRuns.add(run);
   if (existsSync(kept)) cpSync(kept, run, { recursive: true, verbatimSymlinks: true });
@@ -278,7 +283,6 @@ function runOnTmpfs(root: string): void {
 
 interface Journalled {
   dir: string;
-  device: string;
   /** The loop device reads and writes its image with direct I/O. */
   dio: boolean;
 }
@@ -314,13 +318,13 @@ function makeJournalled(): Journalled | null {
   const m = spawnSync('mount', ['-t', 'ext4', device, dir], { encoding: 'utf8' });
   // Detached now, the device goes with the mount (at the end, or with this namespace if the bench is killed).
   spawnSync('losetup', ['-d', device]);
-  const mine = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === dir && l.includes(` - ext4 ${device} `));
+  const mine = mountedHere(dir, ` - ext4 ${device} `);
   if (m.status !== 0 || !mine) {
     if (m.status === 0) spawnSync('umount', [dir]);
     return skipJournalled(`mount ${device}: ${m.stderr.trim() || 'not the file system this bench made'}`);
   }
   if (!dio) log(`bench: ${device} could not use direct I/O: the journalled file system's writes go through the page cache of its image`);
-  return { dir, device, dio };
+  return { dir, dio };
 }
 
 function skipJournalled(why: string): null {
@@ -351,7 +355,7 @@ function removeHost(root: string): void {
 /** Unmounts the run/ tmpfs of every host at or under `dir`. */
 function unmountRuns(dir: string): void {
   for (const run of [...tmpfsRuns]) {
-    if (run !== join(dir, 'run') && !run.startsWith(`${dir}/`)) continue;
+    if (!run.startsWith(`${dir}/`)) continue;
     spawnSync('umount', [run]);
     tmpfsRuns.delete(run);
   }
@@ -539,10 +543,7 @@ function commands(
       args: [BIN, '--root', boot, '--exec', 'hook', '--event', 'change-2'],
       prepare: () => {
         freshBoot();
-        const paths = new HostPaths(boot);
-        mkdirSync(dirname(paths.unitsStarted), { recursive: true });
-        writeFileSync(paths.unitsStarted, '');
-        writeFileSync(paths.targetStarted, '');
+        markBootHookRan(new HostPaths(boot));
       },
     });
   }

@@ -16,9 +16,10 @@
 // exits, when it owns the directory; where it cannot (a read-only /usr, a
 // sandbox), the tool runs as it would without one.
 
-import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
+import { writeAll } from '../fsio/write-all.js';
 
 const MAGIC = 'ap-persist code cache 2\n';
 
@@ -92,7 +93,7 @@ function writeCache(path: string, st: Stats, data: Buffer): boolean {
     const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
     try {
       const bytes = Buffer.concat([Buffer.from(MAGIC + cacheKey(st, data.length)), data]);
-      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
+      writeAll(fd, bytes);
       fsyncSync(fd);
     } finally {
       closeSync(fd);

@@ -37,6 +37,13 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
   import: [],
 };
 
+/** A hook of an event the udev rule queues ap-persist-mdevs.target with (the boot's first): systemd starts the target after it. */
+export function queuesTarget(argv: readonly string[]): boolean {
+  const { command, args } = splitCommandLine(argv);
+  const event = command === 'hook' ? parseHookArgs(args)?.event : undefined;
+  return event !== undefined && TARGET_EVENTS.includes(event);
+}
+
 /**
  * The name of the code cache a command line runs with (src/cli/code-cache.ts):
  * a callout's event and action (`pre-define`), a command and its subcommand
@@ -47,10 +54,7 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
  */
 export function cacheFlavour(argv: readonly string[]): string | undefined {
   const { command, args } = splitCommandLine(argv);
-  if (command === 'hook') {
-    const event = parseHookArgs(args)?.event;
-    return event !== undefined && TARGET_EVENTS.includes(event) ? 'hook-boot' : undefined;
-  }
+  if (command === 'hook') return queuesTarget(argv) ? 'hook-boot' : undefined;
   if (command === 'callout') {
     const value = (short: string, long: string): string | undefined => {
       const at = args.findIndex((a) => a === short || a === long);

@@ -79,8 +79,14 @@ export function readManifest(paths: HostPaths): { text: string | undefined; entr
   return { text, entries: parseManifest(text, paths.generatedManifest) };
 }
 
-/** What a first generate killed before its record was creating (paths.generatedPending); none when it is not there. */
+/**
+ * What a first generate killed before its record was creating
+ * (paths.generatedPending); none when it is not there, or when a record is:
+ * the record names all of them then (a run killed between its record and
+ * removing the list left it).
+ */
 export function readPending(paths: HostPaths): ManifestEntry[] {
+  if (existsSync(paths.generatedManifest)) return [];
   const text = readRegularFile(paths.generatedPending, PENDING_RECORD.what);
   return text === undefined ? [] : parseManifest(text, paths.generatedPending, PENDING_RECORD);
 }
@@ -100,7 +106,7 @@ export function planGenerate(ctx: Context, view: HostView = readHostView(ctx)): 
     storeLabel: storeLabel(ctx.paths),
     renderChzdevRules: chzdevRulesTemplate(),
     recorded,
-    pending: recorded === undefined ? readPending(ctx.paths) : [],
+    pending: readPending(ctx.paths),
     observe: (p) => observe(ctx.paths.at(p)),
     exists: (p) => existsSync(ctx.paths.at(p)),
   });

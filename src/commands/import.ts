@@ -11,7 +11,7 @@ import { sameMask } from '../checks/drift.js';
 import { conflictKey, type ConflictList } from '../checks/conflicts.js';
 import { InputError } from '../errors.js';
 import { rootPath } from '../generate/host-files.js';
-import { fileEntry, holdsRecorded, renderManifest, type ManifestEntry } from '../generate/manifest.js';
+import { entriesByPath, fileEntry, holdsListed, renderManifest, type ManifestEntry } from '../generate/manifest.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
 import type { HostView } from '../host/state.js';
@@ -186,14 +186,14 @@ function recordAfter(ctx: Context, view: HostView, p: Plan): Map<string, Manifes
   const recorded = new Map(view.boot.recorded);
   for (const path of p.forget) recorded.delete(path);
   // Without a record, what a first generate killed before its record made is generate's, not a peer's.
-  const pending = existsSync(ctx.paths.generatedManifest) ? [] : readPending(ctx.paths);
+  const pending = entriesByPath(readPending(ctx.paths));
   for (const file of p.adopt) {
     const path = rootPath(ctx.paths, file);
     const text = path === view.boot.rulesPath ? (view.boot.rules.kind === 'file' ? view.boot.rules.content : undefined) : view.mdevctl.files.get(path.split('/').pop()!)?.text;
     if (text === undefined) continue;
     // Taken in from chzdev or mdevctl: adopted, unless generate wrote it first.
     const before = view.boot.recorded.get(path);
-    const generates = before ? !before.adopted : pending.some((e) => e.path === path && holdsRecorded({ kind: 'file', content: text }, e));
+    const generates = before ? !before.adopted : holdsListed(pending, path, { kind: 'file', content: text });
     recorded.set(path, { ...fileEntry(path, text), ...(generates ? {} : { adopted: true as const }) });
   }
   return recorded;

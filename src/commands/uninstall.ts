@@ -62,10 +62,8 @@ function staticPaths(ctx: Context): RootPath[] {
 function removeGenerated(ctx: Context, outcome: Outcome): void {
   // A link generate made before the preset is systemctl's: disable took it.
   const released = new Set(releasedLinks(ctx.paths));
-  const recorded = readManifest(ctx.paths).entries;
-  // What a first generate killed before its record made (and a record does not name) is generate's too.
-  const named = new Set(recorded.map((e) => e.path));
-  const entries = [...recorded, ...readPending(ctx.paths).filter((e) => !named.has(e.path))].filter((e) => !released.has(e.path));
+  // Without a record, what a first generate killed before its record made is generate's too.
+  const entries = [...readManifest(ctx.paths).entries, ...readPending(ctx.paths)].filter((e) => !released.has(e.path));
   for (const e of entries) if (e.adopted && observe(ctx.paths.at(e.path)).kind !== 'absent') outcome.adopted.push(e.path);
   const record = entries.filter((e) => !e.adopted);
   withLock(ctx.paths.lock, () => {

@@ -37,6 +37,9 @@ domains = 0x47,0xff
 start = auto
 `;
 
+/** guest1 and guest2 of the three-guest host; guest3's queues (6 x 0x47,0xff) are free. */
+export const TWO_GUESTS_STORE = THREE_GUESTS_STORE.slice(0, THREE_GUESTS_STORE.indexOf(`[mdev.${GUEST3}]`));
+
 export function threeGuestsHost(): FakeHost {
   return {
     cards: [

@@ -2,10 +2,11 @@
 // rename it over the target, fsync the directory. A crash leaves either the
 // old file or the new one, never half of each.
 
-import { accessSync, closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { RuntimeError } from '../errors.js';
 import { fsyncFiles } from './fsync-files.js';
+import { writeAll } from './write-all.js';
 import { followTrusted } from './trust.js';
 
 export interface AtomicWriteOptions {
@@ -36,8 +37,8 @@ export function writeFileAtomic(path: string, data: string, options: AtomicWrite
   }
 }
 
-/** What writeFileAtomic and a batch's staged writes throw when `path` cannot be written (`code`: an errno name). */
-function writeError(path: string, code: string): RuntimeError {
+/** What writeFileAtomic, a batch's staged writes and writeMark throw when `path` cannot be written (`code`: an errno name). */
+export function writeError(path: string, code: string): RuntimeError {
   return new RuntimeError(`cannot write the file: ${code}`, {
     where: path,
     hint: code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'run as root, on a writable file system' : 'check that its directory can be created and written',
@@ -314,13 +315,8 @@ function writeTemp(path: string, data: string, options: AtomicWriteOptions, sync
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
   const fd = openSync(tmp, 'wx', mode);
   try {
-    // writeSync may write less than asked (a file system with less room left than the file
-    // needs): write the rest, and the next write throws ENOSPC, rather than rename half a file.
-    const bytes = Buffer.from(data, 'utf8');
-    for (let done = 0, n = 1; done < bytes.length; done += n) {
-      n = writeSync(fd, bytes, done, bytes.length - done);
-      if (n <= 0) throw Object.assign(new Error('the write made no progress'), { code: 'EIO' });
-    }
+    // Never half a file renamed into place.
+    writeAll(fd, Buffer.from(data, 'utf8'));
     if (sync) fsyncSync(fd);
   } catch (err) {
     closeSync(fd);

@@ -4,9 +4,11 @@
 // does: a reader that finds a mark half written still finds it there, and
 // /run is emptied at every boot, so nothing is synced.
 
-import { closeSync, constants, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { describeFailure, RuntimeError } from '../errors.js';
+import { describeFailure } from '../errors.js';
+import { writeError } from './atomic.js';
+import { writeAll } from './write-all.js';
 
 /** Never through a link put there in its place; never waiting on a FIFO. */
 const FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW | constants.O_NONBLOCK;
@@ -31,17 +33,12 @@ export function writeMark(path: string, text = ''): void {
   try {
     const fd = openMakingDir(path, FLAGS);
     try {
-      const bytes = Buffer.from(text, 'utf8');
-      for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
+      writeAll(fd, Buffer.from(text, 'utf8'));
     } finally {
       closeSync(fd);
     }
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new RuntimeError(`cannot write the file: ${e.code ?? e.message}`, {
-      where: path,
-      hint: e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? 'run as root, on a writable file system' : 'check that its directory can be created and written',
-    });
+    throw writeError(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
   }
 }
 

@@ -46,6 +46,18 @@ export function holdsRecorded(observed: Observed, recorded: ManifestEntry): bool
   return recorded.content !== undefined ? observed.content === recorded.content : sha256(observed.content) === recorded.sha256;
 }
 
+/** Entries by path; a path may be named more than once (the pending list of two first runs killed in turn). */
+export function entriesByPath(entries: readonly ManifestEntry[]): Map<RootPath, ManifestEntry[]> {
+  const byPath = new Map<RootPath, ManifestEntry[]>();
+  for (const e of entries) byPath.set(e.path, [...(byPath.get(e.path) ?? []), e]);
+  return byPath;
+}
+
+/** Whether `observed` at `path` is what one of the entries naming it says. */
+export function holdsListed(listed: ReadonlyMap<RootPath, readonly ManifestEntry[]>, path: RootPath, observed: Observed): boolean {
+  return listed.get(path)?.some((e) => holdsRecorded(observed, e)) ?? false;
+}
+
 /**
  * The record: the files, one key per line, and the store they were
  * generated from (store/snapshot.ts), when known, on one line of its own

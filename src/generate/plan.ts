@@ -37,7 +37,7 @@ export interface PlanInput {
   renderChzdevRules: RenderChzdevRules;
   /** The record of the last run; undefined when generate never ran on this host. */
   recorded: readonly ManifestEntry[] | undefined;
-  /** Without a record: the files a first run killed before its record was creating (paths.generatedPending). */
+  /** The files a first run killed before its record was creating (paths.generatedPending; none once there is a record). */
   pending?: readonly ManifestEntry[];
   observe: (path: RootPath) => Observed;
   exists: (path: RootPath) => boolean;
@@ -49,8 +49,7 @@ export function makePlan(input: PlanInput): GeneratePlan {
   // A link generate made before systemctl preset enabled the wait: systemctl's now, left alone and forgotten.
   const released = new Set(releasedLinks(input.paths));
   const recorded = (input.recorded ?? []).filter((e) => !released.has(e.path));
-  const firstRun = input.recorded === undefined;
-  const { steps, manifest } = reconcile(desired, recorded, input.observe, { adoptUnrecorded: firstRun, ...(firstRun && input.pending ? { pending: input.pending } : {}) });
+  const { steps, manifest } = reconcile(desired, recorded, input.observe, { adoptUnrecorded: input.recorded === undefined, pending: input.pending ?? [] });
   return {
     store: input.store,
     check: input.check,

@@ -5,7 +5,7 @@
 // an admin) and is a conflict that only --force overrides. Pure.
 
 import type { HostEntry, RootPath } from './host-files.js';
-import { holdsRecorded, manifestEntry, type ManifestEntry } from './manifest.js';
+import { entriesByPath, holdsListed, holdsRecorded, manifestEntry, type ManifestEntry } from './manifest.js';
 
 export type { Observed } from '../fsio/observe.js';
 import type { Observed } from '../fsio/observe.js';
@@ -58,15 +58,13 @@ export function reconcile(
 ): Reconciled {
   const previous = new Map(recorded.map((r) => [r.path, r]));
   // A path twice: two first runs killed in turn, with the store changed between them.
-  const pending = new Map<RootPath, ManifestEntry[]>();
-  for (const r of opts.pending ?? []) pending.set(r.path, [...(pending.get(r.path) ?? []), r]);
+  const pending = entriesByPath(opts.pending ?? []);
   const wanted = new Map(desired.map((d) => [d.path, d]));
   const steps: Step[] = [];
   const seen = new Map<RootPath, Observed>();
   /** Made by the killed run: absent (it never got there) or holding what that run wrote. */
   const leftByKilledRun = (path: RootPath, observed: Observed): boolean => {
-    const named = pending.get(path);
-    return named !== undefined && !previous.has(path) && (observed.kind === 'absent' || named.some((p) => holdsRecorded(observed, p)));
+    return pending.has(path) && !previous.has(path) && (observed.kind === 'absent' || holdsListed(pending, path, observed));
   };
   for (const path of [...new Set([...wanted.keys(), ...previous.keys(), ...pending.keys()])].sort()) {
     const entry = wanted.get(path);

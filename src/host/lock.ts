@@ -133,8 +133,7 @@ function breakLock(path: string, owner: Exclude<Owner, 'gone'>): boolean {
   try {
     // Still the very lock judged stale: not one another breaker removed and a new owner made since.
     if (!sameOwner(readOwner(path), owner)) return false;
-    if ('directory' in owner && owner.directory) renameSync(path, `${path}.broken-${randomHex(8)}`);
-    else unlinkSync(path);
+    removeAside(path, 'directory' in owner && owner.directory === true);
     return true;
   } catch {
     // someone else cleaned it
@@ -155,11 +154,16 @@ function clearStaleBreaker(breaker: string): void {
   try {
     const st = lstatSync(breaker);
     if (st.isFile() && trusted(st.uid) && Date.now() - st.mtimeMs < BREAKER_STALE_MS) return;
-    if (st.isDirectory()) renameSync(breaker, `${breaker}.broken-${randomHex(8)}`);
-    else unlinkSync(breaker);
+    removeAside(breaker, st.isDirectory());
   } catch {
     // gone meanwhile
   }
+}
+
+/** Removes the file at `path`; a directory (libap's lock, or one planted there) is renamed aside, not emptied. */
+function removeAside(path: string, directory: boolean): void {
+  if (directory) renameSync(path, `${path}.broken-${randomHex(8)}`);
+  else unlinkSync(path);
 }
 
 function isStale(owner: Exclude<Owner, 'gone'>): boolean {

@@ -4,17 +4,23 @@
 // after the boot's first hook (the udev rule queues ap-persist-mdevs.target
 // with it), yet never one the hook refused, nor any before it has judged.
 
-import { readdirSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeFailure, RuntimeError } from '../errors.js';
 import { tryWriteMark } from '../fsio/mark.js';
 import { readRegularFile } from '../fsio/read.js';
 import type { HostPaths } from '../host/paths.js';
+import { mdevUnit } from '../generate/unit-names.js';
 
 /** The mark that holds back every unit: a UUID is never this. */
 export const HOLD_ALL = 'all';
 
 /** The marks there are now; empty when the directory is not there (the usual case). */
+/** Every unit held: a boot hook's hold not yet released (it runs, failed or was killed). */
+export function holdsAll(paths: HostPaths): boolean {
+  return existsSync(join(paths.heldDir, HOLD_ALL));
+}
+
 export function readHeldMarks(paths: HostPaths): Set<string> {
   try {
     return new Set(readdirSync(paths.heldDir));
@@ -58,7 +64,7 @@ export function syncHeldMarks(paths: HostPaths, existing: ReadonlySet<string>, h
   const problems: string[] = [];
   for (const [uuid, reason] of held) {
     const failed = hold(paths, uuid, reason);
-    if (failed) problems.push(`${failed}: systemd may start ap-persist-mdev@${uuid}.service, which the hook holds back`);
+    if (failed) problems.push(`${failed}: systemd may start ${mdevUnit(uuid)}, which the hook holds back`);
   }
   // `all` goes last, and only when every unit's own mark is there.
   const stale = [...existing].filter((name) => !held.has(name) && name !== HOLD_ALL);

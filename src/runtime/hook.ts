@@ -12,13 +12,12 @@ import type { HostPaths } from '../host/paths.js';
 import { readActiveState, readLinkedMdevs, readPeerFiles, type ActiveState } from '../host/state.js';
 import { changesBoot, driftLines, effectiveConfig } from '../checks/drift.js';
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { formatAdapter, formatApqn, formatApqnDecimal, formatDomain, type Apqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { mdevLabel, type HostMasks } from '../model/mdev.js';
 import { loadStore, type Store } from '../store/store.js';
 import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
-import { HOLD_ALL, hold, readHeldMarks, releaseHoldAll, syncHeldMarks } from './held-marks.js';
+import { HOLD_ALL, hold, holdsAll, readHeldMarks, releaseHoldAll, syncHeldMarks } from './held-marks.js';
 import { listQueueApqns, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
 import type { CommandRunner } from './commands.js';
@@ -242,7 +241,7 @@ export async function runHook(deps: HookDeps): Promise<HookReport> {
   // nor when one left every unit held (it failed or was killed: this is a run by hand, or a second
   // event's, which nothing follows). A boot hook the target follows writes its hold on every unit
   // first: it takes the lock at once.
-  const follows = deps.targetQueued === true && !existsSync(deps.paths.targetStarted) && !existsSync(join(deps.paths.heldDir, HOLD_ALL));
+  const follows = deps.targetQueued === true && !existsSync(deps.paths.targetStarted) && !holdsAll(deps.paths);
   if (!follows) {
     try {
       return await runOnce(deps, false, false);
@@ -369,7 +368,7 @@ async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Prom
     const markTargetStarted = (): void => mark(deps.paths.targetStarted, 'the next hook asks systemd about the target again');
     const marked = existsSync(deps.paths.unitsStarted);
     if (follows) {
-      change();
+      // (A hook the target follows holds the lock from its start: runHook.)
       // systemd starts the target and its units after this hook: later hooks know they ran. Marked
       // before `all` goes, so that a second boot hook that fails meanwhile leaves this one's verdict be.
       if (!marked) markUnitsStarted();

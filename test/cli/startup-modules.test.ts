@@ -6,32 +6,25 @@
 // shipped (dist/bin, made by `npm run build`, which `npm test` runs first):
 // the tests' own build of the CLI does not split the built-ins so.
 
-import { spawnSync } from 'node:child_process';
-import { cpSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cpSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runBuilt } from '../support/cli-build.js';
 import { tempDir } from '../support/host.js';
+import { BUILT_CLI, PROJECT } from '../fault/support.js';
 
-const PROJECT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const EXAMPLE = join(PROJECT, 'examples/three-guests');
-const SHIPPED = join(PROJECT, 'dist/bin/ap-persist.cjs');
 const COSTLY = /^NativeModule (child_process|crypto|os|worker_threads)$/;
 
 /** The costly built-ins `args` loaded, run as the built CLI on a copy of the example host. */
 function loadedBy(args: string[], options: { flags?: string[]; input?: string } = {}): { code: number | null; stderr: string; loaded: string[] } {
   const root = join(tempDir(), 'host');
   cpSync(EXAMPLE, root, { recursive: true });
-  const preload = join(root, '..', 'modules.cjs');
-  writeFileSync(preload, "process.on('exit', () => require('node:fs').writeSync(2, `\\nloaded=${JSON.stringify(process.moduleLoadList)}\\n`));\n");
-  const r = spawnSync(process.execPath, [...(options.flags ?? []), '--require', preload, SHIPPED, '--root', root, ...args], {
-    encoding: 'utf8',
-    input: options.input ?? '',
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-  });
+  const preload = "process.on('exit', () => require('node:fs').writeSync(2, `\\nloaded=${JSON.stringify(process.moduleLoadList)}\\n`));\n";
+  const r = runBuilt(BUILT_CLI, root, args, { preload, ...options });
   const m = /^loaded=(.*)$/m.exec(r.stderr);
   const all = m ? (JSON.parse(m[1]!) as string[]) : ['(no list)'];
-  return { code: r.status, stderr: r.stderr, loaded: all.filter((name) => COSTLY.test(name)) };
+  return { code: r.code, stderr: r.stderr, loaded: all.filter((name) => COSTLY.test(name)) };
 }
 
 describe('costly built-in modules load on first use only', () => {

@@ -9,13 +9,12 @@
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildFakeHost } from '../../src/fakehost/builder.js';
-import { GUEST1, GUEST3, threeGuestsHost, THREE_GUESTS_STORE } from '../../src/fakehost/three-guests.js';
+import { GUEST1, GUEST3, threeGuestsHost, TWO_GUESTS_STORE } from '../../src/fakehost/three-guests.js';
 import { grid, storeOf } from '../../bench/hosts.js';
 import { runInNamespace } from '../support/namespace.js';
 import { tempDir } from '../support/host.js';
 import { CLI, copyTree, isTemp, runHere, tally, treeDiff, treeOf, type Entry } from './support.js';
 
-const TWO_GUESTS_STORE = THREE_GUESTS_STORE.slice(0, THREE_GUESTS_STORE.indexOf(`[mdev.${GUEST3}]`));
 /**
  * A store of about 12 KiB, an admin's long notes first: more than one page of
  * the file system, with the masks and the mdevs beyond the first page.

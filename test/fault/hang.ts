@@ -6,8 +6,9 @@
 // command line (a link to sleep named after it), so pgrep finds exactly them.
 
 import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { HostPaths } from '../../src/host/paths.js';
+import { writeMark } from '../../src/fsio/mark.js';
 import { buildFakeHost } from '../../src/fakehost/builder.js';
 import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { tempDir } from '../support/host.js';
@@ -149,18 +150,13 @@ export interface HangOutcome {
   left: string;
 }
 
-const mkdirp = (file: string): string => {
-  mkdirSync(dirname(file), { recursive: true });
-  return file;
-};
-
 export async function runHangCase(c: HangCase): Promise<HangOutcome> {
   const marker = `ap-persist-fault-hang-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const root = tempDir('ap-persist-fault-hang-');
   buildFakeHost(root, { ...threeGuestsHost(), ...(c.host === 'after-boot' ? { vfioAp: true } : {}) });
   mkdirSync(join(root, 'run'), { recursive: true });
   // The first hook's mark that it had systemd start units: this hook asks systemd which are up.
-  if (c.host === 'after-boot') writeFileSync(mkdirp(new HostPaths(root).unitsStarted), '');
+  if (c.host === 'after-boot') writeMark(new HostPaths(root).unitsStarted);
   const path = stubDir(c, marker);
   const r = await runCli(['--root', root, '--exec', ...c.args], { env: { PATH: `${path}:/usr/bin:/bin` }, boundMs: 90_000 });
   tally.runs++;

@@ -10,7 +10,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildFakeHost } from '../../src/fakehost/builder.js';
-import { GUEST1, GUEST2, GUEST3, threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { HostPaths } from '../../src/host/paths.js';
+import { GUEST1, GUEST2, GUEST3, threeGuestsHost, TWO_GUESTS_STORE } from '../../src/fakehost/three-guests.js';
 import { renderMdevctlJson } from '../../src/store/mdevctl-defs.js';
 import { IdSet } from '../../src/model/idset.js';
 import { loadStore } from '../../src/store/store.js';
@@ -21,11 +22,6 @@ const STORE = 'etc/ap-persist/ap-persist.conf';
 const RULES = 'etc/udev/rules.d/41-ap.rules';
 const LOCK = 'run/lock/s390apconfig.lock';
 
-/** guest1 and guest2 of the three-guest host; guest3's queues (6 x 0x47,0xff) are free. */
-const TWO_GUESTS_STORE = (() => {
-  const text = threeGuestsHost().store!;
-  return text.slice(0, text.indexOf(`[mdev.${GUEST3}]`));
-})();
 
 interface Scenario {
   name: string;
@@ -120,7 +116,8 @@ interface Prepared {
 
 const withoutTemps = (t: Map<string, Entry>): Map<string, Entry> => new Map([...t].filter(([p]) => !isTemp(p)));
 
-const PENDING = 'etc/ap-persist/generated.pending.json';
+/** The pending list, as treeOf names it (relative to the root). */
+const PENDING = new HostPaths('/').generatedPending.slice(1);
 
 /** What is wrong with the list a killed first generate left (`entry` as treeOf has it), measured against the completed run's host. */
 function pendingProblem(entry: Entry, after: Map<string, Entry>): string | undefined {

@@ -19,7 +19,7 @@ import { existsSync, lstatSync, mkdirSync, symlinkSync, writeFileSync } from 'no
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildFakeHost } from '../../src/fakehost/builder.js';
-import { GUEST3, threeGuestsHost, THREE_GUESTS_STORE } from '../../src/fakehost/three-guests.js';
+import { GUEST3, threeGuestsHost, TWO_GUESTS_STORE } from '../../src/fakehost/three-guests.js';
 import { tempDir } from '../support/host.js';
 import { itWithTools } from '../support/namespace.js';
 import { requireTools } from '../support/real-tools.js';
@@ -166,7 +166,7 @@ export function faultSuite(strength: FaultSuiteStrength): void {
       const failures: string[] = [];
       for (const c of LEFTOVERS) {
         const root = tempDir('ap-persist-fault-leftover-');
-        buildFakeHost(root, { ...threeGuestsHost(), store: THREE_GUESTS_STORE.slice(0, THREE_GUESTS_STORE.indexOf(`[mdev.${GUEST3}]`)) });
+        buildFakeHost(root, { ...threeGuestsHost(), store: TWO_GUESTS_STORE });
         expect((await runHere(root, 'generate')).code).toBe(0);
         const planted = join(root, c.planted);
         mkdirSync(dirname(planted), { recursive: true });

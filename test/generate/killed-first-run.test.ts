@@ -4,13 +4,14 @@
 // SIGKILL right after its k-th rename, or that rename failing (a preload wraps
 // fs.renameSync): the list of files it is creating is the first, its files next.
 
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { GUEST1, GUEST2, threeGuestsHost, TWO_GUESTS_STORE } from '../../src/fakehost/three-guests.js';
 import { buildFakeHost } from '../../src/fakehost/builder.js';
-import { buildCli } from '../support/cli-build.js';
+import { buildCli, runBuilt, type BuiltRun } from '../support/cli-build.js';
+import { HostPaths } from '../../src/host/paths.js';
+import { parseManifest, type ManifestEntry } from '../../src/generate/manifest.js';
 import { tempDir } from '../support/host.js';
 
 let cli: Awaited<ReturnType<typeof buildCli>>;
@@ -19,33 +20,21 @@ beforeAll(async () => {
 });
 afterAll(() => cli.cleanup());
 
-const TWO_GUESTS_STORE = THREE_GUESTS_STORE.slice(0, THREE_GUESTS_STORE.indexOf(`[mdev.${GUEST3}]`));
-const PENDING = 'etc/ap-persist/generated.pending.json';
-const RECORD = 'etc/ap-persist/generated.json';
-
 /**
  * The CLI on `root`. `at`: at the k-th rename, SIGKILLed right after it (`kill`) or
  * the rename failing with EIO instead (`fail`). In path order: the list, the
  * definitions (guest2's, then guest1's), 41-ap.rules, the record.
  */
-function run(root: string, args: string[], at?: { rename: number; then: 'kill' | 'fail' }): { code: number | null; signal: NodeJS.Signals | null; stderr: string } {
-  const preload = join(root, '..', `rename-${at?.rename}-${at?.then}.cjs`);
-  if (at) {
-    const act = at.then === 'kill' ? "rename(...a); process.kill(process.pid, 'SIGKILL');" : "throw Object.assign(new Error('EIO: i/o error, rename'), { code: 'EIO' });";
-    writeFileSync(
-      preload,
-      `const fs = require('node:fs'); const rename = fs.renameSync; let n = 0;
-fs.renameSync = (...a) => { if (++n === ${at.rename}) { ${act} } return rename(...a); };\n`,
-    );
-  }
-  const r = spawnSync(process.execPath, [...(at ? ['--require', preload] : []), cli.main, '--root', root, ...args], {
-    encoding: 'utf8',
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-  });
-  return { code: r.status, signal: r.signal, stderr: r.stderr };
+function run(root: string, args: string[], at?: { rename: number; then: 'kill' | 'fail' }): BuiltRun {
+  const act = at?.then === 'kill' ? "rename(...a); process.kill(process.pid, 'SIGKILL');" : "throw Object.assign(new Error('EIO: i/o error, rename'), { code: 'EIO' });";
+  const preload = at && `const fs = require('node:fs'); const rename = fs.renameSync; let n = 0;
+fs.renameSync = (...a) => { if (++n === ${at.rename}) { ${act} } return rename(...a); };\n`;
+  return runBuilt(cli.main, root, args, preload ? { preload } : {});
 }
 
-const recordOf = (root: string): { path: string; adopted?: true }[] => JSON.parse(readFileSync(join(root, RECORD), 'utf8')).files;
+const recordOf = (root: string): ManifestEntry[] => parseManifest(readFileSync(new HostPaths(root).generatedManifest, 'utf8'), root);
+const pendingThere = (root: string): boolean => existsSync(new HostPaths(root).generatedPending);
+const recordThere = (root: string): boolean => existsSync(new HostPaths(root).generatedManifest);
 
 describe('a first generate killed before its record', () => {
   it('killed twice, the store edited between: the third run takes every file for its own, as an uninterrupted run does, and uninstall removes them', () => {
@@ -53,20 +42,20 @@ describe('a first generate killed before its record', () => {
     buildFakeHost(host, { ...threeGuestsHost(), store: TWO_GUESTS_STORE });
     // Run A: the list, then guest2's definition, then killed.
     expect(run(host, ['generate', '--no-reload'], { rename: 2, then: 'kill' }).signal).toBe('SIGKILL');
-    expect(existsSync(join(host, PENDING))).toBe(true);
+    expect(pendingThere(host)).toBe(true);
     expect(existsSync(join(host, `etc/mdevctl.d/matrix/${GUEST2}`))).toBe(true);
-    expect(existsSync(join(host, RECORD))).toBe(false);
+    expect(recordThere(host)).toBe(false);
     // guest2's definition changes in the store alone.
     const edit = run(host, ['mdev', 'modify', GUEST2, '--adapters', '6', '--domains', '0x47,0xff', '--no-generate']);
     expect(edit.code, edit.stderr).toBe(0);
     // Run B: the list, guest2's definition over run A's, guest1's, then killed.
     expect(run(host, ['generate', '--no-reload'], { rename: 3, then: 'kill' }).signal).toBe('SIGKILL');
     expect(existsSync(join(host, `etc/mdevctl.d/matrix/${GUEST1}`))).toBe(true);
-    expect(existsSync(join(host, RECORD))).toBe(false);
+    expect(recordThere(host)).toBe(false);
     // Run C completes.
     const c = run(host, ['generate', '--no-reload']);
     expect(c.code, c.stderr).toBe(0);
-    expect(existsSync(join(host, PENDING))).toBe(false);
+    expect(pendingThere(host)).toBe(false);
 
     // The same store generated without interruption, on another host.
     const calm = join(tempDir(), 'calm');
@@ -102,6 +91,6 @@ describe('a first generate killed before its record', () => {
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/41-ap\.rules.*EIO/);
     for (const g of [GUEST1, GUEST2]) expect(existsSync(join(host, `etc/mdevctl.d/matrix/${g}`)), g).toBe(false);
-    expect(existsSync(join(host, PENDING))).toBe(false);
+    expect(pendingThere(host)).toBe(false);
   });
 });

@@ -5,7 +5,6 @@
 // many threads it has (libuv's pool keeps its threads) and whether the pool's
 // size leaked into the environment of what it runs next.
 
-import { spawnSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +12,7 @@ import { grid, storeOf } from '../../bench/hosts.js';
 import { buildFakeHost } from '../../src/fakehost/builder.js';
 import { WriteBatch } from '../../src/fsio/atomic.js';
 import { fsyncFiles, PARALLEL_FROM } from '../../src/fsio/fsync-files.js';
-import { buildCli } from '../support/cli-build.js';
+import { buildCli, runBuilt } from '../support/cli-build.js';
 import { tempDir } from '../support/host.js';
 
 let cli: Awaited<ReturnType<typeof buildCli>>;
@@ -27,18 +26,15 @@ afterAll(() => cli.cleanup());
  * `workersFail`: the preload throws in every worker thread (node passes its flags on to them).
  */
 function generateOf(n: number, workersFail = false): { code: number | null; stderr: string; threads: number; poolSizeLeft: string; root: string } {
-  const root = tempDir();
+  const root = join(tempDir(), 'host');
   buildFakeHost(root, { cards: [{ adapter: 0, hwtype: 12 }], domains: [0], vfioAp: true, store: storeOf(grid(Math.sqrt(n), 1)) });
-  const preload = join(root, 'threads.cjs');
-  writeFileSync(
-    preload,
+  const preload =
     (workersFail ? "if (!require('node:worker_threads').isMainThread) throw new Error('no worker here');\n" : '') +
-      // The main thread's exit.
-      "if (require('node:worker_threads').isMainThread) process.on('exit', () => require('node:fs').writeSync(2, `\\nthreads=${require('node:fs').readdirSync('/proc/self/task').length} pool=${process.env.UV_THREADPOOL_SIZE ?? '-'}\\n`));\n",
-  );
-  const r = spawnSync(process.execPath, ['--require', preload, cli.main, '--root', root, '-q', 'generate'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+    // The main thread's exit.
+    "if (require('node:worker_threads').isMainThread) process.on('exit', () => require('node:fs').writeSync(2, `\\nthreads=${require('node:fs').readdirSync('/proc/self/task').length} pool=${process.env.UV_THREADPOOL_SIZE ?? '-'}\\n`));\n";
+  const r = runBuilt(cli.main, root, ['-q', 'generate'], { preload });
   const m = /^threads=(\d+) pool=(\S+)$/m.exec(r.stderr);
-  return { code: r.status, stderr: r.stderr, threads: m ? Number(m[1]) : Number.NaN, poolSizeLeft: m?.[2] ?? '?', root };
+  return { code: r.code, stderr: r.stderr, threads: m ? Number(m[1]) : Number.NaN, poolSizeLeft: m?.[2] ?? '?', root };
 }
 
 describe('generate makes many new files durable in parallel', () => {

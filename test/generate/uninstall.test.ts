@@ -3,11 +3,14 @@
 // say when an s390-tools update has put it back, and uninstall removes what
 // install and generate wrote, and nothing else, then puts ap-check back.
 
-import { chmodSync, lstatSync, mkdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { parseManifest, renderManifest, type ManifestEntry } from '../../src/generate/manifest.js';
+import { mdevUnit } from '../../src/generate/unit-names.js';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST2, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { givenHost, type TestHost } from '../support/host.js';
+import { HostPaths } from '../../src/host/paths.js';
 
 const AP_CHECK = 'usr/lib/mdevctl/scripts.d/callouts/ap-check';
 const AP_CHECK_SH = 'etc/mdevctl.d/scripts.d/callouts/ap-check.sh';
@@ -31,8 +34,13 @@ function withS390Tools(host: TestHost, version = 'ap-check 2.40'): void {
 }
 
 const mode = (host: TestHost, rel: string): number => statSync(join(host.root, rel)).mode & 0o777;
-/** Anything at `rel`, a dangling link too (the wants links point at /usr/lib on the real system). */
-const present = (host: TestHost, rel: string): boolean => lstatSync(join(host.root, rel), { throwIfNoEntry: false }) !== undefined;
+// generate's record, its pending list and the target's wants, relative to a host's root.
+const AT_ROOT = new HostPaths('/');
+const RECORD = AT_ROOT.generatedManifest.slice(1);
+const PENDING = AT_ROOT.generatedPending.slice(1);
+const WANTS = AT_ROOT.mdevsWantsDir.slice(1);
+/** The record generate left on `h`. */
+const recordOf = (h: TestHost): ManifestEntry[] => parseManifest(h.read(RECORD), RECORD);
 
 describe("install sets s390-tools' ap-check aside", () => {
   it('moves both ap-check files whole under /var/lib/ap-persist/set-aside and says so; other callouts stay', async () => {
@@ -135,13 +143,12 @@ describe('ap-persist uninstall', () => {
     // What an uninterrupted first generate leaves, on a copy.
     const done = givenHost(threeGuestsHost());
     expect((await done.run('generate', '--no-reload')).code).toBe(0);
-    const recordOf = (h: TestHost): { path: string; adopted?: true }[] => JSON.parse(h.read('etc/ap-persist/generated.json')).files;
     // The host: mdevctl defined guest1 before ap-persist came (byte for byte what generate writes). A first
     // generate named the files it was creating (the pending list), moved guest2's definition and link into
     // place and was killed before its record.
     const host = givenHost(threeGuestsHost());
     const mdevctls = `etc/mdevctl.d/matrix/${GUEST1}`;
-    const ours = [`etc/mdevctl.d/matrix/${GUEST2}`, `etc/systemd/system/ap-persist-mdevs.target.wants/ap-persist-mdev@${GUEST2}.service`];
+    const ours = [`etc/mdevctl.d/matrix/${GUEST2}`, `${WANTS}/${mdevUnit(GUEST2)}`];
     mkdirSync(dirname(join(host.root, mdevctls)), { recursive: true });
     writeFileSync(join(host.root, mdevctls), done.read(mdevctls));
     for (const rel of ours) {
@@ -150,19 +157,19 @@ describe('ap-persist uninstall', () => {
       else writeFileSync(join(host.root, rel), done.read(rel));
     }
     const creating = recordOf(done).filter((e) => e.path !== mdevctls);
-    writeFileSync(join(host.root, 'etc/ap-persist/generated.pending.json'), `${JSON.stringify({ generator: 'ap-persist', version: 1, files: creating }, null, 2)}\n`);
+    writeFileSync(join(host.root, PENDING), renderManifest(creating));
 
     const g = await host.run('generate', '--no-reload');
     expect(g.code, g.stderr).toBe(0);
     const adopted = recordOf(host).filter((e) => e.adopted).map((e) => e.path);
     expect(adopted).toEqual([mdevctls]);
     expect(recordOf(host).map((e) => e.path)).toEqual(recordOf(done).map((e) => e.path));
-    expect(host.has('etc/ap-persist/generated.pending.json')).toBe(false);
+    expect(host.has(PENDING)).toBe(false);
 
     const u = await host.run('uninstall');
     expect(u.code, u.stderr).toBe(0);
     expect(host.read(mdevctls)).toBe(done.read(mdevctls));
-    for (const rel of ours) expect(present(host, rel), rel).toBe(false);
+    for (const rel of ours) expect(host.has(rel), rel).toBe(false);
   });
 
   it('a first generate killed before its record, then uninstall: the files it named and made go, what changed since stays', async () => {
@@ -177,13 +184,12 @@ describe('ap-persist uninstall', () => {
     }
     // mdevctl modified guest2's definition after the kill: no longer what generate made.
     writeFileSync(join(host.root, changedSince), done.read(changedSince).replace('"auto"', '"manual"'));
-    const files = JSON.parse(done.read('etc/ap-persist/generated.json')).files;
-    writeFileSync(join(host.root, 'etc/ap-persist/generated.pending.json'), `${JSON.stringify({ generator: 'ap-persist', version: 1, files }, null, 2)}\n`);
+    writeFileSync(join(host.root, PENDING), renderManifest(recordOf(done)));
     const u = await host.run('uninstall');
     expect(u.code, u.stderr).toBe(0);
-    expect(present(host, made)).toBe(false);
+    expect(host.has(made)).toBe(false);
     expect(host.read(changedSince)).toContain('"manual"');
-    expect(host.has('etc/ap-persist/generated.pending.json')).toBe(false);
+    expect(host.has(PENDING)).toBe(false);
   });
 
   it('keeps a generated file chzdev changed since, and says so; removes the rest', async () => {

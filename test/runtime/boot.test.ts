@@ -5,6 +5,7 @@
 
 import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { mdevUnit } from '../../src/generate/unit-names.js';
 import { describe, expect, it } from 'vitest';
 import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { IdSet } from '../../src/model/idset.js';
@@ -251,7 +252,6 @@ describe('status after a boot', () => {
 });
 
 describe("the boot's first event, as systemd runs it: the target follows the hook", () => {
-  const unitOf = (uuid: string): string => `ap-persist-mdev@${uuid}.service`;
   /** The three-guest host with an intruder sharing 05.0004, generated anyway (--force): the target wants all four. */
   const store = `${THREE_GUESTS_STORE}\n[mdev.${INTRUDER}]\nname = intruder\nadapters = 5\ndomains = 4\nstart = auto\n`;
   async function generatedWithIntruder(): Promise<SimHost> {
@@ -312,7 +312,7 @@ describe("the boot's first event, as systemd runs it: the target follows the hoo
     // vfio_ap too: the failed hook stopped before loading it.
     expect(report.commands.map((c: { command: string }) => c.command)).toEqual([
       'modprobe vfio_ap',
-      `systemctl --no-block start ap-persist-mdevs.target ${[GUEST1, GUEST2, GUEST3].map(unitOf).join(' ')}`,
+      `systemctl --no-block start ap-persist-mdevs.target ${[GUEST1, GUEST2, GUEST3].map(mdevUnit).join(' ')}`,
     ]);
     for (const uuid of [GUEST1, GUEST2, GUEST3]) expect(host.runner()!.units.get(uuid), uuid).toBe(0);
   });
@@ -356,7 +356,7 @@ describe("the boot's first event, as systemd runs it: the target follows the hoo
     expect(report.started_by).toBeUndefined();
     expect(report.commands.map((c: { command: string }) => c.command)).toEqual([
       'modprobe vfio_ap',
-      `systemctl --no-block start ap-persist-mdevs.target ${[GUEST1, GUEST2, GUEST3].map(unitOf).join(' ')}`,
+      `systemctl --no-block start ap-persist-mdevs.target ${[GUEST1, GUEST2, GUEST3].map(mdevUnit).join(' ')}`,
     ]);
   });
 });

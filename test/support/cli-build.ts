@@ -3,6 +3,7 @@
 // global setup (vitest.config.ts), and shared by every file; elsewhere (the
 // system suite) each file builds its own.
 
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,6 +84,29 @@ async function buildOwnCli(): Promise<{ main: string; cleanup(): void }> {
     throw err;
   }
   return { main, cleanup: () => rmSync(out, { recursive: true, force: true }) };
+}
+
+export interface BuiltRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+}
+
+/**
+ * The built CLI at `main` run as a process on `root`, as an admin or a unit
+ * runs it (PATH alone in its environment). `preload`: CommonJS source that
+ * node runs first (`--require`; node runs it in worker threads too), written
+ * beside the root; `flags`: node's own, before it.
+ */
+export function runBuilt(main: string, root: string, args: readonly string[], options: { preload?: string; flags?: readonly string[]; input?: string } = {}): BuiltRun {
+  const preload = join(dirname(root), `preload-${Math.random().toString(36).slice(2)}.cjs`);
+  if (options.preload !== undefined) writeFileSync(preload, options.preload);
+  const r = spawnSync(process.execPath, [...(options.flags ?? []), ...(options.preload !== undefined ? ['--require', preload] : []), main, '--root', root, ...args], {
+    encoding: 'utf8',
+    input: options.input ?? '',
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+  });
+  return { code: r.status, signal: r.signal, stderr: r.stderr };
 }
 
 /** The CLI to run as a process: this run's build (its cleanup is the run's), or one of this file's own. */

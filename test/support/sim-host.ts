@@ -10,8 +10,8 @@ import { SimKernel, type KernelFlavour, type SimKernelOptions } from '../../src/
 import { tempDir, snapshotTree, type RunResult } from './host.js';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { HostPaths } from '../../src/host/paths.js';
-import { parseHookArgs, splitCommandLine } from '../../src/cli/fast-path.js';
-import { MDEVS_TARGET, TARGET_EVENTS } from '../../src/generate/unit-names.js';
+import { queuesTarget } from '../../src/cli/fast-path.js';
+import { MDEVS_TARGET } from '../../src/generate/unit-names.js';
 import { readLinkedMdevs } from '../../src/host/state.js';
 import { join } from 'node:path';
 import { packageRoot } from '../../src/package-info.js';
@@ -72,8 +72,7 @@ export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, optio
     if (outer) last = runner;
     const code = await run(['--root', root, '--exec', ...args], io, { sysfs: kernel, runner });
     // The hook as its unit, of an instance the udev rule queues the target with: systemd starts the target after it.
-    const event = ((line) => (line.command === 'hook' ? parseHookArgs(line.args)?.event : undefined))(splitCommandLine(args));
-    if (outer && event !== undefined && TARGET_EVENTS.includes(event)) await runner.run('systemctl', ['start', MDEVS_TARGET]);
+    if (outer && queuesTarget(args)) await runner.run('systemctl', ['start', MDEVS_TARGET]);
     return { code, stdout, stderr };
   };
 
