@@ -2,7 +2,7 @@
 // rename it over the target, fsync the directory. A crash leaves either the
 // old file or the new one, never half of each.
 
-import { accessSync, closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
+import { accessSync, closeSync, constants, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, realpathSync, renameSync, symlinkSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { RuntimeError } from '../errors.js';
 import { fsyncFiles } from './fsync-files.js';
@@ -303,14 +303,14 @@ function replace(path: string, data: string, options: AtomicWriteOptions): void 
 function writeTemp(path: string, data: string, options: AtomicWriteOptions, sync: boolean): string {
   const dir = dirname(path);
   prepareDir(dir, basename(path), options.batch);
-  // A file there keeps its mode; a new one (no exception thrown and caught for each) or one that cannot be
-  // looked at (a link loop) gets the requested.
+  // A regular file there keeps its mode; anything else gets the requested. Not through a link: the
+  // rename replaces the link itself, and a rules file masked with a link to /dev/null is no 0666 file.
   let mode = options.mode ?? 0o644;
   try {
-    const was = statSync(path, { throwIfNoEntry: false });
-    if (was) mode = was.mode & 0o7777;
+    const was = lstatSync(path, { throwIfNoEntry: false });
+    if (was?.isFile()) mode = was.mode & 0o7777;
   } catch {
-    // keep the requested mode
+    // not to be looked at: the open below says why, or the file is new
   }
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
   const fd = openSync(tmp, 'wx', mode);

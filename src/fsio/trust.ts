@@ -46,7 +46,9 @@ export function followTrusted(path: string, top = '/'): { real: string } | { uns
     const st = lstatSync(p);
     if (!st.isSymbolicLink()) return rootsOnly(p) ? { real: p } : { unsafe: p };
     if (!(st.uid === 0 || st.uid === process.geteuid?.())) return { unsafe: p };
-    p = resolve(dir, readlinkSync(p));
+    // A relative target is taken from the directory the link really sits in, as the kernel
+    // takes it: `dir` may itself lead through a link (its `..` is then another directory).
+    p = resolve(realpathSync(dir), readlinkSync(p));
   }
   return { unsafe: path };
 }

@@ -59,6 +59,27 @@ describe('a symlinked store (configuration management links it to its own file)'
   }
 });
 
+describe('a symlinked store in a symlinked directory (relative links, as a configuration tool lays them out)', () => {
+  it("is written where the kernel takes the link's target: from the directory the link really sits in", async () => {
+    const host = givenHost(threeGuestsHost());
+    // etc/ap-persist -> ../srv/cm, and there ap-persist.conf -> ../shared/ap.conf: the store is srv/shared/ap.conf.
+    mkdirSync(join(host.root, 'srv/cm'), { recursive: true });
+    mkdirSync(join(host.root, 'srv/shared'));
+    renameSync(join(host.root, STORE), join(host.root, 'srv/shared/ap.conf'));
+    rmSync(join(host.root, 'etc/ap-persist'), { recursive: true });
+    symlinkSync('../srv/cm', join(host.root, 'etc/ap-persist'));
+    symlinkSync('../shared/ap.conf', join(host.root, 'srv/cm/ap-persist.conf'));
+    // Where the target would be, taken from the link's path as written (etc/ap-persist/..): a file that must not change.
+    mkdirSync(join(host.root, 'etc/shared'));
+    writeFileSync(join(host.root, 'etc/shared/ap.conf'), 'not the store\n');
+    const r = await host.run('mask', 'set', '--persistent', '--no-generate', 'apmask=-8');
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(host.root, 'srv/shared/ap.conf'), 'utf8')).toMatch(/apmask = 0-4,7,9-255/);
+    expect(readFileSync(join(host.root, 'etc/shared/ap.conf'), 'utf8')).toBe('not the store\n');
+    expect(readlinkSync(join(host.root, 'srv/cm/ap-persist.conf'))).toBe('../shared/ap.conf');
+  });
+});
+
 describe('a symlinked store whose chain passes through a user', () => {
   itWith(asRoot, "a hop in a user's directory, though it ends at a root-only file: refused, the file untouched", async () => {
     const host = givenHost(threeGuestsHost());
@@ -182,6 +203,27 @@ describe('install --bin and --node: what root will run', () => {
       expect(r.stderr).toContain(`--bin: ${join(dir, 'ap-persist.cjs')} would run as root, but ${what === 'the program' ? join(dir, 'ap-persist.cjs') : dir} can be changed by a user other than root`);
       expect(host.snapshot()).toEqual(before);
     }
+  });
+});
+
+describe('a boot file masked with a link to /dev/null (udev\'s way to switch a rule off)', () => {
+  it("generate --force replaces the link with a file of its own mode, not /dev/null's 0666", async () => {
+    const host = givenHost(threeGuestsHost());
+    const rules = join(host.root, 'etc/udev/rules.d/41-ap.rules');
+    mkdirSync(join(host.root, 'etc/udev/rules.d'), { recursive: true });
+    rmSync(rules, { force: true });
+    symlinkSync('/dev/null', rules);
+    // Under umask 0 (a unit's UMask=0000, say) a mode taken from /dev/null reaches the file unchanged.
+    const umask = process.umask(0);
+    try {
+      const r = await host.run('generate', '--force');
+      expect(r.code, r.stderr).toBe(0);
+    } finally {
+      process.umask(umask);
+    }
+    expect(lstatSync(rules).isFile()).toBe(true);
+    expect(lstatSync(rules).mode & 0o7777).toBe(0o644);
+    expect(lstatSync('/dev/null').isCharacterDevice()).toBe(true);
   });
 });
 
