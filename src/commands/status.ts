@@ -5,7 +5,7 @@ import { HOLD_ALL, readHeldReasons } from '../runtime/held-marks.js';
 import { maskSides, maskTable } from './mask.js';
 import { formatApqn, hexRanges } from '../model/apqn.js';
 import { compareNames, mdevApqns, mdevLabel } from '../model/mdev.js';
-import { mdevPath, parseMatrix, readAttr } from '../sysfs/ap-host.js';
+import { matrixComplete, mdevPath, parseMatrix, readAttr } from '../sysfs/ap-host.js';
 import { mdevRows, mdevTable, readLibvirtGuests, type MdevRow } from './mdev.js';
 import { madeFor } from './libvirt-hook.js';
 import { readHostViewOrStoreError, type readHostView } from './view.js';
@@ -211,7 +211,8 @@ function guestShortfalls(view: ReturnType<typeof readHostView>, sysfs: Context['
   const out: Shortfall[] = [];
   for (const m of view.live.mdevs) {
     const text = readAttr(sysfs, mdevPath(m.uuid, 'guest_matrix'));
-    if (text === undefined) continue;
+    // Cut by sysfs (512 APQNs or more): what the guest gets cannot be told from it.
+    if (text === undefined || !matrixComplete(text)) continue;
     const guest = parseMatrix(text);
     // The guest gets an assigned APQN when its adapter and its domain are both in guest_matrix:
     // nothing is missing when the assigned IDs are, without listing an APQN.

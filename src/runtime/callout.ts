@@ -22,8 +22,8 @@ import {
   listActiveMatrices,
   mdevPath,
   parseControlDomains,
-  parseMatrix,
   readActiveMasks,
+  readMdevMatrix,
   vfioApLoaded,
 } from '../sysfs/ap-host.js';
 import type { Sysfs } from '../sysfs/sysfs.js';
@@ -352,11 +352,10 @@ function printAttributes(s: Session): number {
       const path = mdevPath(s.call.uuid, attr);
       return s.sysfs.exists(path) ? s.sysfs.read(path) : undefined;
     };
-    const matrix = read('matrix');
     const control = read('control_domains');
     const attrs: Record<string, string>[] = [];
-    if (matrix !== undefined && control !== undefined) {
-      const { adapters, domains } = parseMatrix(matrix);
+    if (control !== undefined && s.sysfs.exists(mdevPath(s.call.uuid, 'matrix'))) {
+      const { adapters, domains } = readMdevMatrix(s.sysfs, s.call.uuid);
       const each = (key: string, ids: IdSet): void => ids.ids().forEach((id) => attrs.push({ [key]: `${id}` }));
       each('assign_adapter', adapters);
       each('assign_domain', domains);

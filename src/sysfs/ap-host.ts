@@ -2,6 +2,7 @@
 // masks, cards, queues, limits and the active mdevs.
 
 import { RuntimeError } from '../errors.js';
+import { apConfigFields } from '../model/ap-config.js';
 import { ApqnSet, parseApqn, type Apqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { isUuid, type Uuid } from '../model/uuid.js';
@@ -194,16 +195,49 @@ export function activeMdevNames(sysfs: Sysfs): string[] {
 export function listActiveMatrices(sysfs: Sysfs, names: readonly string[] = activeMdevNames(sysfs)): ActiveMatrix[] {
   const out: ActiveMatrix[] = [];
   for (const uuid of names) {
-    let text: string;
+    let matrix: { adapters: IdSet; domains: IdSet };
     try {
-      text = sysfs.read(mdevPath(uuid, 'matrix'));
+      matrix = readMdevMatrix(sysfs, uuid);
     } catch (err) {
       if (isSysfsError(err, 'ENOENT')) continue;
       throw err;
     }
-    out.push({ uuid: uuid.toLowerCase() as Uuid, ...parseMatrix(text, `/sys/${mdevPath(uuid, 'matrix')}`) });
+    out.push({ uuid: uuid.toLowerCase() as Uuid, ...matrix });
   }
   return out;
+}
+
+/**
+ * What sysfs hands out of an attribute whose show function wrote a page or
+ * more (s390's PAGE_SIZE is 4096): its first PAGE_SIZE - 1 bytes
+ * (fs/sysfs/file.c sysfs_kf_seq_show, "returned bad count").
+ */
+export const SYSFS_SHOW_MAX = 4095;
+
+/** Whether a matrix attribute's text is all of it: matrix_show's lines are of even length, a cut one is 4095 bytes. */
+export const matrixComplete = (text: string): boolean => text.length < SYSFS_SHOW_MAX;
+
+/**
+ * An active mdev's matrix. vfio_ap's matrix_show prints 8 bytes per APQN
+ * with no bound, so from 512 APQNs on sysfs cuts it, at a line end plus a
+ * whole `AA.DDDD`: it parses as a smaller matrix, whose missing queues a
+ * mask change could give to the host. Such an mdev is read from its
+ * ap_config (6.10+: the masks themselves, 0x + 64 digits each); where there
+ * is none, what it holds is unknown, an error.
+ */
+export function readMdevMatrix(sysfs: Sysfs, uuid: string): { adapters: IdSet; domains: IdSet } {
+  const path = mdevPath(uuid, 'matrix');
+  const text = sysfs.read(path);
+  if (matrixComplete(text)) return parseMatrix(text, `/sys/${path}`);
+  const config = readAttr(sysfs, mdevPath(uuid, 'ap_config'));
+  const fields = config === undefined ? undefined : apConfigFields(config);
+  if (!fields) {
+    throw new RuntimeError(`the kernel cut it short (${text.length} bytes: more than 511 APQNs do not fit in the page sysfs gives matrix_show), and this kernel has no ap_config (6.10 and later) to read them from: what this mdev holds is unknown`, {
+      where: `/sys/${path}`,
+      hint: 'nothing was changed; give the guest fewer than 512 APQNs (adapters x domains), or run a kernel with ap_config',
+    });
+  }
+  return { adapters: fields[0], domains: fields[1] };
 }
 
 /** The active mdevs with their control domains too. */

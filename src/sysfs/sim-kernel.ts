@@ -32,6 +32,8 @@ import {
   listQueues,
   readActiveMasks,
   readMaxIds,
+  SYSFS_SHOW_MAX,
+  matrixComplete,
   vfioApLoaded,
 } from './ap-host.js';
 import { FileSysfs } from './file-sysfs.js';
@@ -342,7 +344,10 @@ export class SimKernel implements Sysfs {
     if (node.kind === 'link') return node.to.slice(node.to.lastIndexOf('/') + 1);
     if (node.kind === 'dir') throw new SysfsError('EISDIR', p, 'read');
     if (!node.show) throw new SysfsError('EACCES', p, 'read', 'write-only attribute');
-    return node.show();
+    // fs/sysfs/file.c sysfs_kf_seq_show: a show that wrote a page or more (matrix_show of 512 APQNs
+    // or more, which writes past its page unchecked) is handed out as its first PAGE_SIZE - 1 bytes.
+    const text = node.show();
+    return text.length > SYSFS_SHOW_MAX ? text.slice(0, SYSFS_SHOW_MAX) : text;
   }
 
   write(path: string, data: string): void {
@@ -600,7 +605,9 @@ export class SimKernel implements Sysfs {
    * (a queue's `driver` as a file holding the name); the bus's `bindings`
    * and `uevent` are left alone, and an mdev's `ap_config` and
    * `guest_matrix` are not written (a fake root stands for a kernel without
-   * them unless a test puts them there).
+   * them unless a test puts them there), except the ap_config of an mdev
+   * whose matrix sysfs cuts short (512 APQNs or more): the runtime reads that
+   * one from it.
    */
   saveTo(root: string): void {
     const sys = join(root, 'sys');
@@ -638,6 +645,10 @@ export class SimKernel implements Sysfs {
     }
     for (const uuid of this.mdevs.keys()) {
       for (const attr of ['matrix', 'control_domains']) put(`${MATRIX}/${uuid}/${attr}`, this.read(`${MATRIX}/${uuid}/${attr}`));
+      // A matrix sysfs cut short is read from ap_config: a kernel that has it, the root has it too.
+      const config = `${MATRIX}/${uuid}/ap_config`;
+      if (!matrixComplete(this.read(`${MATRIX}/${uuid}/matrix`)) && this.exists(config)) put(config, this.read(config));
+      else rmSync(join(sys, config), { force: true });
     }
   }
 

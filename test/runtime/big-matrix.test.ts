@@ -1,0 +1,83 @@
+// A guest with 512 APQNs or more. vfio_ap's matrix_show prints 8 bytes per
+// APQN into the one page sysfs gives it, and sysfs hands out the first 4,095
+// bytes (fs/sysfs/file.c sysfs_kf_seq_show): the cut ends in a whole
+// `AA.DDDD`, so the text parses as a smaller matrix. Read as it is, the
+// queues past the cut would look free, and a mask change could give them to
+// the host while the guest runs. The tool reads such an mdev from its
+// ap_config (6.10 and later); on a kernel without one it changes nothing.
+
+import { describe, expect, it } from 'vitest';
+import type { FakeHost } from '../../src/fakehost/builder.js';
+import { IdSet } from '../../src/model/idset.js';
+import { parseMatrix } from '../../src/sysfs/ap-host.js';
+import { BINDINGS_COMPLETE, givenSimulatedHost } from '../support/sim-host.js';
+
+const BIG = '6d4c3b2a-1f0e-4d9c-8b7a-695847362514';
+const MATRIX = `devices/vfio_ap/matrix/${BIG}/matrix`;
+const ADAPTERS = [1, 2, 3, 4, 5, 6, 7, 8];
+const DOMAINS = Array.from({ length: 85 }, (_, d) => d);
+
+/** Cards 1-8 with 85 domains each, all of them vfio_ap's, and one running guest that holds all 680 queues. */
+function bigGuestHost(storeApmask: string): FakeHost {
+  return {
+    cards: ADAPTERS.map((adapter) => ({ adapter, hwtype: 11 })),
+    domains: DOMAINS,
+    masks: { apmask: IdSet.full().minus(IdSet.of(ADAPTERS)), aqmask: IdSet.full() },
+    vfioAp: true,
+    activeMdevs: [{ uuid: BIG, adapters: ADAPTERS, domains: DOMAINS }],
+    store: `[masks]\napmask = ${storeApmask}\naqmask = 0-255\n\n[mdev.${BIG}]\nname = big\nadapters = 1-8\ndomains = 0-84\nstart = auto\n`,
+  };
+}
+
+describe('the kernel shows a guest of 680 APQNs as a cut matrix', () => {
+  it('sysfs hands out 4,095 bytes, ending in a whole APQN of adapter 7: read as it is, adapter 8 looks free', () => {
+    const host = givenSimulatedHost(bigGuestHost('0,9-255'), '6.0');
+    const text = host.kernel().read(MATRIX);
+    expect(text.length).toBe(4095);
+    expect(text.endsWith('\n07.0001')).toBe(true);
+    expect(parseMatrix(text).adapters.ids()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+});
+
+describe('the store gives adapter 8 back to the host while the big guest runs', () => {
+  it('5.4 (no ap_config, nothing in the kernel checks): the hook writes no mask and says what it cannot read', async () => {
+    const host = givenSimulatedHost(bigGuestHost('0,8-255'), '5.4');
+    const before = host.kernel().read('bus/ap/apmask');
+    const r = await host.run(['--json', 'hook'], BINDINGS_COMPLETE);
+    const report = JSON.parse(r.stdout);
+    expect(r.code).toBe(1);
+    expect(report.masks.writes).toEqual([]);
+    expect(report.errors.join('\n')).toContain(`/sys/${MATRIX}: the kernel cut it short (4095 bytes`);
+    expect(host.kernel().read('bus/ap/apmask')).toBe(before);
+  });
+
+  it('5.4: mask set --active apmask=+8 changes nothing and exits 1, naming the matrix it cannot read', async () => {
+    const host = givenSimulatedHost(bigGuestHost('0,9-255'), '5.4');
+    const before = host.kernel().read('bus/ap/apmask');
+    const r = await host.run(['mask', 'set', '--active', 'apmask=+8']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('no ap_config (6.10 and later)');
+    expect(host.kernel().read('bus/ap/apmask')).toBe(before);
+  });
+
+  it('6.0 (ap_config): the hook reads the whole matrix there and keeps adapter 8 out of the host pool', async () => {
+    const host = givenSimulatedHost(bigGuestHost('0,8-255'), '6.0');
+    const before = host.kernel().read('bus/ap/apmask');
+    const r = await host.run(['--json', 'hook'], BINDINGS_COMPLETE);
+    const report = JSON.parse(r.stdout);
+    expect(report.errors).toEqual([]);
+    expect(report.masks.kept_for_active_mdevs).toEqual([`08.0000 of ${BIG} (big): adapter 8 kept out of apmask`]);
+    expect(report.mdevs).toEqual([{ uuid: BIG, name: 'big', outcome: 'already-active' }]);
+    expect(host.kernel().read('bus/ap/apmask')).toBe(before);
+  });
+
+  it('6.0: mask set --active apmask=+8 is a conflict (exit 3) naming the big guest for each of adapter 8\'s queues', async () => {
+    const host = givenSimulatedHost(bigGuestHost('0,9-255'), '6.0');
+    const before = host.kernel().read('bus/ap/apmask');
+    const r = await host.run(['mask', 'set', '--active', 'apmask=+8']);
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toContain('this mask change would create 85 conflict(s); nothing was changed');
+    expect(r.stderr).toContain(`APQN 08.0054 (8.84) is in use by active mdev ${BIG}`);
+    expect(host.kernel().read('bus/ap/apmask')).toBe(before);
+  });
+});
