@@ -433,7 +433,9 @@ async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Prom
     if (follows) report.started_by = MDEVS_TARGET;
     lap('start', t);
   } catch (err) {
-    if (err === NEEDS_LOCK) throw err;
+    // A look without the lock that failed (an mdev read while another process changed it under
+    // the lock, say) is no verdict: it is made again, with the lock.
+    if (err === NEEDS_LOCK || !locking) throw NEEDS_LOCK;
     // A broken store is bad input (2); anything else a runtime failure (1).
     const failure = describeFailure(err);
     report.errors.push(failure.message);

@@ -16,6 +16,7 @@ import { HostPaths } from '../../src/host/paths.js';
 import { runHook } from '../../src/runtime/hook.js';
 import { recordingRunner } from '../../src/runtime/commands.js';
 import { FileSysfs } from '../../src/sysfs/file-sysfs.js';
+import { SysfsError, type Sysfs } from '../../src/sysfs/sysfs.js';
 
 const INTRUDER = 'deadbeef-0000-4000-8000-000000000001';
 const FREE = { apmask: IdSet.full().minus(IdSet.of([5, 6])), aqmask: IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff])) };
@@ -234,6 +235,34 @@ describe('an event that changes nothing', () => {
     const again = JSON.parse((await host.run(['--json', 'hook'], { ...BINDINGS_COMPLETE, COMPLETECOUNT: '3' })).stdout);
     expect(again.commands.map((c: { command: string }) => c.command)).toContain(`systemctl --no-block restart ap-persist-mdev@${GUEST2}.service`);
     expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST2}`)).toBe(true);
+  });
+});
+
+describe('a read that fails during the look without the lock', () => {
+  it('is looked at again with the lock: an mdev read while another process changed it under the lock does not fail the event', async () => {
+    // guest2 runs; the store gives the host its adapter: every event keeps it out, reading the matrices.
+    const store = THREE_GUESTS_STORE.replace('apmask = 0-4,7-255', 'apmask = 0-255').replace('aqmask = 0-3,5-70,72-170,172-254', 'aqmask = 0-255');
+    const host = givenSimulatedHost({ ...threeGuestsHost(), store, masks: FREE, vfioAp: true, activeMdevs: [{ uuid: GUEST2, adapters: [5], domains: [0x47, 0xff] }] }, '6.0', { onDisk: true });
+    const first = JSON.parse((await host.run(['--json', 'hook'], BINDINGS_COMPLETE)).stdout);
+    expect(first.masks.kept_for_active_mdevs).toEqual([`05.0047 of ${GUEST2} (guest2): adapter 5 kept out of apmask`]);
+    host.kernel().saveTo(host.root);
+    const disk = new FileSysfs(host.root);
+    // The first read of guest2's matrix meets it being changed (ENODEV), as a removal under the lock would.
+    let failed = 0;
+    const sysfs: Sysfs = {
+      read: (path) => {
+        if (path.endsWith(`${GUEST2}/matrix`) && failed++ === 0) throw new SysfsError('ENODEV', path, 'read');
+        return disk.read(path);
+      },
+      write: (path, data) => disk.write(path, data),
+      list: (dir) => disk.list(dir),
+      exists: (path) => disk.exists(path),
+    };
+    const report = await runHook({ paths: new HostPaths(host.root), sysfs, runner: recordingRunner(), env: { ...BINDINGS_COMPLETE, COMPLETECOUNT: '2' } });
+    expect(failed).toBe(2);
+    expect(report.errors).toEqual([]);
+    expect(report.masks.kept_for_active_mdevs).toEqual(first.masks.kept_for_active_mdevs);
+    expect(report.mdevs).toEqual(first.mdevs.map((m: { outcome: string }) => (m.outcome === 'started' ? { ...m, outcome: 'already-active' } : m)));
   });
 });
 
