@@ -208,7 +208,7 @@ export function renderManPage(program: Command, meta: DocsMeta): string {
     ...tagged([
       [paths.store, 'The store: the host masks and the mdevs (ini format; edits through the CLI keep comments and order).'],
       [paths.generatedManifest, 'What generate wrote last, with checksums, so that it can tell its own files from files another tool changed since.'],
-      [paths.generatedPending, "The files a first generate is creating, named before it puts any in place and removed once its record is written: after a crash the next generate tells them from chzdev's and mdevctl's."],
+      [paths.generatedPending, "The files a generate is putting in place, named before it moves any and removed once its record is written: after a crash every command still tells them from chzdev's and mdevctl's."],
       [paths.chzdevRules, "The persistent masks, in the format chzdev -t ap writes (written by generate; lszdev and ap-check read it)."],
       ...meta.rules.map((r): [string, string] => [`${paths.staticRulesDir}/${r}`, 'Hands each AP bus event to systemd as an ap-persist-hook@.service instance (installed by install).']),
       ...meta.units.map((u): [string, string] => [`${paths.staticUnitsDir}/${u.name}`, `${u.description.replace(/^ap-persist: /, '')} (installed by install).`]),

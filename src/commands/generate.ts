@@ -18,12 +18,12 @@ import { saveStore, type LoadedStore } from '../store/store.js';
 import { storeSnapshot } from '../store/snapshot.js';
 import { codeVersion } from '../package-info.js';
 import type { HostPaths } from '../host/paths.js';
-import type { HostView } from '../host/state.js';
+import { readPending, type HostView } from '../host/state.js';
 import { mdevLabel } from '../model/mdev.js';
 import { chzdevRulesTemplate } from '../generate/assets.js';
 import { MDEV_TEMPLATE } from '../generate/unit-names.js';
-import { ownedDirs, storeLabel, type HostEntry, type RootPath } from '../generate/host-files.js';
-import { parseManifest, PENDING_RECORD, renderManifest, type ManifestEntry } from '../generate/manifest.js';
+import { ownedDirs, rootPath, storeLabel, type HostEntry, type RootPath } from '../generate/host-files.js';
+import { parseManifest, renderManifest, type ManifestEntry } from '../generate/manifest.js';
 import { makePlan, type GeneratePlan } from '../generate/plan.js';
 import { conflictsOf, stepPath, type Observed, type Step } from '../generate/reconcile.js';
 import { readRegularFile } from '../fsio/read.js';
@@ -79,16 +79,9 @@ export function readManifest(paths: HostPaths): { text: string | undefined; entr
   return { text, entries: parseManifest(text, paths.generatedManifest) };
 }
 
-/**
- * What a first generate killed before its record was creating
- * (paths.generatedPending); none when it is not there, or when a record is:
- * the record names all of them then (a run killed between its record and
- * removing the list left it).
- */
-export function readPending(paths: HostPaths): ManifestEntry[] {
-  if (existsSync(paths.generatedManifest)) return [];
-  const text = readRegularFile(paths.generatedPending, PENDING_RECORD.what);
-  return text === undefined ? [] : parseManifest(text, paths.generatedPending, PENDING_RECORD);
+/** The record or the pending list (`abs`), to write or remove: refused where a link leads it out of the root. */
+export function listPath(paths: HostPaths, abs: string): string {
+  return paths.confined(rootPath(paths, abs));
 }
 
 /** The record's entries; undefined when generate never ran here (no record at all). */
@@ -135,6 +128,8 @@ function restoreObserved(paths: HostPaths, path: RootPath, was: Observed, batch:
 }
 
 function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
+  // Where the record and the list go, checked before anything changes: a link out of the root stops the run here.
+  const lists = { record: listPath(ctx.paths, ctx.paths.generatedManifest), pending: listPath(ctx.paths, ctx.paths.generatedPending) };
   const changed: RootPath[] = [];
   const done: Exclude<Step, { op: 'keep' }>[] = [];
   // This run's alone: each directory listed once for leftovers and synced once (see WriteBatch).
@@ -155,7 +150,7 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
       staged.set(step, path);
     }
     batch.flush();
-    earlierPending = namePending(ctx.paths, plan);
+    earlierPending = namePending(ctx.paths, plan, lists.pending);
     for (const step of plan.steps) {
       if (step.op === 'keep') continue;
       const path = staged.get(step);
@@ -179,8 +174,8 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
     }
     // Every file this run made is gone again: the list names no more than it did before.
     if (earlierPending) {
-      if (earlierPending.length) writeFileAtomic(ctx.paths.generatedPending, renderManifest(earlierPending), { mode: 0o644 });
-      else rmSync(ctx.paths.generatedPending, { force: true });
+      if (earlierPending.length) writeFileAtomic(lists.pending, renderManifest(earlierPending), { mode: 0o644 });
+      else rmSync(lists.pending, { force: true });
     }
     throw new ApplyError(err, true);
   }
@@ -192,30 +187,29 @@ function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
   }
   // Last: after a crash the old record still holds, and a rerun finds the new files already in place.
   const text = renderManifest(plan.manifest, plan.storeSnapshot);
-  if (readManifest(ctx.paths).text !== text) writeFileAtomic(ctx.paths.generatedManifest, text, { mode: 0o644 });
+  if (readManifest(ctx.paths).text !== text) writeFileAtomic(lists.record, text, { mode: 0o644 });
   // The record names them now.
-  rmSync(ctx.paths.generatedPending, { force: true });
+  rmSync(lists.pending, { force: true });
   return changed;
 }
 
 /**
- * Without a record (a first run), names what this run writes that will be
- * its own (not adopted: where nothing was, or over what a first run killed
- * before its record left), beside all an earlier such run named (a path may
- * hold either run's content when this one is killed too), durably and before
- * any file is moved into place: see paths.generatedPending. Returns what the
- * list named before; undefined when there is nothing to name (a later run
- * has a record, and needs none).
+ * Names what this run writes as generate's, beside all that an earlier run
+ * killed before its record named (a path may hold either run's content when
+ * this one is killed too), durably and before any file is moved into place:
+ * see paths.generatedPending. On a first run (no record) not what it adopts:
+ * a file found in place stays chzdev's or mdevctl's. Returns what the list
+ * named before; undefined when there is nothing to name.
  */
-function namePending(paths: HostPaths, plan: GeneratePlan): ManifestEntry[] | undefined {
-  if (existsSync(paths.generatedManifest)) return undefined;
-  const adopted = new Set(plan.manifest.flatMap((e) => (e.adopted ? [e.path] : [])));
+function namePending(paths: HostPaths, plan: GeneratePlan, list: string): ManifestEntry[] | undefined {
+  const firstRun = !existsSync(paths.generatedManifest);
+  const adopted = new Set(plan.manifest.flatMap((e) => (firstRun && e.adopted ? [e.path] : [])));
   const ours = new Set(plan.steps.flatMap((step) => (step.op === 'write' && !adopted.has(step.entry.path) ? [step.entry.path] : [])));
   if (ours.size === 0) return undefined;
   const earlier = readPending(paths);
   const named = new Set(earlier.map((e) => JSON.stringify(e)));
   const entries = [...earlier, ...plan.manifest.filter((e) => ours.has(e.path) && !named.has(JSON.stringify(e)))];
-  writeFileAtomic(paths.generatedPending, renderManifest(entries), { mode: 0o644 });
+  writeFileAtomic(list, renderManifest(entries), { mode: 0o644 });
   return earlier;
 }
 

@@ -14,11 +14,11 @@ import { rootPath } from '../generate/host-files.js';
 import { entriesByPath, fileEntry, holdsListed, renderManifest, type ManifestEntry } from '../generate/manifest.js';
 import { writeFileAtomic } from '../fsio/atomic.js';
 import { withLock } from '../host/lock.js';
-import type { HostView } from '../host/state.js';
 import type { IdSet } from '../model/idset.js';
 import { mdevLabel, sameMatrix, type HostMasks, type MdevDefinition, type StartMode } from '../model/mdev.js';
 import { putMasks, putMdev, removeMdev, saveStore, unsetMask, type Store } from '../store/store.js';
-import { hasBootFiles, persistGenerated, readPending, reportPersisted, type Persisted } from './generate.js';
+import { hasBootFiles, listPath, persistGenerated, reportPersisted, type Persisted } from './generate.js';
+import { readPending, type HostView } from '../host/state.js';
 import { describeMdev } from './mdev.js';
 import { readHostView, reportRefusal } from './view.js';
 
@@ -185,7 +185,7 @@ function changesOf(store: Store, p: Plan): { imports: string[]; demoted: string[
 function recordAfter(ctx: Context, view: HostView, p: Plan): Map<string, ManifestEntry> {
   const recorded = new Map(view.boot.recorded);
   for (const path of p.forget) recorded.delete(path);
-  // Without a record, what a first generate killed before its record made is generate's, not a peer's.
+  // What a generate killed before its record made is generate's, not a peer's.
   const pending = entriesByPath(readPending(ctx.paths));
   for (const file of p.adopt) {
     const path = rootPath(ctx.paths, file);
@@ -324,7 +324,7 @@ export async function importCommand(ctx: Context, opts: ImportOptions): Promise<
     for (const key of ['apmask', 'aqmask'] as const) if (!p.masks[key]) unsetMask(view.store.doc, key);
     saveStore(view.store);
     // Taken over: the next generate may replace these files with its own; removed ones are no longer ours.
-    const manifestPath = ctx.paths.generatedManifest;
+    const manifestPath = listPath(ctx.paths, ctx.paths.generatedManifest);
     // The record's snapshot of the store stays: a store import changed no longer matches it, and is read as always.
     const after = renderManifest([...recordAfter(ctx, view, p).values()], view.boot.storeSnapshot);
     if (after !== renderManifest([...view.boot.recorded.values()], view.boot.storeSnapshot) || (p.adopt.length && !existsSync(manifestPath))) writeFileAtomic(manifestPath, after, { mode: 0o644 });

@@ -17,12 +17,14 @@ import { observe } from '../fsio/observe.js';
 import { packageAssets } from '../generate/assets.js';
 import { ownedDirs, rootPath, type RootPath } from '../generate/host-files.js';
 import { reconcile } from '../generate/reconcile.js';
+import type { ManifestEntry } from '../generate/manifest.js';
 import { reloadCommands, reloadLines } from '../generate/reload.js';
 import { CALLOUT_NAME, staticEntries, SYSTEMCTL_CANDIDATES } from '../generate/static-files.js';
 import { restoreApCheck } from '../host/callouts.js';
 import { readHookRecord, unchainQemuHook } from '../host/libvirt-hooks.js';
 import { withLock } from '../host/lock.js';
-import { readManifest, readPending, reload } from './generate.js';
+import { readManifest, reload } from './generate.js';
+import { readPending } from '../host/state.js';
 import { PRESET_STATE, releasedLinks, systemctlArgs } from '../generate/enable.js';
 import { presetUnits, unitFileRunner } from './install.js';
 
@@ -62,13 +64,15 @@ function staticPaths(ctx: Context): RootPath[] {
 function removeGenerated(ctx: Context, outcome: Outcome): void {
   // A link generate made before the preset is systemctl's: disable took it.
   const released = new Set(releasedLinks(ctx.paths));
-  // Without a record, what a first generate killed before its record made is generate's too.
-  const entries = [...readManifest(ctx.paths).entries, ...readPending(ctx.paths)].filter((e) => !released.has(e.path));
-  for (const e of entries) if (e.adopted && observe(ctx.paths.at(e.path)).kind !== 'absent') outcome.adopted.push(e.path);
-  const record = entries.filter((e) => !e.adopted);
+  // What a generate killed before its record wrote (the pending list) is generate's too, where it holds that.
+  const record = readManifest(ctx.paths).entries.filter((e) => !released.has(e.path));
+  const pending = readPending(ctx.paths).filter((e) => !released.has(e.path));
+  const adopted = new Set([...record, ...pending].flatMap((e) => (e.adopted ? [e.path] : [])));
+  for (const path of adopted) if (observe(ctx.paths.at(path)).kind !== 'absent') outcome.adopted.push(path);
+  const ours = (e: ManifestEntry): boolean => !adopted.has(e.path);
   withLock(ctx.paths.lock, () => {
-    // Generate's own rule with nothing wanted: remove what holds the record, keep what changed.
-    for (const step of reconcile([], record, (p) => observe(ctx.paths.at(p))).steps) {
+    // Generate's own rule with nothing wanted: remove what holds the record (or what the pending list names), keep what changed.
+    for (const step of reconcile([], record.filter(ours), (p) => observe(ctx.paths.at(p)), { pending: pending.filter(ours) }).steps) {
       if (step.op !== 'remove') continue;
       if (step.conflict) outcome.kept.push(step.path);
       else {
@@ -101,7 +105,7 @@ async function disableUnits(ctx: Context): Promise<{ units: string[]; command: s
 }
 
 export async function uninstall(ctx: Context, opts: UninstallOptions): Promise<number> {
-  // A damaged record (or list of a killed first generate's files) stops uninstall (exit 2) before any file is touched.
+  // A damaged record (or list of a killed generate's files) stops uninstall (exit 2) before any file is touched.
   readManifest(ctx.paths);
   readPending(ctx.paths);
   const hookRecord = readHookRecord(ctx.paths);

@@ -82,7 +82,7 @@ export const GENERATED_RECORD: RecordKind = {
 };
 
 export const PENDING_RECORD: RecordKind = {
-  what: 'the list of files a first generate was creating',
+  what: 'the list of files a generate was putting in place',
   hint: "repair it, or delete it: the next generate then takes the files it names for chzdev's or mdevctl's, and uninstall leaves them",
 };
 

@@ -52,7 +52,7 @@ export function reconcile(
   observe: (path: RootPath) => Observed,
   opts: {
     adoptUnrecorded?: boolean;
-    /** What a first run killed before its record was creating (paths.generatedPending): ours where it holds that, not adopted. */
+    /** What a run killed before its record was writing (paths.generatedPending): ours where it holds that (on a first run, not adopted). */
     pending?: readonly ManifestEntry[];
   } = {},
 ): Reconciled {
@@ -62,7 +62,7 @@ export function reconcile(
   const wanted = new Map(desired.map((d) => [d.path, d]));
   const steps: Step[] = [];
   const seen = new Map<RootPath, Observed>();
-  /** Made by the killed run: absent (it never got there) or holding what that run wrote. */
+  /** Made by the killed run, on a path the record does not name: absent (it never got there) or holding what that run wrote. */
   const leftByKilledRun = (path: RootPath, observed: Observed): boolean => {
     return pending.has(path) && !previous.has(path) && (observed.kind === 'absent' || holdsListed(pending, path, observed));
   };
@@ -73,7 +73,8 @@ export function reconcile(
     const left = leftByKilledRun(path, observed);
     // Named by the killed run, no longer wanted, and since replaced by someone else: theirs, not ours to remove.
     if (!entry && !previous.has(path) && !left) continue;
-    const conflict = left ? undefined : ownership(observed, previous.get(path));
+    // A recorded file the killed run had already replaced holds its content, not the record's: still ours.
+    const conflict = left || holdsListed(pending, path, observed) ? undefined : ownership(observed, previous.get(path));
     if (entry) {
       if (holds(observed, entry)) steps.push({ op: 'keep', entry });
       else steps.push({ op: 'write', entry, observed, ...(conflict ? { conflict } : {}) });

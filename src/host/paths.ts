@@ -127,10 +127,11 @@ export class HostPaths {
     return this.at('etc/ap-persist/generated.json');
   }
   /**
-   * The files a first generate (no record yet) is creating, named before it
-   * moves any into place and removed once its record is written: a run killed
-   * in between leaves the next one able to tell them from chzdev's or
-   * mdevctl's, which a first run adopts.
+   * The files a generate is putting in place, named before it moves any and
+   * removed once its record is written: after a run killed in between, every
+   * command (the next generate, status, check, the hook, import, uninstall)
+   * still tells its files from chzdev's or mdevctl's, though the record does
+   * not name them yet.
    */
   get generatedPending(): string {
     return this.at('etc/ap-persist/generated.pending.json');

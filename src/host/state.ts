@@ -30,10 +30,10 @@ import type { Sysfs } from '../sysfs/sysfs.js';
 import type { HostPaths } from './paths.js';
 import type { BootFiles, DefinitionFile } from '../checks/drift.js';
 import type { RootPath } from '../generate/host-files.js';
-import { observe } from '../fsio/observe.js';
+import { observe, type Observed } from '../fsio/observe.js';
 import { rootPath } from '../generate/host-files.js';
 import { mdevUnitUuid } from '../generate/unit-names.js';
-import { holdsRecorded, parseRecord, type ManifestEntry } from '../generate/manifest.js';
+import { entriesByPath, holdsRecorded, parseManifest, parseRecord, PENDING_RECORD, type ManifestEntry } from '../generate/manifest.js';
 import type { StoreSnapshot } from '../store/snapshot.js';
 
 export interface LiveState {
@@ -182,7 +182,13 @@ const READ_NONBLOCK = { encoding: 'utf8', flag: (constants.O_RDONLY | constants.
  * tells apart); `definitions` and `unreadable` parse them when first asked,
  * never those that hold what `recorded` (generate's record) says generate wrote.
  */
-function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath, ManifestEntry>, only?: readonly string[], asRecorded?: ReadonlySet<string>): MdevctlView {
+function readMdevctlDefinitions(
+  paths: HostPaths,
+  recorded: ReadonlyMap<RootPath, ManifestEntry>,
+  only?: readonly string[],
+  asRecorded?: ReadonlySet<string>,
+  pending: ReadonlyMap<RootPath, readonly ManifestEntry[]> = new Map(),
+): MdevctlView {
   const dir = paths.mdevctlMatrixDir;
   const files = new Map<string, ReadDefinition>();
   const relDir = rootPath(paths, dir);
@@ -196,7 +202,7 @@ function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath
       readError = err instanceof ApPersistError ? err.message : String((err as Error).message ?? err);
     }
     const rel = `${relDir}/${name}`;
-    files.set(name, new ReadDefinition(rel, text, path, recorded.get(rel), readError));
+    files.set(name, new ReadDefinition(rel, text, path, readError === undefined ? writtenBy(recorded, pending, rel, { kind: 'file', content: text }) : recorded.get(rel), readError));
   };
   const careful = (path: string): string | undefined => readRegularFile(path, "mdevctl's definition");
   if (only !== undefined) {
@@ -205,7 +211,8 @@ function readMdevctlDefinitions(paths: HostPaths, recorded: ReadonlyMap<RootPath
   } else {
     // A file generate wrote for one of `asRecorded` is taken as the record has it, unread.
     const kept = (name: string): string | undefined => {
-      if (!asRecorded?.has(name)) return undefined;
+      // A file a generate in flight may have replaced is read: it holds either run's content.
+      if (!asRecorded?.has(name) || pending.has(`${relDir}/${name}`)) return undefined;
       const entry = recorded.get(`${relDir}/${name}`);
       return entry && 'content' in entry ? entry.content : undefined;
     };
@@ -295,19 +302,57 @@ export function readPeerFiles(paths: HostPaths, only?: readonly string[], asReco
   } catch (err) {
     recordError = err instanceof ApPersistError ? err.message : String(err);
   }
-  const mdevctl = readMdevctlDefinitions(paths, recorded, only, asRecorded);
+  let pending = new Map<RootPath, ManifestEntry[]>();
+  try {
+    pending = entriesByPath(readPending(paths));
+  } catch (err) {
+    recordError ??= err instanceof ApPersistError ? err.message : String(err);
+  }
+  const mdevctl = readMdevctlDefinitions(paths, recorded, only, asRecorded, pending);
+  const rulesPath = rootPath(paths, paths.chzdevRules);
+  const rules = observe(paths.chzdevRules);
+  if (pending.size) {
+    // Where a file holds what a generate killed before its record wrote there, that run's entry is the record's.
+    const effective = new Map(recorded);
+    const put = (path: RootPath, observed: Observed): void => {
+      const entry = writtenBy(recorded, pending, path, observed);
+      if (entry) effective.set(path, entry);
+    };
+    put(rulesPath, rules);
+    for (const file of mdevctl.files.values()) if (pending.has(file.path)) put(file.path, { kind: 'file', content: file.text });
+    recorded = effective;
+  }
   return {
     mdevctl,
     boot: {
       recorded,
-      rulesPath: rootPath(paths, paths.chzdevRules),
-      rules: observe(paths.chzdevRules),
+      rulesPath,
+      rules,
       mdevctlDir: rootPath(paths, paths.mdevctlMatrixDir),
       definitions: mdevctl.files,
       ...(recordError ? { recordError } : {}),
       ...(storeSnapshot ? { storeSnapshot } : {}),
     },
   };
+}
+
+/**
+ * What a generate that was killed before its record was putting in place
+ * (paths.generatedPending): named by it before it moved any file, removed
+ * once its record was written. [] when there is no such list.
+ */
+export function readPending(paths: HostPaths): ManifestEntry[] {
+  const text = readRegularFile(paths.generatedPending, PENDING_RECORD.what);
+  return text === undefined ? [] : parseManifest(text, paths.generatedPending, PENDING_RECORD);
+}
+
+/**
+ * The entry that says generate wrote what `observed` holds at `path`: the
+ * pending list's where the file holds what a killed run wrote there, else
+ * the record's.
+ */
+function writtenBy(recorded: ReadonlyMap<RootPath, ManifestEntry>, pending: ReadonlyMap<RootPath, readonly ManifestEntry[]>, path: RootPath, observed: Observed): ManifestEntry | undefined {
+  return pending.get(path)?.find((e) => holdsRecorded(observed, e)) ?? recorded.get(path);
 }
 
 export interface HostView {

@@ -119,7 +119,7 @@ const withoutTemps = (t: Map<string, Entry>): Map<string, Entry> => new Map([...
 /** The pending list, as treeOf names it (relative to the root). */
 const PENDING = new HostPaths('/').generatedPending.slice(1);
 
-/** What is wrong with the list a killed first generate left (`entry` as treeOf has it), measured against the completed run's host. */
+/** What is wrong with the list a killed generate left (`entry` as treeOf has it), measured against the completed run's host. */
 function pendingProblem(entry: Entry, after: Map<string, Entry>): string | undefined {
   const m = /^file 644 ([\s\S]*)$/.exec(entry);
   if (!m) return `not a file of mode 644: ${entry.slice(0, 80)}`;
@@ -198,11 +198,11 @@ export async function killOnce(p: Prepared, root: string, when: KillWhen, label:
   const temps = [...seen.keys()].filter(isTemp);
   if (temps.length) note('kills leaving a temporary file');
   const allowed = [p.before, p.after, ...p.stages];
-  // A first generate's list of the files it is creating, there only until its record is: whole, and
+  // A generate's list of the files it is putting in place, there only until its record is: whole, and
   // naming nothing but files the completed run has, as it has them.
   const pending = seen.get(PENDING);
   if (pending !== undefined) {
-    note('kills leaving the list of files a first generate is creating');
+    note('kills leaving the list of files a generate is putting in place');
     const wrong = pendingProblem(pending, p.after);
     if (wrong) violation('corrupt', `${where}: ${PENDING}: ${wrong}`);
   }
