@@ -9,12 +9,13 @@ import { withLock } from '../host/lock.js';
 import type { IdSet } from '../model/idset.js';
 import { applyMaskSpec } from '../model/maskspec.js';
 import type { HostMasks } from '../model/mdev.js';
-import { applyMaskWrites, MASK_ERRNO_MEANING, planMaskWrites } from '../runtime/masks.js';
+import { applyMaskWrites, MASK_ERRNO_MEANING, planMaskWrites, type MaskPair } from '../runtime/masks.js';
+import { maskCheckRule, protectActiveMdevs } from '../runtime/hook.js';
 import { putMasks } from '../store/store.js';
 import { conflictsOf } from '../generate/reconcile.js';
 import { hasBootFiles, planGenerate, reportPersisted, saveAndGenerate, type Persisted } from './generate.js';
 import { isSysfsError } from '../sysfs/sysfs.js';
-import { readActiveMasks } from '../sysfs/ap-host.js';
+import { listActiveMatrices, readActiveMasks } from '../sysfs/ap-host.js';
 import { parseMaskArgs } from './masks-arg.js';
 import { readHostView, reportRefusal } from './view.js';
 import type { HostView } from '../host/state.js';
@@ -176,10 +177,10 @@ export async function maskSet(ctx: Context, args: string[], opts: MaskSetOptions
       try {
         persisted = saveAndGenerate(ctx, view.store, opts);
       } catch (err) {
-        // Not half-applied: the kernel goes back to the masks it had.
+        // Not half-applied: the kernel goes back to the masks it had, and is told so; its own failure is said, not thrown.
         if (activeApplied && live) {
-          const now = readActiveMasks(ctx.sysfs);
-          if (now) applyMaskWrites(ctx.sysfs, planMaskWrites(now, live));
+          const trouble = restoreActiveMasks(ctx.sysfs, live);
+          if (trouble) ctx.warn(`warning: the store could not take the change, so the active masks were to go back: ${trouble}`);
         }
         throw err;
       }
@@ -201,3 +202,25 @@ export async function maskSet(ctx: Context, args: string[], opts: MaskSetOptions
   });
   return typeof edited === 'number' ? edited : reportPersisted(ctx, edited);
 }
+
+/**
+ * Puts the active masks back to `was` after a change the store could not
+ * take, less any APQN an mdev took meanwhile (an assign that did not wait
+ * for the AP lock): going back gives the host queues, and none of a guest's.
+ * Undefined when done as asked; else what is in effect, and why.
+ */
+function restoreActiveMasks(sysfs: Context['sysfs'], was: MaskPair): string | undefined {
+  const now = readActiveMasks(sysfs);
+  if (!now) return 'the active masks cannot be read now';
+  const inEffect = (m: MaskPair): string => `apmask "${m.apmask.toRanges()}", aqmask "${m.aqmask.toRanges()}"`;
+  try {
+    const { target, kept } = protectActiveMdevs(was, now, listActiveMatrices(sysfs), maskCheckRule(sysfs));
+    applyMaskWrites(sysfs, planMaskWrites(now, target));
+    if (kept.length) return `${kept.map((k) => `${k.apqn} of ${k.mdev}: ${k.kept}`).join(', ')}; now in effect: ${inEffect(target)}`;
+    return undefined;
+  } catch (err) {
+    const after = readActiveMasks(sysfs) ?? now;
+    return `${(err as Error).message}; now in effect: ${inEffect(after)}`;
+  }
+}
+

@@ -13,6 +13,8 @@ import { givenHost, tempDir } from '../support/host.js';
 import { givenSimulatedHost } from '../support/sim-host.js';
 import { writeMark } from '../../src/fsio/mark.js';
 import { itWith } from '../support/real-tools.js';
+import { IdSet } from '../../src/model/idset.js';
+import { parseIdList } from '../../src/model/idlist.js';
 
 const STORE = 'etc/ap-persist/ap-persist.conf';
 const NOBODY = 65534;
@@ -285,6 +287,31 @@ describe('a mask change the store cannot take', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).not.toContain('set active');
     expect({ apmask: host.kernel().read('bus/ap/apmask'), store: readFileSync(managed, 'utf8') }).toEqual(before);
+  });
+});
+
+describe('a mask change the store cannot take after the kernel took it', () => {
+  it("the active masks go back, but not over a queue an mdev took meanwhile (5.4: nothing in the kernel checks)", async () => {
+    const host = givenSimulatedHost(exampleHost(), '5.4');
+    const kernel = host.kernel();
+    const before = kernel.read('bus/ap/apmask');
+    const write = kernel.write.bind(kernel);
+    let raced = false;
+    kernel.write = (path: string, data: string): void => {
+      write(path, data);
+      if (path !== 'bus/ap/apmask' || raced) return;
+      raced = true;
+      // Meanwhile: an assign that did not wait for the AP lock takes 03.0004, which the change gave vfio_ap;
+      // and the store cannot take the change (a directory now stands where the file was).
+      kernel.adoptMdev(ACTIVE, IdSet.of([3]), IdSet.of([4]), IdSet.empty());
+      rmSync(join(host.root, STORE));
+      mkdirSync(join(host.root, STORE));
+    };
+    const r = await host.run(['mask', 'set', 'apmask=-3']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`warning: the store could not take the change, so the active masks were to go back: 03.0004 of ${ACTIVE}: adapter 3 kept out of apmask`);
+    expect(kernel.read('bus/ap/apmask')).not.toBe(before);
+    expect(kernel.state().apmask).toBe(parseIdList('0,4-255').toKernelHex());
   });
 });
 
