@@ -141,6 +141,12 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     report = fresh();
     if (!report) return code || 1;
   }
+  // A hook that stopped before the mdevs (the lock: the boot's add and change-1 both came, and the
+  // other hook held it) has not the last word while another hook still runs: its report is awaited.
+  while (report.exit_code !== 0 && report.mdevs.length === 0 && Date.now() - start < timeoutMs && (await hookRunning(ctx, timeoutMs - (Date.now() - start)))) {
+    await sleep(100);
+    report = fresh() ?? report;
+  }
   // The boot's configuration says what "up" means: created with its whole matrix (mdevctl's
   // where it changed one of ours). A half-made mdev (created, then an assignment refused
   // and rolled back) is not up.

@@ -25,7 +25,14 @@ export interface SimulatedRunner extends CommandRunner {
  * of one simulated boot; `wants` lists the UUIDs of the mdev units the target
  * wants (generate's links): starting the target starts those not active.
  */
-export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new Map<string, number>(), wants: () => string[] = () => []): SimulatedRunner {
+export function simulatedRunner(
+  kernel: SimKernel,
+  unit: UnitAction,
+  units = new Map<string, number>(),
+  wants: () => string[] = () => [],
+  /** Units systemd shows as activating (a hook still running), by name. */
+  activating: () => readonly string[] = () => [],
+): SimulatedRunner {
   const log: string[] = [];
   const ok = { exitCode: 0, stdout: '', stderr: '', timedOut: false, ran: true };
   return {
@@ -50,6 +57,12 @@ export function simulatedRunner(kernel: SimKernel, unit: UnitAction, units = new
           return `Id=${name}\nActiveState=${state}\nResult=${code ? 'exit-code' : 'success'}\n`;
         });
         return { ...ok, stdout: blocks.join('\n') };
+      }
+      if (file === 'systemctl' && args[0] === 'list-units') {
+        // `--state=activating PATTERN...`, as systemctl lists them with --no-legend --plain: one line per unit.
+        const patterns = args.slice(1).filter((a) => !a.startsWith('-')).map((g) => new RegExp(`^${g.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`));
+        const listed = args.includes('--state=activating') ? activating().filter((u) => patterns.length === 0 || patterns.some((re) => re.test(u))) : [];
+        return { ...ok, stdout: listed.map((u) => `${u} loaded activating start ${u}\n`).join('') };
       }
       if (file === 'systemctl') {
         const verb = args.find((a) => a === 'start' || a === 'stop' || a === 'restart');

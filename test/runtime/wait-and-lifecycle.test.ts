@@ -113,6 +113,24 @@ describe('ap-persist wait', () => {
     expect(r.stderr).toContain(`mdev ${GUEST1} (guest1) is not up: the hook failed: the AP configuration lock is held by pid 4242`);
   }, 20_000);
 
+  it("waits on while the other boot hook still runs: one that gave up on its lock is not the last word", async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
+    // The boot's add and change-1 both came: change-1's hook gave up on the lock the add's hook holds, which still runs.
+    const gaveUp = { time: new Date().toISOString(), event: {}, masks: { applied: false, writes: [], kept_for_active_mdevs: [] }, vfio_ap: 'not-checked', mdevs: [], commands: [], errors: ['the AP configuration lock is held by pid 4242'], timings_ms: {}, exit_code: 1 };
+    mkdirSync(join(host.root, 'run/ap-persist'), { recursive: true });
+    writeFileSync(join(host.root, 'run/ap-persist/last-hook.json'), JSON.stringify(gaveUp));
+    host.activating.add('ap-persist-hook@add.service');
+    const r = await onFakeClock(async () => {
+      // The add's hook is done 3 s later: masks, vfio_ap, the three mdevs, and its report.
+      setTimeout(() => {
+        void host.run(['hook'], { ACTION: 'add', DEVPATH: '/bus/ap' }).then(() => host.activating.clear());
+      }, 3_000);
+      return host.run(['wait', '--timeout', '60']);
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('ready: 3 of 3 auto mdev(s) up');
+  });
+
   it('refuses a timeout that is not a number of seconds (exit 2)', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     for (const bad of ['abc', '-1', '0', '']) {

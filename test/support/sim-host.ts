@@ -28,6 +28,8 @@ export interface SimHost {
   kernel(): SimKernel;
   /** The last command's simulated runner: what ran, and each unit's exit code. */
   runner(): SimulatedRunner | undefined;
+  /** Units systemd shows as activating (a hook unit still running), by name: the test's to fill. */
+  readonly activating: Set<string>;
   /** `stdin`: what the command reads on its standard input (the callout's JSON, libvirt's domain XML). */
   run(args: string[], env?: Record<string, string>, stdin?: string): Promise<RunResult>;
   read(rel: string): string;
@@ -51,6 +53,7 @@ export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, optio
   let last: SimulatedRunner | undefined;
   // systemd outlives each command: what the units did stays known.
   const units = new Map<string, number>();
+  const activating = new Set<string>();
 
   const cli = async (args: string[], env: Record<string, string>, outer = true, stdin = ''): Promise<RunResult> => {
     let stdout = '';
@@ -68,7 +71,7 @@ export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, optio
       return code;
     };
     const wants = (): string[] => readLinkedMdevs(new HostPaths(root));
-    const runner = simulatedRunner(kernel, unit, units, wants);
+    const runner = simulatedRunner(kernel, unit, units, wants, () => [...activating]);
     if (outer) last = runner;
     const code = await run(['--root', root, '--exec', ...args], io, { sysfs: kernel, runner });
     // The hook as its unit, of an instance the udev rule queues the target with: systemd starts the target after it.
@@ -80,6 +83,7 @@ export function givenSimulatedHost(spec: FakeHost, flavour: KernelFlavour, optio
     root,
     kernel: () => kernel,
     runner: () => last,
+    activating,
     async run(args, env = {}, stdin = '') {
       if (options.onDisk) kernel = SimKernel.fromDisk(root, flavour, options.kernel);
       const result = await cli(args, env, true, stdin);
