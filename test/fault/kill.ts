@@ -112,6 +112,8 @@ interface Prepared {
   storeAfter: string;
   /** The command's time to exit when nothing kills it. */
   durationMs: number;
+  /** What `status` reports changed in the boot files by other tools, on the host before, after and at each stage: a kill may leave no other. */
+  drift: Set<string>;
 }
 
 const withoutTemps = (t: Map<string, Entry>): Map<string, Entry> => new Map([...t].filter(([p]) => !isTemp(p)));
@@ -159,16 +161,19 @@ export async function prepare(scenario: Scenario, work: string, runs = 3): Promi
     if (after && treeDiff(after, t).length) throw new Error(`${scenario.name} is not deterministic: ${treeDiff(after, t).join('; ')}`);
     after = t;
   }
+  // What status reports there (the template is left as it was: status changes nothing).
+  const drift = new Set([...(await driftOf(template)), ...(await driftOf(reference))]);
   const stages: Map<string, Entry>[] = [];
   for (const args of scenario.stages ?? []) {
     copyTree(template, reference);
     const r = await runHere(reference, ...args);
     if (r.code !== 0) throw new Error(`${scenario.name}: stage ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
     stages.push(treeOf(reference));
+    for (const d of await driftOf(reference)) drift.add(d);
   }
   const before = treeOf(template);
   const storeOf = (t: Map<string, Entry>): string => t.get(STORE) ?? 'absent';
-  return { scenario, template, before, after: after!, stages, storeAfter: storeOf(after!), durationMs: times.sort((a, b) => a - b)[Math.floor(times.length / 2)]! };
+  return { scenario, template, before, after: after!, stages, storeAfter: storeOf(after!), durationMs: times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!, drift };
 }
 
 export type KillState = 'old' | 'new' | 'mixed';
@@ -236,6 +241,12 @@ export async function killOnce(p: Prepared, root: string, when: KillWhen, label:
     if (crashed(s) || s.code !== 0) violation('halfApplied', `${where}: then '${args.join(' ')}' exited ${s.code}: ${s.stderr.trim()}`);
     if (s.ms > 5_000) violation('halfApplied', `${where}: then '${args.join(' ')}' took ${Math.round(s.ms)} ms (a stale lock?)`);
   }
+  // No file the killed command's generate wrote looks like another tool's change (the list it named them in says
+  // they are generate's). Not after import: it takes a peer's change in, so between its store and its record the
+  // host truly is half way (the store has chzdev's masks, 41-ap.rules not yet generate's), and status says so.
+  if (p.scenario.args[0] !== 'import') {
+    for (const d of await driftOf(root)) if (!p.drift.has(d)) violation('halfApplied', `${where}: then status reports a change no other tool made: ${d}`);
+  }
   const g = await runHere(root, 'generate');
   if (g.ms > 5_000) violation('halfApplied', `${where}: then 'generate' took ${Math.round(g.ms)} ms (a stale lock?)`);
   if (crashed(g) || (g.code !== 0 && g.code !== 3)) violation('halfApplied', `${where}: then 'generate' exited ${g.code}: ${g.stderr.trim()}`);
@@ -301,4 +312,11 @@ export async function killLoop(plan: KillPlan, log: (line: string) => void): Pro
   } finally {
     rmSync(base, { recursive: true, force: true });
   }
+}
+
+/** The boot files' drift `status` reports on `root`, each as JSON. */
+async function driftOf(root: string): Promise<string[]> {
+  const r = await runHere(root, '--json', 'status');
+  const doc = JSON.parse(r.stdout) as { boot_files?: { drift?: unknown[] } };
+  return (doc.boot_files?.drift ?? []).map((d) => JSON.stringify(d));
 }
