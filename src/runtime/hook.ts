@@ -444,7 +444,9 @@ async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Prom
     // unless another boot hook (add and change-1 both came) has judged them meanwhile.
     if (follows) {
       if (!existsSync(deps.paths.targetStarted)) hold(deps.paths, HOLD_ALL, `the boot's hook failed: ${failure.message}; fix it, then run 'ap-persist hook' (journalctl -u 'ap-persist-hook@*')`);
-      else releaseHoldAll(deps.paths, report);
+      // Looked at again after the hold: without the lock, the other hook may have judged (marked the
+      // target started, then removed `all`) between the first look and the write.
+      if (existsSync(deps.paths.targetStarted)) releaseHoldAll(deps.paths, report);
     }
   } finally {
     lock?.release();
