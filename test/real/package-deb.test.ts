@@ -9,7 +9,7 @@
 // s390-tools' ap-check triggers the postinst, which sets it aside again.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect } from 'vitest';
@@ -140,15 +140,23 @@ describe('the .deb', () => {
       expect(readFileSync(join(dir, 'DEBIAN/postrm'), 'utf8')).toMatch(/purge\)\n[\s\S]*rm -f "\/etc\/ap-persist\/\$f"/);
       expect(readFileSync(join(dir, 'DEBIAN/triggers'), 'utf8')).toContain('interest-noawait /usr/lib/mdevctl/scripts.d/callouts\n');
       // install's exit 3 (a store conflict, a peer's change) leaves the package installed, with a message;
-      // any other failure fails the configure. (node replaced by a stub; no systemd reload here.)
+      // any other failure fails the configure. Either way systemd hears of the units dpkg replaced.
+      // (node and systemctl replaced by stubs, systemd's run directory by one of the test's.)
       const stub = join(dir, 'stub-node');
       writeFileSync(stub, '#!/bin/sh\necho "stub $*"\nexit $STUB_RC\n', { mode: 0o755 });
+      const bin = join(dir, 'stub-bin');
+      mkdirSync(bin);
+      const reloads = join(dir, 'systemctl-calls');
+      writeFileSync(join(bin, 'systemctl'), `#!/bin/sh\necho "$*" >> ${reloads}\n`, { mode: 0o755 });
+      mkdirSync(join(dir, 'systemd-runs'));
       const testable = join(dir, 'postinst-testable');
-      writeFileSync(testable, postinst.replace(/^NODE=.*$/m, `NODE=${stub}`).replace('/run/systemd/system', join(dir, 'no-systemd')), { mode: 0o755 });
+      writeFileSync(testable, postinst.replace(/^NODE=.*$/m, `NODE=${stub}`).replace('/run/systemd/system', join(dir, 'systemd-runs')), { mode: 0o755 });
       for (const [rc, expected] of [[0, 0], [3, 0], [1, 1], [2, 2]] as const) {
-        const r = spawnSync('sh', [testable, 'configure', '0.0.1'], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin', STUB_RC: String(rc) } });
+        rmSync(reloads, { force: true });
+        const r = spawnSync('sh', [testable, 'configure', '0.0.1'], { encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin`, STUB_RC: String(rc) } });
         expect(r.status, `install exit ${rc}: ${r.stdout}${r.stderr}`).toBe(expected);
         expect(r.stdout).toContain(`stub ${TOOL} install --node ${stub} --bin ${TOOL}`);
+        expect(readFileSync(reloads, 'utf8'), `install exit ${rc}`).toBe('--system daemon-reload\n');
         if (rc === 3) expect(r.stderr).toContain("ap-persist: installed, but the boot files were not regenerated");
       }
       // An unknown action is an error, as policy asks.

@@ -3,7 +3,9 @@
 // (Debian's rpm package provides rpmbuild). The RPM's files, dependencies and
 // scriptlets as rpm itself reads them back.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { checkoutVersion, enginesNodeMin, packageScript, tempDirFor } from '../support/packages.js';
 import { itWith, requireTools } from '../support/real-tools.js';
@@ -74,7 +76,13 @@ describe('the RPM', () => {
       // The scriptlets: install on install and upgrade, uninstall on erase only, plain sh.
       const scripts = rpmq(rpm!, '--scripts');
       expect(scripts).toMatch(new RegExp(`postinstall scriptlet \\(using /bin/sh\\):\\n[\\s\\S]*${escape(INSTALL)} \\|\\| rc=\\$\\?`));
-      expect(scripts).toMatch(new RegExp(`preuninstall scriptlet \\(using /bin/sh\\):\\n[\\s\\S]*if \\[ "\\$1" -eq 0 \\]; then\\n\\s+/usr/bin/node ${escape(TOOL)} uninstall\\n`));
+      expect(scripts).toMatch(new RegExp(`preuninstall scriptlet \\(using /bin/sh\\):\\n[\\s\\S]*if \\[ "\\$1" -eq 0 \\]; then\\n[\\s\\S]*/usr/bin/node ${escape(TOOL)} uninstall \\|\\| exit \\$\\?\\n`));
+      // rpm runs it without -e: an uninstall that fails ends the erase (its exit code), on erase only.
+      const preun = rpmq(rpm!, '--qf', '%{PREUN}');
+      const stub = join(tempDirFor('ap-persist-preun-'), 'node');
+      writeFileSync(stub, '#!/bin/sh\nexit 2\n', { mode: 0o755 });
+      expect(spawnSync('sh', ['-c', preun.replaceAll('/usr/bin/node', stub), 'sh', '0']).status).toBe(2);
+      expect(spawnSync('sh', ['-c', preun.replaceAll('/usr/bin/node', stub), 'sh', '1']).status).toBe(0);
       expect(scripts).toContain('postuninstall scriptlet (using /bin/sh):');
       expect(scripts).not.toMatch(/systemctl (stop|restart|try-restart)/);
       for (const tag of ['POSTIN', 'PREUN', 'POSTUN']) {
