@@ -192,10 +192,27 @@ async function pre(s: Session): Promise<number> {
     acquireLock(s.paths.lock, { owner: s.owner, timeoutMs: s.lockTimeoutMs });
     if (action === 'define' || action === 'modify') await checkAutostart(s, readDevice(s));
     if (action === 'start') checkAgainstActive(s, readDevice(s).claims);
+    if (action === 'stop') await refuseIfHeld(s);
     return ACCEPT;
   } catch (err) {
     releaseLock(s.paths.lock, s.owner);
     throw err;
+  }
+}
+
+/**
+ * A stop of an mdev a process holds open (QEMU): the kernel would not refuse
+ * the remove but block in it, unkillably, with mdevctl holding the AP lock
+ * until the guest lets go. Refused. Only processes count: a libvirt domain
+ * being released (libvirt's release end stops its guest's mdev) is still
+ * listed as running while its QEMU is already gone.
+ */
+async function refuseIfHeld(s: Session): Promise<void> {
+  // Loaded for a stop alone: the start path stays as small as it is.
+  const { describeHolder, mdevHolders } = await import('./in-use.js');
+  const holders = mdevHolders(s.paths, s.sysfs, s.call.uuid).filter((h) => h.kind !== 'domain');
+  if (holders.length) {
+    throw new Refusal([`mdev ${s.call.uuid} is in use by ${holders.map(describeHolder).join(', ')}: removing it would block until the guest releases it`], 'stop the guest first, then stop the mdev');
   }
 }
 

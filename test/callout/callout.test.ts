@@ -1,9 +1,11 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/program.js';
 import { parseIdList } from '../../src/model/idlist.js';
 import { givenHost } from '../support/host.js';
+import { BINDINGS_COMPLETE, givenSimulatedHost } from '../support/sim-host.js';
+import { GUEST3 as THREE_GUEST3, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { ACTIVE, callout, calloutArgs, deviceJson, exampleHost, GUEST1, GUEST1_STORE, GUEST2, GUEST3 } from './support.js';
 
 const LOCK = 'run/lock/s390apconfig.lock';
@@ -213,6 +215,25 @@ describe('pre start and live modify: against the active mdevs and masks', () => 
     const r = await callout(host.root, { event: 'live', action: 'modify', uuid: ACTIVE }, deviceJson('manual', [1], [6, 7]));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('this kernel does not support live updates of vfio_ap mdevs');
+  });
+});
+
+describe('pre stop: never a remove the kernel would block on', () => {
+  it('refuses while a process holds the mdev open (QEMU), gives the lock back, and lets the stop through once it is gone', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
+    await host.run(['hook'], BINDINGS_COMPLETE);
+    const group = host.kernel().read(`devices/vfio_ap/matrix/${THREE_GUEST3}/iommu_group`);
+    mkdirSync(join(host.root, 'proc/4242/fd'), { recursive: true });
+    symlinkSync(`/dev/vfio/${group}`, join(host.root, 'proc/4242/fd/31'));
+    writeFileSync(join(host.root, 'proc/4242/comm'), 'qemu-system-s39\n');
+    const stop = calloutArgs({ event: 'pre', action: 'stop', uuid: THREE_GUEST3 });
+    const r = await host.run(['callout', ...stop], {}, '{"mdev_type":"vfio_ap-passthrough","start":"auto","attrs":[]}');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`refused to stop mdev ${THREE_GUEST3}: mdev ${THREE_GUEST3} is in use by process 4242 (qemu-system-s39): removing it would block until the guest releases it`);
+    expect(existsSync(join(host.root, LOCK))).toBe(false);
+    rmSync(join(host.root, 'proc/4242'), { recursive: true });
+    const again = await host.run(['callout', ...stop], {}, '{"mdev_type":"vfio_ap-passthrough","start":"auto","attrs":[]}');
+    expect(again.code, again.stderr).toBe(0);
   });
 });
 
