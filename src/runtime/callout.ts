@@ -23,6 +23,7 @@ import {
   mdevPath,
   parseControlDomains,
   readActiveMasks,
+  readAttr,
   readMdevMatrix,
   vfioApLoaded,
 } from '../sysfs/ap-host.js';
@@ -190,7 +191,7 @@ async function pre(s: Session): Promise<number> {
   if (action === 'start') requireVfioAp(s);
   try {
     acquireLock(s.paths.lock, { owner: s.owner, timeoutMs: s.lockTimeoutMs });
-    if (action === 'define' || action === 'modify') await checkAutostart(s, readDevice(s));
+    if (action === 'define' || action === 'modify') await checkAutostart(s, asMdevctlDefines(s, readDevice(s)));
     if (action === 'start') checkAgainstActive(s, readDevice(s).claims);
     if (action === 'stop') await refuseIfHeld(s);
     return ACCEPT;
@@ -198,6 +199,19 @@ async function pre(s: Session): Promise<number> {
     releaseLock(s.paths.lock, s.owner);
     throw err;
   }
+}
+
+/**
+ * What mdevctl will write for this define. `mdevctl define -u UUID` of an
+ * active mdev without a JSON file sends no attributes in the pre event: it
+ * takes them from the running mdev afterwards (through `get attributes`), so
+ * the live matrix is what the new definition holds and what is checked.
+ */
+function asMdevctlDefines(s: Session, mdev: MdevDefinition & { claims: MdevDefinition[] }): MdevDefinition & { claims: MdevDefinition[] } {
+  const empty = mdev.adapters.isEmpty() && mdev.domains.isEmpty() && mdev.controlDomains.isEmpty();
+  if (s.call.action !== 'define' || !empty || !s.sysfs.exists(mdevPath(s.call.uuid, 'matrix'))) return mdev;
+  const live = { ...mdev, ...readMdevMatrix(s.sysfs, s.call.uuid), controlDomains: parseControlDomains(readAttr(s.sysfs, mdevPath(s.call.uuid, 'control_domains')) ?? '') };
+  return { ...live, claims: [live] };
 }
 
 /**

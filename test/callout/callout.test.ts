@@ -64,6 +64,17 @@ describe('pre define and modify: auto definitions against each other and the per
     expect(host.read(LOCK)).toBe(`${process.pid}\n`);
   });
 
+  it("mdevctl define --auto of an active mdev without a JSON file (no attributes in the pre event): its live matrix is checked", async () => {
+    // mdevctl takes the attributes from the running mdev after the pre event: 01.0006, which guest1 starts at boot.
+    const host = givenHost(exampleHost({ store: GUEST1_STORE, activeMdevs: [{ uuid: ACTIVE, adapters: [1], domains: [6] }] }));
+    const r = await callout(host.root, { event: 'pre', action: 'define', uuid: ACTIVE }, '{"mdev_type":"vfio_ap-passthrough","start":"auto","attrs":[]}');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`refused to define mdev ${ACTIVE}: APQN 01.0006 (1.6) is defined for autostart by ${GUEST1} (guest1)`);
+    // Not active: an empty definition holds nothing.
+    const idle = await callout(host.root, { event: 'pre', action: 'define', uuid: GUEST2 }, '{"mdev_type":"vfio_ap-passthrough","start":"auto","attrs":[]}');
+    expect(idle.code, idle.stderr).toBe(0);
+  });
+
   it('rejects an APQN shared with an auto mdev of the store (kernel example 3)', async () => {
     const host = givenHost(exampleHost({ store: GUEST1_STORE }));
     const r = await callout(host.root, { event: 'pre', action: 'define', uuid: GUEST2 }, deviceJson('auto', [1], [6, 7]));
