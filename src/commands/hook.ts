@@ -14,7 +14,7 @@ import { mdevLabel, sameMatrix, type MdevDefinition } from '../model/mdev.js';
 import { hookReportLines, readHookReport, type HookReport } from '../runtime/hook-report.js';
 import { eventProperties, isHookEvent, runHook } from '../runtime/hook.js';
 import { unitStates } from '../runtime/units.js';
-import type { CommandRunner } from '../runtime/commands.js';
+import { killRunningCommands, type CommandRunner } from '../runtime/commands.js';
 
 /** The whole hook's budget: inside its unit's TimeoutStartSec, so the boot never hangs on us. */
 export const HOOK_BUDGET_MS = 60_000;
@@ -52,6 +52,7 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
         budget = setTimeout(
           () => {
             ctx.warn(`ap-persist hook: gave up after ${HOOK_BUDGET_MS / 1000} s`);
+            killRunningCommands();
             process.exit(1);
           },
           Math.max(0, HOOK_BUDGET_MS - (Date.now() - started)),

@@ -24,6 +24,7 @@ import { formatApqn } from '../model/apqn.js';
 import { domainDevices } from '../model/libvirt-domain.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import type { Uuid } from '../model/uuid.js';
+import { killRunningCommands } from '../runtime/commands.js';
 import { stopMdev } from '../runtime/mdev-lifecycle.js';
 import { lifecycle, startChecked, underApLock } from './lifecycle.js';
 import { loadStore } from '../store/store.js';
@@ -50,19 +51,28 @@ export const LIBVIRT_HOOK_BUDGET_MS = 60_000;
 /** How long one mdev waits for the AP lock, well inside that bound. */
 const LOCK_WAIT_MS = 20_000;
 
+/**
+ * The AP lock wait of one mdev: LOCK_WAIT_MS, but never past the run's end
+ * (epoch ms): the wait blocks the budget's timer, so it is cut to fit.
+ */
+const lockWait = (end: number): number => Math.max(100, Math.min(LOCK_WAIT_MS, end - Date.now() - 1_000));
+
 export async function libvirtHook(ctx: Context, call: HookCall): Promise<number> {
   const op = `${call.operation} ${call.subOperation}`;
   if (op !== 'prepare begin' && op !== 'release end' && op !== 'reconnect begin') return 0;
+  const end = Date.now() + LIBVIRT_HOOK_BUDGET_MS;
   const budget = setTimeout(() => {
     ctx.io.stderr(`ap-persist: gave up on the vfio_ap mdevs of guest ${call.guest} after ${LIBVIRT_HOOK_BUDGET_MS / 1000} s\n`);
+    // An mdevctl still running would make the mdev after libvirt was told no.
+    killRunningCommands();
     process.exit(op === 'reconnect begin' ? 0 : 1);
   }, LIBVIRT_HOOK_BUDGET_MS);
   budget.unref();
   try {
     const mdevs = domainDevices(ctx.io.stdin?.() ?? '').mdevs;
     if (mdevs.length === 0) return 0;
-    if (op === 'prepare begin') return await prepare(ctx, call.guest, mdevs);
-    if (op === 'release end') await release(ctx, call.guest, mdevs);
+    if (op === 'prepare begin') return await prepare(ctx, call.guest, mdevs, end);
+    if (op === 'release end') await release(ctx, call.guest, mdevs, end);
     else learn(ctx, call.guest, mdevs);
     return 0;
   } catch (err) {
@@ -114,7 +124,7 @@ function holderText(conflict: Conflict, running: readonly Guest[], self: string,
   return `mdev ${mdevLabel({ uuid: other.uuid, name: other.name ?? names.get(other.uuid) })}${guests.length ? ` of running guest ${guests.join(', ')}` : ''}`;
 }
 
-async function prepare(ctx: Context, guest: string, uuids: readonly Uuid[]): Promise<number> {
+async function prepare(ctx: Context, guest: string, uuids: readonly Uuid[], end: number): Promise<number> {
   const { mdevs: used, names } = storeMdevs(ctx, uuids);
   const mdevs = used.filter((m) => m.start === 'guest' || m.start === 'auto');
   if (mdevs.length === 0) return 0;
@@ -124,7 +134,7 @@ async function prepare(ctx: Context, guest: string, uuids: readonly Uuid[]): Pro
     const users = guestsUsing(running, mdev.uuid);
     if (users.length) return refuse(ctx, guest, `its mdev ${mdevLabel(mdev)} is in use by running guest ${users.join(', ')}`);
     // As `mdev start` makes it (mdevctl or sysfs, the AP lock), within the hook's bound.
-    const started = await startChecked(ctx, mdev, LOCK_WAIT_MS);
+    const started = await startChecked(ctx, mdev, lockWait(end));
     if ('conflicts' in started) {
       const byHolder = new Map<string, string[]>();
       for (const c of started.conflicts.conflicts) {
@@ -146,7 +156,7 @@ function refuse(ctx: Context, guest: string, why: string): number {
   return 1;
 }
 
-async function release(ctx: Context, guest: string, uuids: readonly Uuid[]): Promise<void> {
+async function release(ctx: Context, guest: string, uuids: readonly Uuid[], end: number): Promise<void> {
   const mdevs = storeMdevs(ctx, uuids).mdevs.filter((m) => m.start === 'guest');
   if (mdevs.length === 0) return;
   const lc = lifecycle(ctx);
@@ -155,7 +165,7 @@ async function release(ctx: Context, guest: string, uuids: readonly Uuid[]): Pro
     const owner = madeFor(ctx, mdev.uuid);
     // Made for another guest (this one was refused, or shares the UUID), or another running guest uses it: not ours to remove.
     if ((owner !== undefined && owner !== guest) || guestsUsing(running, mdev.uuid).length) continue;
-    await underApLock(ctx, lc, () => stopMdev(lc, mdev.uuid, guest), LOCK_WAIT_MS);
+    await underApLock(ctx, lc, () => stopMdev(lc, mdev.uuid, guest), lockWait(end));
     rmSync(recordPath(ctx, mdev.uuid), { force: true });
   }
 }

@@ -47,6 +47,25 @@ const KILL_AFTER_MS = 1000;
 /** After the command exited, how long its output may still come from a child that kept the pipe. */
 const DRAIN_MS = 100;
 
+/** The process groups of the host commands still running, by their leader's PID. */
+const running = new Set<number>();
+
+/**
+ * Kills every host command still running, with its whole group: a command
+ * that gives up on its bound (the hook's, the libvirt hook's) exits at once,
+ * and must not leave an mdevctl or systemctl to act after it has answered.
+ */
+export function killRunningCommands(): void {
+  for (const pid of running) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // the group is gone already
+    }
+  }
+  running.clear();
+}
+
 /**
  * Runs host commands with node's own child_process: loading execa cost about
  * 90 ms in every process of the boot path (hook, each mdev start, wait). Each
@@ -68,6 +87,7 @@ export function hostRunner(): CommandRunner {
         let settled = false;
         const timers: NodeJS.Timeout[] = [];
         const child = spawn(file, [...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+        if (child.pid) running.add(child.pid);
         const group = (signal: NodeJS.Signals): void => {
           try {
             if (child.pid) process.kill(-child.pid, signal);
@@ -78,6 +98,7 @@ export function hostRunner(): CommandRunner {
         const finish = (exitCode: number, extra = ''): void => {
           if (settled) return;
           settled = true;
+          if (child.pid) running.delete(child.pid);
           for (const t of timers) clearTimeout(t);
           // Timed out: whatever of the group outlived TERM (a child that ignores it) is killed now.
           // Done: nothing the command left in its group outlives it.

@@ -2,9 +2,11 @@
 // process group killed at the deadline, and never held by a grandchild that
 // keeps the output pipe open.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { hostRunner } from '../../src/runtime/commands.js';
+import { hostRunner, killRunningCommands } from '../../src/runtime/commands.js';
 
 /** Running: a process that exists and is not a zombie waiting for whoever reaps orphans. */
 const alive = (pid: number): boolean => {
@@ -53,6 +55,25 @@ describe('running a host command', () => {
       expect(alive(grandchild)).toBe(false);
     } finally {
       if (grandchild > 0 && alive(grandchild)) process.kill(grandchild, 'SIGKILL');
+    }
+  });
+
+  it('a command that gives up on its bound kills every host command still running, with its group', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ap-persist-kill-'));
+    const pidFile = join(dir, 'grandchild');
+    try {
+      // An mdevctl that started a helper and waits: the caller gives up long before their 30 s.
+      const pending = hostRunner().run('sh', ['-c', `sleep 30 & echo $! > ${pidFile}; sleep 30`], { timeoutMs: 60_000 });
+      for (let i = 0; i < 100 && !existsSync(pidFile); i++) await new Promise((res) => setTimeout(res, 20));
+      const grandchild = Number(readFileSync(pidFile, 'utf8'));
+      expect(alive(grandchild)).toBe(true);
+      killRunningCommands();
+      const r = await pending;
+      expect(r.exitCode).toBe(128 + 9);
+      for (let i = 0; i < 50 && alive(grandchild); i++) await new Promise((res) => setTimeout(res, 20));
+      expect(alive(grandchild)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
