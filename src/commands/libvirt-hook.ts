@@ -144,7 +144,10 @@ async function prepare(ctx: Context, guest: string, uuids: readonly Uuid[], end:
       const parts = [...byHolder].map(([who, apqns]) => `APQN ${apqns.slice(0, 8).join(', ')}${apqns.length > 8 ? `, ... (${apqns.length})` : ''} is in use by ${who}`);
       return refuse(ctx, guest, `its mdev ${mdevLabel(mdev)} cannot be made: ${parts.join('; ')}`);
     }
-    if (mdev.start === 'guest') record(ctx, mdev.uuid, guest);
+    // The guest that made it owns it; one that finds it up (a guest sharing it, started at the same
+    // time) does not take that over: its release, after its QEMU could not have the device, would
+    // then be skipped by the maker's, and the mdev outlive both.
+    if (mdev.start === 'guest' && (started.outcome === 'started' || madeFor(ctx, mdev.uuid) === undefined)) record(ctx, mdev.uuid, guest);
     if (ctx.verbose) ctx.io.stderr(`ap-persist: guest ${guest}: mdev ${mdevLabel(mdev)} ${started.outcome === 'started' ? 'made' : 'already up'}\n`);
   }
   return 0;
@@ -163,8 +166,9 @@ async function release(ctx: Context, guest: string, uuids: readonly Uuid[], end:
   const running = runningGuests(ctx.paths).filter((g) => g.name !== guest);
   for (const mdev of mdevs) {
     const owner = madeFor(ctx, mdev.uuid);
-    // Made for another guest (this one was refused, or shares the UUID), or another running guest uses it: not ours to remove.
-    if ((owner !== undefined && owner !== guest) || guestsUsing(running, mdev.uuid).length) continue;
+    // Made for another guest that runs (this one was refused, or shares the UUID), or another running guest uses it:
+    // not ours to remove. Made for one that runs no more (it never got the device): the last to let it go removes it.
+    if ((owner !== undefined && owner !== guest && running.some((g) => g.name === owner)) || guestsUsing(running, mdev.uuid).length) continue;
     await underApLock(ctx, lc, () => stopMdev(lc, mdev.uuid, guest), lockWait(end));
     rmSync(recordPath(ctx, mdev.uuid), { force: true });
   }

@@ -174,3 +174,42 @@ describe("libvirt's qemu hook and the talk's three guests", () => {
     expect(r.stderr).toContain('libvirt-hook takes the guest');
   });
 });
+
+describe('two guests that name the same start = guest mdev, started at the same time', () => {
+  it('the one that made it owns it: the other\'s failed start leaves it, and the maker\'s stop removes it', async () => {
+    const host = givenSimulatedHost(talkGuestsHost(), '6.0');
+    const lv = libvirt(host);
+    const twin = DOMAINS.Guest1.replace('<name>Guest1</name>', '<name>Twin</name>');
+    const twinHook = (op: string, sub: string) => host.run(['libvirt-hook', 'Twin', op, sub, '-'], {}, twin);
+    // Guest1's prepare makes the mdev; before libvirt writes Guest1's status file, Twin's prepare finds it up.
+    expect((await lv.hook('Guest1', 'prepare', 'begin')).code).toBe(0);
+    expect((await twinHook('prepare', 'begin')).code).toBe(0);
+    expect(readFileSync(join(host.root, `run/ap-persist/guests/${TALK_GUEST1}`), 'utf8')).toBe('Guest1\n');
+    // Guest1 runs; Twin's QEMU cannot have the device, so libvirt stops it: its release leaves the mdev.
+    mkdirSync(join(host.root, 'run/libvirt/qemu'), { recursive: true });
+    writeFileSync(join(host.root, 'run/libvirt/qemu/Guest1.xml'), `<domstatus state='running' reason='booted' pid='4242'>\n${DOMAINS.Guest1}</domstatus>\n`);
+    await twinHook('stopped', 'end');
+    expect((await twinHook('release', 'end')).code).toBe(0);
+    expect(active(host)).toContain(TALK_GUEST1);
+    // Guest1's stop: its mdev goes with it.
+    expect((await lv.stop('Guest1')).code).toBe(0);
+    expect(active(host)).not.toContain(TALK_GUEST1);
+  });
+
+  it('a maker that runs no more: the guest that used the mdev since removes it when it stops', async () => {
+    const host = givenSimulatedHost(talkGuestsHost(), '6.0');
+    const lv = libvirt(host);
+    const twin = DOMAINS.Guest1.replace('<name>Guest1</name>', '<name>Twin</name>');
+    const twinHook = (op: string, sub: string) => host.run(['libvirt-hook', 'Twin', op, sub, '-'], {}, twin);
+    // Guest1 made it, then vanished without its release (a libvirtd that died with it); Twin runs with the mdev.
+    expect((await lv.hook('Guest1', 'prepare', 'begin')).code).toBe(0);
+    expect((await twinHook('prepare', 'begin')).code).toBe(0);
+    mkdirSync(join(host.root, 'run/libvirt/qemu'), { recursive: true });
+    writeFileSync(join(host.root, 'run/libvirt/qemu/Twin.xml'), `<domstatus state='running' reason='booted' pid='4243'>\n${twin}</domstatus>\n`);
+    rmSync(join(host.root, 'run/libvirt/qemu/Twin.xml'));
+    await twinHook('stopped', 'end');
+    expect((await twinHook('release', 'end')).code).toBe(0);
+    expect(active(host)).not.toContain(TALK_GUEST1);
+  });
+});
+
