@@ -70,6 +70,7 @@ function plan(ctx: Context, view: HostView, from: ImportSource[], startForSysfs:
   const p: Plan = { masks: { ...store.masks }, mdevs: [...store.mdevs], imported: new Set(), differing: [], differingMasks: [], source: new Map(), adopt: [], forget: [] };
   const drift = persistentConfig(view).drift;
   const rulesFile = ctx.paths.chzdevRules;
+  const undefinedByMdevctl = new Set<string>();
   if (from.includes('chzdev')) {
     for (const d of drift) {
       if (d.kind === 'rules-unreadable') {
@@ -96,6 +97,7 @@ function plan(ctx: Context, view: HostView, from: ImportSource[], startForSysfs:
     for (const d of drift) {
       if (d.kind === 'mdev-unreadable') throw new InputError(`mdevctl's definition of ${d.label} cannot be read: ${d.reason}`, { where: ctx.paths.at(d.path) });
       if (d.kind === 'mdev-undefined') {
+        undefinedByMdevctl.add(d.uuid);
         p.mdevs = p.mdevs.filter((m) => m.uuid !== d.uuid);
         p.source.set(d.uuid, 'mdevctl');
         p.forget.push(d.path);
@@ -142,7 +144,8 @@ function plan(ctx: Context, view: HostView, from: ImportSource[], startForSysfs:
         p.source.set(key, 'sysfs');
       }
     }
-    const defined = new Set([...p.mdevs.map((m) => m.uuid as string), ...view.mdevctl.definitions.map((m) => m.uuid as string)]);
+    // An mdev mdevctl undefined stays up (undefine does not stop it): that undefine is what is taken, not the running mdev.
+    const defined = new Set([...p.mdevs.map((m) => m.uuid as string), ...view.mdevctl.definitions.map((m) => m.uuid as string), ...undefinedByMdevctl]);
     for (const a of live.mdevs) {
       if (defined.has(a.uuid)) continue;
       p.mdevs.push({ uuid: a.uuid, adapters: a.adapters, domains: a.domains, controlDomains: a.controlDomains, start: startForSysfs });

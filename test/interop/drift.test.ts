@@ -147,6 +147,19 @@ describe('mdevctl edits our mdevs after generate', () => {
     expect(present(host, `etc/systemd/system/ap-persist-mdevs.target.wants/ap-persist-mdev@${GUEST3}.service`)).toBe(false);
   });
 
+  it('an undefine of a running mdev (undefine does not stop it): import from all takes the undefine, not the running mdev back as auto', async () => {
+    const host = await generatedHost();
+    expect((await host.run(['hook'], BINDINGS_COMPLETE)).code).toBe(0);
+    expect(host.kernel().exists(`devices/vfio_ap/matrix/${GUEST3}`)).toBe(true);
+    rmSync(join(host.root, def(GUEST3)));
+    const imp = await host.run(['import']);
+    expect(imp.code, imp.stderr).toBe(0);
+    expect(imp.stdout).toContain(`imported undefine of mdev ${GUEST3} (guest3) from mdevctl`);
+    expect(imp.stdout).not.toContain('from sysfs');
+    expect(host.read('etc/ap-persist/ap-persist.conf')).not.toContain(GUEST3);
+    expect(present(host, def(GUEST3))).toBe(false);
+  });
+
   it('modify --manual and an attribute change: the boot uses mdevctl\'s definition; import takes both', async () => {
     const host = await generatedHost();
     mdevctlEdit(host, GUEST1, (d) => {
