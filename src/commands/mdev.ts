@@ -50,7 +50,9 @@ function startMode(text: string | undefined): StartMode | undefined {
 
 function mdevName(text: string | undefined): string | undefined {
   if (text === undefined) return undefined;
-  if (/[;#\n\r]/.test(text)) throw new InputError(`the name '${text}' contains ; # or a line break`, { where: '--name', hint: 'choose a name without them' });
+  // Quotes and backslashes too: the store's INI reading would take them for quoting and escapes, another name.
+  if (/[;#\n\r"'\\]/.test(text)) throw new InputError(`the name '${text}' contains ; # a quote, a backslash or a line break`, { where: '--name', hint: 'choose a name without them' });
+  // Empty: modify takes the name away.
   return text.trim();
 }
 

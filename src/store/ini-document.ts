@@ -79,9 +79,10 @@ export class IniDocument {
       }
       const entry = ENTRY_RE.exec(text);
       if (!entry) {
-        throw new InputError(`cannot read '${trimmed}'`, {
+        const crlf = text.endsWith('\r');
+        throw new InputError(`cannot read '${trimmed}'${crlf ? ': it ends in a carriage return (the file has Windows line ends, CRLF)' : ''}`, {
           where: `${file}:${index + 1}`,
-          hint: 'each line must be a [section], a key = value, a comment (; or #) or blank',
+          hint: crlf ? "convert the file to Unix line ends (dos2unix, or sed -i 's/\\r$//')" : 'each line must be a [section], a key = value, a comment (; or #) or blank',
         });
       }
       const { raw, comment } = splitValue(entry[3]!);
@@ -151,9 +152,8 @@ export class IniDocument {
         return;
       }
     }
-    // Append after the section's last entry, before trailing blank lines/comments.
-    let at = r.header + 1;
-    for (let i = r.header + 1; i < r.end; i++) if (this.lines[i]!.kind === 'entry') at = i + 1;
+    // Append after the section's last entry and the comment lines that continue it, before trailing blank lines/comments.
+    const at = this.endOfEntries(r.header, r.end);
     this.lines.splice(at, 0, { kind: 'entry', text: `${key} = ${value}`, key, value, indent: '', comment: '' });
   }
 
@@ -183,18 +183,30 @@ export class IniDocument {
   removeSection(name: string): void {
     const r = this.sectionRange(name);
     if (!r) return;
+    // Not an indented comment: that continues the comment of the entry above it, in the section before.
     let start = r.header;
     while (start > 0) {
       const prev = this.lines[start - 1]!;
-      if (prev.kind === 'other' && /^\s*[;#]/.test(prev.text)) start--;
+      if (prev.kind === 'other' && /^[;#]/.test(prev.text)) start--;
       else break;
     }
-    // Lines after the last entry (a trailer, the next section's comment) are not its own.
-    let end = r.header + 1;
-    for (let i = r.header + 1; i < r.end; i++) if (this.lines[i]!.kind === 'entry') end = i + 1;
+    // Lines after the last entry and its continued comment (a trailer, the next section's comment) are not its own.
+    const end = this.endOfEntries(r.header, r.end);
     // Drop the blank line that separated it from what came before.
     if (start > 0 && this.lines[start - 1]!.kind === 'other' && this.lines[start - 1]!.text.trim() === '') start--;
     this.lines.splice(start, end - start);
+  }
+
+  /**
+   * Where a section's entries end: after its last entry and the indented
+   * comment lines right below it, which continue that entry's comment
+   * (`start = auto   ; auto: ...` over two lines, as the store is written).
+   */
+  private endOfEntries(header: number, end: number): number {
+    let at = header + 1;
+    for (let i = header + 1; i < end; i++) if (this.lines[i]!.kind === 'entry') at = i + 1;
+    while (at < end && isContinuation(this.lines[at]!)) at++;
+    return at;
   }
 
   toString(): string {
@@ -205,3 +217,9 @@ export class IniDocument {
 function alignComment(comment: string): string {
   return /^\s/.test(comment) ? comment : ` ${comment}`;
 }
+
+/** An indented comment line: it continues the comment of the line above. */
+function isContinuation(l: Line): boolean {
+  return l.kind === 'other' && /^\s+[;#]/.test(l.text);
+}
+

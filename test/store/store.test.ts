@@ -116,6 +116,55 @@ describe('editing the store keeps what the admin wrote', () => {
     expect(text).toContain('# trailing note');
   });
 
+  // The store's own layout (DESIGN.md): a comment continued on indented lines below its entry.
+  const CONTINUED = `[masks]
+apmask = 0-4,7-255
+aqmask = 0-3,5-70,72-170,172-254
+
+[mdev.${GUEST1}]
+adapters = 5,6
+domains = 4,0xab
+start = auto              ; auto: started at boot; manual: defined only;
+                          ; guest: created when its libvirt guest starts
+[mdev.4b0d8e7a-5f2c-4c11-8e44-6a1f1b3b7c21]
+name = guest2
+adapters = 5
+domains = 0x47,0xff
+start = auto
+`;
+
+  it('a new key goes below the comment that continues the last entry, not into it', async () => {
+    const host = givenHost({ ...threeGuestsHost(), store: CONTINUED });
+    const r = await host.run('mdev', 'modify', GUEST1, '--name', 'guest1', '--no-generate');
+    expect(r.code, r.stderr).toBe(0);
+    expect(host.storeText()).toContain('start = auto              ; auto: started at boot; manual: defined only;\n                          ; guest: created when its libvirt guest starts\nname = guest1\n');
+  });
+
+  it("mdev undefine of the next section leaves the previous entry's continued comment", async () => {
+    const host = givenHost({ ...threeGuestsHost(), store: CONTINUED });
+    expect((await host.run('mdev', 'undefine', '4b0d8e7a-5f2c-4c11-8e44-6a1f1b3b7c21', '--no-generate')).code).toBe(0);
+    expect(host.storeText()).toBe(CONTINUED.slice(0, CONTINUED.indexOf('[mdev.4b0d')));
+  });
+
+  it('a name with a quote or a backslash is refused (the store would read another name back), nothing changed', async () => {
+    const host = givenHost({ ...threeGuestsHost(), store: CONTINUED });
+    for (const name of ['"x"', "'q'", 'a\\b']) {
+      const r = await host.run('mdev', 'modify', GUEST1, '--name', name, '--no-generate');
+      expect(r.code, name).toBe(2);
+      expect(r.stderr).toContain('--name');
+      expect(host.storeText()).toBe(CONTINUED);
+    }
+  });
+
+  it('a store with Windows line ends is refused saying so, and how to convert it', async () => {
+    const host = givenHost({ ...threeGuestsHost(), store: CONTINUED.replaceAll('\n', '\r\n') });
+    const r = await host.run('check');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('ap-persist.conf:2:');
+    expect(r.stderr).toContain('it ends in a carriage return (the file has Windows line ends, CRLF)');
+    expect(r.stderr).toContain('dos2unix');
+  });
+
   it('mask set rewrites only the mask it changes', async () => {
     const host = givenHost({ ...threeGuestsHost(), store: HAND_WRITTEN });
     // Adapter 7 is the host's already: nothing changes, not even the spelling.
