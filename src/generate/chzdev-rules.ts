@@ -51,8 +51,10 @@ export interface ParsedChzdevRules {
   /** Undefined when the file sets no such mask (s390-tools then read sysfs). */
   apmask: IdSet | undefined;
   aqmask: IdSet | undefined;
-  /** Lines zdev would drop as unparsable or would abort on (a bad mask value). */
+  /** Lines zdev aborts on (a bad mask value): what the file sets is unknown. */
   problems: ChzdevRulesProblem[];
+  /** Lines zdev drops, saying "Unrecognized udev rule", and reads on (libutil util_udev_read_file). */
+  skipped: ChzdevRulesProblem[];
 }
 
 // One `KEY OP VALUE` entry of a udev rule line, as libutil's util_udev.c reads it.
@@ -61,20 +63,22 @@ const MASK_VALUE = /^(?:0x)?([0-9a-fA-F]{64})$/;
 
 /**
  * Reads the masks the way zdev does: every line that is not blank or a comment
- * is split into entries at unquoted commas, and only the FIRST entry counts;
- * when its key is `ATTR{...}` naming apmask (or else aqmask), its value is that
- * mask. A later line wins over an earlier one, as in libap.
+ * is split into entries at unquoted commas; a line with an entry that is not
+ * `KEY OP VALUE` is dropped (zdev says so and reads on); otherwise only the
+ * FIRST entry counts: when its key is `ATTR{...}` naming apmask (or else
+ * aqmask), its value is that mask. A later line wins over an earlier one, as
+ * in libap.
  */
 export function parseChzdevRules(text: string): ParsedChzdevRules {
-  const out: ParsedChzdevRules = { apmask: undefined, aqmask: undefined, problems: [] };
+  const out: ParsedChzdevRules = { apmask: undefined, aqmask: undefined, problems: [], skipped: [] };
   text.split('\n').forEach((raw, index) => {
     const line = index + 1;
     const trimmed = raw.trim();
     if (trimmed === '' || trimmed.startsWith('#')) return;
-    const first = splitEntries(trimmed)[0] ?? '';
-    const entry = ENTRY.exec(first);
-    if (!entry) {
-      out.problems.push({ line, message: `not a udev rule: ${trimmed}` });
+    const entries = splitEntries(trimmed).map((e) => ENTRY.exec(e));
+    const entry = entries[0];
+    if (!entry || entries.some((e) => !e)) {
+      out.skipped.push({ line, message: `not a udev rule: ${trimmed}` });
       return;
     }
     const key = entry[1]!;

@@ -124,10 +124,22 @@ describe('reading 41-ap.rules as zdev does', () => {
 
   it('reports, with the line, what zdev would drop or abort on', () => {
     const parsed = parseChzdevRules(['# comment', '', 'this is not a rule', 'ATTR{../../bus/ap/aqmask}="0x41"'].join('\n'));
-    expect(parsed.problems).toEqual([
-      { line: 3, message: 'not a udev rule: this is not a rule' },
-      { line: 4, message: "aqmask value '0x41' is not 0x and 64 hex digits" },
-    ]);
+    expect(parsed.skipped).toEqual([{ line: 3, message: 'not a udev rule: this is not a rule' }]);
+    expect(parsed.problems).toEqual([{ line: 4, message: "aqmask value '0x41' is not 0x and 64 hex digits" }]);
+    expect(parsed.aqmask).toBeUndefined();
+  });
+
+  it("drops a line zdev drops (libutil util_udev_read_file: 'Unrecognized udev rule', then reads on), an entry after the first included", () => {
+    const mask = `0x${'f'.repeat(64)}`;
+    const parsed = parseChzdevRules([
+      `ACTION=="add", SUBSYSTEM=="ap", KERNEL=="ap", ATTR{apmask}="${mask}"`,
+      '- keep adapter 8 for vfio',
+      `ATTR{aqmask}="${mask}", garbage`,
+    ].join('\n'));
+    expect(parsed.skipped.map((p) => p.line)).toEqual([2, 3]);
+    expect(parsed.problems).toEqual([]);
+    // The first entry of the first line is ACTION, not ATTR: no mask from it either, as in libap.
+    expect(parsed.apmask).toBeUndefined();
     expect(parsed.aqmask).toBeUndefined();
   });
 });
