@@ -289,10 +289,11 @@ function claimsOnTheWay(mdev: MdevDefinition, text: string, device: MdevctlDevic
   if (!device.usesUnassign && !device.usesApConfig) return [mdev];
   // Parsed without error just now.
   const doc = JSON.parse(text) as Record<string, unknown> & { attrs: Record<string, unknown>[] };
-  const assignsOnly = (attr: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(attr).filter(([key]) => !key.startsWith('unassign_')));
+  // One field per attribute (parseMdevctlJson has checked): an unassign_* is left out whole.
+  const assigns = (attr: Record<string, unknown>): boolean => !Object.keys(attr)[0]!.startsWith('unassign_');
   const ends = [...doc.attrs.flatMap((attr, i) => ('ap_config' in attr ? [i] : [])), doc.attrs.length];
   const held = ends.map((end) => {
-    const stretch = parseMdevctlJson(JSON.stringify({ ...doc, attrs: doc.attrs.slice(0, end).map(assignsOnly) }), where);
+    const stretch = parseMdevctlJson(JSON.stringify({ ...doc, attrs: doc.attrs.slice(0, end).filter(assigns) }), where);
     return { ...toDefinition(mdev.uuid, stretch), name: mdev.name, start: mdev.start };
   });
   return [mdev, ...held];

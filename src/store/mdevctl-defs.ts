@@ -48,8 +48,9 @@ export function parseMdevctlJson(text: string, where: string): MdevctlDevice {
   const obj = doc as Record<string, unknown>;
   const mdevType = obj['mdev_type'];
   if (typeof mdevType !== 'string') throw new InputError('mdev_type is missing or not a string', { where });
-  const start = obj['start'] ?? 'manual';
-  if (start !== 'auto' && start !== 'manual') throw new InputError(`start '${String(start)}' is neither auto nor manual`, { where });
+  // As mdevctl reads it (mdev.rs load_from_json): no start at all is an invalid file, and any start but "auto" is manual.
+  if (obj['start'] === undefined || obj['start'] === null) throw new InputError('start is missing: mdevctl takes the file for invalid and ignores it', { where });
+  const start = obj['start'] === 'auto' ? 'auto' : 'manual';
   const device: MdevctlDevice = {
     mdevType,
     start,
@@ -66,6 +67,9 @@ export function parseMdevctlJson(text: string, where: string): MdevctlDevice {
     if (!attr || typeof attr !== 'object' || Array.isArray(attr)) {
       throw new InputError(`attrs[${i}] is not an object`, { where });
     }
+    // mdevctl's add_attributes: one field per attribute object, else the whole definition is refused.
+    const fields = Object.keys(attr).length;
+    if (fields !== 1) throw new InputError(`attrs[${i}] has ${fields} fields: mdevctl takes one per attribute and refuses the definition`, { where });
     for (const [key, value] of Object.entries(attr as Record<string, unknown>)) {
       if (typeof value !== 'string') {
         throw new InputError(`attrs[${i}].${key} is ${JSON.stringify(value)}, not a string`, { where });
