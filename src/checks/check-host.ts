@@ -7,7 +7,7 @@ import { IdSet, MAX_ID } from '../model/idset.js';
 import { mdevLabel, type HostMasks, type MdevDefinition } from '../model/mdev.js';
 import type { CalloutsView } from '../host/callouts.js';
 import type { HostView, LiveState, MdevctlView } from '../host/state.js';
-import { DRIFT_WAYS_OUT, driftLines, effectiveConfig, type EffectiveConfig } from './drift.js';
+import { driftLines, driftWaysOut, effectiveConfig, type EffectiveConfig } from './drift.js';
 import type { Store } from '../store/store.js';
 import { checkClaim, conflictKey, findHostOwned, findSharedApqns, mergeConflicts, newlyHostOwned, type ConflictList, type Scope } from './conflicts.js';
 
@@ -142,7 +142,7 @@ export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live
   warnings.push(...guests.warnings);
   for (const d of config.drift) {
     const [head, ...diff] = driftLines(d);
-    warnings.push({ scope: 'persistent', kind: 'drift', ...('uuid' in d ? { uuid: d.uuid } : {}), message: [head, ...diff.map((l) => `  ${l}`), `  ${DRIFT_WAYS_OUT}`].join('\n') });
+    warnings.push({ scope: 'persistent', kind: 'drift', ...('uuid' in d ? { uuid: d.uuid } : {}), message: [head, ...diff.map((l) => `  ${l}`), `  ${driftWaysOut(d)}`].join('\n') });
   }
   if (view.boot.recordError) warnings.push({ scope: 'persistent', kind: 'record-damaged', message: `${view.boot.recordError}: every generated file is taken for a peer's` });
   for (const key of ['apmask', 'aqmask'] as const) {

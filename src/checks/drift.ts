@@ -76,6 +76,18 @@ export interface EffectiveConfig {
 /** The two ways out of any drift, for every report. */
 export const DRIFT_WAYS_OUT = "keep the peers' change: 'ap-persist import'; or put the store's back: 'ap-persist generate --force'";
 
+/**
+ * The ways out of `d`. A 41-ap.rules chzdev wrote with masks the store does
+ * not set is no file generate writes: --force leaves it, so the way back is
+ * chzdev's own removal.
+ */
+export function driftWaysOut(d: Drift): string {
+  if (d.kind === 'masks' && !d.generated && d.changes.every((c) => !c.store)) {
+    return `keep chzdev's masks: 'ap-persist import --from chzdev'; or drop them: 'chzdev -t ap -p ${d.changes.map((c) => `-r ${c.key}`).join(' ')}' (the store sets none, so 'ap-persist generate --force' leaves the file)`;
+  }
+  return DRIFT_WAYS_OUT;
+}
+
 type Ownership = 'ours' | 'changed' | 'removed' | 'foreign' | 'absent';
 
 /** Whether a path still holds what generate wrote there (the record says what). */

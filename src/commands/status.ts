@@ -13,7 +13,7 @@ import { matrixJson, matrixLines, matrixModel } from './matrix.js';
 import type { HostView } from '../host/state.js';
 import { apCheckWarning, persistentConfig } from '../checks/check-host.js';
 import type { CalloutsView } from '../host/callouts.js';
-import { DRIFT_WAYS_OUT, driftJson, driftLines, type Drift } from '../checks/drift.js';
+import { driftJson, driftLines, driftWaysOut, type Drift } from '../checks/drift.js';
 import { stepPath } from '../generate/reconcile.js';
 import { hasBootFiles, planGenerate } from './generate.js';
 import { describeHookReport, readHookReportFile } from '../runtime/hook-report.js';
@@ -177,7 +177,7 @@ function bootFilesLines(b: BootFilesState): string[] {
       const [head, ...diff] = driftLines(d);
       lines.push(`  ${head}`, ...diff.map((l) => `    ${l}`));
     }
-    lines.push(`  ${DRIFT_WAYS_OUT}`);
+    for (const way of new Set(b.drift.map(driftWaysOut))) lines.push(`  ${way}`);
   }
   if (b.stale.length) lines.push(`boot files: stale, ${b.stale.length} file(s) behind the store (${b.stale.join(', ')}); run 'ap-persist generate'`);
   if (!b.installed) lines.push("boot files: not installed ('ap-persist install' writes them)");

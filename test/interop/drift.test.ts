@@ -6,7 +6,7 @@
 import { lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GUEST1, GUEST2, GUEST3, threeGuestsHost } from '../../src/fakehost/three-guests.js';
+import { GUEST1, GUEST2, GUEST3, THREE_GUESTS_STORE, threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { IdSet } from '../../src/model/idset.js';
 import { parseChzdevRules } from '../../src/generate/chzdev-rules.js';
 import { chzdevRulesText } from '../support/chzdev.js';
@@ -112,6 +112,18 @@ describe('chzdev changes the persistent masks after generate', () => {
     const parsed = parseChzdevRules(host.read(RULES));
     expect(parsed.apmask).toBeUndefined();
     expect(parsed.aqmask!.equals(AQMASK)).toBe(true);
+  });
+
+  it("chzdev sets masks where the store sets none: the way out named is chzdev's removal, since generate --force leaves a file it does not write", async () => {
+    const store = THREE_GUESTS_STORE.replace(/^apmask = .*\n/m, '').replace(/^aqmask = .*\n/m, '');
+    const host = givenSimulatedHost({ ...threeGuestsHost(), store }, '6.0');
+    write(host, RULES, chzdevRulesText(APMASK, AQMASK));
+    const status = (await host.run(['status'])).stdout;
+    expect(status).toContain("keep chzdev's masks: 'ap-persist import --from chzdev'; or drop them: 'chzdev -t ap -p -r apmask -r aqmask' (the store sets none, so 'ap-persist generate --force' leaves the file)");
+    expect(status).not.toContain("put the store's back");
+    // As it says: --force leaves the file.
+    expect((await host.run(['generate', '--force'])).code).toBe(0);
+    expect(host.read(RULES)).toBe(chzdevRulesText(APMASK, AQMASK));
   });
 
   it('a deleted 41-ap.rules is reported, never silently rewritten; import drops both masks', async () => {
