@@ -59,8 +59,8 @@ export type Drift =
   | { kind: 'rules-unreadable'; path: RootPath; problems: { line?: number; message: string }[] }
   /** mdevctl (define, modify) holds another definition of a store mdev. */
   | { kind: 'mdev-changed'; uuid: Uuid; label: string; path: RootPath; changes: string[]; disk: MdevDefinition; otherAttrs: Record<string, string>[]; generated: boolean }
-  /** `mdevctl undefine`: mdevctl no longer knows a store mdev. */
-  | { kind: 'mdev-undefined'; uuid: Uuid; label: string; path: RootPath }
+  /** `mdevctl undefine`: mdevctl no longer knows a store mdev (`otherType`: its UUID now names another type's mdev there). */
+  | { kind: 'mdev-undefined'; uuid: Uuid; label: string; path: RootPath; otherType?: true }
   /** Rewritten with the same meaning. */
   | { kind: 'mdev-rewritten'; uuid: Uuid; label: string; path: RootPath }
   | { kind: 'mdev-unreadable'; uuid: Uuid; label: string; path: RootPath; reason: string };
@@ -150,13 +150,14 @@ function mdevDrift(mdev: MdevDefinition, files: BootFiles): { drift?: Drift; eff
   // The reader compared it with the record already.
   let owner = file?.generated ? 'ours' : ownership(file ? { kind: 'file', content: file.text } : { kind: 'absent' }, recorded);
   // Parsed only when not generate's own text.
-  if (owner !== 'ours' && file?.otherType) {
+  const otherType = owner !== 'ours' && file?.otherType === true;
+  if (otherType) {
     file = undefined;
     owner = ownership({ kind: 'absent' }, recorded);
   }
   const label = mdevLabel(mdev);
   if (owner === 'ours' || owner === 'absent') return { effective: mdev };
-  if (owner === 'removed') return { drift: { kind: 'mdev-undefined', uuid: mdev.uuid, label, path }, effective: undefined };
+  if (owner === 'removed') return { drift: { kind: 'mdev-undefined', uuid: mdev.uuid, label, path, ...(otherType ? { otherType: true as const } : {}) }, effective: undefined };
   const device = file!.device;
   if (!device) return { drift: { kind: 'mdev-unreadable', uuid: mdev.uuid, label, path, reason: file!.reason ?? 'unreadable' }, effective: mdev };
   const changes = definitionChanges(mdev, device);
@@ -225,7 +226,9 @@ export function driftLines(d: Drift, show: (path: RootPath) => string = (p) => `
     case 'mdev-changed':
       return [`mdevctl's definition of mdev ${d.label} (${path}) ${d.generated ? 'was changed since ap-persist wrote it' : 'differs from the store'}; the boot uses mdevctl's:`, ...d.changes];
     case 'mdev-undefined':
-      return [`mdev ${d.label} was undefined in mdevctl (${path} is gone); the boot does not start it`];
+      return d.otherType
+        ? [`mdevctl's definition under mdev ${d.label}'s UUID (${path}) is of another mdev type now; the boot does not start it as vfio_ap's`]
+        : [`mdev ${d.label} was undefined in mdevctl (${path} is gone); the boot does not start it`];
     case 'mdev-rewritten':
       return [`mdevctl's definition of mdev ${d.label} (${path}) was rewritten with the same meaning`];
     case 'mdev-unreadable':

@@ -172,6 +172,14 @@ describe('mdevctl edits our mdevs after generate', () => {
     expect(present(host, def(GUEST3))).toBe(false);
   });
 
+  it("another mdev type's definition under a store mdev's UUID: said so, not that the file is gone; the boot does not start it", async () => {
+    const host = await generatedHost();
+    write(host, def(GUEST3), JSON.stringify({ mdev_type: 'vfio_ccw-io', start: 'auto', attrs: [] }, null, 2));
+    const status = (await host.run(['status'])).stdout;
+    expect(status).toContain(`mdevctl's definition under mdev ${GUEST3} (guest3)'s UUID (/${def(GUEST3)}) is of another mdev type now; the boot does not start it as vfio_ap's`);
+    expect(status).not.toContain(`${def(GUEST3)} is gone`);
+  });
+
   it('modify --manual and an attribute change: the boot uses mdevctl\'s definition; import takes both', async () => {
     const host = await generatedHost();
     mdevctlEdit(host, GUEST1, (d) => {
