@@ -9,7 +9,7 @@ import type { CalloutsView } from '../host/callouts.js';
 import type { HostView, LiveState, MdevctlView } from '../host/state.js';
 import { driftLines, driftWaysOut, effectiveConfig, type EffectiveConfig } from './drift.js';
 import type { Store } from '../store/store.js';
-import { checkClaim, conflictKey, findHostOwned, findSharedApqns, mergeConflicts, newlyHostOwned, type ConflictList, type Scope } from './conflicts.js';
+import { ClaimIndex, conflictKey, findHostOwned, findSharedApqns, mergeConflicts, newlyHostOwned, type ConflictList, type Scope } from './conflicts.js';
 
 export interface CheckWarning {
   scope: Scope;
@@ -81,22 +81,31 @@ export function autostartMdevs(config: Pick<EffectiveConfig, 'mdevs'>, mdevctl: 
 export function guestFindings(guests: readonly MdevDefinition[], autos: readonly MdevDefinition[], masks: Pick<ResolvedMasks, 'apmask' | 'aqmask'>): { conflicts: ConflictList; warnings: CheckWarning[] } {
   const conflicts = findHostOwned(guests, masks.apmask, masks.aqmask, 'persistent');
   const warnings: CheckWarning[] = [];
+  // The autos indexed once: each guest costs its own adapters, not a pass over every auto mdev.
+  const index = new ClaimIndex(autos);
   for (const guest of guests) {
     const shared = new Map<string, { auto: MdevDefinition; apqns: string[] }>();
-    for (const c of checkClaim(guest, autos, undefined, 'persistent').conflicts) {
+    const found = index.check(guest, undefined, 'persistent');
+    for (const c of found.conflicts) {
       const auto = c.owners[0] as MdevDefinition;
       const entry = shared.get(auto.uuid) ?? { auto, apqns: [] };
       entry.apqns.push(formatApqn(c.apqn));
       shared.set(auto.uuid, entry);
     }
     for (const { auto, apqns } of shared.values()) {
-      const shown = apqns.length > 8 ? `${apqns.slice(0, 8).join(', ')}, ...` : apqns.join(', ');
+      // Counted, not the listed ones: a list is cut at MAX_REPORTED.
+      const count = auto.adapters.intersect(guest.adapters).size * auto.domains.intersect(guest.domains).size;
+      const shown = count > 8 ? `${apqns.slice(0, 8).join(', ')}, ...` : apqns.join(', ');
       warnings.push({
         scope: 'persistent',
         kind: 'guest-overlaps-auto',
         uuid: guest.uuid,
-        message: `guest mdev ${mdevLabel(guest)} shares ${apqns.length} APQN(s) (${shown}) with auto mdev ${mdevLabel(auto)}, which holds them from boot: its guest can start only while that mdev is stopped`,
+        message: `guest mdev ${mdevLabel(guest)} shares ${count} APQN(s) (${shown}) with auto mdev ${mdevLabel(auto)}, which holds them from boot: its guest can start only while that mdev is stopped`,
       });
+    }
+    if (found.omitted) {
+      // The overlaps past the cut may be with auto mdevs not named above.
+      warnings.push({ scope: 'persistent', kind: 'guest-overlaps-auto', uuid: guest.uuid, message: `guest mdev ${mdevLabel(guest)} shares ${found.omitted} more APQN(s) with auto mdevs, past the ${found.conflicts.length} looked at one by one: other auto mdevs than those named may hold them` });
     }
   }
   return { conflicts, warnings };

@@ -77,14 +77,17 @@ class Collector {
 const ROW = 8;
 
 /**
- * Every APQN that two claims share. Per adapter it keeps the union of the
- * domains claimed so far and, per APQN, the first claimant; so the cost is
- * one 8-word AND per (mdev, adapter) plus one write per newly claimed APQN.
+ * Every APQN that two claims share, with every pair of its claimants. Per
+ * adapter it keeps the union of the domains claimed so far and, per APQN, the
+ * first claimant (and any later ones); so the cost is one 8-word AND per
+ * (mdev, adapter) plus one write per newly claimed APQN and one step per pair.
  */
 export function findSharedApqns(claims: readonly Claim[], scope: Scope): ConflictList {
   const out = new Collector();
   const taken = new Uint32Array(256 * ROW);
   const owner = new Int32Array(256 * 256).fill(-1);
+  /** Per APQN of three claimants or more, the later ones (the second, the third...): each pairs with every one before it. */
+  const later = new Map<number, number[]>();
   claims.forEach((claim, index) => {
     const dw = claim.domains.words;
     for (const a of claim.adapters.ids()) {
@@ -97,7 +100,12 @@ export function findSharedApqns(claims: readonly Claim[], scope: Scope): Conflic
         while (shared) {
           const low = shared & -shared;
           const d = w * 32 + (31 - Math.clz32(low));
-          out.push(scope, 'mdev-mdev', { adapter: a, domain: d }, claims[owner[a * 256 + d]!]!, claim);
+          const key = a * 256 + d;
+          out.push(scope, 'mdev-mdev', { adapter: a, domain: d }, claims[owner[key]!]!, claim);
+          const before = later.get(key);
+          for (const i of before ?? []) out.push(scope, 'mdev-mdev', { adapter: a, domain: d }, claims[i]!, claim);
+          if (before) before.push(index);
+          else later.set(key, [index]);
           shared ^= low;
         }
         while (fresh) {

@@ -5,18 +5,21 @@ import { describe, expect, it } from 'vitest';
 import { rng, randomIds } from '../support/random.js';
 import { checkClaim, checkStart, ClaimIndex, findHostOwned, findSharedApqns, MAX_REPORTED, type Claim, type ConflictList, type HostPair } from '../../src/checks/conflicts.js';
 import { IdSet } from '../../src/model/idset.js';
+import { guestFindings } from '../../src/checks/check-host.js';
+import type { MdevDefinition } from '../../src/model/mdev.js';
+import type { Uuid } from '../../src/model/uuid.js';
 
-/** Reference: every pair of claims, every APQN, as tuples; the first claimant owns. */
+/** Reference: every APQN, every pair of its claimants (the earlier one first), as tuples. */
 function naiveShared(claims: Claim[]): string[] {
-  const owner = new Map<string, string>();
+  const owners = new Map<string, string[]>();
   const out: string[] = [];
   for (const c of claims) {
     for (const a of c.adapters.ids()) {
       for (const d of c.domains.ids()) {
         const key = `${a}.${d}`;
-        const first = owner.get(key);
-        if (first !== undefined) out.push(`${key}:${first}:${c.uuid}`);
-        else owner.set(key, c.uuid);
+        const before = owners.get(key) ?? [];
+        for (const o of before) out.push(`${key}:${o}:${c.uuid}`);
+        owners.set(key, [...before, c.uuid]);
       }
     }
   }
@@ -168,5 +171,27 @@ describe('the indexed engine finds exactly what the pairwise one did', () => {
     const found = index.check(twin, undefined, 'active');
     expect(found.conflicts).toHaveLength(16);
     expect(found.conflicts.every((c) => c.owners[0].uuid === 'm63.63' && c.owners[1].uuid === 'twin')).toBe(true);
+  });
+});
+
+describe('an APQN three mdevs claim', () => {
+  it('is reported for every pair of them, so fixing the first does not reveal a conflict check did not name', () => {
+    const claim = (uuid: string): Claim => ({ uuid, adapters: IdSet.of([5]), domains: IdSet.of([4]) });
+    const found = findSharedApqns([claim('a'), claim('b'), claim('c')], 'persistent').conflicts;
+    expect(found.map((c) => `${c.owners[0].uuid}-${c.owners[1].uuid}`)).toEqual(['a-b', 'a-c', 'b-c']);
+  });
+});
+
+
+describe('a guest mdev that overlaps auto mdevs', () => {
+  const full = (uuid: string, start: 'auto' | 'guest'): MdevDefinition => ({ uuid: uuid as Uuid, adapters: IdSet.full(), domains: IdSet.full(), controlDomains: IdSet.empty(), start });
+  it('is warned of with the whole count per auto mdev, not the part of it a capped list holds', () => {
+    const none = IdSet.empty();
+    const { warnings } = guestFindings([full('g', 'guest')], [full('a1', 'auto'), full('a2', 'auto')], { apmask: none, aqmask: none });
+    const shares = warnings.map((w) => /shares (\d+) APQN\(s\)/.exec(w.message)?.[1]);
+    // 65,536 with each auto mdev; the list behind them stops at MAX_REPORTED, which the last warning says.
+    expect(shares.slice(0, 2)).toEqual(['65536', '65536']);
+    expect(warnings.at(-1)!.message).toContain('more APQN(s) with auto mdevs');
+    expect(MAX_REPORTED).toBeLessThan(65_536);
   });
 });
