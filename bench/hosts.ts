@@ -22,10 +22,11 @@ export function grid(side: number, width: number): FakeMdev[] {
   return blocks;
 }
 
-/** A store of auto mdevs where the host keeps nothing: every APQN is vfio_ap's. */
-export function storeOf(mdevs: readonly FakeMdev[]): string {
+/** A store of auto mdevs (or, with `guestEvery` n, every n-th a guest one) where the host keeps nothing: every APQN is vfio_ap's. */
+export function storeOf(mdevs: readonly FakeMdev[], guestEvery = 0): string {
   const ids = (list: number[]): string => IdSet.of(list).toRanges();
-  const sections = mdevs.map((m, i) => `\n[mdev.${m.uuid}]\nname = guest${i}\nadapters = ${ids(m.adapters)}\ndomains = ${ids(m.domains)}\nstart = auto\n`);
+  const start = (i: number): string => (guestEvery && i % guestEvery === 0 ? 'guest' : 'auto');
+  const sections = mdevs.map((m, i) => `\n[mdev.${m.uuid}]\nname = guest${i}\nadapters = ${ids(m.adapters)}\ndomains = ${ids(m.domains)}\nstart = ${start(i)}\n`);
   return `[masks]\napmask =\naqmask =\n${sections.join('')}`;
 }
 
@@ -84,14 +85,15 @@ export function mdevHost(n: number, running: boolean): BenchHost {
  * (none active: checked before the boot brings them up), on a host with all
  * 256 cards (every APQN present in sysfs) or with card 00 alone.
  */
-export function checkHost(cards: 'all' | 'one'): BenchHost {
+export function checkHost(cards: 'all' | 'one' | 'guests'): BenchHost {
   return {
     host: {
-      cards: range(0, cards === 'all' ? 256 : 1).map((adapter) => ({ adapter, hwtype: 12 })),
+      cards: range(0, cards === 'one' ? 1 : 256).map((adapter) => ({ adapter, hwtype: 12 })),
       domains: range(0, 256),
       masks: { apmask: IdSet.empty(), aqmask: IdSet.empty() },
       vfioAp: true,
-      store: storeOf(grid(64, 4)),
+      // `guests`: every other mdev is a guest one, which check holds against every auto mdev.
+      store: storeOf(grid(64, 4), cards === 'guests' ? 2 : 0),
     },
     active: [],
   };
