@@ -108,7 +108,9 @@ export async function maskSet(ctx: Context, args: string[], opts: MaskSetOptions
     if (doPersistent) {
       const autos = autostartMdevs(config, view.mdevctl);
       const after = persistentMasks({ masks: newPersistent }, view.live);
-      refusal = mergeConflicts(refusal, newlyHostOwned(autos, base, after, 'persistent', 'mdev-host'));
+      // Guest mdevs too: an APQN of theirs the host owns, they could never be made (check reports it so).
+      const guests = config.mdevs.filter((m) => m.start === 'guest');
+      refusal = mergeConflicts(refusal, newlyHostOwned([...autos, ...guests], base, after, 'persistent', 'mdev-host'));
       // A running mdev's queues the persistent masks would give the host: it could not be made at the next boot.
       const running = activeGivenAway(view, after, autos, base);
       if (opts.force) forced = running;

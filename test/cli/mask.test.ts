@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { IdSet } from '../../src/model/idset.js';
 import { threeGuestsHost, GUEST1 } from '../../src/fakehost/three-guests.js';
 import { givenHost } from '../support/host.js';
+import { TALK_GUEST1, talkGuestsHost } from '../../src/fakehost/talk-guests.js';
 
 const FREE_AP = IdSet.full().minus(IdSet.of([5, 6]));
 const FREE_AQ = IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff]));
@@ -85,6 +86,16 @@ describe('mask set', () => {
     expect(json.doc.ok).toBe(false);
     expect(json.doc.conflicts.filter((c: { kind: string }) => c.kind === 'active-mdev-host').map((c: { apqn: string }) => c.apqn)).toEqual(['05.0004']);
     expect(host.snapshot()).toEqual(before);
+  });
+
+  it("refuses a persistent mask that gives the host a guest mdev's queue (it could never be made), naming the mdev", async () => {
+    const host = givenHost(talkGuestsHost());
+    const before = host.storeText();
+    const r = await host.run('mask', 'set', '--persistent', 'apmask=+1', 'aqmask=+1');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('01.0001');
+    expect(r.stderr).toContain(TALK_GUEST1);
+    expect(host.storeText()).toBe(before);
   });
 
   it('refuses a persistent mask that takes an auto mdev’s queue, naming the mdev', async () => {
