@@ -134,6 +134,12 @@ describe('the real boot of the three-guest host', () => {
       expectCleanRuns(mtty);
       expect(h.sim.state().mdevs.filter((m) => m.parent === 'mtty').map((m) => m.uuid)).toEqual([MTTY_AUTO]);
 
+      // An admin isolates multi-user.target (as after rescue): the guests keep their mdevs, the units stay up.
+      const isolate = await h.container.systemctl('isolate', 'multi-user.target');
+      expect(isolate.code, isolate.stderr).toBe(0);
+      expect(await h.activeState('ap-persist-mdevs.target', ...GUESTS.map(mdevUnit))).toEqual(['active', 'active', 'active', 'active']);
+      expect(vfioMdevs(h).map((m) => m.uuid).sort()).toEqual([...GUESTS].sort());
+
       // Shutdown: libvirt stops while every mdev is still there; then the mdevs go.
       for (const uuid of GUESTS) h.sim.control(`guest-running ${uuid} 0`);
       booted.splice(booted.indexOf(h), 1);
