@@ -32,6 +32,16 @@ describe('ap-persist wait', () => {
     expect(host.kernel().read(`devices/vfio_ap/matrix/${GUEST1}/matrix`)).toBe('05.0004\n05.00ab\n06.0004\n06.00ab\n');
   }, 20_000);
 
+  it('with every queue bound already and no report (the event came before udevd), runs the hook after 2 s, not 15', async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
+    expect(host.kernel().read('bus/ap/bindings')).toMatch(/\(complete\)/);
+    const { value: r, ms } = await timedOnFakeClock(() => host.run(['wait', '--timeout', '90']));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('no BINDINGS=complete event seen; running the hook now');
+    expect(ms).toBeGreaterThanOrEqual(2_000);
+    expect(ms).toBeLessThan(5_000);
+  }, 20_000);
+
   it('is not ready when its own hook failed before the mdevs (a broken store): exit 1 at once', async () => {
     const host = givenSimulatedHost({ ...threeGuestsHost(), store: THREE_GUESTS_STORE.replace('adapters = 5\n', 'adapters = 5-3\n') }, '6.0');
     const { value: r, ms } = await timedOnFakeClock(() => host.run(['wait', '--timeout', '3']));
