@@ -134,7 +134,7 @@ async function prepare(ctx: Context, guest: string, uuids: readonly Uuid[], end:
     const users = guestsUsing(running, mdev.uuid);
     if (users.length) return refuse(ctx, guest, `its mdev ${mdevLabel(mdev)} is in use by running guest ${users.join(', ')}`);
     // As `mdev start` makes it (mdevctl or sysfs, the AP lock), within the hook's bound.
-    const started = await startChecked(ctx, mdev, lockWait(end));
+    const started = await startChecked(ctx, mdev, lockWait(end), end - 1_000);
     if ('conflicts' in started) {
       const byHolder = new Map<string, string[]>();
       for (const c of started.conflicts.conflicts) {

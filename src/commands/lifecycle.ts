@@ -42,9 +42,14 @@ export function bootMdev(ctx: Context, stored: MdevDefinition): MdevDefinition |
   return effectiveMdev(stored, readPeerFiles(ctx.paths, [stored.uuid]).boot);
 }
 
-/** Makes `mdev` (as bootMdev gives it), never into a conflict, whatever the kernel would allow: the conflicts, or what became of it. */
-export async function startChecked(ctx: Context, mdev: MdevDefinition, timeoutMs?: number): Promise<{ conflicts: ConflictList } | { outcome: StartOutcome }> {
-  const lc = lifecycle(ctx);
+/**
+ * Makes `mdev` (as bootMdev gives it), never into a conflict, whatever the
+ * kernel would allow: the conflicts, or what became of it. `deadline` (epoch
+ * ms) bounds the whole start: the lock wait and each mdevctl run.
+ */
+export async function startChecked(ctx: Context, mdev: MdevDefinition, timeoutMs?: number, deadline?: number): Promise<{ conflicts: ConflictList } | { outcome: StartOutcome }> {
+  const lc = { ...lifecycle(ctx), ...(deadline === undefined ? {} : { deadline }) };
+  if (deadline !== undefined) timeoutMs = Math.max(100, Math.min(timeoutMs ?? Number.POSITIVE_INFINITY, deadline - Date.now()));
   if (lc.mdevctl && mdevctlDefinition(ctx.paths, mdev) === 'different') {
     ctx.warn(`warning: mdevctl's definition of ${mdevLabel(mdev)} differs from the store; starting it through sysfs (run 'ap-persist generate' to update mdevctl's)`);
     lc.mdevctl = undefined;
@@ -59,6 +64,13 @@ export async function startChecked(ctx: Context, mdev: MdevDefinition, timeoutMs
     timeoutMs,
   );
 }
+
+/**
+ * The whole of `mdev start`, inside its unit's TimeoutStartSec=60 with room
+ * to say why: systemd must never kill it half way through making the mdev
+ * (a failed start runs no ExecStop, and a half-made mdev would stay).
+ */
+const START_BUDGET_MS = 50_000;
 
 export async function mdevStart(ctx: Context, ref: string): Promise<number> {
   // A UUID (the units give one: then only its own definition is read), or the name of one of the store's mdevs.
@@ -78,7 +90,7 @@ export async function mdevStart(ctx: Context, ref: string): Promise<number> {
     }
     throw new InputError(`no mdev ${uuid} in the store`, { where: loaded.path, hint: "define it first: 'ap-persist mdev define'" });
   }
-  const started = await startChecked(ctx, mdev);
+  const started = await startChecked(ctx, mdev, undefined, Date.now() + START_BUDGET_MS);
   if ('conflicts' in started) return reportRefusal(ctx, `starting mdev ${mdevLabel(mdev)}`, started.conflicts);
   const outcome = started.outcome;
   if (ctx.json) ctx.printJson({ uuid, outcome });

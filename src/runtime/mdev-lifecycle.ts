@@ -94,6 +94,13 @@ export interface Lifecycle {
   runner: CommandRunner;
   /** The mdevctl to drive, or undefined to use sysfs directly. */
   mdevctl: string | undefined;
+  /** Epoch ms by which a start must be done (its unit's TimeoutStartSec, the libvirt hook's bound): each wait is cut to fit. */
+  deadline?: number;
+}
+
+/** `capMs`, or less where `lc.deadline` comes first (a moment at least: a command is then ended at once, not left unbounded). */
+function within(lc: Lifecycle, capMs: number): number {
+  return lc.deadline === undefined ? capMs : Math.max(100, Math.min(capMs, lc.deadline - Date.now()));
 }
 
 /** The errno name of mdevctl's "(os error N)", the kernel's answer to a sysfs write. */
@@ -103,7 +110,7 @@ function mdevctlErrno(stderr: string): string | undefined {
 }
 
 async function mdevctlRun(lc: Lifecycle, args: string[], what: string): Promise<void> {
-  const r = await lc.runner.run(lc.mdevctl!, args, { timeoutMs: 30_000 });
+  const r = await lc.runner.run(lc.mdevctl!, args, { timeoutMs: within(lc, 30_000) });
   if (r.exitCode !== 0 || r.timedOut) {
     const errno = mdevctlErrno(r.stderr);
     throw new RuntimeError(`${what}: mdevctl ${args[0]} failed${r.timedOut ? ' (timed out)' : ''}: ${r.stderr.trim() || `exit ${r.exitCode}`}`, {
@@ -178,7 +185,7 @@ const RACE_WAIT_MS = 10_000;
  * last assignment), so a half-made mdev under the lock is still being made.
  */
 async function becomesActive(lc: Lifecycle, mdev: MdevDefinition): Promise<boolean> {
-  const deadline = Date.now() + RACE_WAIT_MS;
+  const deadline = Date.now() + within(lc, RACE_WAIT_MS);
   for (;;) {
     const now = listActiveMdevs(lc.sysfs).find((m) => m.uuid === mdev.uuid);
     if (now && sameMatrix(now, mdev)) return true;

@@ -1,6 +1,9 @@
 // ap-persist wait (what ap-persist-wait.service runs before libvirt) and
 // mdev start on a host with mdevctl.
 
+import { startMdev } from '../../src/runtime/mdev-lifecycle.js';
+import type { Uuid } from '../../src/model/uuid.js';
+import { HostPaths } from '../../src/host/paths.js';
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -254,3 +257,22 @@ describe('mdev start when mdevctl defines the mdev differently', () => {
   });
 });
 
+
+describe('mdev start within its bound', () => {
+  it("cuts each mdevctl run to what is left before its deadline, so its unit's timeout never kills it half way", async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
+    const timeouts: number[] = [];
+    const runner: CommandRunner = {
+      log: [],
+      async run(_file, _args, options) {
+        timeouts.push(options?.timeoutMs ?? Number.POSITIVE_INFINITY);
+        return { exitCode: 1, stdout: '', stderr: 'refused by a callout', timedOut: false, ran: true };
+      },
+    };
+    const lc = { sysfs: host.kernel(), paths: new HostPaths(host.root), runner, mdevctl: '/usr/sbin/mdevctl', deadline: Date.now() + 5_000 };
+    const mdev = { uuid: GUEST1 as Uuid, adapters: IdSet.of([5, 6]), domains: IdSet.of([4, 0xab]), controlDomains: IdSet.empty(), start: 'auto' as const };
+    await expect(startMdev(lc, mdev)).rejects.toThrow(/mdevctl .* failed/);
+    expect(timeouts.length).toBeGreaterThan(0);
+    for (const t of timeouts) expect(t).toBeLessThanOrEqual(5_000);
+  });
+});
