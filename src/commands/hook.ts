@@ -176,8 +176,12 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     }
     awaited = store.filter((m) => m.start === 'auto').map((m) => ({ uuid: m.uuid, label: mdevLabel(m) }));
   }
-  // Without a hook that got as far as the mdevs, no one starts those not up yet: do not wait for them.
-  const nobodyStarts = report.exit_code !== 0 && report.mdevs.length === 0 ? `the hook failed: ${report.errors[0] ?? `exit ${report.exit_code}`}` : undefined;
+  // Without a hook that got as far as the mdevs, no one starts those not up yet: do not wait for them. Unless an
+  // earlier hook of this boot had the target start them (its mark): the report is then a later event's hook's,
+  // which failed (on the lock, say) after that verdict, and systemd is bringing the mdevs up all the same.
+  const beforeMdevs = report.exit_code !== 0 && report.mdevs.length === 0;
+  const afterVerdict = beforeMdevs && existsSync(ctx.paths.targetStarted);
+  const nobodyStarts = beforeMdevs && !afterVerdict ? `the hook failed: ${report.errors[0] ?? `exit ${report.exit_code}`}` : undefined;
   const wanted = new Map((store ?? []).map((m) => [m.uuid as string, m]));
   const isUp = (m: ActiveMdev): boolean => {
     const def = wanted.get(m.uuid);
@@ -213,7 +217,9 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     const left = Math.min(SETTLE_MS, timeoutMs - (Date.now() - start));
     if (left > 0) await ctx.runner.run('udevadm', ['settle', `--timeout=${Math.ceil(left / 1000)}`], { timeoutMs: left + 1_000 });
   }
-  const problems = failed.length > 0 || report.exit_code !== 0;
+  // A later hook's failure after the boot's verdict is its own unit's (systemctl --failed shows it), not the mdevs'.
+  if (afterVerdict) ctx.warn(`warning: a later hook failed (${report.errors[0] ?? `exit ${report.exit_code}`}) after the boot's hook had the mdevs started (journalctl -u 'ap-persist-hook@*')`);
+  const problems = failed.length > 0 || (report.exit_code !== 0 && !afterVerdict);
   for (const a of failed) ctx.warn(`mdev ${a.label} is not up: ${a.reason}`);
   const line = `${problems ? 'not ready' : 'ready'}: ${up.length} of ${awaited.length} auto mdev(s) up`;
   if (problems) {

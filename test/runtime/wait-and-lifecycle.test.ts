@@ -4,7 +4,7 @@
 import { startMdev } from '../../src/runtime/mdev-lifecycle.js';
 import type { Uuid } from '../../src/model/uuid.js';
 import { HostPaths } from '../../src/host/paths.js';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/program.js';
@@ -142,6 +142,20 @@ describe('ap-persist wait', () => {
     });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('ready: 3 of 3 auto mdev(s) up');
+  });
+
+  it("a later event's hook that failed on the lock after the boot's hook had the target start the mdevs: wait waits for them, not fails them", async () => {
+    const host = givenSimulatedHost(threeGuestsHost(), '6.0');
+    // The boot's hook: the target started the three units; the mdevs are up.
+    expect((await host.run(['hook', '--event', 'change-1'], BINDINGS_COMPLETE)).code).toBe(0);
+    expect(existsSync(new HostPaths(host.root).targetStarted)).toBe(true);
+    // Then change-2's hook gave up on the lock: its report replaced the boot's.
+    const gaveUp = { time: new Date().toISOString(), event: {}, masks: { applied: false, writes: [], kept_for_active_mdevs: [] }, vfio_ap: 'not-checked', mdevs: [], commands: [], errors: ['the AP configuration lock is held by pid 4242'], timings_ms: {}, exit_code: 1 };
+    writeFileSync(join(host.root, 'run/ap-persist/last-hook.json'), JSON.stringify(gaveUp));
+    const r = await onFakeClock(() => host.run(['wait', '--timeout', '60']));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('ready: 3 of 3 auto mdev(s) up');
+    expect(r.stderr).toContain('warning: a later hook failed (the AP configuration lock is held by pid 4242)');
   });
 
   it('refuses a timeout that is not a number of seconds (exit 2)', async () => {
