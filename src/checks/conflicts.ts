@@ -61,6 +61,11 @@ class Collector {
   readonly conflicts: Conflict[] = [];
   omitted = 0;
 
+  /** Past MAX_REPORTED: what is found is only counted. */
+  get full(): boolean {
+    return this.conflicts.length >= MAX_REPORTED;
+  }
+
   push(scope: Scope, kind: ConflictKind, apqn: Apqn, a: Claim, b: Claim): void {
     if (this.conflicts.length >= MAX_REPORTED) {
       this.omitted++;
@@ -86,7 +91,9 @@ export function findSharedApqns(claims: readonly Claim[], scope: Scope): Conflic
   const out = new Collector();
   const taken = new Uint32Array(256 * ROW);
   const owner = new Int32Array(256 * 256).fill(-1);
-  /** Per APQN of three claimants or more, the later ones (the second, the third...): each pairs with every one before it. */
+  /** Per APQN, how many claim it so far: each new claimant pairs with every one of them. */
+  const claimants = new Uint32Array(256 * 256);
+  /** Per APQN, its claimants after the first, while the report still lists pairs (then they are only counted). */
   const later = new Map<number, number[]>();
   claims.forEach((claim, index) => {
     const dw = claim.domains.words;
@@ -101,16 +108,24 @@ export function findSharedApqns(claims: readonly Claim[], scope: Scope): Conflic
           const low = shared & -shared;
           const d = w * 32 + (31 - Math.clz32(low));
           const key = a * 256 + d;
-          out.push(scope, 'mdev-mdev', { adapter: a, domain: d }, claims[owner[key]!]!, claim);
-          const before = later.get(key);
-          for (const i of before ?? []) out.push(scope, 'mdev-mdev', { adapter: a, domain: d }, claims[i]!, claim);
-          if (before) before.push(index);
-          else later.set(key, [index]);
+          if (out.full) {
+            // Counted, not listed: no list of every mdev owning everything (the cap's case) is built.
+            out.omitted += claimants[key]!;
+          } else {
+            out.push(scope, 'mdev-mdev', { adapter: a, domain: d }, claims[owner[key]!]!, claim);
+            const before = later.get(key);
+            for (const i of before ?? []) out.push(scope, 'mdev-mdev', { adapter: a, domain: d }, claims[i]!, claim);
+            if (before) before.push(index);
+            else later.set(key, [index]);
+          }
+          claimants[key]!++;
           shared ^= low;
         }
         while (fresh) {
           const low = fresh & -fresh;
-          owner[a * 256 + (w * 32 + (31 - Math.clz32(low)))] = index;
+          const key = a * 256 + (w * 32 + (31 - Math.clz32(low)));
+          owner[key] = index;
+          claimants[key] = 1;
           fresh ^= low;
         }
         taken[base + w]! |= mine;

@@ -10,10 +10,11 @@ import { loadStore } from '../store/store.js';
 import { effectiveConfig } from '../checks/drift.js';
 import { readPeerFiles } from '../host/state.js';
 import { listActiveMdevs, readAttr, type ActiveMdev } from '../sysfs/ap-host.js';
-import { mdevLabel, sameMatrix, type MdevDefinition } from '../model/mdev.js';
+import { mdevLabel, runsAs, type MdevDefinition } from '../model/mdev.js';
 import { hookReportLines, readHookReport, type HookReport } from '../runtime/hook-report.js';
 import { eventProperties, isHookEvent, runHook } from '../runtime/hook.js';
 import { unitStates } from '../runtime/units.js';
+import { HOLD_ALL, readHeldReasons } from '../runtime/held-marks.js';
 import { killRunningCommands, type CommandRunner } from '../runtime/commands.js';
 
 /** The whole hook's budget: inside its unit's TimeoutStartSec, so the boot never hangs on us. */
@@ -182,10 +183,18 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
   const beforeMdevs = report.exit_code !== 0 && report.mdevs.length === 0;
   const afterVerdict = beforeMdevs && existsSync(ctx.paths.targetStarted);
   const nobodyStarts = beforeMdevs && !afterVerdict ? `the hook failed: ${report.errors[0] ?? `exit ${report.exit_code}`}` : undefined;
+  if (afterVerdict) {
+    // What the boot's hook held back (its marks, with its reasons) systemd skips: those do not come.
+    const held = new Map(readHeldReasons(ctx.paths).map((h) => [h.name, h.reason]));
+    for (const a of awaited) {
+      const reason = held.get(a.uuid) ?? held.get(HOLD_ALL);
+      if (reason !== undefined && !a.result) Object.assign(a, { result: 'failed', reason: `held back: ${reason}` });
+    }
+  }
   const wanted = new Map((store ?? []).map((m) => [m.uuid as string, m]));
   const isUp = (m: ActiveMdev): boolean => {
     const def = wanted.get(m.uuid);
-    return def ? sameMatrix(m, def) : true;
+    return def ? runsAs(m, def) : true;
   };
   for (let round = 0; ; round++) {
     const active = new Set<string>(listActiveMdevs(ctx.sysfs).filter(isUp).map((m) => m.uuid));

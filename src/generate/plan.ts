@@ -37,7 +37,7 @@ export interface PlanInput {
   renderChzdevRules: RenderChzdevRules;
   /** The record of the last run; undefined when generate never ran on this host. */
   recorded: readonly ManifestEntry[] | undefined;
-  /** The files a first run killed before its record was creating (paths.generatedPending; none once there is a record). */
+  /** The files a run killed before its record was putting in place (paths.generatedPending). */
   pending?: readonly ManifestEntry[];
   observe: (path: RootPath) => Observed;
   exists: (path: RootPath) => boolean;

@@ -45,6 +45,16 @@ export function sameMatrix(a: Pick<MdevDefinition, 'adapters' | 'domains' | 'con
   return a.adapters.equals(b.adapters) && a.domains.equals(b.domains) && a.controlDomains.equals(b.controlDomains);
 }
 
+/**
+ * Whether a running mdev is `def`: sameMatrix, or, for one whose matrix sysfs
+ * cut (read as an upper bound: sysfs/ap-host.ts readMdevMatrix), `def`
+ * within that bound, its control domains the same.
+ */
+export function runsAs(live: Pick<MdevDefinition, 'adapters' | 'domains' | 'controlDomains'> & { cut?: true }, def: Pick<MdevDefinition, 'adapters' | 'domains' | 'controlDomains'>): boolean {
+  if (!live.cut) return sameMatrix(live, def);
+  return def.adapters.minus(live.adapters).isEmpty() && def.domains.minus(live.domains).isEmpty() && live.controlDomains.equals(def.controlDomains);
+}
+
 /** `uuid (name)` or just the UUID, for messages. */
 export function mdevLabel(mdev: { uuid: string; name?: string | undefined }): string {
   return mdev.name ? `${mdev.uuid} (${mdev.name})` : mdev.uuid;

@@ -8,7 +8,7 @@ import { delimiter, join } from 'node:path';
 import { RuntimeError } from '../errors.js';
 import type { HostPaths } from '../host/paths.js';
 import type { IdSet } from '../model/idset.js';
-import { mdevLabel, sameMatrix, type MdevDefinition } from '../model/mdev.js';
+import { mdevLabel, runsAs, sameMatrix, type MdevDefinition } from '../model/mdev.js';
 import { parseMdevctlJson, renderMdevctlJson } from '../store/mdevctl-defs.js';
 import { listActiveMdevs, mdevPath, PASSTHROUGH_CREATE, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
@@ -154,7 +154,7 @@ export async function startMdev(lc: Lifecycle, mdev: MdevDefinition): Promise<St
   const active = listActiveMdevs(lc.sysfs).find((m) => m.uuid === mdev.uuid);
   if (active) {
     // mdevctl's own autostart may be making it right now (without mdevctl we hold the lock: no one is).
-    if (sameMatrix(active, mdev) || (lc.mdevctl && (await becomesActive(lc, mdev)))) return 'already-active';
+    if (runsAs(active, mdev) || (lc.mdevctl && (await becomesActive(lc, mdev)))) return 'already-active';
     throw new RuntimeError(`mdev ${mdevLabel(mdev)} is active with another matrix than the store's`, {
       hint: `stop it (ap-persist mdev stop ${mdev.uuid}) once its guest is down, then start it again`,
     });
@@ -188,7 +188,7 @@ async function becomesActive(lc: Lifecycle, mdev: MdevDefinition): Promise<boole
   const deadline = Date.now() + within(lc, RACE_WAIT_MS);
   for (;;) {
     const now = listActiveMdevs(lc.sysfs).find((m) => m.uuid === mdev.uuid);
-    if (now && sameMatrix(now, mdev)) return true;
+    if (now && runsAs(now, mdev)) return true;
     // Gone, or finished with another matrix (no one holds the lock): no use waiting.
     if (!now || !existsSync(lc.paths.lock) || Date.now() >= deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, 100));

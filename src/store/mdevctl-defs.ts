@@ -49,7 +49,7 @@ export function parseMdevctlJson(text: string, where: string): MdevctlDevice {
   const mdevType = obj['mdev_type'];
   if (typeof mdevType !== 'string') throw new InputError('mdev_type is missing or not a string', { where });
   // As mdevctl reads it (mdev.rs load_from_json): no start at all is an invalid file, and any start but "auto" is manual.
-  if (obj['start'] === undefined || obj['start'] === null) throw new InputError('start is missing: mdevctl takes the file for invalid and ignores it', { where });
+  if (obj['start'] === undefined || obj['start'] === null) throw new InputError("start is missing: mdevctl refuses the file (\"invalid json\"), and with it lists and autostarts no mdev of this parent", { where });
   const start = obj['start'] === 'auto' ? 'auto' : 'manual';
   const device: MdevctlDevice = {
     mdevType,
@@ -69,7 +69,7 @@ export function parseMdevctlJson(text: string, where: string): MdevctlDevice {
     }
     // mdevctl's add_attributes: one field per attribute object, else the whole definition is refused.
     const fields = Object.keys(attr).length;
-    if (fields !== 1) throw new InputError(`attrs[${i}] has ${fields} fields: mdevctl takes one per attribute and refuses the definition`, { where });
+    if (fields !== 1) throw new InputError(`attrs[${i}] has ${fields} fields: mdevctl takes one per attribute, refuses the file, and with it lists and autostarts no mdev of this parent`, { where });
     for (const [key, value] of Object.entries(attr as Record<string, unknown>)) {
       if (typeof value !== 'string') {
         throw new InputError(`attrs[${i}].${key} is ${JSON.stringify(value)}, not a string`, { where });

@@ -134,9 +134,10 @@ export interface ActiveMdev {
   adapters: IdSet;
   domains: IdSet;
   controlDomains: IdSet;
+  /** As ActiveMatrix's: the matrix an upper bound. */
+  cut?: true;
 }
 
-/** Parses the `matrix` attribute: `AA.DDDD`, `AA.` or `.DDDD` per line. */
 /**
  * vfio_ap's matrix attribute: one `AA.DDDD` line per APQN, `AA.` or `.DDDD`
  * while only one side is assigned (matrix_show). Any other line means we do
@@ -180,6 +181,8 @@ export interface ActiveMatrix {
   uuid: Uuid;
   adapters: IdSet;
   domains: IdSet;
+  /** sysfs cut its matrix and the kernel has no ap_config: `adapters` x `domains` is an upper bound (readMdevMatrix). */
+  cut?: true;
 }
 
 /** The active mdevs' directory names under vfio_ap's matrix device, as sysfs spells them. */
@@ -222,23 +225,27 @@ export const matrixComplete = (text: string): boolean => text.length < SYSFS_SHO
  * with no bound, so from 512 APQNs on sysfs cuts it, at a line end plus a
  * whole `AA.DDDD`: it parses as a smaller matrix, whose missing queues a
  * mask change could give to the host. Such an mdev is read from its
- * ap_config (6.10+: the masks themselves, 0x + 64 digits each); where there
- * is none, what it holds is unknown, an error.
+ * ap_config (6.10+: the masks themselves, 0x + 64 digits each). Without one
+ * (`cut`), what the listing shows bounds it from above: it lists adapter by
+ * adapter, each with all the domains, in order; so every adapter past the
+ * last one shown may be held too, and while only one adapter shows, every
+ * domain past the last one shown. Taken so, nothing of the mdev is ever
+ * given to the host; only whether it is exactly a definition is unknown.
  */
-export function readMdevMatrix(sysfs: Sysfs, uuid: string): { adapters: IdSet; domains: IdSet } {
+export function readMdevMatrix(sysfs: Sysfs, uuid: string): { adapters: IdSet; domains: IdSet; cut?: true } {
   const path = mdevPath(uuid, 'matrix');
   const text = sysfs.read(path);
   if (matrixComplete(text)) return parseMatrix(text, `/sys/${path}`);
   const config = readAttr(sysfs, mdevPath(uuid, 'ap_config'));
   const fields = config === undefined ? undefined : apConfigFields(config);
-  if (!fields) {
-    throw new RuntimeError(`the kernel cut it short (${text.length} bytes: more than 511 APQNs do not fit in the page sysfs gives matrix_show), and this kernel has no ap_config (6.10 and later) to read them from: what this mdev holds is unknown`, {
-      where: `/sys/${path}`,
-      hint: 'nothing was changed; give the guest fewer than 512 APQNs (adapters x domains), or run a kernel with ap_config',
-    });
-  }
-  return { adapters: fields[0], domains: fields[1] };
+  if (fields) return { adapters: fields[0], domains: fields[1] };
+  const shown = parseMatrix(text, `/sys/${path}`);
+  const from = (ids: IdSet): IdSet => IdSet.of(Array.from({ length: 256 - (ids.ids().at(-1) ?? 0) - 1 }, (_, i) => (ids.ids().at(-1) ?? 0) + 1 + i));
+  const adapters = shown.adapters.union(from(shown.adapters));
+  const domains = shown.adapters.size > 1 ? shown.domains : shown.domains.union(from(shown.domains));
+  return { adapters, domains, cut: true };
 }
+
 
 /** The active mdevs with their control domains too. */
 export function listActiveMdevs(sysfs: Sysfs): ActiveMdev[] {

@@ -195,3 +195,12 @@ describe('a guest mdev that overlaps auto mdevs', () => {
     expect(MAX_REPORTED).toBeLessThan(65_536);
   });
 });
+
+describe('every mdev owning everything (the case the report cap is for)', () => {
+  it('counts every pair past the cap without listing or remembering them', () => {
+    const claims: Claim[] = Array.from({ length: 40 }, (_, i) => ({ uuid: `m${i}`, adapters: IdSet.full(), domains: IdSet.full() }));
+    const found = findSharedApqns(claims, 'persistent');
+    expect(found.conflicts).toHaveLength(MAX_REPORTED);
+    expect(found.conflicts.length + found.omitted).toBe((65_536 * 40 * 39) / 2);
+  });
+});

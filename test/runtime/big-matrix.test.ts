@@ -4,7 +4,8 @@
 // `AA.DDDD`, so the text parses as a smaller matrix. Read as it is, the
 // queues past the cut would look free, and a mask change could give them to
 // the host while the guest runs. The tool reads such an mdev from its
-// ap_config (6.10 and later); on a kernel without one it changes nothing.
+// ap_config (6.10 and later); on a kernel without one, from the cut listing
+// taken as an upper bound (every adapter past the last one shown).
 
 import { describe, expect, it } from 'vitest';
 import type { FakeHost } from '../../src/fakehost/builder.js';
@@ -13,6 +14,7 @@ import { parseMatrix } from '../../src/sysfs/ap-host.js';
 import { BINDINGS_COMPLETE, givenSimulatedHost } from '../support/sim-host.js';
 
 const BIG = '6d4c3b2a-1f0e-4d9c-8b7a-695847362514';
+const SMALL = '0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3';
 const MATRIX = `devices/vfio_ap/matrix/${BIG}/matrix`;
 const ADAPTERS = [1, 2, 3, 4, 5, 6, 7, 8];
 const DOMAINS = Array.from({ length: 85 }, (_, d) => d);
@@ -40,24 +42,44 @@ describe('the kernel shows a guest of 680 APQNs as a cut matrix', () => {
 });
 
 describe('the store gives adapter 8 back to the host while the big guest runs', () => {
-  it('5.4 (no ap_config, nothing in the kernel checks): the hook writes no mask and says what it cannot read', async () => {
+  it('5.4 (no ap_config, nothing in the kernel checks): the hook reads the cut listing as its upper bound and keeps adapter 8 out', async () => {
     const host = givenSimulatedHost(bigGuestHost('0,8-255'), '5.4');
     const before = host.kernel().read('bus/ap/apmask');
     const r = await host.run(['--json', 'hook'], BINDINGS_COMPLETE);
     const report = JSON.parse(r.stdout);
-    expect(r.code).toBe(1);
-    expect(report.masks.writes).toEqual([]);
-    expect(report.errors.join('\n')).toContain(`/sys/${MATRIX}: the kernel cut it short (4095 bytes`);
+    expect(report.errors).toEqual([]);
+    expect(report.masks.kept_for_active_mdevs).toEqual([`08.0000 of ${BIG} (big): adapter 8 kept out of apmask`]);
+    expect(report.mdevs).toEqual([{ uuid: BIG, name: 'big', outcome: 'already-active' }]);
     expect(host.kernel().read('bus/ap/apmask')).toBe(before);
   });
 
-  it('5.4: mask set --active apmask=+8 changes nothing and exits 1, naming the matrix it cannot read', async () => {
+  it('5.4: mask set --active apmask=+8 is a conflict (exit 3) with the big guest, read from its cut listing', async () => {
     const host = givenSimulatedHost(bigGuestHost('0,9-255'), '5.4');
     const before = host.kernel().read('bus/ap/apmask');
     const r = await host.run(['mask', 'set', '--active', 'apmask=+8']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toContain('no ap_config (6.10 and later)');
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toContain(`APQN 08.0054 (8.84) is in use by active mdev ${BIG}`);
     expect(host.kernel().read('bus/ap/apmask')).toBe(before);
+  });
+
+  it('5.4: an mdev on an adapter before it still starts and stops (the cut listing bounds the big one, it does not stop the host)', async () => {
+    const spec = bigGuestHost('0,9-255');
+    const host = givenSimulatedHost(
+      {
+        ...spec,
+        cards: [{ adapter: 0, hwtype: 11 }, ...spec.cards],
+        masks: { apmask: IdSet.full().minus(IdSet.of([0, ...ADAPTERS])), aqmask: IdSet.full() },
+        store: `[masks]\napmask = 9-255\naqmask = 0-255\n\n[mdev.${SMALL}]\nname = small\nadapters = 0\ndomains = 0\nstart = manual\n`,
+      },
+      '5.4',
+    );
+    const start = await host.run(['mdev', 'start', SMALL]);
+    expect(start.code, start.stderr).toBe(0);
+    expect(host.kernel().read(`devices/vfio_ap/matrix/${SMALL}/matrix`)).toBe('00.0000\n');
+    const stop = await host.run(['mdev', 'stop', SMALL]);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(host.kernel().exists(`devices/vfio_ap/matrix/${SMALL}`)).toBe(false);
+    expect(host.kernel().exists(`devices/vfio_ap/matrix/${BIG}`)).toBe(true);
   });
 
   it('6.0 (ap_config): the hook reads the whole matrix there and keeps adapter 8 out of the host pool', async () => {

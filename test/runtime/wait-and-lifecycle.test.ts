@@ -158,6 +158,21 @@ describe('ap-persist wait', () => {
     expect(r.stderr).toContain('warning: a later hook failed (the AP configuration lock is held by pid 4242)');
   });
 
+  it("...and an mdev the boot's hook held back is failed at once with its reason, not waited for", async () => {
+    const INTRUDER = '0f0e0d0c-0b0a-4909-8807-060504030201';
+    const store = `${THREE_GUESTS_STORE}\n[mdev.${INTRUDER}]\nname = intruder\nadapters = 5\ndomains = 4\nstart = auto\n`;
+    const host = givenSimulatedHost({ ...threeGuestsHost(), store }, '6.0');
+    expect((await host.run(['generate', '--force'])).code).toBe(0);
+    await host.run(['hook', '--event', 'change-1'], BINDINGS_COMPLETE);
+    const gaveUp = { time: new Date().toISOString(), event: {}, masks: { applied: false, writes: [], kept_for_active_mdevs: [] }, vfio_ap: 'not-checked', mdevs: [], commands: [], errors: ['the AP configuration lock is held by pid 4242'], timings_ms: {}, exit_code: 1 };
+    writeFileSync(join(host.root, 'run/ap-persist/last-hook.json'), JSON.stringify(gaveUp));
+    const { value: r, ms } = await timedOnFakeClock(() => host.run(['wait', '--timeout', '60']));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`mdev ${INTRUDER} (intruder) is not up: held back: refused by the hook`);
+    expect(r.stderr).toContain('3 of 4 auto mdev(s) up');
+    expect(ms).toBeLessThan(5_000);
+  });
+
   it('refuses a timeout that is not a number of seconds (exit 2)', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     for (const bad of ['abc', '-1', '0', '']) {

@@ -41,11 +41,11 @@ describe('an mdevctl definition read as mdevctl reads it (mdev.rs load_from_json
     for (const start of ['manual', 'AUTO', 'Auto', 'never', 1, true]) expect(parseMdevctlJson(raw({ start }), 'f').start, String(start)).toBe('manual');
     expect(parseMdevctlJson(raw({ start: 'auto' }), 'f').start).toBe('auto');
   });
-  it('no start at all is a file mdevctl ignores as invalid: unreadable, never taken as manual or auto', () => {
-    expect(() => parseMdevctlJson(raw({}), 'f')).toThrow(/start is missing: mdevctl takes the file for invalid and ignores it/);
+  it('no start at all is a file mdevctl refuses as invalid: unreadable, never taken as manual or auto', () => {
+    expect(() => parseMdevctlJson(raw({}), 'f')).toThrow(/start is missing: mdevctl refuses the file \("invalid json"\)/);
     expect(() => parseMdevctlJson(raw({ start: null }), 'f')).toThrow(/start is missing/);
   });
   it('an attribute object of two fields is refused, as mdevctl refuses the whole definition', () => {
-    expect(() => parseMdevctlJson(raw({ start: 'auto', attrs: [{ assign_adapter: '5', assign_domain: '4' }] }), 'f')).toThrow(/attrs\[0\] has 2 fields: mdevctl takes one per attribute/);
+    expect(() => parseMdevctlJson(raw({ start: 'auto', attrs: [{ assign_adapter: '5', assign_domain: '4' }] }), 'f')).toThrow(/attrs\[0\] has 2 fields: mdevctl takes one per attribute, refuses the file/);
   });
 });
