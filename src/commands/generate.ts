@@ -271,8 +271,11 @@ function restoreStore(loaded: LoadedStore, before: string | undefined): void {
 export function saveAndGenerate(ctx: Context, loaded: LoadedStore, opts: { generate?: boolean }): Persisted {
   return withLock(ctx.paths.lock, (): Persisted => {
     const before = loaded.exists ? readRegularFile(loaded.path, 'the store') : undefined;
+    const generates = opts.generate !== false && hasBootFiles(ctx.paths);
+    // Where the record and the list will go, before the store changes: a link out of the root stops the edit here, whole.
+    if (generates) for (const list of [ctx.paths.generatedManifest, ctx.paths.generatedPending]) listPath(ctx.paths, list);
     saveStore(loaded);
-    if (opts.generate === false || !hasBootFiles(ctx.paths)) return { status: 'store-only' };
+    if (!generates) return { status: 'store-only' };
     let p: Persisted;
     try {
       p = persistGenerated(ctx);

@@ -153,6 +153,8 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     await sleep(100);
     report = fresh() ?? report;
   }
+  // Once more: the other hook may have written its report and ended between the last read and the question.
+  report = fresh() ?? report;
   // The boot's configuration says what "up" means: created with its whole matrix (mdevctl's
   // where it changed one of ours). A half-made mdev (created, then an assignment refused
   // and rolled back) is not up.

@@ -325,9 +325,11 @@ export async function importCommand(ctx: Context, opts: ImportOptions): Promise<
     }
     putMasks(view.store.doc, p.masks, view.store.store.masks);
     for (const key of ['apmask', 'aqmask'] as const) if (!p.masks[key]) unsetMask(view.store.doc, key);
+    // Where the record goes, before the store changes: a link out of the root stops the import here, whole.
+    const manifestPath = listPath(ctx.paths, ctx.paths.generatedManifest);
+    listPath(ctx.paths, ctx.paths.generatedPending);
     saveStore(view.store);
     // Taken over: the next generate may replace these files with its own; removed ones are no longer ours.
-    const manifestPath = listPath(ctx.paths, ctx.paths.generatedManifest);
     // The record's snapshot of the store stays: a store import changed no longer matches it, and is read as always.
     const after = renderManifest([...recordAfter(ctx, view, p).values()], view.boot.storeSnapshot);
     if (after !== renderManifest([...view.boot.recorded.values()], view.boot.storeSnapshot) || (p.adopt.length && !existsSync(manifestPath))) writeFileAtomic(manifestPath, after, { mode: 0o644 });

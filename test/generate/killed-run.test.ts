@@ -206,6 +206,23 @@ describe('the record and the list stay inside --root', () => {
     expect(readdirSync(outside)).toEqual(['ap-persist.conf']);
     expect(existsSync(join(host, 'etc/mdevctl.d/matrix'))).toBe(false);
   });
+
+  it('the same for a store edit that regenerates (mdev modify) and for import: refused before the store changes', () => {
+    const host = join(tempDir(), 'host');
+    buildFakeHost(host, { ...threeGuestsHost(), store: TWO_GUESTS_STORE });
+    expect(run(host, ['generate', '--no-reload']).code).toBe(0);
+    const outside = join(tempDir(), 'outside');
+    renameSync(join(host, 'etc/ap-persist'), outside);
+    symlinkSync(outside, join(host, 'etc/ap-persist'));
+    const store = readFileSync(join(outside, 'ap-persist.conf'), 'utf8');
+    const m = run(host, ['mdev', 'modify', GUEST2, '--adapters', '6']);
+    expect(m.code).toBe(1);
+    expect(m.stderr).toContain('leads outside');
+    const i = run(host, ['import', '--from', 'mdevctl']);
+    expect(i.code).toBe(1);
+    expect(i.stderr).toContain('leads outside');
+    expect(readFileSync(join(outside, 'ap-persist.conf'), 'utf8')).toBe(store);
+  });
 });
 
 /** A command's JSON output, as the built CLI prints it. */
