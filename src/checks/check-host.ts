@@ -9,6 +9,7 @@ import type { CalloutsView } from '../host/callouts.js';
 import type { HostView, LiveState, MdevctlView } from '../host/state.js';
 import { driftLines, driftWaysOut, effectiveConfig, type EffectiveConfig } from './drift.js';
 import type { Store } from '../store/store.js';
+import { parseChzdevRules } from '../generate/chzdev-rules.js';
 import { ClaimIndex, conflictKey, findHostOwned, findSharedApqns, mergeConflicts, newlyHostOwned, type ConflictList, type Scope } from './conflicts.js';
 
 export interface CheckWarning {
@@ -105,7 +106,7 @@ export function guestFindings(guests: readonly MdevDefinition[], autos: readonly
     }
     if (found.omitted) {
       // The overlaps past the cut may be with auto mdevs not named above.
-      warnings.push({ scope: 'persistent', kind: 'guest-overlaps-auto', uuid: guest.uuid, message: `guest mdev ${mdevLabel(guest)} shares ${found.omitted} more APQN(s) with auto mdevs, past the ${found.conflicts.length} looked at one by one: other auto mdevs than those named may hold them` });
+      warnings.push({ scope: 'persistent', kind: 'guest-overlaps-auto', uuid: guest.uuid, message: `guest mdev ${mdevLabel(guest)} has ${found.omitted} more overlap(s) with auto mdevs, past the ${found.conflicts.length} looked at one by one: other auto mdevs than those named may hold its APQNs` });
     }
   }
   return { conflicts, warnings };
@@ -165,6 +166,12 @@ export function checkPersistent(view: Pick<HostView, 'store' | 'mdevctl' | 'live
   }
   for (const u of view.mdevctl.unreadable) {
     warnings.push({ scope: 'persistent', kind: 'mdevctl-unreadable', message: `skipped mdevctl definition ${u.path}: ${u.reason}` });
+  }
+  // Lines zdev drops (it says "Unrecognized udev rule" and reads on): a mask line among them does not count at boot either.
+  if (view.boot.rules.kind === 'file') {
+    for (const line of parseChzdevRules(view.boot.rules.content).skipped) {
+      warnings.push({ scope: 'persistent', kind: 'rules-line-skipped', message: `/${view.boot.rulesPath}:${line.line} is ${line.message}; chzdev, lszdev and ap-check skip it (zdev says "Unrecognized udev rule")` });
+    }
   }
   warnings.push(...mdevWarnings(config.mdevs, view.live, 'persistent'));
   return { ...conflicts, warnings };

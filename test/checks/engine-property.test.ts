@@ -191,7 +191,7 @@ describe('a guest mdev that overlaps auto mdevs', () => {
     const shares = warnings.map((w) => /shares (\d+) APQN\(s\)/.exec(w.message)?.[1]);
     // 65,536 with each auto mdev; the list behind them stops at MAX_REPORTED, which the last warning says.
     expect(shares.slice(0, 2)).toEqual(['65536', '65536']);
-    expect(warnings.at(-1)!.message).toContain('more APQN(s) with auto mdevs');
+    expect(warnings.at(-1)!.message).toContain('more overlap(s) with auto mdevs');
     expect(MAX_REPORTED).toBeLessThan(65_536);
   });
 });

@@ -126,6 +126,16 @@ describe('chzdev changes the persistent masks after generate', () => {
     expect(host.read(RULES)).toBe(chzdevRulesText(APMASK, AQMASK));
   });
 
+  it('a line zdev drops in chzdev\'s file: the masks are still the file\'s, and check names the line', async () => {
+    const host = await generatedHost();
+    const rules = chzdevRulesText(APMASK.minus(IdSet.of([8])), AQMASK);
+    write(host, RULES, rules.replace(/^(ATTR\{\.\.\/\.\.\/bus\/ap\/apmask\}.*)$/m, '- keep adapter 8 for vfio\n$1'));
+    const check = await host.run(['check']);
+    expect(check.stderr).toMatch(/41-ap\.rules:\d+ is not a udev rule: - keep adapter 8 for vfio; chzdev, lszdev and ap-check skip it/);
+    expect(check.stderr).toContain('apmask: store adapters 0-4,7-255; on disk adapters 0-4,7,9-255');
+    expect(check.stderr).not.toContain('cannot be read as chzdev writes it');
+  });
+
   it('a deleted 41-ap.rules is reported, never silently rewritten; import drops both masks', async () => {
     const host = await generatedHost();
     rmSync(join(host.root, RULES));
