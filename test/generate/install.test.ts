@@ -280,3 +280,14 @@ describe('ap-persist install --staged (a package build)', () => {
     expect(JSON.parse(post.stdout).installed).toEqual([]);
   });
 });
+
+describe("the wait unit's stop", () => {
+  it("removes this boot's verdict from /run (report and marks, as the hook names them), and nothing systemd or libvirt's hook keeps there", () => {
+    const unit = readFileSync(new URL('../../units/ap-persist-wait.service', import.meta.url), 'utf8');
+    const stop = /^ExecStop=\/bin\/rm -rf (.+)$/m.exec(unit);
+    expect(stop, 'ExecStop=/bin/rm -rf ...').not.toBeNull();
+    const paths = new HostPaths('/');
+    expect(stop![1]!.split(' ').sort()).toEqual([paths.lastHook, paths.unitsStarted, paths.targetStarted, paths.heldDir].sort());
+    for (const kept of [paths.unitMarksDir, paths.guestRecordsDir, '/run/ap-persist']) expect(stop![1]!.split(' ')).not.toContain(kept);
+  });
+});

@@ -140,6 +140,14 @@ describe('the real boot of the three-guest host', () => {
       expect(await h.activeState('ap-persist-mdevs.target', ...GUESTS.map(mdevUnit))).toEqual(['active', 'active', 'active', 'active']);
       expect(vfioMdevs(h).map((m) => m.uuid).sort()).toEqual([...GUESTS].sort());
 
+      // The wait unit's stop takes this boot's verdict out of /run (a soft-reboot keeps /run): the report and
+      // the hook's marks go; the mdev units' own marks and the mdevs stay.
+      expect((await h.container.exec(['test', '-e', '/run/ap-persist/last-hook.json'])).code).toBe(0);
+      expect((await h.container.systemctl('stop', 'ap-persist-wait.service')).code).toBe(0);
+      for (const gone of ['last-hook.json', 'units-started', 'target-started', 'held']) expect((await h.container.exec(['test', '-e', `/run/ap-persist/${gone}`])).code, gone).not.toBe(0);
+      expect((await h.container.exec(['ls', '/run/ap-persist/units'])).stdout.trim().split('\n').sort()).toEqual([...GUESTS].sort());
+      expect(vfioMdevs(h).map((m) => m.uuid).sort()).toEqual([...GUESTS].sort());
+
       // Shutdown: libvirt stops while every mdev is still there; then the mdevs go.
       for (const uuid of GUESTS) h.sim.control(`guest-running ${uuid} 0`);
       booted.splice(booted.indexOf(h), 1);
