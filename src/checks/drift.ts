@@ -74,7 +74,7 @@ export interface EffectiveConfig {
 }
 
 /** The two ways out of any drift, for every report. */
-export const DRIFT_WAYS_OUT = "keep the peers' change: 'ap-persist import'; or put the store's back: 'ap-persist generate --force'";
+const DRIFT_WAYS_OUT = "keep the peers' change: 'ap-persist import'; or put the store's back: 'ap-persist generate --force'";
 
 /**
  * The ways out of `d`. A 41-ap.rules chzdev wrote with masks the store does

@@ -206,7 +206,8 @@ function namePending(paths: HostPaths, plan: GeneratePlan, list: string): Manife
   const adopted = new Set(plan.manifest.flatMap((e) => (firstRun && e.adopted ? [e.path] : [])));
   const ours = new Set(plan.steps.flatMap((step) => (step.op === 'write' && !adopted.has(step.entry.path) ? [step.entry.path] : [])));
   if (ours.size === 0) return undefined;
-  const earlier = readPending(paths);
+  // As the plan read it, under the same lock.
+  const earlier = [...plan.pending];
   const named = new Set(earlier.map((e) => JSON.stringify(e)));
   const entries = [...earlier, ...plan.manifest.filter((e) => ours.has(e.path) && !named.has(JSON.stringify(e)))];
   writeFileAtomic(list, renderManifest(entries), { mode: 0o644 });

@@ -107,6 +107,9 @@ function parseTimeout(text: string): number {
   return s * 1000;
 }
 
+/** A report of a hook that failed before it judged any mdev (the lock, a broken store, I/O). */
+const stoppedBeforeMdevs = (r: HookReport): boolean => r.exit_code !== 0 && r.mdevs.length === 0;
+
 /** A hook unit still running: its report is coming, the wait must not run a second hook. */
 async function hookRunning(ctx: Context, leftMs: number): Promise<boolean> {
   if (!ctx.exec) return false;
@@ -136,11 +139,17 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     await sleep(100);
     report = fresh();
   }
+  /** The report a hook unit still running will write, while `pending` says the one at hand is no verdict. */
+  const whileAHookRuns = async (pending: (r: HookReport | undefined) => boolean): Promise<void> => {
+    while (pending(report) && Date.now() - start < timeoutMs && (await hookRunning(ctx, timeoutMs - (Date.now() - start)))) {
+      await sleep(100);
+      report = fresh() ?? report;
+    }
+    // Once more: the hook may have written its report and ended between the last read and the question.
+    report = fresh() ?? report;
+  };
   // An event came late and its hook runs now: its report is the one to wait for.
-  while (!report && Date.now() - start < timeoutMs && (await hookRunning(ctx, timeoutMs - (Date.now() - start)))) {
-    await sleep(100);
-    report = fresh();
-  }
+  await whileAHookRuns((r) => !r);
   if (!report) {
     ctx.info('no BINDINGS=complete event seen; running the hook now');
     const code = await hook(ctx, { deadline: start + timeoutMs });
@@ -149,12 +158,7 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
   }
   // A hook that stopped before the mdevs (the lock: the boot's add and change-1 both came, and the
   // other hook held it) has not the last word while another hook still runs: its report is awaited.
-  while (report.exit_code !== 0 && report.mdevs.length === 0 && Date.now() - start < timeoutMs && (await hookRunning(ctx, timeoutMs - (Date.now() - start)))) {
-    await sleep(100);
-    report = fresh() ?? report;
-  }
-  // Once more: the other hook may have written its report and ended between the last read and the question.
-  report = fresh() ?? report;
+  await whileAHookRuns((r) => r !== undefined && stoppedBeforeMdevs(r));
   // The boot's configuration says what "up" means: created with its whole matrix (mdevctl's
   // where it changed one of ours). A half-made mdev (created, then an assignment refused
   // and rolled back) is not up.
@@ -171,7 +175,8 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
     if (m.outcome === 'skipped' || m.outcome === 'failed') Object.assign(a, { result: 'failed', reason: m.reason ?? m.outcome });
     return a;
   });
-  if (report.exit_code !== 0 && report.mdevs.length === 0) {
+  const beforeMdevs = stoppedBeforeMdevs(report);
+  if (beforeMdevs) {
     // The hook stopped before the mdevs (the lock, a broken store, I/O): ready means the store's auto mdevs are up.
     if (!store) {
       ctx.warn(`not ready: the hook failed (${report.errors[0] ?? `exit ${report.exit_code}`}) and ${describeFailure(storeError).message}`);
@@ -182,7 +187,6 @@ export async function wait(ctx: Context, opts: { timeout?: string }): Promise<nu
   // Without a hook that got as far as the mdevs, no one starts those not up yet: do not wait for them. Unless an
   // earlier hook of this boot had the target start them (its mark): the report is then a later event's hook's,
   // which failed (on the lock, say) after that verdict, and systemd is bringing the mdevs up all the same.
-  const beforeMdevs = report.exit_code !== 0 && report.mdevs.length === 0;
   const afterVerdict = beforeMdevs && existsSync(ctx.paths.targetStarted);
   const nobodyStarts = beforeMdevs && !afterVerdict ? `the hook failed: ${report.errors[0] ?? `exit ${report.exit_code}`}` : undefined;
   if (afterVerdict) {

@@ -24,7 +24,7 @@ import { formatApqn } from '../model/apqn.js';
 import { domainDevices } from '../model/libvirt-domain.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import type { Uuid } from '../model/uuid.js';
-import { killRunningCommands } from '../runtime/commands.js';
+import { boundBy, killRunningCommands } from '../runtime/commands.js';
 import { stopMdev } from '../runtime/mdev-lifecycle.js';
 import { lifecycle, startChecked, underApLock } from './lifecycle.js';
 import { loadStore } from '../store/store.js';
@@ -51,16 +51,12 @@ export const LIBVIRT_HOOK_BUDGET_MS = 60_000;
 /** How long one mdev waits for the AP lock, well inside that bound. */
 const LOCK_WAIT_MS = 20_000;
 
-/**
- * The AP lock wait of one mdev: LOCK_WAIT_MS, but never past the run's end
- * (epoch ms): the wait blocks the budget's timer, so it is cut to fit.
- */
-const lockWait = (end: number): number => Math.max(100, Math.min(LOCK_WAIT_MS, end - Date.now() - 1_000));
 
 export async function libvirtHook(ctx: Context, call: HookCall): Promise<number> {
   const op = `${call.operation} ${call.subOperation}`;
   if (op !== 'prepare begin' && op !== 'release end' && op !== 'reconnect begin') return 0;
-  const end = Date.now() + LIBVIRT_HOOK_BUDGET_MS;
+  // Where the steps must end: a second before the budget, whose timer the lock waits would block.
+  const stepsEnd = Date.now() + LIBVIRT_HOOK_BUDGET_MS - 1_000;
   const budget = setTimeout(() => {
     ctx.io.stderr(`ap-persist: gave up on the vfio_ap mdevs of guest ${call.guest} after ${LIBVIRT_HOOK_BUDGET_MS / 1000} s\n`);
     // An mdevctl still running would make the mdev after libvirt was told no.
@@ -71,8 +67,8 @@ export async function libvirtHook(ctx: Context, call: HookCall): Promise<number>
   try {
     const mdevs = domainDevices(ctx.io.stdin?.() ?? '').mdevs;
     if (mdevs.length === 0) return 0;
-    if (op === 'prepare begin') return await prepare(ctx, call.guest, mdevs, end);
-    if (op === 'release end') await release(ctx, call.guest, mdevs, end);
+    if (op === 'prepare begin') return await prepare(ctx, call.guest, mdevs, stepsEnd);
+    if (op === 'release end') await release(ctx, call.guest, mdevs, stepsEnd);
     else learn(ctx, call.guest, mdevs);
     return 0;
   } catch (err) {
@@ -134,7 +130,7 @@ async function prepare(ctx: Context, guest: string, uuids: readonly Uuid[], end:
     const users = guestsUsing(running, mdev.uuid);
     if (users.length) return refuse(ctx, guest, `its mdev ${mdevLabel(mdev)} is in use by running guest ${users.join(', ')}`);
     // As `mdev start` makes it (mdevctl or sysfs, the AP lock), within the hook's bound.
-    const started = await startChecked(ctx, mdev, lockWait(end), end - 1_000);
+    const started = await startChecked(ctx, mdev, LOCK_WAIT_MS, end);
     if ('conflicts' in started) {
       const byHolder = new Map<string, string[]>();
       for (const c of started.conflicts.conflicts) {
@@ -169,7 +165,7 @@ async function release(ctx: Context, guest: string, uuids: readonly Uuid[], end:
     // Made for another guest that runs (this one was refused, or shares the UUID), or another running guest uses it:
     // not ours to remove. Made for one that runs no more (it never got the device): the last to let it go removes it.
     if ((owner !== undefined && owner !== guest && running.some((g) => g.name === owner)) || guestsUsing(running, mdev.uuid).length) continue;
-    await underApLock(ctx, lc, () => stopMdev(lc, mdev.uuid, guest), lockWait(end));
+    await underApLock(ctx, lc, () => stopMdev(lc, mdev.uuid, guest), boundBy(LOCK_WAIT_MS, end));
     rmSync(recordPath(ctx, mdev.uuid), { force: true });
   }
 }

@@ -8,6 +8,7 @@ import { readLiveState, readPeerFiles } from '../host/state.js';
 import { effectiveMdev } from '../checks/drift.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import { parseUuid, uuidOf } from '../model/uuid.js';
+import { boundBy } from '../runtime/commands.js';
 import { findMdevctl, mdevctlDefinition, startMdev, stopMdev, type Lifecycle, type StartOutcome } from '../runtime/mdev-lifecycle.js';
 import { loadStore } from '../store/store.js';
 import { reportRefusal } from './view.js';
@@ -49,7 +50,7 @@ export function bootMdev(ctx: Context, stored: MdevDefinition): MdevDefinition |
  */
 export async function startChecked(ctx: Context, mdev: MdevDefinition, timeoutMs?: number, deadline?: number): Promise<{ conflicts: ConflictList } | { outcome: StartOutcome }> {
   const lc = { ...lifecycle(ctx), ...(deadline === undefined ? {} : { deadline }) };
-  if (deadline !== undefined) timeoutMs = Math.max(100, Math.min(timeoutMs ?? Number.POSITIVE_INFINITY, deadline - Date.now()));
+  if (deadline !== undefined) timeoutMs = boundBy(timeoutMs ?? Number.POSITIVE_INFINITY, deadline);
   if (lc.mdevctl && mdevctlDefinition(ctx.paths, mdev) === 'different') {
     ctx.warn(`warning: mdevctl's definition of ${mdevLabel(mdev)} differs from the store; starting it through sysfs (run 'ap-persist generate' to update mdevctl's)`);
     lc.mdevctl = undefined;

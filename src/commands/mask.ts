@@ -10,7 +10,7 @@ import type { IdSet } from '../model/idset.js';
 import { applyMaskSpec } from '../model/maskspec.js';
 import type { HostMasks } from '../model/mdev.js';
 import { applyMaskWrites, MASK_ERRNO_MEANING, planMaskWrites, type MaskPair } from '../runtime/masks.js';
-import { maskCheckRule, protectActiveMdevs } from '../runtime/hook.js';
+import { maskCheckRule, protectActiveMdevs, type KeptApqn } from '../runtime/hook.js';
 import { putMasks } from '../store/store.js';
 import { conflictsOf } from '../generate/reconcile.js';
 import { hasBootFiles, planGenerate, reportPersisted, saveAndGenerate, type Persisted } from './generate.js';
@@ -153,22 +153,16 @@ export async function maskSet(ctx: Context, args: string[], opts: MaskSetOptions
         } catch (err) {
           if (!isSysfsError(err)) throw err;
           // No half-applied change: the writes the kernel took are undone, or what is in effect is said.
-          const taken = readActiveMasks(ctx.sysfs);
-          let undone = false;
-          if (taken) {
-            try {
-              applyMaskWrites(ctx.sysfs, planMaskWrites(taken, live));
-              undone = true;
-            } catch {
-              // said below: the masks in effect now
-            }
-          }
-          const now = readActiveMasks(ctx.sysfs);
+          const { now, kept, failure } = restoreActiveMasks(ctx.sysfs, live);
           const same = now && now.apmask.equals(live.apmask) && now.aqmask.equals(live.aqmask);
-          const inEffect = same ? ' the active masks are as they were;' : now ? ` now in effect: apmask "${now.apmask.toRanges()}", aqmask "${now.aqmask.toRanges()}"${undone ? '' : ' (undoing the first write failed too)'};` : ' the active masks cannot be read now;';
+          const outcome = same
+            ? ' the active masks are as they were;'
+            : now
+              ? ` now in effect: ${inEffect(now)}${failure ? ' (undoing the first write failed too)' : ''}${kept.length ? ` (kept out for mdevs that took them meanwhile: ${kept.join(', ')})` : ''};`
+              : ' the active masks cannot be read now;';
           throw new RuntimeError(`the kernel refused the mask write: ${err.message}`, {
             where: ctx.paths.at(`sys/${err.path}`),
-            hint: `${MASK_ERRNO_MEANING[err.code] ?? 'see the kernel log'};${inEffect} nothing was written to the store`,
+            hint: `${MASK_ERRNO_MEANING[err.code] ?? 'see the kernel log'};${outcome} nothing was written to the store`,
           });
         }
       }
@@ -181,8 +175,9 @@ export async function maskSet(ctx: Context, args: string[], opts: MaskSetOptions
       } catch (err) {
         // Not half-applied: the kernel goes back to the masks it had, and is told so; its own failure is said, not thrown.
         if (activeApplied && live) {
-          const trouble = restoreActiveMasks(ctx.sysfs, live);
-          if (trouble) ctx.warn(`warning: the store could not take the change, so the active masks were to go back: ${trouble}`);
+          const { now, kept, failure } = restoreActiveMasks(ctx.sysfs, live);
+          const why = failure ?? (kept.length ? kept.join(', ') : undefined);
+          if (why) ctx.warn(`warning: the store could not take the change, so the active masks were to go back: ${why}; now in effect: ${now ? inEffect(now) : 'unknown (they cannot be read)'}`);
         }
         throw err;
       }
@@ -205,24 +200,32 @@ export async function maskSet(ctx: Context, args: string[], opts: MaskSetOptions
   return typeof edited === 'number' ? edited : reportPersisted(ctx, edited);
 }
 
-/**
- * Puts the active masks back to `was` after a change the store could not
- * take, less any APQN an mdev took meanwhile (an assign that did not wait
- * for the AP lock): going back gives the host queues, and none of a guest's.
- * Undefined when done as asked; else what is in effect, and why.
- */
-function restoreActiveMasks(sysfs: Context['sysfs'], was: MaskPair): string | undefined {
-  const now = readActiveMasks(sysfs);
-  if (!now) return 'the active masks cannot be read now';
-  const inEffect = (m: MaskPair): string => `apmask "${m.apmask.toRanges()}", aqmask "${m.aqmask.toRanges()}"`;
-  try {
-    const { target, kept } = protectActiveMdevs(was, now, listActiveMatrices(sysfs), maskCheckRule(sysfs));
-    applyMaskWrites(sysfs, planMaskWrites(now, target));
-    if (kept.length) return `${kept.map((k) => `${k.apqn} of ${k.mdev}: ${k.kept}`).join(', ')}; now in effect: ${inEffect(target)}`;
-    return undefined;
-  } catch (err) {
-    const after = readActiveMasks(sysfs) ?? now;
-    return `${(err as Error).message}; now in effect: ${inEffect(after)}`;
-  }
+/** What putting the active masks back left: the masks in effect (undefined: unreadable), what it kept out, its failure. */
+interface Restored {
+  now: MaskPair | undefined;
+  kept: string[];
+  failure?: string;
 }
 
+/**
+ * Puts the active masks back to `was` after a change that cannot stand (the
+ * kernel refused part of it, or the store could not take it), less any APQN
+ * an mdev took meanwhile (an assign that did not wait for the AP lock):
+ * going back gives the host queues, and none of a guest's.
+ */
+function restoreActiveMasks(sysfs: Context['sysfs'], was: MaskPair): Restored {
+  const taken = readActiveMasks(sysfs);
+  if (!taken) return { now: undefined, kept: [], failure: 'the active masks cannot be read' };
+  let kept: KeptApqn[] = [];
+  let failure: string | undefined;
+  try {
+    const protectedTarget = protectActiveMdevs(was, taken, listActiveMatrices(sysfs), maskCheckRule(sysfs));
+    kept = protectedTarget.kept;
+    applyMaskWrites(sysfs, planMaskWrites(taken, protectedTarget.target));
+  } catch (err) {
+    failure = (err as Error).message;
+  }
+  return { now: readActiveMasks(sysfs), kept: kept.map((k) => `${k.apqn} of ${k.mdev}: ${k.kept}`), ...(failure ? { failure } : {}) };
+}
+
+const inEffect = (m: MaskPair): string => `apmask "${m.apmask.toRanges()}", aqmask "${m.aqmask.toRanges()}"`;

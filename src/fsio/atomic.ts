@@ -33,12 +33,13 @@ export function writeFileAtomic(path: string, data: string, options: AtomicWrite
   try {
     replace(target, data, options);
   } catch (err) {
-    throw writeError(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
+    throw writeError(path, err);
   }
 }
 
-/** What writeFileAtomic, a batch's staged writes and writeMark throw when `path` cannot be written (`code`: an errno name). */
-export function writeError(path: string, code: string): RuntimeError {
+/** What writeFileAtomic, a batch's staged writes and writeMark throw when `path` cannot be written: `cause` is the error caught, or an errno name. */
+export function writeError(path: string, cause: unknown): RuntimeError {
+  const code = typeof cause === 'string' ? cause : ((cause as NodeJS.ErrnoException).code ?? (cause as Error).message);
   return new RuntimeError(`cannot write the file: ${code}`, {
     where: path,
     hint: code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'run as root, on a writable file system' : 'check that its directory can be created and written',
@@ -199,7 +200,7 @@ export class WriteBatch {
       this.staged.set(path, tmp);
       if (!deferSync) this.durable.add(tmp);
     } catch (err) {
-      throw writeError(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
+      throw writeError(path, err);
     }
   }
 
@@ -222,7 +223,7 @@ export class WriteBatch {
     try {
       moveInto(tmp, path);
     } catch (err) {
-      throw writeError(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
+      throw writeError(path, err);
     }
     this.changed(path);
   }

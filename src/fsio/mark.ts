@@ -38,7 +38,7 @@ export function writeMark(path: string, text = ''): void {
       closeSync(fd);
     }
   } catch (err) {
-    throw writeError(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message);
+    throw writeError(path, err);
   }
 }
 

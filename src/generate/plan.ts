@@ -27,6 +27,8 @@ export interface GeneratePlan {
   drift: Drift[];
   /** The store these files come from, for the record (store/snapshot.ts); none when there is no store file. */
   storeSnapshot?: StoreSnapshot;
+  /** The pending list it was planned with (what a run killed before its record was putting in place). */
+  pending: readonly ManifestEntry[];
 }
 
 export interface PlanInput {
@@ -57,5 +59,6 @@ export function makePlan(input: PlanInput): GeneratePlan {
     manifest,
     missingUnits: linkedUnits(desired).filter((u) => !input.exists(u)),
     drift: input.drift,
+    pending: input.pending ?? [],
   };
 }

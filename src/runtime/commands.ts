@@ -24,6 +24,15 @@ export interface CommandRunner {
 
 export const DEFAULT_TIMEOUT_MS = 15_000;
 
+/**
+ * A step's bound: `capMs`, or less where `deadline` (epoch ms: the caller's
+ * own end) comes first; a moment at least, so that a step past the deadline
+ * is ended at once rather than left unbounded.
+ */
+export function boundBy(capMs: number, deadline: number | undefined): number {
+  return deadline === undefined ? capMs : Math.max(100, Math.min(capMs, deadline - Date.now()));
+}
+
 export function commandLine(file: string, args: readonly string[]): string {
   return [file, ...args].join(' ');
 }

@@ -20,7 +20,7 @@ import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
 import { HOLD_ALL, hold, holdsAll, readHeldMarks, releaseHoldAll, syncHeldMarks } from './held-marks.js';
 import { listQueueApqns, readAttr, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
-import type { CommandRunner } from './commands.js';
+import { boundBy, type CommandRunner } from './commands.js';
 import { unitStates } from './units.js';
 import { isoTime, type HookMdevOutcome, type HookReport } from './hook-report.js';
 import { applyMaskWrites, MASK_ERRNO_MEANING, planMaskWrites, type MaskPair } from './masks.js';
@@ -261,7 +261,7 @@ async function runOnce(deps: HookDeps, locking: boolean, follows: boolean): Prom
     return now;
   };
   // Each bounded step, never past the caller's deadline.
-  const within = (capMs: number): number => (deps.deadline === undefined ? capMs : Math.max(100, Math.min(capMs, deps.deadline - Date.now())));
+  const within = (capMs: number): number => boundBy(capMs, deps.deadline);
   let lock: ReturnType<typeof acquireLock> | undefined;
   /** Before each change: a look without the lock ends here (runHook looks again, with it). */
   const change = (): void => {

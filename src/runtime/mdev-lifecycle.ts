@@ -12,7 +12,7 @@ import { mdevLabel, runsAs, sameMatrix, type MdevDefinition } from '../model/mde
 import { parseMdevctlJson, renderMdevctlJson } from '../store/mdevctl-defs.js';
 import { listActiveMdevs, mdevPath, PASSTHROUGH_CREATE, vfioApLoaded } from '../sysfs/ap-host.js';
 import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
-import type { CommandRunner } from './commands.js';
+import { boundBy, type CommandRunner } from './commands.js';
 import { describeHolder, mdevHolders } from './in-use.js';
 
 /** What each errno of vfio_ap's sysfs means for the admin. */
@@ -98,10 +98,6 @@ export interface Lifecycle {
   deadline?: number;
 }
 
-/** `capMs`, or less where `lc.deadline` comes first (a moment at least: a command is then ended at once, not left unbounded). */
-function within(lc: Lifecycle, capMs: number): number {
-  return lc.deadline === undefined ? capMs : Math.max(100, Math.min(capMs, lc.deadline - Date.now()));
-}
 
 /** The errno name of mdevctl's "(os error N)", the kernel's answer to a sysfs write. */
 function mdevctlErrno(stderr: string): string | undefined {
@@ -110,7 +106,7 @@ function mdevctlErrno(stderr: string): string | undefined {
 }
 
 async function mdevctlRun(lc: Lifecycle, args: string[], what: string): Promise<void> {
-  const r = await lc.runner.run(lc.mdevctl!, args, { timeoutMs: within(lc, 30_000) });
+  const r = await lc.runner.run(lc.mdevctl!, args, { timeoutMs: boundBy(30_000, lc.deadline) });
   if (r.exitCode !== 0 || r.timedOut) {
     const errno = mdevctlErrno(r.stderr);
     throw new RuntimeError(`${what}: mdevctl ${args[0]} failed${r.timedOut ? ' (timed out)' : ''}: ${r.stderr.trim() || `exit ${r.exitCode}`}`, {
@@ -185,7 +181,7 @@ const RACE_WAIT_MS = 10_000;
  * last assignment), so a half-made mdev under the lock is still being made.
  */
 async function becomesActive(lc: Lifecycle, mdev: MdevDefinition): Promise<boolean> {
-  const deadline = Date.now() + within(lc, RACE_WAIT_MS);
+  const deadline = Date.now() + boundBy(RACE_WAIT_MS, lc.deadline);
   for (;;) {
     const now = listActiveMdevs(lc.sysfs).find((m) => m.uuid === mdev.uuid);
     if (now && runsAs(now, mdev)) return true;

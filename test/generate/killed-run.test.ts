@@ -43,6 +43,14 @@ fs.renameSync = (...a) => { if (++n === ${at.rename}) { ${act} } return rename(.
 }
 
 const recordOf = (root: string): ManifestEntry[] => parseManifest(readFileSync(new HostPaths(root).generatedManifest, 'utf8'), root);
+
+/** The record the same store leaves when generated without interruption, on another host. */
+function uninterruptedRecord(root: string): ManifestEntry[] {
+  const calm = join(tempDir(), 'calm');
+  buildFakeHost(calm, { ...threeGuestsHost(), store: readFileSync(join(root, 'etc/ap-persist/ap-persist.conf'), 'utf8') });
+  expect(run(calm, ['generate', '--no-reload']).code).toBe(0);
+  return recordOf(calm);
+}
 const pendingThere = (root: string): boolean => existsSync(new HostPaths(root).generatedPending);
 const recordThere = (root: string): boolean => existsSync(new HostPaths(root).generatedManifest);
 /** The link itself, wherever it points (a fake root has no unit for it to reach). */
@@ -69,11 +77,7 @@ describe('a first generate killed before its record', () => {
     expect(c.code, c.stderr).toBe(0);
     expect(pendingThere(host)).toBe(false);
 
-    // The same store generated without interruption, on another host.
-    const calm = join(tempDir(), 'calm');
-    buildFakeHost(calm, { ...threeGuestsHost(), store: readFileSync(join(host, 'etc/ap-persist/ap-persist.conf'), 'utf8') });
-    expect(run(calm, ['generate', '--no-reload']).code).toBe(0);
-    expect(recordOf(host)).toEqual(recordOf(calm));
+    expect(recordOf(host)).toEqual(uninterruptedRecord(host));
     expect(recordOf(host).filter((e) => e.adopted)).toEqual([]);
 
     const u = run(host, ['uninstall']);
@@ -149,10 +153,7 @@ describe('a later generate killed before its record (the record names the files 
     const g = run(host, ['generate', '--no-reload']);
     expect(g.code, g.stderr).toBe(0);
     expect(pendingThere(host)).toBe(false);
-    const calm = join(tempDir(), 'calm');
-    buildFakeHost(calm, { ...threeGuestsHost(), store: readFileSync(join(host, 'etc/ap-persist/ap-persist.conf'), 'utf8') });
-    expect(run(calm, ['generate', '--no-reload']).code).toBe(0);
-    expect(recordOf(host)).toEqual(recordOf(calm));
+    expect(recordOf(host)).toEqual(uninterruptedRecord(host));
   });
 });
 

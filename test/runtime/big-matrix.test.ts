@@ -42,25 +42,32 @@ describe('the kernel shows a guest of 680 APQNs as a cut matrix', () => {
 });
 
 describe('the store gives adapter 8 back to the host while the big guest runs', () => {
-  it('5.4 (no ap_config, nothing in the kernel checks): the hook reads the cut listing as its upper bound and keeps adapter 8 out', async () => {
-    const host = givenSimulatedHost(bigGuestHost('0,8-255'), '5.4');
-    const before = host.kernel().read('bus/ap/apmask');
-    const r = await host.run(['--json', 'hook'], BINDINGS_COMPLETE);
-    const report = JSON.parse(r.stdout);
-    expect(report.errors).toEqual([]);
-    expect(report.masks.kept_for_active_mdevs).toEqual([`08.0000 of ${BIG} (big): adapter 8 kept out of apmask`]);
-    expect(report.mdevs).toEqual([{ uuid: BIG, name: 'big', outcome: 'already-active' }]);
-    expect(host.kernel().read('bus/ap/apmask')).toBe(before);
-  });
+  // 5.4: no ap_config and nothing in the kernel checks, the cut listing read as its upper bound; 6.0: read whole from ap_config.
+  for (const [flavour, read] of [
+    ['5.4', 'from its cut listing, as an upper bound'],
+    ['6.0', 'whole, from ap_config'],
+  ] as const) {
+    it(`${flavour}: the hook reads its matrix ${read} and keeps adapter 8 out of the host pool`, async () => {
+      const host = givenSimulatedHost(bigGuestHost('0,8-255'), flavour);
+      const before = host.kernel().read('bus/ap/apmask');
+      const r = await host.run(['--json', 'hook'], BINDINGS_COMPLETE);
+      const report = JSON.parse(r.stdout);
+      expect(report.errors).toEqual([]);
+      expect(report.masks.kept_for_active_mdevs).toEqual([`08.0000 of ${BIG} (big): adapter 8 kept out of apmask`]);
+      expect(report.mdevs).toEqual([{ uuid: BIG, name: 'big', outcome: 'already-active' }]);
+      expect(host.kernel().read('bus/ap/apmask')).toBe(before);
+    });
 
-  it('5.4: mask set --active apmask=+8 is a conflict (exit 3) with the big guest, read from its cut listing', async () => {
-    const host = givenSimulatedHost(bigGuestHost('0,9-255'), '5.4');
-    const before = host.kernel().read('bus/ap/apmask');
-    const r = await host.run(['mask', 'set', '--active', 'apmask=+8']);
-    expect(r.code, r.stderr).toBe(3);
-    expect(r.stderr).toContain(`APQN 08.0054 (8.84) is in use by active mdev ${BIG}`);
-    expect(host.kernel().read('bus/ap/apmask')).toBe(before);
-  });
+    it(`${flavour}: mask set --active apmask=+8 is a conflict (exit 3) naming the big guest for each of adapter 8's queues, its matrix read ${read}`, async () => {
+      const host = givenSimulatedHost(bigGuestHost('0,9-255'), flavour);
+      const before = host.kernel().read('bus/ap/apmask');
+      const r = await host.run(['mask', 'set', '--active', 'apmask=+8']);
+      expect(r.code, r.stderr).toBe(3);
+      expect(r.stderr).toContain('this mask change would create 85 conflict(s); nothing was changed');
+      expect(r.stderr).toContain(`APQN 08.0054 (8.84) is in use by active mdev ${BIG}`);
+      expect(host.kernel().read('bus/ap/apmask')).toBe(before);
+    });
+  }
 
   it('5.4: an mdev on an adapter before it still starts and stops (the cut listing bounds the big one, it does not stop the host)', async () => {
     const spec = bigGuestHost('0,9-255');
@@ -82,24 +89,4 @@ describe('the store gives adapter 8 back to the host while the big guest runs', 
     expect(host.kernel().exists(`devices/vfio_ap/matrix/${BIG}`)).toBe(true);
   });
 
-  it('6.0 (ap_config): the hook reads the whole matrix there and keeps adapter 8 out of the host pool', async () => {
-    const host = givenSimulatedHost(bigGuestHost('0,8-255'), '6.0');
-    const before = host.kernel().read('bus/ap/apmask');
-    const r = await host.run(['--json', 'hook'], BINDINGS_COMPLETE);
-    const report = JSON.parse(r.stdout);
-    expect(report.errors).toEqual([]);
-    expect(report.masks.kept_for_active_mdevs).toEqual([`08.0000 of ${BIG} (big): adapter 8 kept out of apmask`]);
-    expect(report.mdevs).toEqual([{ uuid: BIG, name: 'big', outcome: 'already-active' }]);
-    expect(host.kernel().read('bus/ap/apmask')).toBe(before);
-  });
-
-  it('6.0: mask set --active apmask=+8 is a conflict (exit 3) naming the big guest for each of adapter 8\'s queues', async () => {
-    const host = givenSimulatedHost(bigGuestHost('0,9-255'), '6.0');
-    const before = host.kernel().read('bus/ap/apmask');
-    const r = await host.run(['mask', 'set', '--active', 'apmask=+8']);
-    expect(r.code, r.stderr).toBe(3);
-    expect(r.stderr).toContain('this mask change would create 85 conflict(s); nothing was changed');
-    expect(r.stderr).toContain(`APQN 08.0054 (8.84) is in use by active mdev ${BIG}`);
-    expect(host.kernel().read('bus/ap/apmask')).toBe(before);
-  });
 });

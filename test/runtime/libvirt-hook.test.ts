@@ -175,12 +175,17 @@ describe("libvirt's qemu hook and the talk's three guests", () => {
   });
 });
 
+/** libvirt's hook calls for Twin, a guest whose domain names Guest1's mdev. */
+function twinOf(host: SimHost) {
+  const twin = DOMAINS.Guest1.replace('<name>Guest1</name>', '<name>Twin</name>');
+  return (op: string, sub: string) => host.run(['libvirt-hook', 'Twin', op, sub, '-'], {}, twin);
+}
+
 describe('two guests that name the same start = guest mdev, started at the same time', () => {
   it('the one that made it owns it: the other\'s failed start leaves it, and the maker\'s stop removes it', async () => {
     const host = givenSimulatedHost(talkGuestsHost(), '6.0');
     const lv = libvirt(host);
-    const twin = DOMAINS.Guest1.replace('<name>Guest1</name>', '<name>Twin</name>');
-    const twinHook = (op: string, sub: string) => host.run(['libvirt-hook', 'Twin', op, sub, '-'], {}, twin);
+    const twinHook = twinOf(host);
     // Guest1's prepare makes the mdev; before libvirt writes Guest1's status file, Twin's prepare finds it up.
     expect((await lv.hook('Guest1', 'prepare', 'begin')).code).toBe(0);
     expect((await twinHook('prepare', 'begin')).code).toBe(0);
@@ -199,8 +204,7 @@ describe('two guests that name the same start = guest mdev, started at the same 
   it('a maker that runs no more: the guest that used the mdev since removes it when it stops', async () => {
     const host = givenSimulatedHost(talkGuestsHost(), '6.0');
     const lv = libvirt(host);
-    const twin = DOMAINS.Guest1.replace('<name>Guest1</name>', '<name>Twin</name>');
-    const twinHook = (op: string, sub: string) => host.run(['libvirt-hook', 'Twin', op, sub, '-'], {}, twin);
+    const twinHook = twinOf(host);
     // Guest1 made it, then vanished without its release (a libvirtd that died with it); Twin ran with the mdev, and stops.
     expect((await lv.hook('Guest1', 'prepare', 'begin')).code).toBe(0);
     expect((await twinHook('prepare', 'begin')).code).toBe(0);

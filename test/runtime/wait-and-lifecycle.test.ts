@@ -17,6 +17,13 @@ import { BINDINGS_COMPLETE, givenSimulatedHost } from '../support/sim-host.js';
 
 const FREE = { apmask: IdSet.full().minus(IdSet.of([5, 6])), aqmask: IdSet.full().minus(IdSet.of([4, 0x47, 0xab, 0xff])) };
 
+/** The report of a hook that gave up on the AP lock (another process held it) before it judged any mdev. */
+function lockFailedReport(root: string): void {
+  const report = { time: new Date().toISOString(), event: {}, masks: { applied: false, writes: [], kept_for_active_mdevs: [] }, vfio_ap: 'not-checked', mdevs: [], commands: [], errors: ['the AP configuration lock is held by pid 4242'], timings_ms: {}, exit_code: 1 };
+  mkdirSync(join(root, 'run/ap-persist'), { recursive: true });
+  writeFileSync(join(root, 'run/ap-persist/last-hook.json'), JSON.stringify(report));
+}
+
 describe('ap-persist wait', () => {
   it('returns at once when the hook ran and every mdev it started is up', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), '6.0');
@@ -117,9 +124,7 @@ describe('ap-persist wait', () => {
 
   it('does not wait for mdevs no one will start: the hook failed before them (the lock), exit 1 at once', async () => {
     const host = givenSimulatedHost(threeGuestsHost(), '6.0');
-    const report = { time: new Date().toISOString(), event: {}, masks: { applied: false, writes: [], kept_for_active_mdevs: [] }, vfio_ap: 'already-loaded', mdevs: [], commands: [], errors: ['the AP configuration lock is held by pid 4242'], timings_ms: {}, exit_code: 1 };
-    mkdirSync(join(host.root, 'run/ap-persist'), { recursive: true });
-    writeFileSync(join(host.root, 'run/ap-persist/last-hook.json'), JSON.stringify(report));
+    lockFailedReport(host.root);
     const { value: r, ms } = await timedOnFakeClock(() => host.run(['wait', '--timeout', '600']));
     expect(ms).toBeLessThan(20_000);
     expect(r.code).toBe(1);
@@ -129,9 +134,7 @@ describe('ap-persist wait', () => {
   it("waits on while the other boot hook still runs: one that gave up on its lock is not the last word", async () => {
     const host = givenSimulatedHost(threeGuestsHost(), '6.0');
     // The boot's add and change-1 both came: change-1's hook gave up on the lock the add's hook holds, which still runs.
-    const gaveUp = { time: new Date().toISOString(), event: {}, masks: { applied: false, writes: [], kept_for_active_mdevs: [] }, vfio_ap: 'not-checked', mdevs: [], commands: [], errors: ['the AP configuration lock is held by pid 4242'], timings_ms: {}, exit_code: 1 };
-    mkdirSync(join(host.root, 'run/ap-persist'), { recursive: true });
-    writeFileSync(join(host.root, 'run/ap-persist/last-hook.json'), JSON.stringify(gaveUp));
+    lockFailedReport(host.root);
     host.activating.add('ap-persist-hook@add.service');
     const r = await onFakeClock(async () => {
       // The add's hook is done 3 s later: masks, vfio_ap, the three mdevs, and its report.
@@ -150,8 +153,7 @@ describe('ap-persist wait', () => {
     expect((await host.run(['hook', '--event', 'change-1'], BINDINGS_COMPLETE)).code).toBe(0);
     expect(existsSync(new HostPaths(host.root).targetStarted)).toBe(true);
     // Then change-2's hook gave up on the lock: its report replaced the boot's.
-    const gaveUp = { time: new Date().toISOString(), event: {}, masks: { applied: false, writes: [], kept_for_active_mdevs: [] }, vfio_ap: 'not-checked', mdevs: [], commands: [], errors: ['the AP configuration lock is held by pid 4242'], timings_ms: {}, exit_code: 1 };
-    writeFileSync(join(host.root, 'run/ap-persist/last-hook.json'), JSON.stringify(gaveUp));
+    lockFailedReport(host.root);
     const r = await onFakeClock(() => host.run(['wait', '--timeout', '60']));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('ready: 3 of 3 auto mdev(s) up');
@@ -164,8 +166,7 @@ describe('ap-persist wait', () => {
     const host = givenSimulatedHost({ ...threeGuestsHost(), store }, '6.0');
     expect((await host.run(['generate', '--force'])).code).toBe(0);
     await host.run(['hook', '--event', 'change-1'], BINDINGS_COMPLETE);
-    const gaveUp = { time: new Date().toISOString(), event: {}, masks: { applied: false, writes: [], kept_for_active_mdevs: [] }, vfio_ap: 'not-checked', mdevs: [], commands: [], errors: ['the AP configuration lock is held by pid 4242'], timings_ms: {}, exit_code: 1 };
-    writeFileSync(join(host.root, 'run/ap-persist/last-hook.json'), JSON.stringify(gaveUp));
+    lockFailedReport(host.root);
     const { value: r, ms } = await timedOnFakeClock(() => host.run(['wait', '--timeout', '60']));
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`mdev ${INTRUDER} (intruder) is not up: held back: refused by the hook`);
