@@ -40,7 +40,12 @@ export const COMMANDS: Readonly<Record<string, readonly string[]>> = {
 /** A hook of an event the udev rule queues ap-persist-mdevs.target with (the boot's first): systemd starts the target after it. */
 export function queuesTarget(argv: readonly string[]): boolean {
   const { command, args } = splitCommandLine(argv);
-  const event = command === 'hook' ? parseHookArgs(args)?.event : undefined;
+  return command === 'hook' && hookQueuesTarget(args);
+}
+
+/** queuesTarget of a command line split already: the hook's arguments. */
+function hookQueuesTarget(args: readonly string[]): boolean {
+  const event = parseHookArgs(args)?.event;
   return event !== undefined && TARGET_EVENTS.includes(event);
 }
 
@@ -54,7 +59,7 @@ export function queuesTarget(argv: readonly string[]): boolean {
  */
 export function cacheFlavour(argv: readonly string[]): string | undefined {
   const { command, args } = splitCommandLine(argv);
-  if (command === 'hook') return queuesTarget(argv) ? 'hook-boot' : undefined;
+  if (command === 'hook') return hookQueuesTarget(args) ? 'hook-boot' : undefined;
   if (command === 'callout') {
     const value = (short: string, long: string): string | undefined => {
       const at = args.findIndex((a) => a === short || a === long);

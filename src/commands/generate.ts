@@ -79,9 +79,10 @@ export function readManifest(paths: HostPaths): { text: string | undefined; entr
   return { text, entries: parseManifest(text, paths.generatedManifest) };
 }
 
-/** The record or the pending list (`abs`), to write or remove: refused where a link leads it out of the root. */
-export function listPath(paths: HostPaths, abs: string): string {
-  return paths.confined(rootPath(paths, abs));
+/** Where the record and the pending list are written or removed: refused (thrown) where a link leads one out of the root. */
+export function listPaths(paths: HostPaths): { record: string; pending: string } {
+  const confined = (abs: string): string => paths.confined(rootPath(paths, abs));
+  return { record: confined(paths.generatedManifest), pending: confined(paths.generatedPending) };
 }
 
 /** The record's entries; undefined when generate never ran here (no record at all). */
@@ -129,7 +130,7 @@ function restoreObserved(paths: HostPaths, path: RootPath, was: Observed, batch:
 
 function applyPlan(ctx: Context, plan: GeneratePlan): RootPath[] {
   // Where the record and the list go, checked before anything changes: a link out of the root stops the run here.
-  const lists = { record: listPath(ctx.paths, ctx.paths.generatedManifest), pending: listPath(ctx.paths, ctx.paths.generatedPending) };
+  const lists = listPaths(ctx.paths);
   const changed: RootPath[] = [];
   const done: Exclude<Step, { op: 'keep' }>[] = [];
   // This run's alone: each directory listed once for leftovers and synced once (see WriteBatch).
@@ -274,7 +275,7 @@ export function saveAndGenerate(ctx: Context, loaded: LoadedStore, opts: { gener
     const before = loaded.exists ? readRegularFile(loaded.path, 'the store') : undefined;
     const generates = opts.generate !== false && hasBootFiles(ctx.paths);
     // Where the record and the list will go, before the store changes: a link out of the root stops the edit here, whole.
-    if (generates) for (const list of [ctx.paths.generatedManifest, ctx.paths.generatedPending]) listPath(ctx.paths, list);
+    if (generates) listPaths(ctx.paths);
     saveStore(loaded);
     if (!generates) return { status: 'store-only' };
     let p: Persisted;

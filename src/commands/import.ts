@@ -17,7 +17,7 @@ import { withLock } from '../host/lock.js';
 import type { IdSet } from '../model/idset.js';
 import { mdevLabel, sameMatrix, type HostMasks, type MdevDefinition, type StartMode } from '../model/mdev.js';
 import { putMasks, putMdev, removeMdev, saveStore, unsetMask, type Store } from '../store/store.js';
-import { hasBootFiles, listPath, persistGenerated, reportPersisted, type Persisted } from './generate.js';
+import { hasBootFiles, listPaths, persistGenerated, reportPersisted, type Persisted } from './generate.js';
 import { readPending, type HostView } from '../host/state.js';
 import { describeMdev } from './mdev.js';
 import { readHostView, reportRefusal } from './view.js';
@@ -326,8 +326,7 @@ export async function importCommand(ctx: Context, opts: ImportOptions): Promise<
     putMasks(view.store.doc, p.masks, view.store.store.masks);
     for (const key of ['apmask', 'aqmask'] as const) if (!p.masks[key]) unsetMask(view.store.doc, key);
     // Where the record goes, before the store changes: a link out of the root stops the import here, whole.
-    const manifestPath = listPath(ctx.paths, ctx.paths.generatedManifest);
-    listPath(ctx.paths, ctx.paths.generatedPending);
+    const manifestPath = listPaths(ctx.paths).record;
     saveStore(view.store);
     // Taken over: the next generate may replace these files with its own; removed ones are no longer ours.
     // The record's snapshot of the store stays: a store import changed no longer matches it, and is read as always.

@@ -51,7 +51,6 @@ export const LIBVIRT_HOOK_BUDGET_MS = 60_000;
 /** How long one mdev waits for the AP lock, well inside that bound. */
 const LOCK_WAIT_MS = 20_000;
 
-
 export async function libvirtHook(ctx: Context, call: HookCall): Promise<number> {
   const op = `${call.operation} ${call.subOperation}`;
   if (op !== 'prepare begin' && op !== 'release end' && op !== 'reconnect begin') return 0;

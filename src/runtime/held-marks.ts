@@ -15,12 +15,12 @@ import { mdevUnit } from '../generate/unit-names.js';
 /** The mark that holds back every unit: a UUID is never this. */
 export const HOLD_ALL = 'all';
 
-/** The marks there are now; empty when the directory is not there (the usual case). */
 /** Every unit held: a boot hook's hold not yet released (it runs, failed or was killed). */
 export function holdsAll(paths: HostPaths): boolean {
   return existsSync(join(paths.heldDir, HOLD_ALL));
 }
 
+/** The marks there are now; empty when the directory is not there (the usual case). */
 export function readHeldMarks(paths: HostPaths): Set<string> {
   try {
     return new Set(readdirSync(paths.heldDir));

@@ -12,7 +12,7 @@ import type { HostPaths } from '../host/paths.js';
 import { readActiveState, readLinkedMdevs, readPeerFiles, type ActiveState } from '../host/state.js';
 import { changesBoot, driftLines, effectiveConfig } from '../checks/drift.js';
 import { existsSync, readdirSync } from 'node:fs';
-import { formatAdapter, formatApqn, formatApqnDecimal, formatDomain, type Apqn } from '../model/apqn.js';
+import { formatApqn, formatApqnDecimal, type Apqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
 import { mdevLabel, type HostMasks } from '../model/mdev.js';
 import { loadStore, type Store } from '../store/store.js';
@@ -23,7 +23,7 @@ import { isSysfsError, type Sysfs, type SysfsError } from '../sysfs/sysfs.js';
 import { boundBy, type CommandRunner } from './commands.js';
 import { unitStates } from './units.js';
 import { isoTime, type HookMdevOutcome, type HookReport } from './hook-report.js';
-import { applyMaskWrites, MASK_ERRNO_MEANING, planMaskWrites, type MaskPair } from './masks.js';
+import { applyMaskWrites, MASK_ERRNO_MEANING, maskCheckRule, planMaskWrites, protectActiveMdevs, type MaskPair } from './masks.js';
 
 export interface HookDeps {
   paths: HostPaths;
@@ -63,18 +63,6 @@ export function isHookEvent(env: Record<string, string | undefined>): boolean {
 }
 
 /**
- * What the kernel checks when a mask write gives the host more: 'apqn', the
- * newly host-owned APQNs (6.0-6.18; up to 5.19 nothing, where we check the
- * same); 'id', every added adapter and domain against any mdev (6.19+).
- */
-export type MaskCheckRule = 'apqn' | 'id';
-
-/** 6.19 brought the whole-ID check and bindings_complete_count together. */
-export function maskCheckRule(sysfs: Sysfs): MaskCheckRule {
-  return sysfs.exists('bus/ap/bindings_complete_count') ? 'id' : 'apqn';
-}
-
-/**
  * Queues with a driver_override set: on 6.19+ every mask write is then
  * refused (EINVAL, ap_bus.c apmask_store), so the hook says which to clear.
  */
@@ -89,70 +77,6 @@ function overriddenQueues(sysfs: Sysfs): string[] {
     if (override && override !== '(null)') out.push(`${name} (${override})`);
   }
   return out;
-}
-
-export interface KeptApqn {
-  apqn: string;
-  mdev: string;
-  kept: string;
-}
-
-/**
- * Shrinks `target` until no active mdev's APQN is newly the host's: per such
- * APQN it keeps its adapter (or domain) out of the host pool, choosing the
- * side the active masks already keep out, so nothing is taken from a guest.
- * An APQN the host has already (an old kernel let it happen) is left as it is:
- * there is nothing left to protect. One pass over the mdevs' APQNs, no cap.
- */
-export function protectActiveMdevs(
-  target: MaskPair,
-  current: MaskPair,
-  active: readonly Claim[],
-  rule: MaskCheckRule = 'apqn',
-): { target: MaskPair; kept: KeptApqn[] } {
-  let { apmask, aqmask } = target;
-  const kept: KeptApqn[] = [];
-  // Masks that give the host no adapter and no domain it lacks give it no APQN it lacks.
-  if (apmask.minus(current.apmask).isEmpty() && aqmask.minus(current.aqmask).isEmpty()) return { target, kept };
-  if (rule === 'id') {
-    // 6.19+ (ap_bus.c apmask_commit with all-bits-one in_use checks): an added adapter is refused
-    // if any mdev holds it with any domain, an added domain if any mdev holds it with any adapter.
-    const addedAdapters = apmask.minus(current.apmask);
-    const addedDomains = aqmask.minus(current.aqmask);
-    for (const mdev of active) {
-      // An mdev with nothing on the other axis holds no APQN: the kernel lets its IDs go.
-      if (mdev.adapters.isEmpty() || mdev.domains.isEmpty()) continue;
-      for (const adapter of mdev.adapters.intersect(addedAdapters).ids()) {
-        if (!apmask.has(adapter)) continue;
-        apmask = apmask.minus(IdSet.of([adapter]));
-        kept.push({ apqn: `${formatAdapter(adapter)}.`, mdev: mdevLabel(mdev), kept: `adapter ${adapter} kept out of apmask (the kernel refuses to add an adapter an mdev holds)` });
-      }
-      for (const domain of mdev.domains.intersect(addedDomains).ids()) {
-        if (!aqmask.has(domain)) continue;
-        aqmask = aqmask.minus(IdSet.of([domain]));
-        kept.push({ apqn: `.${formatDomain(domain)}`, mdev: mdevLabel(mdev), kept: `domain ${domain} kept out of aqmask (the kernel refuses to add a domain an mdev holds)` });
-      }
-    }
-    return { target: { apmask, aqmask }, kept };
-  }
-  for (const mdev of active) {
-    for (const adapter of mdev.adapters.ids()) {
-      for (const domain of mdev.domains.ids()) {
-        const gained = apmask.has(adapter) && aqmask.has(domain) && !(current.apmask.has(adapter) && current.aqmask.has(domain));
-        if (!gained) continue;
-        const apqn = formatApqn({ adapter, domain });
-        // Not the host's now, so the active masks keep out its adapter or its domain.
-        if (!current.apmask.has(adapter)) {
-          apmask = apmask.minus(IdSet.of([adapter]));
-          kept.push({ apqn, mdev: mdevLabel(mdev), kept: `adapter ${adapter} kept out of apmask` });
-        } else {
-          aqmask = aqmask.minus(IdSet.of([domain]));
-          kept.push({ apqn, mdev: mdevLabel(mdev), kept: `domain ${domain} kept out of aqmask` });
-        }
-      }
-    }
-  }
-  return { target: { apmask, aqmask }, kept };
 }
 
 function emptyReport(env: Record<string, string | undefined>): HookReport {

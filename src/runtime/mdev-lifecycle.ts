@@ -98,7 +98,6 @@ export interface Lifecycle {
   deadline?: number;
 }
 
-
 /** The errno name of mdevctl's "(os error N)", the kernel's answer to a sysfs write. */
 function mdevctlErrno(stderr: string): string | undefined {
   const n = /\(os error (\d+)\)/.exec(stderr)?.[1];

@@ -222,4 +222,3 @@ function alignComment(comment: string): string {
 function isContinuation(l: Line): boolean {
   return l.kind === 'other' && /^\s+[;#]/.test(l.text);
 }
-

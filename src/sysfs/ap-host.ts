@@ -4,7 +4,7 @@
 import { RuntimeError } from '../errors.js';
 import { apConfigFields } from '../model/ap-config.js';
 import { ApqnSet, parseApqn, type Apqn } from '../model/apqn.js';
-import { IdSet } from '../model/idset.js';
+import { IdSet, MAX_ID } from '../model/idset.js';
 import { isUuid, type Uuid } from '../model/uuid.js';
 import { isSysfsError, type Sysfs } from './sysfs.js';
 
@@ -240,12 +240,13 @@ export function readMdevMatrix(sysfs: Sysfs, uuid: string): { adapters: IdSet; d
   const fields = config === undefined ? undefined : apConfigFields(config);
   if (fields) return { adapters: fields[0], domains: fields[1] };
   const shown = parseMatrix(text, `/sys/${path}`);
-  const from = (ids: IdSet): IdSet => IdSet.of(Array.from({ length: 256 - (ids.ids().at(-1) ?? 0) - 1 }, (_, i) => (ids.ids().at(-1) ?? 0) + 1 + i));
-  const adapters = shown.adapters.union(from(shown.adapters));
-  const domains = shown.adapters.size > 1 ? shown.domains : shown.domains.union(from(shown.domains));
-  return { adapters, domains, cut: true };
+  /** `ids` and every ID past its last one. */
+  const andPast = (ids: IdSet): IdSet => {
+    const last = ids.ids().at(-1) ?? 0;
+    return ids.union(IdSet.of(Array.from({ length: MAX_ID - last }, (_, i) => last + 1 + i)));
+  };
+  return { adapters: andPast(shown.adapters), domains: shown.adapters.size > 1 ? shown.domains : andPast(shown.domains), cut: true };
 }
-
 
 /** The active mdevs with their control domains too. */
 export function listActiveMdevs(sysfs: Sysfs): ActiveMdev[] {

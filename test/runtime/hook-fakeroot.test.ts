@@ -123,7 +123,7 @@ start = auto
 
 describe('protecting active mdevs at scale', () => {
   it('a host that already leaked many APQNs of one mdev does not hide another mdev’s APQN', async () => {
-    const { protectActiveMdevs } = await import('../../src/runtime/hook.js');
+    const { protectActiveMdevs } = await import('../../src/runtime/masks.js');
     const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
     // M1 holds 40 adapters x 256 domains that the host already owns (a 5.4 kernel let it happen);
     // M2 holds 100.0000, free now. The store would give everything to the host.
@@ -138,7 +138,7 @@ describe('protecting active mdevs at scale', () => {
   });
 
   it('on 6.19+ kernels an added adapter or domain that any mdev holds is kept out, whole', async () => {
-    const { protectActiveMdevs } = await import('../../src/runtime/hook.js');
+    const { protectActiveMdevs } = await import('../../src/runtime/masks.js');
     // guest2 holds 05.0047 and 05.00ff; the host owns adapters 0-4 and domains 0-70.
     const current = { apmask: IdSet.of([0, 1, 2, 3, 4]), aqmask: IdSet.of(Array.from({ length: 71 }, (_, i) => i)) };
     const active = [{ uuid: 'guest2', adapters: IdSet.of([5]), domains: IdSet.of([0x47, 0xff]) }];
