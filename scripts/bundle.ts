@@ -1,8 +1,10 @@
 // npm run bundle (after tsc): the installed tool, as CommonJS files that
 // each load only when their part of the tool runs.
 //
-//   dist/bin/ap-persist.cjs  the entry point: reads the command line, then
-//                            requires the one file below that runs it
+//   dist/bin/ap-persist.cjs  the entry point: the code cache's loader, which
+//                            loads start.cjs
+//   dist/bin/start.cjs       reads the command line, then loads the one file
+//                            below that runs it
 //   dist/bin/hook.cjs        the hook (every boot)
 //   dist/bin/callout.cjs     the mdevctl callout (every mdevctl call)
 //   dist/bin/unit.cjs        mdev start and stop, as the mdev units run them
@@ -130,7 +132,7 @@ const noSourceMap: Plugin = {
 };
 
 /**
- * main.ts loads each part with `import('./fast-hook.js')` and the like: here
+ * main.ts loads start.ts, and start.ts each part, with `import('./fast-hook.js')` and the like: here
  * a `require` of that part's file (node's ES module loader, which import()
  * would go through, costs milliseconds more), when the command line asks for it.
  */
@@ -203,6 +205,7 @@ const bundle = (entry: string, out: string, plugins: Plugin[], wrapped = false):
 
 await Promise.all([
   bundle(join(DIST, 'src/cli/main.js'), 'ap-persist.cjs', [partsAreOtherFiles, loadedOnFirstUse(builtinsOnFirstUse)]),
+  bundle(join(DIST, 'src/cli/start.js'), 'start.cjs', [partsAreOtherFiles, loadedOnFirstUse(builtinsOnFirstUse)], true),
   bundle(join(DIST, 'src/cli/fast-hook.js'), 'hook.cjs', [loadedOnFirstUse(builtinsOnFirstUse)], true),
   bundle(join(DIST, 'src/cli/fast-callout.js'), 'callout.cjs', [loadedOnFirstUse(builtinsOnFirstUse)], true),
   bundle(join(DIST, 'src/cli/fast-unit.js'), 'unit.cjs', [loadedOnFirstUse(builtinsOnFirstUse)], true),
@@ -228,5 +231,5 @@ function checkShimNames(file: string): void {
     if (required !== imported) throw new Error(`${file}: node:${builtin} is required other than by an import of ours: bundle it with every name (loadedOnFirstUse(..., false))`);
   }
 }
-for (const file of ['ap-persist.cjs', 'hook.cjs', 'callout.cjs', 'unit.cjs']) checkShimNames(file);
+for (const file of ['ap-persist.cjs', 'start.cjs', 'hook.cjs', 'callout.cjs', 'unit.cjs']) checkShimNames(file);
 

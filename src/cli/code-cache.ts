@@ -16,7 +16,7 @@
 // exits, when it owns the directory; where it cannot (a read-only /usr, a
 // sandbox), the tool runs as it would without one.
 
-import { closeSync, constants, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, lstatSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 import { writeAll } from '../fsio/write-all.js';
@@ -53,15 +53,25 @@ const identity = (st: Stats): string => `${st.dev}:${st.ino}:${st.size}:${st.cti
 
 /**
  * What the cache must have been made from: this node, these flags, this very
- * file; and how long the bytes after it are (V8 does not check them: a short
- * cache would crash every run, not be refused).
+ * file. The header adds how long the bytes after it are (V8 does not check
+ * them: a short cache would crash every run, not be refused).
  */
-function cacheKey(st: Stats, length: number): string {
-  return `${process.version} ${JSON.stringify(process.execArgv)} ${identity(st)} ${length}\n`;
+function cacheKey(st: Stats): string {
+  return `${MAGIC}${process.version} ${JSON.stringify(process.execArgv)} ${identity(st)} `;
 }
 
-/** The cached bytes, when the cache file is trusted, made from this bundle and whole. */
-function readCache(path: string, bundle: Stats): { data?: Buffer; use: CacheUse } {
+const header = (key: string, length: number): string => `${key}${length}\n`;
+
+/** The longest header readCache looks for the end of. */
+const HEAD_MAX = 4096;
+
+/**
+ * The cached bytes, when the cache file is trusted, made from this bundle and
+ * whole. Read into a plain Uint8Array and looked at with V8's own methods:
+ * Buffer's (indexOf, equals, subarray) are node's JavaScript, compiled at
+ * their first use in every run.
+ */
+function readCache(path: string, key: string, owner: number): { data?: Uint8Array; use: CacheUse } {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -70,29 +80,30 @@ function readCache(path: string, bundle: Stats): { data?: Buffer; use: CacheUse 
   }
   try {
     const file = fstatSync(fd);
-    if (!file.isFile() || (file.uid !== bundle.uid && file.uid !== 0) || othersWrite(file)) return { use: 'untrusted' };
-    // One read into a buffer of the size fstat gave: readFileSync(fd) asks again and reads in steps (0.1 ms more).
-    const bytes = Buffer.allocUnsafe(file.size);
+    if (!file.isFile() || (file.uid !== owner && file.uid !== 0) || othersWrite(file)) return { use: 'untrusted' };
+    // One read into an array of the size fstat gave: readFileSync(fd) asks again and reads in steps (0.1 ms more).
+    const bytes = new Uint8Array(file.size);
     let got = 0;
     for (let n = 1; got < file.size && n > 0; got += n) n = readSync(fd, bytes, got, file.size - got, got);
     if (got !== file.size) return { use: 'none' };
     const end = bytes.indexOf(0x0a, MAGIC.length);
-    if (end < 0) return { use: 'none' };
-    const head = Buffer.from(MAGIC + cacheKey(bundle, bytes.length - end - 1));
-    if (end + 1 !== head.length || !bytes.subarray(0, head.length).equals(head)) return { use: 'none' };
-    return { data: bytes.subarray(head.length), use: 'used' };
+    if (end < 0 || end >= HEAD_MAX) return { use: 'none' };
+    const head = Buffer.from(header(key, bytes.length - end - 1));
+    if (end + 1 !== head.length) return { use: 'none' };
+    for (let i = 0; i <= end; i++) if (bytes[i] !== head[i]) return { use: 'none' };
+    return { data: bytes.subarray(end + 1), use: 'used' };
   } finally {
     closeSync(fd);
   }
 }
 
 /** Beside the cache, on disk, then renamed over it: a reader (after a crash too) sees the old cache or the new, whole. */
-function writeCache(path: string, st: Stats, data: Buffer): boolean {
+function writeCache(path: string, key: string, data: Buffer): boolean {
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
   try {
     const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
     try {
-      const bytes = Buffer.concat([Buffer.from(MAGIC + cacheKey(st, data.length)), data]);
+      const bytes = Buffer.concat([Buffer.from(header(key, data.length)), data]);
       writeAll(fd, bytes);
       fsyncSync(fd);
     } finally {
@@ -144,11 +155,15 @@ export function loadPart(bundle: string, require: NodeRequire, atExit = atProces
     closeSync(fd);
   }
   const dir = dirname(bundle);
-  const dirSt = statSync(dir);
+  // lstat, which every command calls anyway (node compiles each of its fs functions at its first call); a
+  // link there is no directory others cannot change, and so no cache.
+  const dirSt = lstatSync(dir);
   // A bundle others can change is not ours to vouch for; nor, then, is a cache beside it.
   const trusted = !othersWrite(dirSt) && !othersWrite(st) && (dirSt.uid === st.uid || dirSt.uid === 0);
   const path = cachePath(bundle);
-  const cached = trusted ? readCache(path, st) : { use: 'untrusted' as CacheUse };
+  // Made before the cache is looked for, so that the run that writes the cache has compiled it too.
+  const key = cacheKey(st);
+  const cached = trusted ? readCache(path, key, st.uid) : { use: 'untrusted' as CacheUse };
   const wrapped = source.startsWith(PART_HEAD) ? source : `${PART_HEAD} ${source}${PART_TAIL}`;
   const script = new Script(wrapped, { filename: bundle, ...(cached.data ? { cachedData: cached.data } : {}) });
   lastUse = cached.data && !script.cachedDataRejected ? 'used' : cached.use === 'untrusted' ? 'untrusted' : 'none';
@@ -162,7 +177,7 @@ export function loadPart(bundle: string, require: NodeRequire, atExit = atProces
       } catch {
         return;
       }
-      if (identity(now) === identity(st) && writeCache(path, st, script.createCachedData())) lastUse = 'written';
+      if (identity(now) === identity(st) && writeCache(path, key, script.createCachedData())) lastUse = 'written';
     });
   }
   const module = { exports: {} as unknown };

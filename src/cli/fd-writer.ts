@@ -22,16 +22,17 @@ export function fdWriter(fd: number, opts: FdWriterOptions): (text: string) => v
       return;
     }
     if (state === 'closed' || text === '') return;
-    let buf = Buffer.from(text, 'utf8');
-    while (buf.length > 0) {
+    const buf = Buffer.from(text, 'utf8');
+    // By offset, not by Buffer's subarray: node compiles that at its first call.
+    for (let done = 0; done < buf.length; ) {
       try {
-        buf = buf.subarray(writeSync(fd, buf));
+        done += writeSync(fd, buf, done, buf.length - done);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EAGAIN') {
           // A non-blocking pipe someone else made, full: the stream waits for the reader.
           state = 'stream';
-          opts.stream().write(buf);
+          opts.stream().write(buf.subarray(done));
           return;
         }
         if (code === 'EPIPE' || code === 'EBADF') {

@@ -78,7 +78,8 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
     }
     return report.exit_code;
   } finally {
-    clearTimeout(budget);
+    // Only when set: node's clearTimeout is compiled at its first call, for nothing in an event that runs no command.
+    if (budget) clearTimeout(budget);
   }
 }
 

@@ -274,8 +274,16 @@ export function symlinkAtomic(path: string, target: string, batch?: WriteBatch):
 /** Makes `dir` and clears a dead writer's leftovers beside `base` in it. */
 function prepareDir(dir: string, base: string, batch: WriteBatch | undefined): void {
   if (!batch) {
-    mkdirSync(dir, { recursive: true });
-    removeLeftovers(dir, base);
+    // Listed first: a directory there is not made again (the hook writes its report into one at every
+    // event, and node's mkdirSync is compiled at its first call).
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      mkdirSync(dir, { recursive: true }); // made now: nothing left in it; or it says why not
+      return;
+    }
+    removeDead(dir, base, names);
     return;
   }
   batch.makeDir(dir);

@@ -25,14 +25,20 @@ export interface HostFilesInput {
   renderChzdevRules: RenderChzdevRules;
 }
 
-/** A path below the root with no `.`, `..` or empty segment: cut as text (path.relative's first call costs the hook 0.1 ms). */
-const PLAIN_TAIL = /^(?!.*(?:^|\/)\.{1,2}(?:\/|$))(?!.*\/\/)[^]+$/;
+/** An empty, `.` or `..` segment (a leading, trailing or double slash makes an empty one). */
+const NOT_PLAIN = /(?:^|\/)(?:\.\.?)?(?:\/|$)/;
+
+/** Whether `path` is a plain path below a root: segments, none empty, `.` or `..`. */
+export function isPlainPath(path: string): boolean {
+  return !NOT_PLAIN.test(path);
+}
 
 export function rootPath(paths: HostPaths, absolute: string): RootPath {
+  // A plain path below the root is cut as text: path.relative's first call costs the hook 0.1 ms.
   const prefix = paths.root === '/' ? '/' : `${paths.root}/`;
   if (absolute.startsWith(prefix)) {
     const tail = absolute.slice(prefix.length);
-    if (PLAIN_TAIL.test(tail) && !tail.endsWith('/')) return tail;
+    if (isPlainPath(tail)) return tail;
   }
   return relative(paths.root, absolute);
 }

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { InputError } from '../errors.js';
 import type { Observed } from '../fsio/observe.js';
-import type { HostEntry, RootPath } from './host-files.js';
+import { isPlainPath, type HostEntry, type RootPath } from './host-files.js';
 import { asSnapshot, type StoreSnapshot } from '../store/snapshot.js';
 
 /**
@@ -23,8 +23,6 @@ export type ManifestEntry = ({ path: RootPath; sha256: string; content?: string 
 
 const VERSION = 1;
 
-/** An empty, `.` or `..` segment: not a plain path under the root. */
-const NOT_PLAIN = /(?:^|\/)(?:\.\.?)?(?:\/|$)/;
 
 export function sha256(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
@@ -109,7 +107,7 @@ export function parseRecord(text: string, where: string, kind: RecordKind = GENE
     const path = e?.['path'];
     if (typeof path !== 'string') throw damaged(`entry ${i} has no path`);
     // generate writes plain paths under the root; any other is not its record.
-    if (NOT_PLAIN.test(path)) throw damaged(`entry ${i} (${path}) is not a plain path under the root`);
+    if (!isPlainPath(path)) throw damaged(`entry ${i} (${path}) is not a plain path under the root`);
     const { sha256: hash, content, symlink } = e!;
     let entry: ManifestEntry;
     if (typeof hash === 'string') {

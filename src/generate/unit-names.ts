@@ -1,18 +1,26 @@
 // Names of the systemd units ap-persist ships (units/) and links (generate).
-// Kept free of imports so the boot-time hook can use them at no cost.
+// Kept free of imports but model/uuid.ts, which the boot-time hook loads anyway.
+
+import { isUuid } from '../model/uuid.js';
 
 export const MDEV_TEMPLATE = 'ap-persist-mdev@.service';
 export const MDEVS_TARGET = 'ap-persist-mdevs.target';
 export const WAIT_SERVICE = 'ap-persist-wait.service';
 
+const MDEV_PREFIX = 'ap-persist-mdev@';
+const MDEV_SUFFIX = '.service';
+
 /** The instance that creates and removes one mdev. */
 export function mdevUnit(uuid: string): string {
-  return `ap-persist-mdev@${uuid}.service`;
+  return `${MDEV_PREFIX}${uuid}${MDEV_SUFFIX}`;
 }
 
 /** The UUID of an ap-persist-mdev@UUID.service instance, or undefined for any other unit. */
 export function mdevUnitUuid(unit: string): string | undefined {
-  return /^ap-persist-mdev@([0-9a-f-]{36})\.service$/.exec(unit)?.[1];
+  if (!unit.startsWith(MDEV_PREFIX) || !unit.endsWith(MDEV_SUFFIX)) return undefined;
+  const uuid = unit.slice(MDEV_PREFIX.length, -MDEV_SUFFIX.length);
+  // As generate names them: lower case.
+  return isUuid(uuid) && uuid === uuid.toLowerCase() && uuid.trim() === uuid ? uuid : undefined;
 }
 
 /**

@@ -5,6 +5,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { MDEVS_TARGET } from '../generate/unit-names.js';
 import { confine } from '../fsio/confine.js';
 import { InputError } from '../errors.js';
+import { hasControlChar } from '../model/chars.js';
 
 export const DEFAULT_STORE = 'etc/ap-persist/ap-persist.conf';
 
@@ -19,7 +20,7 @@ export class HostPaths {
     // Both reach generated files (41-ap.rules names the store in a comment, units the paths):
     // a newline there would add lines of its own.
     for (const [option, value] of [['--root', root], ['--config', config]] as const) {
-      if (value !== undefined && /[\x00-\x1f\x7f]/.test(value)) {
+      if (value !== undefined && hasControlChar(value)) {
         throw new InputError(`${JSON.stringify(value)} holds a control character (a newline, a tab)`, { where: option, hint: 'give a path without control characters' });
       }
     }

@@ -140,16 +140,13 @@ export function readActiveState(sysfs: Sysfs): ActiveState {
 class ReadDefinition implements DefinitionFile {
   #parsed: { device?: MdevctlDevice; reason?: string } | undefined;
   /** It holds what generate wrote, by the record: valid by construction, so never parsed for the warnings. */
-  readonly generated: boolean;
   constructor(
     readonly path: RootPath,
     readonly text: string,
     private readonly where: string,
-    recorded: ManifestEntry | undefined,
+    readonly generated: boolean,
     private readonly readError?: string,
-  ) {
-    this.generated = readError === undefined && recorded !== undefined && holdsRecorded({ kind: 'file', content: text }, recorded);
-  }
+  ) {}
   private parsed(): { device?: MdevctlDevice; reason?: string } {
     if (this.#parsed) return this.#parsed;
     if (this.readError !== undefined) return (this.#parsed = { reason: this.readError });
@@ -192,28 +189,29 @@ function readMdevctlDefinitions(
   const dir = paths.mdevctlMatrixDir;
   const files = new Map<string, ReadDefinition>();
   const relDir = rootPath(paths, dir);
-  const add = (name: string, read: (path: string) => string | undefined): void => {
+  const add = (name: string, read: (path: string) => string | undefined, rel: RootPath = `${relDir}/${name}`): void => {
     const path = `${dir}/${name}`;
     let text = '';
-    let readError: string | undefined;
     try {
       text = read(path) ?? '';
     } catch (err) {
-      readError = err instanceof ApPersistError ? err.message : String((err as Error).message ?? err);
+      files.set(name, new ReadDefinition(rel, text, path, false, err instanceof ApPersistError ? err.message : String((err as Error).message ?? err)));
+      return;
     }
-    const rel = `${relDir}/${name}`;
-    files.set(name, new ReadDefinition(rel, text, path, readError === undefined ? writtenBy(recorded, pending, rel, { kind: 'file', content: text }) : recorded.get(rel), readError));
+    const observed: Observed = { kind: 'file', content: text };
+    const entry = writtenBy(recorded, pending, rel, observed);
+    files.set(name, new ReadDefinition(rel, text, path, entry !== undefined && holdsRecorded(observed, entry)));
   };
   const careful = (path: string): string | undefined => readRegularFile(path, "mdevctl's definition");
   if (only !== undefined) {
     // One look each, not a listing: each mdev's unit reads its own at boot.
     for (const name of only) if (isUuid(name) && lstatSync(`${dir}/${name}`, { throwIfNoEntry: false })) add(name, careful);
   } else {
-    // A file generate wrote for one of `asRecorded` is taken as the record has it, unread.
-    const kept = (name: string): string | undefined => {
+    // A file generate wrote for one of `asRecorded` is taken as the record has it, unread: its content.
+    const kept = (name: string, rel: RootPath): string | undefined => {
       // A file a generate in flight may have replaced is read: it holds either run's content.
-      if (!asRecorded?.has(name) || pending.has(`${relDir}/${name}`)) return undefined;
-      const entry = recorded.get(`${relDir}/${name}`);
+      if (!asRecorded?.has(name) || pending.has(rel)) return undefined;
+      const entry = recorded.get(rel);
       return entry && 'content' in entry ? entry.content : undefined;
     };
     // The listing with the file types, to read plain files quickly. Where definitions may be taken
@@ -225,19 +223,28 @@ function readMdevctlDefinitions(
         if (entry.isFile()) plain.add(entry.name);
         return entry.name;
       });
-    let listed: string[] = [];
+    // In name order (the default sort, without a comparison function of ours per pair).
+    const uuidsIn = (listed: string[]): string[] => listed.filter(isUuid).sort();
+    let names: string[] = [];
+    let rels: RootPath[] = [];
+    let texts: (string | undefined)[] = [];
+    const keptTexts = (): void => {
+      rels = names.map((name) => `${relDir}/${name}`);
+      texts = names.map((name, i) => kept(name, rels[i]!));
+    };
     try {
-      if (!asRecorded?.size) listed = typed();
+      if (!asRecorded?.size) names = uuidsIn(typed());
       else {
-        listed = readdirSync(dir);
-        if (listed.some((name) => isUuid(name) && kept(name) === undefined)) listed = typed();
+        names = uuidsIn(readdirSync(dir));
+        keptTexts();
+        if (texts.includes(undefined)) {
+          names = uuidsIn(typed());
+          keptTexts();
+        }
       }
     } catch {
       // no directory (or gone meanwhile): no definitions, or each read says so
     }
-    // In name order (the default sort, without a comparison function of ours per pair).
-    const names = listed.filter(isUuid).sort();
-    const texts = names.map(kept);
     // A plain file in one call; anything else, or a failure, through the careful reader, which says what it is.
     const quick = (path: string): string | undefined => {
       try {
@@ -248,7 +255,9 @@ function readMdevctlDefinitions(
     };
     names.forEach((name, i) => {
       const text = texts[i];
-      add(name, text !== undefined ? () => text : plain.has(name) ? quick : careful);
+      if (text === undefined) add(name, plain.has(name) ? quick : careful, rels[i]);
+      // What generate wrote, by the record.
+      else files.set(name, new ReadDefinition(rels[i]!, text, `${dir}/${name}`, true));
     });
   }
   const definition = (name: string, file: ReadDefinition): MdevDefinition[] => (file.device ? [toDefinition(parseUuid(name), file.device)] : []);
@@ -296,7 +305,9 @@ export function readPeerFiles(paths: HostPaths, only?: readonly string[], asReco
     const text = readRegularFile(paths.generatedManifest, 'the record of generated files');
     if (text !== undefined) {
       const record = parseRecord(text, paths.generatedManifest);
-      recorded = new Map(record.files.map((e) => [e.path, e]));
+      // One set per entry, not a pair array each for the Map's constructor: the hook reads a record of
+      // 129 entries on every event, and each kB it allocates brings node's first collection nearer.
+      for (const e of record.files) recorded.set(e.path, e);
       storeSnapshot = record.store;
     }
   } catch (err) {

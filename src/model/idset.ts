@@ -142,7 +142,8 @@ export class IdSet {
 
   /** The kernel's read format, `0x` and exactly 64 hex digits; undefined for anything else. */
   static fromKernelHex(text: string): IdSet | undefined {
-    return /^0x[0-9a-fA-F]{64}$/.test(text) ? IdSet.fromHexDigits(text.slice(2)) : undefined;
+    // fromHexDigits checks the digits.
+    return text.length === 66 && text.startsWith('0x') ? IdSet.fromHexDigits(text.slice(2)) : undefined;
   }
 
   /**

@@ -14,6 +14,7 @@ import { changesBoot, driftLines, effectiveConfig } from '../checks/drift.js';
 import { existsSync, readdirSync } from 'node:fs';
 import { formatApqn, formatApqnDecimal, type Apqn } from '../model/apqn.js';
 import { IdSet } from '../model/idset.js';
+import { isDecimalDigits } from '../model/chars.js';
 import { mdevLabel, type HostMasks } from '../model/mdev.js';
 import { loadStore, type Store } from '../store/store.js';
 import { MDEVS_TARGET, mdevUnit } from '../generate/unit-names.js';
@@ -49,8 +50,10 @@ export interface HookDeps {
  */
 export function eventProperties(instance: string): Record<string, string> | undefined {
   if (instance === 'add') return { ACTION: 'add', DEVPATH: '/bus/ap' };
-  const m = /^change(?:-([0-9]+))?$/.exec(instance);
-  return m ? { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete', ...(m[1] ? { COMPLETECOUNT: m[1] } : {}) } : undefined;
+  const change = { ACTION: 'change', DEVPATH: '/devices/ap', BINDINGS: 'complete' };
+  if (instance === 'change') return change;
+  // change-<COMPLETECOUNT>
+  return instance.startsWith('change-') && isDecimalDigits(instance, 7) ? { ...change, COMPLETECOUNT: instance.slice(7) } : undefined;
 }
 
 /** The events the hook acts on; anything else (a plain change) is ignored. */

@@ -65,7 +65,7 @@ describe('the npm package', () => {
     expect(modules.filter((m) => /sim-kernel|fakehost|sim-runner|examples|bench|\/test\/|cli\/docs\.js|scripts\//.test(m))).toEqual([]);
     for (const file of BUNDLES) expect(readFileSync(join(ROOT, file), 'utf8'), file).not.toMatch(/SimKernel|buildFakeHost/);
     // The hook, the callout and the mdev units start without commander and handlebars (they are in the other bundles).
-    for (const file of ['dist/bin/ap-persist.cjs', 'dist/bin/hook.cjs', 'dist/bin/callout.cjs', 'dist/bin/unit.cjs']) {
+    for (const file of ['dist/bin/ap-persist.cjs', 'dist/bin/start.cjs', 'dist/bin/hook.cjs', 'dist/bin/callout.cjs', 'dist/bin/unit.cjs']) {
       expect(bundledModules(file).filter((m) => /node_modules\/(commander|handlebars)\//.test(m)), file).toEqual([]);
     }
     expect(bundledModules('dist/bin/handlebars.cjs')).toContain('node_modules/handlebars/lib/index.js');

@@ -34,7 +34,7 @@ describe('the bundled bin', () => {
 
   it('holds the hook, the callout and the units\' mdev start and stop without commander or handlebars', () => {
     // The entry point and the files it requires for them (scripts/bundle.ts).
-    const text = ['ap-persist.cjs', 'hook.cjs', 'callout.cjs', 'unit.cjs'].map((f) => readFileSync(join(dirname(BIN), f), 'utf8')).join('\n');
+    const text = ['ap-persist.cjs', 'start.cjs', 'hook.cjs', 'callout.cjs', 'unit.cjs'].map((f) => readFileSync(join(dirname(BIN), f), 'utf8')).join('\n');
     expect(text).toContain('function runFastHook');
     expect(text).toContain('function runCallout');
     expect(text).toContain('function runFastUnit');

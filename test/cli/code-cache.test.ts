@@ -150,18 +150,29 @@ describe('the installed bundles', () => {
     };
     const caches = (): string[] => readdirSync(copy).filter((f) => f.endsWith('.v8-cache')).sort();
     const first = ap([], 'mask', 'show');
-    expect(caches()).toEqual(['program.cjs.mask-show.v8-cache']);
+    // start.cjs (what the entry point loads: src/cli/main.ts) keeps one cache for the commands.
+    expect(caches()).toEqual(['program.cjs.mask-show.v8-cache', 'start.cjs.start.v8-cache']);
     const made = statSync(join(copy, 'program.cjs.mask-show.v8-cache')).mtimeMs;
     expect(ap([], 'mask', 'show')).toBe(first);
     expect(statSync(join(copy, 'program.cjs.mask-show.v8-cache')).mtimeMs).toBe(made);
     // Another command compiles other functions: a cache of its own, which holds them.
     const status = ap([], 'status');
-    expect(caches()).toEqual(['program.cjs.mask-show.v8-cache', 'program.cjs.status.v8-cache']);
+    expect(caches()).toEqual(['program.cjs.mask-show.v8-cache', 'program.cjs.status.v8-cache', 'start.cjs.start.v8-cache']);
     expect(ap([], 'status')).toBe(status);
     // The callout's flags: a cache of their own, the others left as they were.
     expect(ap(['--jitless'], 'mask', 'show')).toBe(first);
-    expect(caches()).toEqual(['program.cjs.mask-show.jitless.v8-cache', 'program.cjs.mask-show.v8-cache', 'program.cjs.status.v8-cache']);
+    expect(caches()).toEqual([
+      'program.cjs.mask-show.jitless.v8-cache',
+      'program.cjs.mask-show.v8-cache',
+      'program.cjs.status.v8-cache',
+      'start.cjs.start.jitless.v8-cache',
+      'start.cjs.start.v8-cache',
+    ]);
     expect(statSync(join(copy, 'program.cjs.mask-show.v8-cache')).mtimeMs).toBe(made);
+    // The hook keeps start.cjs's cache of its own: it runs more of it than the commands do.
+    ap([], 'hook', '--event', 'change-2');
+    expect(caches()).toContain('start.cjs.start-hook.v8-cache');
+    expect(caches()).toContain('hook.cjs.v8-cache');
   });
 
   it('name the cache after the command line: callout event and action, command and subcommand; nothing that is not a name', async () => {

@@ -8,7 +8,7 @@ import { HostPaths } from '../../src/host/paths.js';
 
 describe('rootPath', () => {
   it('says what path.relative says', () => {
-    const tails = ['etc/x', 'etc/../x', './x', '..', '../y', 'etc/.', 'etc//x', 'etc/.hidden', 'etc/..x', 'a', 'etc/x/', '', '.', 'etc/mdevctl.d/matrix/bfccf00d-21f1-448c-9979-b7341129d985'];
+    const tails = ['etc/x', '/etc/x', 'etc/../x', './x', '..', '../y', 'etc/.', 'etc//x', 'etc/.hidden', 'etc/..x', 'a', 'etc/x/', '', '.', 'etc/mdevctl.d/matrix/bfccf00d-21f1-448c-9979-b7341129d985'];
     for (const root of ['/', '/srv/host', '/srv/host/']) {
       const paths = new HostPaths(root);
       for (const tail of tails) {

@@ -93,7 +93,7 @@ describe('the .deb', () => {
       // Every file root's, under /usr only (the store and what install writes under /etc are not the package's files).
       for (const line of list.split('\n').filter(Boolean)) expect(line, line).toContain(' root/root ');
       expect(files.filter((f) => !f.startsWith('/usr/'))).toEqual([]);
-      for (const f of [TOOL, '/usr/lib/ap-persist/dist/bin/hook.cjs', '/usr/lib/ap-persist/dist/bin/callout.cjs', '/usr/lib/ap-persist/dist/bin/unit.cjs', '/usr/lib/ap-persist/dist/bin/program.cjs', '/usr/lib/ap-persist/dist/bin/handlebars.cjs', '/usr/lib/ap-persist/package.json', '/usr/lib/ap-persist/templates/41-ap.rules.hbs', '/usr/lib/ap-persist/templates/mdevctl-callout.sh.hbs']) {
+      for (const f of [TOOL, '/usr/lib/ap-persist/dist/bin/start.cjs', '/usr/lib/ap-persist/dist/bin/hook.cjs', '/usr/lib/ap-persist/dist/bin/callout.cjs', '/usr/lib/ap-persist/dist/bin/unit.cjs', '/usr/lib/ap-persist/dist/bin/program.cjs', '/usr/lib/ap-persist/dist/bin/handlebars.cjs', '/usr/lib/ap-persist/package.json', '/usr/lib/ap-persist/templates/41-ap.rules.hbs', '/usr/lib/ap-persist/templates/mdevctl-callout.sh.hbs']) {
         expect(files, f).toContain(f);
       }
       for (const f of INSTALLED.filter((p) => p.startsWith('/usr/'))) expect(files, f).toContain(f);

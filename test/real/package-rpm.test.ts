@@ -31,7 +31,7 @@ describe('the RPM', () => {
       // The tarball: the spec at its top and the tree as installed, nothing of the development tree.
       const top = `ap-persist-${version}`;
       const tarred = execFileSync('tar', ['-tzf', tarball!], { encoding: 'utf8' }).split('\n').filter(Boolean);
-      for (const f of ['ap-persist.spec', 'ap-persist.sh', 'README.md', 'LICENSE', 'lib/package.json', 'lib/dist/bin/ap-persist.cjs', 'lib/dist/bin/hook.cjs', 'lib/dist/bin/callout.cjs', 'lib/dist/bin/unit.cjs', 'lib/dist/bin/program.cjs', 'lib/dist/bin/handlebars.cjs', 'static/usr/lib/systemd/system/ap-persist-hook@.service']) {
+      for (const f of ['ap-persist.spec', 'ap-persist.sh', 'README.md', 'LICENSE', 'lib/package.json', 'lib/dist/bin/ap-persist.cjs', 'lib/dist/bin/start.cjs', 'lib/dist/bin/hook.cjs', 'lib/dist/bin/callout.cjs', 'lib/dist/bin/unit.cjs', 'lib/dist/bin/program.cjs', 'lib/dist/bin/handlebars.cjs', 'static/usr/lib/systemd/system/ap-persist-hook@.service']) {
         expect(tarred, f).toContain(`${top}/${f}`);
       }
       for (const f of tarred) expect(f, f).not.toMatch(/\/(dist\/src|dist\/bench|dist\/examples|test|esbuild|vitest|typescript)\//);
