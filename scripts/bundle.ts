@@ -132,7 +132,7 @@ const noSourceMap: Plugin = {
 };
 
 /**
- * main.ts loads start.ts, and start.ts each part, with `import('./fast-hook.js')` and the like: here
+ * start.ts loads each part with `import('./fast-hook.js')` and the like: here
  * a `require` of that part's file (node's ES module loader, which import()
  * would go through, costs milliseconds more), when the command line asks for it.
  */
@@ -204,7 +204,7 @@ const bundle = (entry: string, out: string, plugins: Plugin[], wrapped = false):
   });
 
 await Promise.all([
-  bundle(join(DIST, 'src/cli/main.js'), 'ap-persist.cjs', [partsAreOtherFiles, loadedOnFirstUse(builtinsOnFirstUse)]),
+  bundle(join(DIST, 'src/cli/main.js'), 'ap-persist.cjs', [loadedOnFirstUse(builtinsOnFirstUse)]),
   bundle(join(DIST, 'src/cli/start.js'), 'start.cjs', [partsAreOtherFiles, loadedOnFirstUse(builtinsOnFirstUse)], true),
   bundle(join(DIST, 'src/cli/fast-hook.js'), 'hook.cjs', [loadedOnFirstUse(builtinsOnFirstUse)], true),
   bundle(join(DIST, 'src/cli/fast-callout.js'), 'callout.cjs', [loadedOnFirstUse(builtinsOnFirstUse)], true),

@@ -62,9 +62,6 @@ function cacheKey(st: Stats): string {
 
 const header = (key: string, length: number): string => `${key}${length}\n`;
 
-/** The longest header readCache looks for the end of. */
-const HEAD_MAX = 4096;
-
 /**
  * The cached bytes, when the cache file is trusted, made from this bundle and
  * whole. Read into a plain Uint8Array and looked at with V8's own methods:
@@ -87,7 +84,7 @@ function readCache(path: string, key: string, owner: number): { data?: Uint8Arra
     for (let n = 1; got < file.size && n > 0; got += n) n = readSync(fd, bytes, got, file.size - got, got);
     if (got !== file.size) return { use: 'none' };
     const end = bytes.indexOf(0x0a, MAGIC.length);
-    if (end < 0 || end >= HEAD_MAX) return { use: 'none' };
+    if (end < 0) return { use: 'none' };
     const head = Buffer.from(header(key, bytes.length - end - 1));
     if (end + 1 !== head.length) return { use: 'none' };
     for (let i = 0; i <= end; i++) if (bytes[i] !== head[i]) return { use: 'none' };

@@ -11,10 +11,17 @@
 // require are its module's (an import() of start.js would bring esbuild's
 // module helpers, compiled here at every start too).
 
+import { writeSync } from 'node:fs';
 import { loadPart, setCacheFlavour } from './code-cache.js';
 
 // start.cjs runs a little more of its code for the hook and the callout than for the rest: each keeps a
 // cache of its own. A guess from the words alone is enough for that (start.ts reads the command line).
 const words = process.argv;
 setCacheFlavour(words.includes('hook') ? 'start-hook' : words.includes('callout') ? 'start-callout' : 'start');
-loadPart(`${__dirname}/start.cjs`, require);
+try {
+  loadPart(`${__dirname}/start.cjs`, require);
+} catch (err) {
+  // start.cjs missing or unreadable (an install half done): said as start.ts says what it cannot run.
+  writeSync(2, `ap-persist: ${String((err as Error)?.stack ?? err)}\n`);
+  process.exitCode = 1;
+}

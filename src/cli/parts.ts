@@ -1,7 +1,7 @@
 // The files the tool ships as (scripts/bundle.ts makes them in dist/bin/):
 // the entry point, and the parts it loads, each when its command runs.
 
-/** The file main.ts loads (start.js), and the part start.ts loads for each fast path and for the commands, by the module each imports. */
+/** The file main.ts loads (start.cjs, by its path), and the part start.ts loads for each fast path and for the commands, by the module it imports. */
 export const PARTS = {
   './start.js': 'start.cjs',
   './fast-hook.js': 'hook.cjs',

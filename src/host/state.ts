@@ -139,11 +139,11 @@ export function readActiveState(sysfs: Sysfs): ActiveState {
  */
 class ReadDefinition implements DefinitionFile {
   #parsed: { device?: MdevctlDevice; reason?: string } | undefined;
-  /** It holds what generate wrote, by the record: valid by construction, so never parsed for the warnings. */
   constructor(
     readonly path: RootPath,
     readonly text: string,
     private readonly where: string,
+    /** It holds what generate wrote, by the record: valid by construction, so never parsed for the warnings. */
     readonly generated: boolean,
     private readonly readError?: string,
   ) {}

@@ -70,6 +70,14 @@ describe("the mdev units' start and stop through the bin", () => {
     expect(run('mdev', 'list').status).not.toBe(0);
   });
 
+  it('says which file is missing when the entry point has no start.cjs beside it (an install half done)', () => {
+    const top = tempDir('ap-persist-bin-');
+    cpSync(dirname(BIN), join(top, 'dist/bin'), { recursive: true, filter: (src) => !src.includes('.v8-cache') && !src.endsWith('start.cjs') });
+    const r = spawnSync(process.execPath, [join(top, 'dist/bin/ap-persist.cjs'), '--version'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^ap-persist: Error: ENOENT: .*start\.cjs/);
+  });
+
   // What ap-persist-mdev@.service runs: `mdev start UUID` and `mdev stop UUID`, without commander.
   for (const args of [
     ['mdev', 'start', GUEST1],

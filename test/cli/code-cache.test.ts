@@ -41,12 +41,12 @@ let lastUse = '';
  * process compiled and would not look at a cache for the same text again);
  * returns its answer, and sets lastUse to what became of the cache.
  */
-function load(part: string): string {
+function load(part: string, flags: string[] = []): string {
   const script = `import { createRequire } from 'node:module';
 import * as cache from ${JSON.stringify(CODE_CACHE)};
 const answer = cache.loadPart(process.argv[1], createRequire(process.argv[1])).answer();
 process.on('exit', () => console.log(JSON.stringify({ answer, use: cache.lastUse })));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, part], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script, part], { encoding: 'utf8' });
   expect(r.status, r.stderr).toBe(0);
   const out = JSON.parse(r.stdout) as { answer: string; use: string };
   lastUse = out.use;
@@ -82,6 +82,17 @@ describe('the code cache of a bundle', () => {
     expect(lastUse).toBe('written');
     expect(load(part)).toBe('jello');
     expect(lastUse).toBe('used');
+  });
+
+  it('is used under node flags that make its header long (it names them all)', () => {
+    const { part } = bundleDir('hello');
+    const flags = [`--title=${'x'.repeat(5000)}`];
+    expect(load(part, flags)).toBe('hello');
+    expect(lastUse).toBe('written');
+    const made = statSync(cachePath(part)).mtimeMs;
+    expect(load(part, flags)).toBe('hello');
+    expect(lastUse).toBe('used');
+    expect(statSync(cachePath(part)).mtimeMs).toBe(made);
   });
 
   it('a cache whose bytes are not as long as its header says is not used but made again (V8 checks no sum of them)', () => {
@@ -153,8 +164,11 @@ describe('the installed bundles', () => {
     // start.cjs (what the entry point loads: src/cli/main.ts) keeps one cache for the commands.
     expect(caches()).toEqual(['program.cjs.mask-show.v8-cache', 'start.cjs.start.v8-cache']);
     const made = statSync(join(copy, 'program.cjs.mask-show.v8-cache')).mtimeMs;
+    const startMade = statSync(join(copy, 'start.cjs.start.v8-cache')).mtimeMs;
     expect(ap([], 'mask', 'show')).toBe(first);
+    // Both used, neither written again (a cache V8 refused would be).
     expect(statSync(join(copy, 'program.cjs.mask-show.v8-cache')).mtimeMs).toBe(made);
+    expect(statSync(join(copy, 'start.cjs.start.v8-cache')).mtimeMs).toBe(startMade);
     // Another command compiles other functions: a cache of its own, which holds them.
     const status = ap([], 'status');
     expect(caches()).toEqual(['program.cjs.mask-show.v8-cache', 'program.cjs.status.v8-cache', 'start.cjs.start.v8-cache']);
