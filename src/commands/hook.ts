@@ -15,7 +15,7 @@ import { hookReportLines, readHookReport, type HookReport } from '../runtime/hoo
 import { eventProperties, isHookEvent, runHook } from '../runtime/hook.js';
 import { unitStates } from '../runtime/units.js';
 import { HOLD_ALL, readHeldReasons } from '../runtime/held-marks.js';
-import { killRunningCommands, type CommandRunner } from '../runtime/commands.js';
+import { giveUpAfter, type CommandRunner } from '../runtime/commands.js';
 
 /** The whole hook's budget: inside its unit's TimeoutStartSec, so the boot never hangs on us. */
 export const HOOK_BUDGET_MS = 60_000;
@@ -25,6 +25,8 @@ export interface HookOptions {
   event?: string;
   /** Epoch ms: wait runs the hook within its own timeout. */
   deadline?: number;
+  /** The whole hook's bound, HOOK_BUDGET_MS, and how the process ends when it passes (tests give their own). */
+  budget?: { ms: number; exit: (code: number) => void };
 }
 
 export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number> {
@@ -45,20 +47,13 @@ export async function hook(ctx: Context, opts: HookOptions = {}): Promise<number
   // hook does not wait on anything (the timer could not fire), and an event that changes
   // nothing runs none, so it never pays for node's timers.
   const started = Date.now();
+  const budgetMs = opts.budget?.ms ?? HOOK_BUDGET_MS;
   let budget: NodeJS.Timeout | undefined;
   const runner: CommandRunner = {
     log: ctx.runner.log,
     run(file, args, options) {
       if (opts.deadline === undefined && !budget) {
-        budget = setTimeout(
-          () => {
-            ctx.warn(`ap-persist hook: gave up after ${HOOK_BUDGET_MS / 1000} s`);
-            killRunningCommands();
-            process.exit(1);
-          },
-          Math.max(0, HOOK_BUDGET_MS - (Date.now() - started)),
-        );
-        budget.unref();
+        budget = giveUpAfter(budgetMs - (Date.now() - started), () => ctx.warn(`ap-persist hook: gave up after ${budgetMs / 1000} s`), 1, opts.budget?.exit);
       }
       return ctx.runner.run(file, args, options);
     },

@@ -24,7 +24,7 @@ import { formatApqn } from '../model/apqn.js';
 import { domainDevices } from '../model/libvirt-domain.js';
 import { mdevLabel, type MdevDefinition } from '../model/mdev.js';
 import type { Uuid } from '../model/uuid.js';
-import { boundBy, killRunningCommands } from '../runtime/commands.js';
+import { boundBy, giveUpAfter } from '../runtime/commands.js';
 import { stopMdev } from '../runtime/mdev-lifecycle.js';
 import { lifecycle, startChecked, underApLock } from './lifecycle.js';
 import { loadStore } from '../store/store.js';
@@ -56,13 +56,11 @@ export async function libvirtHook(ctx: Context, call: HookCall): Promise<number>
   if (op !== 'prepare begin' && op !== 'release end' && op !== 'reconnect begin') return 0;
   // Where the steps must end: a second before the budget, whose timer the lock waits would block.
   const stepsEnd = Date.now() + LIBVIRT_HOOK_BUDGET_MS - 1_000;
-  const budget = setTimeout(() => {
-    ctx.io.stderr(`ap-persist: gave up on the vfio_ap mdevs of guest ${call.guest} after ${LIBVIRT_HOOK_BUDGET_MS / 1000} s\n`);
-    // An mdevctl still running would make the mdev after libvirt was told no.
-    killRunningCommands();
-    process.exit(op === 'reconnect begin' ? 0 : 1);
-  }, LIBVIRT_HOOK_BUDGET_MS);
-  budget.unref();
+  const budget = giveUpAfter(
+    LIBVIRT_HOOK_BUDGET_MS,
+    () => ctx.io.stderr(`ap-persist: gave up on the vfio_ap mdevs of guest ${call.guest} after ${LIBVIRT_HOOK_BUDGET_MS / 1000} s\n`),
+    op === 'reconnect begin' ? 0 : 1,
+  );
   try {
     const mdevs = domainDevices(ctx.io.stdin?.() ?? '').mdevs;
     if (mdevs.length === 0) return 0;

@@ -76,6 +76,26 @@ export function killRunningCommands(): void {
 }
 
 /**
+ * A run's whole bound (the boot hook's, libvirt's qemu hook's), set now and
+ * never keeping the process up: at `ms`, `say` says why, every host command
+ * still running is killed (an mdevctl left running would make the mdev after
+ * the caller was told no) and the process ends with `code` (through `exit`:
+ * tests give their own).
+ */
+export function giveUpAfter(ms: number, say: () => void, code: number, exit: (code: number) => void = (c) => process.exit(c)): NodeJS.Timeout {
+  const timer = setTimeout(
+    () => {
+      say();
+      killRunningCommands();
+      exit(code);
+    },
+    Math.max(0, ms),
+  );
+  timer.unref();
+  return timer;
+}
+
+/**
  * Runs host commands with node's own child_process: loading execa cost about
  * 90 ms in every process of the boot path (hook, each mdev start, wait). Each
  * command runs in a process group of its own; at its deadline the whole group
