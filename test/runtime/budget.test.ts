@@ -13,16 +13,8 @@ import { hook } from '../../src/commands/hook.js';
 import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { giveUpAfter, hostRunner } from '../../src/runtime/commands.js';
 import { givenHost, tempDir } from '../support/host.js';
+import { alive } from '../support/processes.js';
 
-/** Running: a process that exists and is not a zombie. */
-const alive = (pid: number): boolean => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-};
 
 const until = async (done: () => boolean): Promise<void> => {
   for (let i = 0; i < 250 && !done(); i++) await new Promise((res) => setTimeout(res, 20));

@@ -7,16 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hostRunner, killRunningCommands } from '../../src/runtime/commands.js';
+import { alive } from '../support/processes.js';
 
-/** Running: a process that exists and is not a zombie waiting for whoever reaps orphans. */
-const alive = (pid: number): boolean => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-};
 
 describe('running a host command', () => {
   it('gives its exit code and output', async () => {
