@@ -23,7 +23,6 @@ export type ManifestEntry = ({ path: RootPath; sha256: string; content?: string 
 
 const VERSION = 1;
 
-
 export function sha256(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }

@@ -1,7 +1,7 @@
 // Names of the systemd units ap-persist ships (units/) and links (generate).
 // Kept free of imports but model/uuid.ts, which the boot-time hook loads anyway.
 
-import { isUuid } from '../model/uuid.js';
+import { uuidOf } from '../model/uuid.js';
 
 export const MDEV_TEMPLATE = 'ap-persist-mdev@.service';
 export const MDEVS_TARGET = 'ap-persist-mdevs.target';
@@ -19,8 +19,8 @@ export function mdevUnit(uuid: string): string {
 export function mdevUnitUuid(unit: string): string | undefined {
   if (!unit.startsWith(MDEV_PREFIX) || !unit.endsWith(MDEV_SUFFIX)) return undefined;
   const uuid = unit.slice(MDEV_PREFIX.length, -MDEV_SUFFIX.length);
-  // As generate names them: lower case.
-  return isUuid(uuid) && uuid === uuid.toLowerCase() && uuid.trim() === uuid ? uuid : undefined;
+  // As generate names them: the UUID as uuidOf gives it (lower case, nothing around it).
+  return uuidOf(uuid) === uuid ? uuid : undefined;
 }
 
 /**

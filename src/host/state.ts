@@ -223,25 +223,19 @@ function readMdevctlDefinitions(
         if (entry.isFile()) plain.add(entry.name);
         return entry.name;
       });
-    // In name order (the default sort, without a comparison function of ours per pair).
-    const uuidsIn = (listed: string[]): string[] => listed.filter(isUuid).sort();
+    // The definitions' names in name order (the default sort, without a comparison function of ours
+    // per pair), their paths, and their content where it is taken as recorded.
     let names: string[] = [];
     let rels: RootPath[] = [];
     let texts: (string | undefined)[] = [];
-    const keptTexts = (): void => {
+    const list = (listed: string[]): void => {
+      names = listed.filter(isUuid).sort();
       rels = names.map((name) => `${relDir}/${name}`);
       texts = names.map((name, i) => kept(name, rels[i]!));
     };
     try {
-      if (!asRecorded?.size) names = uuidsIn(typed());
-      else {
-        names = uuidsIn(readdirSync(dir));
-        keptTexts();
-        if (texts.includes(undefined)) {
-          names = uuidsIn(typed());
-          keptTexts();
-        }
-      }
+      if (asRecorded?.size) list(readdirSync(dir));
+      if (!asRecorded?.size || texts.includes(undefined)) list(typed());
     } catch {
       // no directory (or gone meanwhile): no definitions, or each read says so
     }
@@ -255,7 +249,7 @@ function readMdevctlDefinitions(
     };
     names.forEach((name, i) => {
       const text = texts[i];
-      if (text === undefined) add(name, plain.has(name) ? quick : careful, rels[i]);
+      if (text === undefined) add(name, plain.has(name) ? quick : careful, rels[i]!);
       // What generate wrote, by the record.
       else files.set(name, new ReadDefinition(rels[i]!, text, `${dir}/${name}`, true));
     });

@@ -13,12 +13,8 @@ import { hook } from '../../src/commands/hook.js';
 import { threeGuestsHost } from '../../src/fakehost/three-guests.js';
 import { giveUpAfter, hostRunner } from '../../src/runtime/commands.js';
 import { givenHost, tempDir } from '../support/host.js';
-import { alive } from '../support/processes.js';
+import { alive, untilGone } from '../support/processes.js';
 
-
-const until = async (done: () => boolean): Promise<void> => {
-  for (let i = 0; i < 250 && !done(); i++) await new Promise((res) => setTimeout(res, 20));
-};
 
 describe("a run's whole bound", () => {
   it('says why, kills every host command still running and ends with its code; it never keeps the process up', async () => {
@@ -57,7 +53,7 @@ describe("a run's whole bound", () => {
     expect(said.join('')).toContain('ap-persist hook: gave up after 0.3 s');
     expect(existsSync(pidFile)).toBe(true);
     const modprobe = Number(readFileSync(pidFile, 'utf8'));
-    await until(() => !alive(modprobe));
+    await untilGone(modprobe, 5_000);
     expect(alive(modprobe)).toBe(false);
   });
 });

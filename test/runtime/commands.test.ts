@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hostRunner, killRunningCommands } from '../../src/runtime/commands.js';
-import { alive } from '../support/processes.js';
+import { alive, untilGone } from '../support/processes.js';
 
 
 describe('running a host command', () => {
@@ -30,7 +30,7 @@ describe('running a host command', () => {
     const grandchild = Number(r.stdout.trim());
     expect(grandchild).toBeGreaterThan(0);
     // The group got SIGTERM; give the kernel a moment to reap.
-    for (let i = 0; i < 50 && alive(grandchild); i++) await new Promise((res) => setTimeout(res, 20));
+    await untilGone(grandchild);
     expect(alive(grandchild)).toBe(false);
   });
 
@@ -43,7 +43,7 @@ describe('running a host command', () => {
       expect(r.exitCode).toBe(0);
       // Back long before the child's 30 s, and what the command left in its group is ended.
       expect(Date.now() - t0).toBeLessThan(10_000);
-      for (let i = 0; i < 100 && alive(grandchild); i++) await new Promise((res) => setTimeout(res, 20));
+      await untilGone(grandchild);
       expect(alive(grandchild)).toBe(false);
     } finally {
       if (grandchild > 0 && alive(grandchild)) process.kill(grandchild, 'SIGKILL');
@@ -62,7 +62,7 @@ describe('running a host command', () => {
       killRunningCommands();
       const r = await pending;
       expect(r.exitCode).toBe(128 + 9);
-      for (let i = 0; i < 50 && alive(grandchild); i++) await new Promise((res) => setTimeout(res, 20));
+      await untilGone(grandchild);
       expect(alive(grandchild)).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -74,7 +74,7 @@ describe('running a host command', () => {
     expect(r.timedOut).toBe(true);
     const stubborn = Number(r.stdout.trim());
     expect(stubborn).toBeGreaterThan(0);
-    for (let i = 0; i < 100 && alive(stubborn); i++) await new Promise((res) => setTimeout(res, 20));
+    await untilGone(stubborn);
     expect(alive(stubborn)).toBe(false);
   });
 });

@@ -12,3 +12,8 @@ export function alive(pid: number): boolean {
     return false;
   }
 }
+
+/** Gives a process killed just now the moment the kernel takes to end and reap it (at most `ms`). */
+export async function untilGone(pid: number, ms = 2_000): Promise<void> {
+  for (const end = Date.now() + ms; alive(pid) && Date.now() < end; ) await new Promise((res) => setTimeout(res, 20));
+}
